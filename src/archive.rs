@@ -1,0 +1,433 @@
+//! Archives: their names, the listing of BACKUP_DIR, the manifest format, and reading an
+//! archive back to verify it (gzip CRC, tar structure, one top folder, MANIFEST.sha256).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::{Component, Path};
+
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+
+pub const MANIFEST: &str = "MANIFEST.sha256";
+
+/// `^backup-\d{8}-\d{6}\.tar\.gz$`, the only names the API accepts.
+pub fn is_archive_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 29
+        && name.starts_with("backup-")
+        && name.ends_with(".tar.gz")
+        && b[15] == b'-'
+        && b[7..15].iter().all(u8::is_ascii_digit)
+        && b[16..22].iter().all(u8::is_ascii_digit)
+}
+
+/// `backup-YYYYMMDD-HHMMSS` for a local (naive) time.
+pub fn stem_for(naive: i64) -> String {
+    let c = clock::civil(naive);
+    format!(
+        "backup-{:04}{:02}{:02}-{:02}{:02}{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// The folder name inside an archive: its name without `.tar.gz`.
+pub fn stem_of(name: &str) -> &str {
+    name.strip_suffix(".tar.gz").unwrap_or(name)
+}
+
+/// The local (naive) time encoded in an archive name, if it is a real date.
+pub fn name_time(name: &str) -> Option<i64> {
+    if !is_archive_name(name) {
+        return None;
+    }
+    let d = |r: std::ops::Range<usize>| name.get(r)?.parse::<u32>().ok();
+    let (y, mo, da) = (d(7..11)?, d(11..13)?, d(13..15)?);
+    let (h, mi, s) = (d(16..18)?, d(18..20)?, d(20..22)?);
+    if !clock::valid_date(i64::from(y), mo, da) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    Some(clock::naive_secs(i64::from(y), mo, da, h, mi, s))
+}
+
+/// One archive found in BACKUP_DIR.
+#[derive(Debug, Clone)]
+pub struct ArchiveInfo {
+    pub name: String,
+    pub size: u64,
+    /// Modification time, Unix seconds and milliseconds.
+    pub mtime: i64,
+    pub mtime_ms: u32,
+    /// The local time in the name.
+    pub naive: i64,
+}
+
+/// Archives in `dir`, newest (by the time in their name) first. Symlinks, folders and
+/// files that vanish while we look are skipped, never an error.
+pub fn list(dir: &Path) -> io::Result<Vec<ArchiveInfo>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in rd {
+        let Ok(entry) = entry else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some(naive) = name_time(&name) else {
+            continue;
+        };
+        // symlink_metadata: a symlink is not an archive, even when it points to one.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let (mtime, mtime_ms) = match meta.modified().map(|t| t.duration_since(std::time::UNIX_EPOCH)) {
+            Ok(Ok(d)) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_millis()),
+            _ => (0, 0),
+        };
+        out.push(ArchiveInfo {
+            name,
+            size: meta.len(),
+            mtime,
+            mtime_ms,
+            naive,
+        });
+    }
+    out.sort_by(|a, b| b.name.cmp(&a.name));
+    Ok(out)
+}
+
+/// A path in sha256sum's format: names with `\` or a newline get a leading `\` on the
+/// line and those characters escaped, as GNU sha256sum does.
+pub fn manifest_line(hex: &str, path: &[u8]) -> Vec<u8> {
+    let needs = path.iter().any(|&b| b == b'\\' || b == b'\n' || b == b'\r');
+    let mut line = Vec::with_capacity(path.len() + 70);
+    if needs {
+        line.push(b'\\');
+    }
+    line.extend_from_slice(hex.as_bytes());
+    line.extend_from_slice(b"  ");
+    for &b in path {
+        match (needs, b) {
+            (true, b'\\') => line.extend_from_slice(b"\\\\"),
+            (true, b'\n') => line.extend_from_slice(b"\\n"),
+            (true, b'\r') => line.extend_from_slice(b"\\r"),
+            _ => line.push(b),
+        }
+    }
+    line.push(b'\n');
+    line
+}
+
+/// Parses MANIFEST.sha256 into path → hex digest.
+pub fn parse_manifest(text: &[u8]) -> Result<BTreeMap<Vec<u8>, String>, String> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let (escaped, line) = match line.strip_prefix(b"\\") {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        if line.len() < 66 || &line[64..66] != b"  " || !line[..64].iter().all(u8::is_ascii_hexdigit) {
+            return Err(format!("MANIFEST.sha256 line {} is malformed", i + 1));
+        }
+        let hex = String::from_utf8_lossy(&line[..64]).to_ascii_lowercase();
+        let mut path = Vec::with_capacity(line.len() - 66);
+        let mut it = line[66..].iter();
+        while let Some(&b) = it.next() {
+            if escaped && b == b'\\' {
+                match it.next() {
+                    Some(b'\\') => path.push(b'\\'),
+                    Some(b'n') => path.push(b'\n'),
+                    Some(b'r') => path.push(b'\r'),
+                    _ => return Err(format!("MANIFEST.sha256 line {} has a bad escape", i + 1)),
+                }
+            } else {
+                path.push(b);
+            }
+        }
+        if out.insert(path, hex).is_some() {
+            return Err(format!("MANIFEST.sha256 line {} repeats a path", i + 1));
+        }
+    }
+    Ok(out)
+}
+
+/// The result of checking one file of an archive against its manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheck {
+    pub name: String,
+    pub sha256: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub files: Vec<FileCheck>,
+    pub error: Option<String>,
+}
+
+/// Checks a path from a tar entry: relative, no `..`, no root, under `top`.
+/// Returns the path inside the top folder (empty for the folder itself).
+pub fn safe_inner_path<'a>(path: &'a Path, top: &str) -> Result<&'a Path, String> {
+    let mut comps = path.components();
+    match comps.next() {
+        Some(Component::Normal(first)) if first == top => {}
+        Some(Component::Normal(first)) => {
+            return Err(format!(
+                "entry {:?} is outside the folder {top}/ (found {:?})",
+                path,
+                first
+            ));
+        }
+        _ => return Err(format!("entry {path:?} has an absolute or unsafe path")),
+    }
+    let inner = comps.as_path();
+    if inner
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(format!("entry {path:?} has an unsafe path (.. or /)"));
+    }
+    Ok(inner)
+}
+
+/// One regular file read from an archive by `read_entries`.
+pub struct EntrySeen {
+    /// Path inside the top folder.
+    pub path: Vec<u8>,
+    pub sha256: String,
+    pub size: u64,
+    pub mode: u32,
+    /// The content, kept only for files for which `keep` said yes.
+    pub content: Option<Vec<u8>>,
+}
+
+/// Reads a whole .tar.gz stream, checking gzip, tar and path safety, hashing every
+/// regular file. Only directories and regular files are allowed; everything must sit in
+/// one top folder (named `expected_top` when given). `keep` chooses which small files'
+/// content to return. The gzip trailer (CRC, length) is checked to the last byte.
+pub fn read_entries(
+    reader: impl Read,
+    expected_top: Option<&str>,
+    keep: &dyn Fn(&[u8]) -> bool,
+) -> Result<(String, Vec<EntrySeen>), String> {
+    let gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(64 * 1024, reader));
+    let mut ar = tar::Archive::new(gz);
+    let mut top: Option<String> = expected_top.map(str::to_string);
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    {
+        let entries = ar.entries().map_err(|e| format!("not a readable tar.gz: {e}"))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| format!("damaged archive: {e}"))?;
+            let path = entry
+                .path()
+                .map_err(|e| format!("entry with an unreadable path: {e}"))?
+                .into_owned();
+            let t = match &top {
+                Some(t) => t.clone(),
+                None => {
+                    let Some(Component::Normal(first)) = path.components().next() else {
+                        return Err(format!("entry {path:?} has an absolute or unsafe path"));
+                    };
+                    let t = first.to_string_lossy().into_owned();
+                    top = Some(t.clone());
+                    t
+                }
+            };
+            let inner = safe_inner_path(&path, &t)?.to_path_buf();
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                continue;
+            }
+            if !kind.is_file() {
+                return Err(format!(
+                    "entry {path:?} is a {kind:?}, only files and folders are allowed"
+                ));
+            }
+            if inner.as_os_str().is_empty() {
+                return Err(format!("entry {path:?} is a file where the folder should be"));
+            }
+            use std::os::unix::ffi::OsStrExt;
+            let inner_bytes = inner.as_os_str().as_bytes().to_vec();
+            let mode = entry.header().mode().unwrap_or(0o600);
+            let want = keep(&inner_bytes);
+            let mut content = want.then(Vec::new);
+            let mut h = Sha256::new();
+            let mut size = 0u64;
+            loop {
+                let n = entry
+                    .read(&mut buf)
+                    .map_err(|e| format!("damaged archive while reading {path:?}: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                size += n as u64;
+                if let Some(c) = content.as_mut() {
+                    if c.len() + n > 64 * 1024 * 1024 {
+                        return Err(format!("{path:?} is too large to be a configuration file"));
+                    }
+                    c.extend_from_slice(&buf[..n]);
+                }
+            }
+            seen.push(EntrySeen {
+                path: inner_bytes,
+                sha256: hex(&h.finalize()),
+                size,
+                mode,
+                content,
+            });
+        }
+    }
+    // Drain to the end so that the gzip CRC and length are checked.
+    let mut rest = ar.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| format!("damaged gzip stream: {e}"))?;
+    let top = top.ok_or_else(|| "the archive is empty".to_string())?;
+    Ok((top, seen))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(D[usize::from(b >> 4)] as char);
+        s.push(D[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Verifies an archive stream: readable to the end, one top folder, and every file
+/// matching MANIFEST.sha256 (and listed in it).
+pub fn verify(reader: impl Read, expected_top: Option<&str>) -> VerifyReport {
+    let keep = |p: &[u8]| p == MANIFEST.as_bytes();
+    let (_, seen) = match read_entries(reader, expected_top, &keep) {
+        Ok(x) => x,
+        Err(e) => {
+            return VerifyReport {
+                ok: false,
+                files: Vec::new(),
+                error: Some(e),
+            };
+        }
+    };
+    let Some(manifest) = seen.iter().find_map(|e| e.content.as_deref()) else {
+        return VerifyReport {
+            ok: false,
+            files: Vec::new(),
+            error: Some("MANIFEST.sha256 is missing".to_string()),
+        };
+    };
+    let mut expected = match parse_manifest(manifest) {
+        Ok(m) => m,
+        Err(e) => {
+            return VerifyReport {
+                ok: false,
+                files: Vec::new(),
+                error: Some(e),
+            };
+        }
+    };
+    let mut files = Vec::new();
+    for e in seen.iter().filter(|e| e.path != MANIFEST.as_bytes()) {
+        let ok = expected.remove(&e.path).is_some_and(|h| h == e.sha256);
+        files.push(FileCheck {
+            name: String::from_utf8_lossy(&e.path).into_owned(),
+            sha256: e.sha256.clone(),
+            ok,
+        });
+    }
+    let mut error = None;
+    for (path, hash) in expected {
+        files.push(FileCheck {
+            name: String::from_utf8_lossy(&path).into_owned(),
+            sha256: hash,
+            ok: false,
+        });
+        error.get_or_insert_with(|| "a file listed in MANIFEST.sha256 is missing".to_string());
+    }
+    let bad = files.iter().filter(|f| !f.ok).count();
+    if bad > 0 && error.is_none() {
+        error = Some(format!("{bad} file(s) do not match MANIFEST.sha256"));
+    }
+    VerifyReport {
+        ok: error.is_none(),
+        files,
+        error,
+    }
+}
+
+/// Human size with base 1024: `1.2 MB` with one decimal, `1.20 MB` with two.
+pub fn human_size(bytes: u64, decimals: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.decimals$} {}", UNITS[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_archive_name("backup-20241218-030000.tar.gz"));
+        for bad in [
+            "backup-2024121-030000.tar.gz",
+            "backup-20241218-030000.tar.gz.age",
+            "../backup-20241218-030000.tar.gz",
+            "backup-20241218-03000a.tar.gz",
+            "backup-20241218_030000.tar.gz",
+            "",
+        ] {
+            assert!(!is_archive_name(bad), "{bad}");
+        }
+        assert_eq!(name_time("backup-20241399-030000.tar.gz"), None);
+        let t = name_time("backup-20241218-030000.tar.gz");
+        assert_eq!(t.map(stem_for).as_deref(), Some("backup-20241218-030000"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(1_258_291, 1), "1.2 MB");
+        assert_eq!(human_size(1_258_291, 2), "1.20 MB");
+        assert_eq!(human_size(100, 1), "100 B");
+        assert_eq!(human_size(2048, 1), "2.0 KB");
+    }
+
+    #[test]
+    fn manifest_escapes_round_trip() {
+        let h = "a".repeat(64);
+        let mut text = manifest_line(&h, b"plain.txt");
+        text.extend(manifest_line(&h, b"we\\ird\nname"));
+        assert!(text.starts_with(b"aaaa"));
+        let m = parse_manifest(&text).unwrap_or_default();
+        assert_eq!(m.len(), 2);
+        assert!(m.contains_key(&b"we\\ird\nname"[..]));
+        assert!(parse_manifest(b"zz  file\n").is_err());
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert!(safe_inner_path(Path::new("top/a/b"), "top").is_ok());
+        assert!(safe_inner_path(Path::new("top/../x"), "top").is_err());
+        assert!(safe_inner_path(Path::new("/etc/passwd"), "top").is_err());
+        assert!(safe_inner_path(Path::new("other/x"), "top").is_err());
+    }
+}

@@ -1,0 +1,489 @@
+//! One backup: sources in, archive out, atomically.
+//!
+//! The flow, in `run`: lock BACKUP_DIR (one backup at a time) → remove crash leftovers →
+//! pick a name no archive has → stream every source through tar and gzip into a temp
+//! file (no staging copies) → fsync, rename, fsync the directory → retention → status.
+//! A failure at any step removes the temp file, keeps every earlier archive, and is
+//! recorded in the status and the log.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::archive::{self, MANIFEST};
+use crate::clock::{self, Tz};
+use crate::config::Config;
+use crate::fsutil::{self, Lock, LockWait};
+use crate::inventory;
+use crate::retention;
+use crate::status::{self, Log, Status};
+use crate::sysinfo;
+
+pub const LOCK_FILE: &str = ".backup.lock";
+
+/// What a run produced: its status (success or failure) and its log lines.
+pub struct Outcome {
+    pub status: Status,
+    pub log: Vec<String>,
+}
+
+/// The run could not start because another backup holds the lock (`LockWait::Try`).
+#[derive(Debug)]
+pub struct Busy;
+
+/// Where the files of one archive come from; the safety backup of a restore uses it too.
+pub struct Sources<'a> {
+    pub cfg: &'a Config,
+}
+
+/// Creates BACKUP_DIR (0700: it holds secrets) if needed.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Takes the backup lock of `dir`.
+pub fn lock(dir: &Path, wait: LockWait, log: &Log) -> io::Result<Option<Lock>> {
+    let path = dir.join(LOCK_FILE);
+    match wait {
+        LockWait::Try => Lock::acquire(&path, LockWait::Try),
+        LockWait::Block => match Lock::acquire(&path, LockWait::Try)? {
+            Some(l) => Ok(Some(l)),
+            None => {
+                log.info("another backup is running: waiting for it to finish");
+                Lock::acquire(&path, LockWait::Block)
+            }
+        },
+    }
+}
+
+/// Makes one backup now, applies retention, writes the status.
+pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result<Outcome, Busy> {
+    let started = Instant::now();
+    let dir = &cfg.backup_dir;
+    let log = Log::new(dir, tz);
+    if let Err(e) = ensure_dir(dir) {
+        // Nowhere to write the status: the error goes to stderr and the exit code.
+        let msg = format!("cannot create BACKUP_DIR {}: {e}", dir.display());
+        eprintln!("neopro-backup: {msg}");
+        return Ok(Outcome {
+            status: failed_status(tz, cfg, None, msg, Vec::new(), started),
+            log: vec![],
+        });
+    }
+    let _lock = match lock(dir, wait, &log) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Err(Busy),
+        Err(e) => {
+            let msg = format!("cannot lock {}: {e}", dir.join(LOCK_FILE).display());
+            log.error(&msg);
+            return Ok(finish_failure(cfg, tz, &log, msg, Vec::new(), started));
+        }
+    };
+    match fsutil::remove_leftovers(dir) {
+        Ok(removed) => {
+            for r in removed {
+                log.warn(&format!("removed {r}, left by an interrupted run"));
+            }
+        }
+        Err(e) => log.warn(&format!("cannot clean leftovers in {}: {e}", dir.display())),
+    }
+    log.info("backup started");
+    let mut warnings = Vec::new();
+    match write_archive(&Sources { cfg }, dir, tz, cancel, &log, &mut warnings) {
+        Ok(made) => {
+            let count = apply_retention(cfg, tz, &made.name, &log, &mut warnings);
+            let now = clock::now_unix();
+            let ts = clock::iso_local(now, tz);
+            let size = made.size;
+            let st = Status {
+                date: ts.get(..10).unwrap_or_default().to_string(),
+                last_success: Some(ts.clone()),
+                timestamp: ts,
+                success: true,
+                archive: Some(made.name.clone()),
+                size: Some(archive::human_size(size, 1)),
+                size_bytes: Some(size),
+                backups_count: count,
+                retention_days: cfg.retention_days,
+                duration_ms: started.elapsed().as_millis() as u64,
+                warnings,
+                error: None,
+            };
+            log.info(&format!(
+                "backup done: {} ({}, {} ms, {} archive(s) kept)",
+                made.name,
+                archive::human_size(size, 1),
+                st.duration_ms,
+                count
+            ));
+            if let Err(e) = status::write(dir, &st) {
+                log.error(&format!("cannot write {}: {e}", status::STATUS_FILE));
+            }
+            Ok(Outcome {
+                status: st,
+                log: log.captured(),
+            })
+        }
+        Err(msg) => {
+            log.error(&format!("backup failed: {msg}"));
+            Ok(finish_failure(cfg, tz, &log, msg, warnings, started))
+        }
+    }
+}
+
+fn failed_status(
+    tz: &Tz,
+    cfg: &Config,
+    previous: Option<Status>,
+    error: String,
+    warnings: Vec<String>,
+    started: Instant,
+) -> Status {
+    let ts = clock::iso_local(clock::now_unix(), tz);
+    let last_success = previous.and_then(|p| {
+        if p.success {
+            Some(p.timestamp)
+        } else {
+            p.last_success
+        }
+    });
+    Status {
+        date: ts.get(..10).unwrap_or_default().to_string(),
+        timestamp: ts,
+        success: false,
+        archive: None,
+        size: None,
+        size_bytes: None,
+        backups_count: archive::list(&cfg.backup_dir).map_or(0, |l| l.len() as u64),
+        retention_days: cfg.retention_days,
+        duration_ms: started.elapsed().as_millis() as u64,
+        warnings,
+        error: Some(error),
+        last_success,
+    }
+}
+
+fn finish_failure(
+    cfg: &Config,
+    tz: &Tz,
+    log: &Log,
+    error: String,
+    warnings: Vec<String>,
+    started: Instant,
+) -> Outcome {
+    let previous = status::read(&cfg.backup_dir).ok().flatten();
+    let st = failed_status(tz, cfg, previous, error, warnings, started);
+    if let Err(e) = status::write(&cfg.backup_dir, &st) {
+        log.error(&format!("cannot write {}: {e}", status::STATUS_FILE));
+    }
+    Outcome {
+        status: st,
+        log: log.captured(),
+    }
+}
+
+/// Retention after a success; returns how many archives remain.
+fn apply_retention(cfg: &Config, tz: &Tz, just_made: &str, log: &Log, warnings: &mut Vec<String>) -> u64 {
+    let dir = &cfg.backup_dir;
+    let list = match archive::list(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            let w = format!("retention skipped: cannot list {}: {e}", dir.display());
+            log.warn(&w);
+            warnings.push(w);
+            return 0;
+        }
+    };
+    let named: Vec<(String, i64)> = list.iter().map(|a| (a.name.clone(), a.naive)).collect();
+    let now = tz.to_naive(clock::now_unix());
+    let doomed = retention::to_delete(&named, now, cfg.retention_days, Some(just_made));
+    let mut removed = 0u64;
+    for name in &doomed {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {
+                removed += 1;
+                log.info(&format!("retention: removed {name} (older than {} days)", cfg.retention_days));
+            }
+            Err(e) => {
+                let w = format!("retention: cannot remove {name}: {e}");
+                log.warn(&w);
+                warnings.push(w);
+            }
+        }
+    }
+    if removed > 0 {
+        let _ = fsutil::fsync_dir(dir);
+    }
+    list.len() as u64 - removed
+}
+
+pub struct Made {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// Picks the archive name for now, waiting for the next second while that name exists
+/// (two archives never share a name).
+fn fresh_name(dir: &Path, tz: &Tz) -> (String, i64) {
+    loop {
+        let now = clock::now_unix();
+        let name = format!("{}.tar.gz", archive::stem_for(tz.to_naive(now)));
+        match std::fs::symlink_metadata(dir.join(&name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (name, now),
+            _ => {
+                let sub = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - sub)) + Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Writes a complete archive of `src` into `dir` under a fresh name. Call with the lock.
+pub fn write_archive(
+    src: &Sources,
+    dir: &Path,
+    tz: &Tz,
+    cancel: &AtomicBool,
+    log: &Log,
+    warnings: &mut Vec<String>,
+) -> Result<Made, String> {
+    let (name, now) = fresh_name(dir, tz);
+    let (file, tmp) = fsutil::create_temp(dir, &name, 0o600)
+        .map_err(|e| describe_io(&format!("cannot create a temporary file in {}", dir.display()), &e, dir))?;
+    let res = stream_archive(src, file, &name, now, tz, cancel, log, warnings);
+    let res = res.and_then(|f| {
+        f.sync_all().map_err(|e| describe_io("cannot sync the archive", &e, dir))?;
+        drop(f);
+        let path = dir.join(&name);
+        std::fs::rename(&tmp, &path).map_err(|e| describe_io("cannot rename the archive", &e, dir))?;
+        fsutil::fsync_dir(dir).map_err(|e| describe_io("cannot sync BACKUP_DIR", &e, dir))?;
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Ok(Made { name, path, size })
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = fsutil::fsync_dir(dir);
+    }
+    res
+}
+
+/// An error message that says what to do about a full disk.
+pub fn describe_io(what: &str, e: &io::Error, dir: &Path) -> String {
+    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+        let free = fsutil::free_bytes(dir).map_or("unknown".to_string(), |(_, f)| archive::human_size(f, 1));
+        format!(
+            "{what}: no space left on the device holding {} ({free} free); earlier archives were kept — free some space or lower RETENTION_DAYS",
+            dir.display()
+        )
+    } else {
+        format!("{what}: {e}")
+    }
+}
+
+/// A reader that hashes what passes and insists on exactly `len` bytes, so that a
+/// file that shrinks while we read it cannot produce a corrupt tar entry.
+struct Exact<'a, R> {
+    inner: R,
+    left: u64,
+    hash: Sha256,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Exact<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "backup cancelled (shutdown)"));
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being read",
+            ));
+        }
+        self.hash.update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+struct Writer<'a, W: Write> {
+    tar: tar::Builder<W>,
+    top: String,
+    manifest: Vec<u8>,
+    now: i64,
+    cancel: &'a AtomicBool,
+}
+
+impl<W: Write> Writer<'_, W> {
+    fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: i64, owner: (u32, u32)) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(u64::try_from(mtime).unwrap_or(0));
+        h.set_uid(u64::from(owner.0));
+        h.set_gid(u64::from(owner.1));
+        h
+    }
+
+    fn dir(&mut self, inner: &[u8]) -> io::Result<()> {
+        let mut path = self.top.as_bytes().to_vec();
+        if !inner.is_empty() {
+            path.push(b'/');
+            path.extend_from_slice(inner);
+        }
+        path.push(b'/');
+        let mut h = Self::header(tar::EntryType::Directory, 0, 0o700, self.now, own_ids());
+        self.tar.append_data(&mut h, Path::new(std::ffi::OsStr::from_bytes(&path)), io::empty())
+    }
+
+    fn stream(&mut self, inner: &[u8], reader: impl Read, size: u64, mode: u32, mtime: i64, owner: (u32, u32)) -> io::Result<()> {
+        let mut path = self.top.as_bytes().to_vec();
+        path.push(b'/');
+        path.extend_from_slice(inner);
+        let mut h = Self::header(tar::EntryType::Regular, size, mode, mtime, owner);
+        let mut r = Exact {
+            inner: reader,
+            left: size,
+            hash: Sha256::new(),
+            cancel: self.cancel,
+        };
+        self.tar
+            .append_data(&mut h, Path::new(std::ffi::OsStr::from_bytes(&path)), &mut r)?;
+        let digest = archive::hex(&r.hash.finalize());
+        self.manifest.extend(archive::manifest_line(&digest, inner));
+        Ok(())
+    }
+
+    fn bytes(&mut self, inner: &str, data: &[u8], mode: u32) -> io::Result<()> {
+        self.stream(inner.as_bytes(), data, data.len() as u64, mode, self.now, own_ids())
+    }
+}
+
+fn own_ids() -> (u32, u32) {
+    // SAFETY: getuid/getgid cannot fail.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// The config files of an archive: (name in the archive, source path).
+pub fn config_files(cfg: &Config) -> [(&'static str, PathBuf); 3] {
+    [
+        ("configuration.json", cfg.configuration_json()),
+        ("sync-agent.env", cfg.sync_agent_env()),
+        ("site.conf", cfg.site_conf.clone()),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stream_archive(
+    src: &Sources,
+    file: File,
+    name: &str,
+    now: i64,
+    tz: &Tz,
+    cancel: &AtomicBool,
+    log: &Log,
+    warnings: &mut Vec<String>,
+) -> Result<File, String> {
+    let cfg = src.cfg;
+    let dir = &cfg.backup_dir;
+    let io_err = |e: io::Error| describe_io("writing the archive failed", &e, dir);
+    // Videos are already compressed: the fast level saves CPU on a Pi Zero for nothing lost.
+    let level = if cfg.include_videos {
+        flate2::Compression::fast()
+    } else {
+        flate2::Compression::default()
+    };
+    let gz = flate2::GzBuilder::new()
+        .mtime(u32::try_from(now).unwrap_or(0))
+        .write(BufWriter::with_capacity(64 * 1024, file), level);
+    let mut w = Writer {
+        tar: tar::Builder::new(gz),
+        top: archive::stem_of(name).to_string(),
+        manifest: Vec::new(),
+        now,
+        cancel,
+    };
+    w.dir(b"").map_err(io_err)?;
+    let mut warn = |msg: String| {
+        log.warn(&msg);
+        warnings.push(msg);
+    };
+    for (inner, path) in config_files(cfg) {
+        match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
+            Ok((f, meta)) if meta.is_file() => {
+                let mode = meta.mode() & 0o7777;
+                w.stream(inner.as_bytes(), f, meta.len(), mode, meta.mtime(), fsutil::owner(&meta))
+                    .map_err(|e| describe_io(&format!("copying {} failed", path.display()), &e, dir))?;
+            }
+            Ok(_) => warn(format!("{} is not a regular file: {inner} not backed up", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                warn(format!("{} is missing: {inner} not in this backup", path.display()));
+            }
+            Err(e) => warn(format!("cannot read {}: {e}: {inner} not in this backup", path.display())),
+        }
+    }
+    let mut walk_warnings = Vec::new();
+    let videos = inventory::walk(&cfg.videos_dir(), &mut walk_warnings)
+        .map_err(|e| format!("cannot list the videos in {}: {e}", cfg.videos_dir().display()))?;
+    for w in walk_warnings {
+        warn(w);
+    }
+    w.bytes("videos-inventory.txt", inventory::render(&videos, tz).as_bytes(), 0o644)
+        .map_err(io_err)?;
+    let info = sysinfo::render(now, tz, &cfg.neopro_dir, &cfg.services);
+    w.bytes("system-info.txt", info.as_bytes(), 0o644).map_err(io_err)?;
+    if cfg.include_videos && !videos.is_empty() {
+        w.dir(b"videos").map_err(io_err)?;
+        let mut made_dirs: Vec<Vec<u8>> = Vec::new();
+        for v in &videos {
+            if cancel.load(Ordering::Relaxed) {
+                return Err("backup cancelled (shutdown)".to_string());
+            }
+            // Parent folders first, so that every extractor recreates them with our mode.
+            let mut inner = b"videos/".to_vec();
+            inner.extend_from_slice(&v.rel);
+            let mut idx = 0;
+            while let Some(p) = inner[idx..].iter().position(|&b| b == b'/') {
+                let parent = inner[..idx + p].to_vec();
+                idx += p + 1;
+                if parent != b"videos" && !made_dirs.contains(&parent) {
+                    w.dir(&parent).map_err(io_err)?;
+                    made_dirs.push(parent);
+                }
+            }
+            let f = match File::open(&v.abs) {
+                Ok(f) => f,
+                Err(e) => {
+                    warn(format!("cannot read video {}: {e}", v.abs.display()));
+                    continue;
+                }
+            };
+            let meta = f.metadata().map_err(io_err)?;
+            w.stream(&inner, f, meta.len(), meta.mode() & 0o7777, meta.mtime(), fsutil::owner(&meta))
+                .map_err(|e| describe_io(&format!("copying video {} failed", v.abs.display()), &e, dir))?;
+        }
+    }
+    let manifest = std::mem::take(&mut w.manifest);
+    let mut h = Writer::<Vec<u8>>::header(tar::EntryType::Regular, manifest.len() as u64, 0o644, now, own_ids());
+    let mpath = format!("{}/{MANIFEST}", w.top);
+    w.tar.append_data(&mut h, &mpath, manifest.as_slice()).map_err(io_err)?;
+    let gz = w.tar.into_inner().map_err(io_err)?;
+    let buf = gz.finish().map_err(io_err)?;
+    let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    Ok(file)
+}

@@ -1,0 +1,230 @@
+//! `last-backup-status.json` (replaced atomically after every run, failed ones included)
+//! and `backup.log` (one line per event, appended, rotated to backup.log.1 past 1 MiB;
+//! every line is also written to stderr, which journald collects under systemd).
+
+use std::cell::RefCell;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nanoserde::{DeJson, SerJson};
+
+use crate::clock::{self, Tz};
+use crate::fsutil;
+
+pub const STATUS_FILE: &str = "last-backup-status.json";
+pub const LOG_FILE: &str = "backup.log";
+pub const LOG_ROTATE_BYTES: u64 = 1024 * 1024;
+
+/// The status of the last run. Field names are the contract's (CONTRACT §3);
+/// `last_success` is ours: the timestamp of the last successful run, kept across
+/// failures so that `check` and the catch-up know how old the newest good backup is.
+#[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
+#[nserde(default)]
+#[nserde(serialize_none_as_null)]
+pub struct Status {
+    pub timestamp: String,
+    pub date: String,
+    pub success: bool,
+    pub archive: Option<String>,
+    pub size: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub backups_count: u64,
+    pub retention_days: u32,
+    pub duration_ms: u64,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+    pub last_success: Option<String>,
+}
+
+impl Status {
+    pub fn to_json(&self) -> String {
+        SerJson::serialize_json(self)
+    }
+}
+
+/// Reads the status file; `Ok(None)` when there is none yet.
+pub fn read(dir: &Path) -> io::Result<Option<Status>> {
+    let text = match std::fs::read_to_string(dir.join(STATUS_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Status::deserialize_json(&text)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{STATUS_FILE}: {e}")))
+}
+
+pub fn write(dir: &Path, status: &Status) -> io::Result<()> {
+    let mut json = status.to_json();
+    json.push('\n');
+    fsutil::atomic_write(dir, STATUS_FILE, json.as_bytes(), 0o644)
+}
+
+/// The log of BACKUP_DIR. Lines of the current run are also kept in memory, for the
+/// API's `output`.
+pub struct Log {
+    path: PathBuf,
+    tz: Tz,
+    captured: RefCell<Vec<String>>,
+}
+
+impl Log {
+    pub fn new(dir: &Path, tz: &Tz) -> Log {
+        Log {
+            path: dir.join(LOG_FILE),
+            tz: tz.clone(),
+            captured: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn info(&self, msg: &str) {
+        self.line("INFO", msg);
+    }
+
+    pub fn warn(&self, msg: &str) {
+        self.line("WARN", msg);
+    }
+
+    pub fn error(&self, msg: &str) {
+        self.line("ERROR", msg);
+    }
+
+    fn line(&self, level: &str, msg: &str) {
+        // One record per line, whatever the message holds.
+        let msg = msg.replace(['\n', '\r'], " ");
+        let line = format!("{} [{level}] {msg}", clock::iso_local(clock::now_unix(), &self.tz));
+        eprintln!("{line}");
+        if let Err(e) = self.append(&line) {
+            eprintln!("(cannot write {}: {e})", self.path.display());
+        }
+        self.captured.borrow_mut().push(line);
+    }
+
+    fn append(&self, line: &str) -> io::Result<()> {
+        if let Ok(m) = std::fs::metadata(&self.path) {
+            if m.len() >= LOG_ROTATE_BYTES {
+                let mut rotated = self.path.clone().into_os_string();
+                rotated.push(".1");
+                std::fs::rename(&self.path, rotated)?;
+            }
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path)?;
+        f.write_all(format!("{line}\n").as_bytes())
+    }
+
+    /// The lines logged through this handle so far.
+    pub fn captured(&self) -> Vec<String> {
+        self.captured.borrow().clone()
+    }
+}
+
+/// The last `n` lines of backup.log (reading only its tail).
+pub fn tail(dir: &Path, n: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(dir.join(LOG_FILE)) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(64 * 1024);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    // When we started mid-file, the first line may be partial.
+    let skip_first = usize::from(start > 0 && !lines.is_empty());
+    let from = lines.len().saturating_sub(n).max(skip_first);
+    lines[from..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let s = Status {
+            timestamp: "2024-12-18T03:00:00+01:00".into(),
+            date: "2024-12-18".into(),
+            success: false,
+            retention_days: 7,
+            error: Some("disk \"full\"".into()),
+            ..Status::default()
+        };
+        let j = s.to_json();
+        assert!(j.contains(r#""archive":null"#), "{j}");
+        assert!(j.contains(r#""error":"disk \"full\"""#), "{j}");
+        assert_eq!(Status::deserialize_json(&j).ok(), Some(s));
+    }
+}
+
+/// The verdict of `check`: (healthy, one line starting with `OK:` or `CRITICAL:`).
+pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, String) {
+    let Some(st) = status else {
+        return (false, "CRITICAL: no backup has been recorded yet".to_string());
+    };
+    if !st.success {
+        return (
+            false,
+            format!(
+                "CRITICAL: the last backup failed at {}: {}",
+                st.timestamp,
+                st.error.as_deref().unwrap_or("unknown error")
+            ),
+        );
+    }
+    let Some(t) = clock::parse_iso(&st.timestamp) else {
+        return (false, format!("CRITICAL: unreadable timestamp {:?} in the status", st.timestamp));
+    };
+    let age_h = (now - t) as f64 / 3600.0;
+    let what = format!(
+        "last backup {} ({:.1} h ago, {}, {})",
+        st.timestamp,
+        age_h.max(0.0),
+        st.archive.as_deref().unwrap_or("?"),
+        st.size.as_deref().unwrap_or("?")
+    );
+    if now - t > i64::from(max_age_hours) * 3600 {
+        (false, format!("CRITICAL: {what}: older than {max_age_hours} h"))
+    } else {
+        (true, format!("OK: {what}"))
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let t = "2024-12-18T03:00:00+01:00";
+        let now = clock::parse_iso(t).unwrap_or_default();
+        let ok = Status {
+            timestamp: t.into(),
+            success: true,
+            ..Status::default()
+        };
+        assert!(check(Some(&ok), now + 24 * 3600, 25).0);
+        let (fresh, msg) = check(Some(&ok), now + 26 * 3600, 25);
+        assert!(!fresh && msg.starts_with("CRITICAL:"), "{msg}");
+        let failed = Status {
+            success: false,
+            error: Some("disk full".into()),
+            ..ok.clone()
+        };
+        let (good, msg) = check(Some(&failed), now, 25);
+        assert!(!good && msg.contains("disk full"));
+        assert!(!check(None, now, 25).0);
+    }
+}

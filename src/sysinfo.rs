@@ -1,0 +1,124 @@
+//! system-info.txt: time, hostname, uptime, disk use of NEOPRO_DIR and service states,
+//! read from /proc and statvfs; the only process started is one `systemctl is-active`
+//! for all services together, when systemctl exists.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::archive::human_size;
+use crate::clock::{self, Tz};
+use crate::fsutil;
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn uptime() -> String {
+    let Ok(s) = std::fs::read_to_string("/proc/uptime") else {
+        return "unknown".to_string();
+    };
+    let Some(secs) = s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) else {
+        return "unknown".to_string();
+    };
+    let secs = secs as u64;
+    format!(
+        "{}d {:02}h {:02}m ({secs} s)",
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60
+    )
+}
+
+fn find_in_path(prog: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+/// The state of each service (`active`, `inactive`, `failed`, … or `unknown`).
+pub fn service_states(services: &[String]) -> Vec<(String, String)> {
+    let unknown = || services.iter().map(|s| (s.clone(), "unknown".to_string())).collect();
+    if services.is_empty() {
+        return Vec::new();
+    }
+    let Some(systemctl) = find_in_path("systemctl") else {
+        return unknown();
+    };
+    let child = Command::new(systemctl)
+        .arg("is-active")
+        .arg("--")
+        .args(services)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return unknown();
+    };
+    // systemctl can hang when D-Bus is stuck: give it 5 seconds.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return unknown();
+            }
+        }
+    }
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout.take() {
+        let _ = so.read_to_string(&mut out);
+    }
+    let states: Vec<&str> = out.lines().map(str::trim).collect();
+    if states.len() != services.len() {
+        return unknown();
+    }
+    services
+        .iter()
+        .zip(states)
+        .map(|(s, st)| (s.clone(), st.to_string()))
+        .collect()
+}
+
+/// The text of system-info.txt.
+pub fn render(now: i64, tz: &Tz, neopro_dir: &Path, services: &[String]) -> String {
+    let mut s = String::with_capacity(512);
+    s.push_str(&format!("time: {}\n", clock::iso_local(now, tz)));
+    s.push_str(&format!("hostname: {}\n", hostname()));
+    s.push_str(&format!("uptime: {}\n", uptime()));
+    if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        s.push_str(&format!("kernel: {}\n", k.trim()));
+    }
+    if let Ok(m) = std::fs::read_to_string("/proc/device-tree/model") {
+        s.push_str(&format!("model: {}\n", m.trim_end_matches('\0').trim()));
+    }
+    match fsutil::free_bytes(neopro_dir) {
+        Some((total, free)) if total > 0 => {
+            let used = total.saturating_sub(free);
+            s.push_str(&format!(
+                "disk ({}): {} used of {}, {} free ({}% used)\n",
+                neopro_dir.display(),
+                human_size(used, 1),
+                human_size(total, 1),
+                human_size(free, 1),
+                used * 100 / total
+            ));
+        }
+        _ => s.push_str(&format!("disk ({}): unknown\n", neopro_dir.display())),
+    }
+    for (svc, state) in service_states(services) {
+        s.push_str(&format!("service {svc}: {state}\n"));
+    }
+    s.push_str(&format!("neopro-backup: {}\n", env!("CARGO_PKG_VERSION")));
+    s
+}
