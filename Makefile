@@ -10,6 +10,10 @@ BIN := target/release/neopro-backup
 .PHONY: all build demo test test-rust lint bench clean
 all: build
 
+# Each mk/*.mk adds its own targets and may append to TEST_TARGETS (run by `make test`).
+TEST_TARGETS :=
+-include mk/*.mk
+
 build:
 	$(CARGO) build --release --locked
 
@@ -23,7 +27,7 @@ lint:
 test-rust:
 	$(CARGO) test --locked -- --test-threads=4
 
-test: lint test-rust
+test: lint test-rust $(TEST_TARGETS)
 
 bench: build
 	bash bench/run.sh
@@ -31,4 +35,3 @@ bench: build
 clean:
 	$(CARGO) clean
 
--include mk/*.mk
