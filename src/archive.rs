@@ -86,8 +86,14 @@ pub fn list(dir: &Path) -> io::Result<Vec<ArchiveInfo>> {
         if !meta.file_type().is_file() {
             continue;
         }
-        let (mtime, mtime_ms) = match meta.modified().map(|t| t.duration_since(std::time::UNIX_EPOCH)) {
-            Ok(Ok(d)) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_millis()),
+        let (mtime, mtime_ms) = match meta
+            .modified()
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH))
+        {
+            Ok(Ok(d)) => (
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_millis(),
+            ),
             _ => (0, 0),
         };
         out.push(ArchiveInfo {
@@ -135,7 +141,10 @@ pub fn parse_manifest(text: &[u8]) -> Result<BTreeMap<Vec<u8>, String>, String> 
             Some(rest) => (true, rest),
             None => (false, line),
         };
-        if line.len() < 66 || &line[64..66] != b"  " || !line[..64].iter().all(u8::is_ascii_hexdigit) {
+        if line.len() < 66
+            || &line[64..66] != b"  "
+            || !line[..64].iter().all(u8::is_ascii_hexdigit)
+        {
             return Err(format!("MANIFEST.sha256 line {} is malformed", i + 1));
         }
         let hex = String::from_utf8_lossy(&line[..64]).to_ascii_lowercase();
@@ -184,8 +193,7 @@ pub fn safe_inner_path<'a>(path: &'a Path, top: &str) -> Result<&'a Path, String
         Some(Component::Normal(first)) => {
             return Err(format!(
                 "entry {:?} is outside the folder {top}/ (found {:?})",
-                path,
-                first
+                path, first
             ));
         }
         _ => return Err(format!("entry {path:?} has an absolute or unsafe path")),
@@ -201,6 +209,7 @@ pub fn safe_inner_path<'a>(path: &'a Path, top: &str) -> Result<&'a Path, String
 }
 
 /// One regular file read from an archive by `read_entries`.
+#[allow(dead_code)] // size and mode: for restore (issue 5)
 pub struct EntrySeen {
     /// Path inside the top folder.
     pub path: Vec<u8>,
@@ -226,7 +235,9 @@ pub fn read_entries(
     let mut seen = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     {
-        let entries = ar.entries().map_err(|e| format!("not a readable tar.gz: {e}"))?;
+        let entries = ar
+            .entries()
+            .map_err(|e| format!("not a readable tar.gz: {e}"))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| format!("damaged archive: {e}"))?;
             let path = entry
@@ -255,7 +266,9 @@ pub fn read_entries(
                 ));
             }
             if inner.as_os_str().is_empty() {
-                return Err(format!("entry {path:?} is a file where the folder should be"));
+                return Err(format!(
+                    "entry {path:?} is a file where the folder should be"
+                ));
             }
             use std::os::unix::ffi::OsStrExt;
             let inner_bytes = inner.as_os_str().as_bytes().to_vec();

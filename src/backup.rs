@@ -44,7 +44,10 @@ pub struct Sources<'a> {
 
 /// Creates BACKUP_DIR (0700: it holds secrets) if needed.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Takes the backup lock of `dir`.
@@ -189,7 +192,13 @@ fn finish_failure(
 }
 
 /// Retention after a success; returns how many archives remain.
-fn apply_retention(cfg: &Config, tz: &Tz, just_made: &str, log: &Log, warnings: &mut Vec<String>) -> u64 {
+fn apply_retention(
+    cfg: &Config,
+    tz: &Tz,
+    just_made: &str,
+    log: &Log,
+    warnings: &mut Vec<String>,
+) -> u64 {
     let dir = &cfg.backup_dir;
     let list = match archive::list(dir) {
         Ok(l) => l,
@@ -208,7 +217,10 @@ fn apply_retention(cfg: &Config, tz: &Tz, just_made: &str, log: &Log, warnings: 
         match std::fs::remove_file(dir.join(name)) {
             Ok(()) => {
                 removed += 1;
-                log.info(&format!("retention: removed {name} (older than {} days)", cfg.retention_days));
+                log.info(&format!(
+                    "retention: removed {name} (older than {} days)",
+                    cfg.retention_days
+                ));
             }
             Err(e) => {
                 let w = format!("retention: cannot remove {name}: {e}");
@@ -225,7 +237,6 @@ fn apply_retention(cfg: &Config, tz: &Tz, just_made: &str, log: &Log, warnings: 
 
 pub struct Made {
     pub name: String,
-    pub path: PathBuf,
     pub size: u64,
 }
 
@@ -241,7 +252,9 @@ fn fresh_name(dir: &Path, tz: &Tz) -> (String, i64) {
                 let sub = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.subsec_nanos());
-                std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - sub)) + Duration::from_millis(1));
+                std::thread::sleep(
+                    Duration::from_nanos(u64::from(1_000_000_000 - sub)) + Duration::from_millis(1),
+                );
             }
         }
     }
@@ -257,17 +270,24 @@ pub fn write_archive(
     warnings: &mut Vec<String>,
 ) -> Result<Made, String> {
     let (name, now) = fresh_name(dir, tz);
-    let (file, tmp) = fsutil::create_temp(dir, &name, 0o600)
-        .map_err(|e| describe_io(&format!("cannot create a temporary file in {}", dir.display()), &e, dir))?;
+    let (file, tmp) = fsutil::create_temp(dir, &name, 0o600).map_err(|e| {
+        describe_io(
+            &format!("cannot create a temporary file in {}", dir.display()),
+            &e,
+            dir,
+        )
+    })?;
     let res = stream_archive(src, file, &name, now, tz, cancel, log, warnings);
     let res = res.and_then(|f| {
-        f.sync_all().map_err(|e| describe_io("cannot sync the archive", &e, dir))?;
+        f.sync_all()
+            .map_err(|e| describe_io("cannot sync the archive", &e, dir))?;
         drop(f);
         let path = dir.join(&name);
-        std::fs::rename(&tmp, &path).map_err(|e| describe_io("cannot rename the archive", &e, dir))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| describe_io("cannot rename the archive", &e, dir))?;
         fsutil::fsync_dir(dir).map_err(|e| describe_io("cannot sync BACKUP_DIR", &e, dir))?;
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        Ok(Made { name, path, size })
+        Ok(Made { name, size })
     });
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -279,7 +299,8 @@ pub fn write_archive(
 /// An error message that says what to do about a full disk.
 pub fn describe_io(what: &str, e: &io::Error, dir: &Path) -> String {
     if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-        let free = fsutil::free_bytes(dir).map_or("unknown".to_string(), |(_, f)| archive::human_size(f, 1));
+        let free = fsutil::free_bytes(dir)
+            .map_or("unknown".to_string(), |(_, f)| archive::human_size(f, 1));
         format!(
             "{what}: no space left on the device holding {} ({free} free); earlier archives were kept — free some space or lower RETENTION_DAYS",
             dir.display()
@@ -304,9 +325,14 @@ impl<R: Read> Read for Exact<'_, R> {
             return Ok(0);
         }
         if self.cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "backup cancelled (shutdown)"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "backup cancelled (shutdown)",
+            ));
         }
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
@@ -329,7 +355,13 @@ struct Writer<'a, W: Write> {
 }
 
 impl<W: Write> Writer<'_, W> {
-    fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: i64, owner: (u32, u32)) -> tar::Header {
+    fn header(
+        kind: tar::EntryType,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+        owner: (u32, u32),
+    ) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_size(size);
@@ -348,10 +380,22 @@ impl<W: Write> Writer<'_, W> {
         }
         path.push(b'/');
         let mut h = Self::header(tar::EntryType::Directory, 0, 0o700, self.now, own_ids());
-        self.tar.append_data(&mut h, Path::new(std::ffi::OsStr::from_bytes(&path)), io::empty())
+        self.tar.append_data(
+            &mut h,
+            Path::new(std::ffi::OsStr::from_bytes(&path)),
+            io::empty(),
+        )
     }
 
-    fn stream(&mut self, inner: &[u8], reader: impl Read, size: u64, mode: u32, mtime: i64, owner: (u32, u32)) -> io::Result<()> {
+    fn stream(
+        &mut self,
+        inner: &[u8],
+        reader: impl Read,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+        owner: (u32, u32),
+    ) -> io::Result<()> {
         let mut path = self.top.as_bytes().to_vec();
         path.push(b'/');
         path.extend_from_slice(inner);
@@ -362,15 +406,25 @@ impl<W: Write> Writer<'_, W> {
             hash: Sha256::new(),
             cancel: self.cancel,
         };
-        self.tar
-            .append_data(&mut h, Path::new(std::ffi::OsStr::from_bytes(&path)), &mut r)?;
+        self.tar.append_data(
+            &mut h,
+            Path::new(std::ffi::OsStr::from_bytes(&path)),
+            &mut r,
+        )?;
         let digest = archive::hex(&r.hash.finalize());
         self.manifest.extend(archive::manifest_line(&digest, inner));
         Ok(())
     }
 
     fn bytes(&mut self, inner: &str, data: &[u8], mode: u32) -> io::Result<()> {
-        self.stream(inner.as_bytes(), data, data.len() as u64, mode, self.now, own_ids())
+        self.stream(
+            inner.as_bytes(),
+            data,
+            data.len() as u64,
+            mode,
+            self.now,
+            own_ids(),
+        )
     }
 }
 
@@ -427,26 +481,51 @@ fn stream_archive(
         match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
             Ok((f, meta)) if meta.is_file() => {
                 let mode = meta.mode() & 0o7777;
-                w.stream(inner.as_bytes(), f, meta.len(), mode, meta.mtime(), fsutil::owner(&meta))
-                    .map_err(|e| describe_io(&format!("copying {} failed", path.display()), &e, dir))?;
+                w.stream(
+                    inner.as_bytes(),
+                    f,
+                    meta.len(),
+                    mode,
+                    meta.mtime(),
+                    fsutil::owner(&meta),
+                )
+                .map_err(|e| describe_io(&format!("copying {} failed", path.display()), &e, dir))?;
             }
-            Ok(_) => warn(format!("{} is not a regular file: {inner} not backed up", path.display())),
+            Ok(_) => warn(format!(
+                "{} is not a regular file: {inner} not backed up",
+                path.display()
+            )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                warn(format!("{} is missing: {inner} not in this backup", path.display()));
+                warn(format!(
+                    "{} is missing: {inner} not in this backup",
+                    path.display()
+                ));
             }
-            Err(e) => warn(format!("cannot read {}: {e}: {inner} not in this backup", path.display())),
+            Err(e) => warn(format!(
+                "cannot read {}: {e}: {inner} not in this backup",
+                path.display()
+            )),
         }
     }
     let mut walk_warnings = Vec::new();
-    let videos = inventory::walk(&cfg.videos_dir(), &mut walk_warnings)
-        .map_err(|e| format!("cannot list the videos in {}: {e}", cfg.videos_dir().display()))?;
+    let videos = inventory::walk(&cfg.videos_dir(), &mut walk_warnings).map_err(|e| {
+        format!(
+            "cannot list the videos in {}: {e}",
+            cfg.videos_dir().display()
+        )
+    })?;
     for w in walk_warnings {
         warn(w);
     }
-    w.bytes("videos-inventory.txt", inventory::render(&videos, tz).as_bytes(), 0o644)
-        .map_err(io_err)?;
+    w.bytes(
+        "videos-inventory.txt",
+        inventory::render(&videos, tz).as_bytes(),
+        0o644,
+    )
+    .map_err(io_err)?;
     let info = sysinfo::render(now, tz, &cfg.neopro_dir, &cfg.services);
-    w.bytes("system-info.txt", info.as_bytes(), 0o644).map_err(io_err)?;
+    w.bytes("system-info.txt", info.as_bytes(), 0o644)
+        .map_err(io_err)?;
     if cfg.include_videos && !videos.is_empty() {
         w.dir(b"videos").map_err(io_err)?;
         let mut made_dirs: Vec<Vec<u8>> = Vec::new();
@@ -474,14 +553,35 @@ fn stream_archive(
                 }
             };
             let meta = f.metadata().map_err(io_err)?;
-            w.stream(&inner, f, meta.len(), meta.mode() & 0o7777, meta.mtime(), fsutil::owner(&meta))
-                .map_err(|e| describe_io(&format!("copying video {} failed", v.abs.display()), &e, dir))?;
+            w.stream(
+                &inner,
+                f,
+                meta.len(),
+                meta.mode() & 0o7777,
+                meta.mtime(),
+                fsutil::owner(&meta),
+            )
+            .map_err(|e| {
+                describe_io(
+                    &format!("copying video {} failed", v.abs.display()),
+                    &e,
+                    dir,
+                )
+            })?;
         }
     }
     let manifest = std::mem::take(&mut w.manifest);
-    let mut h = Writer::<Vec<u8>>::header(tar::EntryType::Regular, manifest.len() as u64, 0o644, now, own_ids());
+    let mut h = Writer::<Vec<u8>>::header(
+        tar::EntryType::Regular,
+        manifest.len() as u64,
+        0o644,
+        now,
+        own_ids(),
+    );
     let mpath = format!("{}/{MANIFEST}", w.top);
-    w.tar.append_data(&mut h, &mpath, manifest.as_slice()).map_err(io_err)?;
+    w.tar
+        .append_data(&mut h, &mpath, manifest.as_slice())
+        .map_err(io_err)?;
     let gz = w.tar.into_inner().map_err(io_err)?;
     let buf = gz.finish().map_err(io_err)?;
     let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;

@@ -21,11 +21,13 @@ impl Tz {
         }
     }
 
+    #[cfg(test)]
     pub fn utc() -> Tz {
         Tz { zone: None }
     }
 
     /// A zone from TZif bytes (e.g. /usr/share/zoneinfo/Europe/Paris), for tests and tools.
+    #[cfg(test)]
     pub fn from_tzif(bytes: &[u8]) -> Result<Tz, String> {
         tz::TimeZone::from_tz_data(bytes)
             .map(|z| Tz { zone: Some(z) })
@@ -50,7 +52,7 @@ impl Tz {
 
     /// Every Unix time whose local time is `naive`, in increasing order: none in a
     /// skipped hour (spring forward), two in a repeated one (fall back).
-    pub fn from_naive(&self, naive: i64) -> Vec<i64> {
+    pub fn unix_of_naive(&self, naive: i64) -> Vec<i64> {
         let mut offsets = vec![
             self.offset(naive - 86_400).0,
             self.offset(naive).0,
@@ -140,7 +142,20 @@ pub fn valid_date(year: i64, month: u32, day: u32) -> bool {
         return false;
     }
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let len = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     day <= len[(month - 1) as usize]
 }
 
@@ -203,7 +218,13 @@ fn num(s: &str) -> Option<u32> {
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)` into Unix seconds.
 pub fn parse_iso(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let year = i64::from(num(s.get(0..4)?)?);
@@ -282,8 +303,14 @@ mod tests {
         assert_eq!(systemd_style(t, &tz), "Wed 2024-12-18 03:00:00 CET");
         assert_eq!(iso_local(t, &tz), "2024-12-18T03:00:00+01:00");
         // 2025-03-30 02:30 does not exist in Paris; 2025-10-26 02:30 happens twice.
-        assert!(tz.from_naive(naive_secs(2025, 3, 30, 2, 30, 0)).is_empty());
-        assert_eq!(tz.from_naive(naive_secs(2025, 10, 26, 2, 30, 0)).len(), 2);
-        assert_eq!(tz.from_naive(naive_secs(2025, 7, 1, 3, 0, 0)).len(), 1);
+        assert!(
+            tz.unix_of_naive(naive_secs(2025, 3, 30, 2, 30, 0))
+                .is_empty()
+        );
+        assert_eq!(
+            tz.unix_of_naive(naive_secs(2025, 10, 26, 2, 30, 0)).len(),
+            2
+        );
+        assert_eq!(tz.unix_of_naive(naive_secs(2025, 7, 1, 3, 0, 0)).len(), 1);
     }
 }

@@ -38,6 +38,7 @@ pub struct Config {
     pub include_videos: bool,
     pub services: Vec<String>,
     /// Command run after a successful restore (e.g. `systemctl restart neopro-app`).
+    #[allow(dead_code)] // for restore (issue 5)
     pub restart_cmd: Option<String>,
     /// Lines of the config file that name no known key (reported as warnings).
     pub unknown_keys: Vec<String>,
@@ -54,9 +55,7 @@ impl fmt::Display for ConfigError {
 }
 
 fn bad(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError(format!(
-        "invalid {key}={value:?}: expected {expected}"
-    ))
+    ConfigError(format!("invalid {key}={value:?}: expected {expected}"))
 }
 
 /// Parses the text of a config file into key/value pairs.
@@ -87,7 +86,9 @@ pub fn parse_file(text: &str, origin: &Path) -> Result<Vec<(String, String)>, Co
         }
         let value = value.trim();
         let value = match value.as_bytes() {
-            [q @ (b'"' | b'\''), .., last] if last == q && value.len() >= 2 => &value[1..value.len() - 1],
+            [q @ (b'"' | b'\''), .., last] if last == q && value.len() >= 2 => {
+                &value[1..value.len() - 1]
+            }
             [b'"' | b'\'', ..] => {
                 return Err(ConfigError(format!(
                     "{}:{}: unterminated quote in the value of {key}",
@@ -123,7 +124,10 @@ impl Sources {
         };
         let text = match std::fs::read(&path) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
-                ConfigError(format!("{}: the config file is not valid UTF-8", path.display()))
+                ConfigError(format!(
+                    "{}: the config file is not valid UTF-8",
+                    path.display()
+                ))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
             Err(e) => {
@@ -197,8 +201,7 @@ fn valid_unit_name(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('-')
         && s.len() <= 256
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"@._-:\\".contains(&b))
 }
 
@@ -212,17 +215,28 @@ impl Config {
             let v = src.get("RETENTION_DAYS").unwrap_or("7");
             match v.parse::<u32>() {
                 Ok(n) if (1..=3650).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return Err(bad("RETENTION_DAYS", v, "a whole number of days from 1 to 3650")),
+                _ => {
+                    return Err(bad(
+                        "RETENTION_DAYS",
+                        v,
+                        "a whole number of days from 1 to 3650",
+                    ));
+                }
             }
         };
         let backup_time = {
             let v = src.get("BACKUP_TIME").unwrap_or("03:00");
-            parse_hhmm(v).ok_or_else(|| bad("BACKUP_TIME", v, "a local time HH:MM, 00:00 to 23:59"))?
+            parse_hhmm(v)
+                .ok_or_else(|| bad("BACKUP_TIME", v, "a local time HH:MM, 00:00 to 23:59"))?
         };
         let listen = {
             let v = src.get("LISTEN").unwrap_or("127.0.0.1:8081");
             v.parse::<SocketAddr>().map_err(|_| {
-                bad("LISTEN", v, "an IP address and port, e.g. 127.0.0.1:8081 or [::1]:8081")
+                bad(
+                    "LISTEN",
+                    v,
+                    "an IP address and port, e.g. 127.0.0.1:8081 or [::1]:8081",
+                )
             })?
         };
         let api_token = match src.get("API_TOKEN") {
@@ -241,7 +255,9 @@ impl Config {
             parse_bool(v).ok_or_else(|| bad("INCLUDE_VIDEOS", v, "true or false"))?
         };
         let services = {
-            let v = src.get("SERVICES").unwrap_or("neopro-app neopro-sync-agent nginx");
+            let v = src
+                .get("SERVICES")
+                .unwrap_or("neopro-app neopro-sync-agent nginx");
             let list: Vec<String> = v.split_whitespace().map(str::to_string).collect();
             if list.len() > 32 || !list.iter().all(|s| valid_unit_name(s)) {
                 return Err(bad(
@@ -301,13 +317,18 @@ mod tests {
     use super::*;
 
     fn cfg(env: &[(&str, &str)], file: &str) -> Result<Config, ConfigError> {
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_sources(&Sources::from_parts(env, file, Path::new("test.conf"))?)
     }
 
     #[test]
     fn defaults() {
-        let c = cfg(&[], "").map_err(|e| e.0).unwrap_or_else(|e| panic!("{e}"));
+        let c = cfg(&[], "")
+            .map_err(|e| e.0)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.retention_days, 7);
         assert_eq!(c.backup_time, (3, 0));
         assert_eq!(c.listen.to_string(), "127.0.0.1:8081");
@@ -317,7 +338,8 @@ mod tests {
 
     #[test]
     fn env_wins_over_file_and_quotes_and_comments_work() {
-        let file = "# comment\nRETENTION_DAYS=\"14\"\nexport BACKUP_TIME='04:30'\n\nINCLUDE_VIDEOS=yes\n";
+        let file =
+            "# comment\nRETENTION_DAYS=\"14\"\nexport BACKUP_TIME='04:30'\n\nINCLUDE_VIDEOS=yes\n";
         let c = cfg(&[("RETENTION_DAYS", "3")], file).map_err(|e| e.0);
         let c = c.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.retention_days, 3);
@@ -341,7 +363,10 @@ mod tests {
             let Err(e) = cfg(&[(k, v)], "") else {
                 panic!("{k}={v} was accepted");
             };
-            assert!(e.0.contains(k) && e.0.contains(v) && e.0.contains("expected"), "{e}");
+            assert!(
+                e.0.contains(k) && e.0.contains(v) && e.0.contains("expected"),
+                "{e}"
+            );
         }
     }
 
@@ -361,6 +386,9 @@ mod tests {
         assert!(cfg(&[], "JUSTAWORD\n").is_err());
         assert!(cfg(&[], "RETENTION_DAYS=\"7\n").is_err());
         let c = cfg(&[], "TYPO_DAYS=3\n").map_err(|e| e.0);
-        assert_eq!(c.unwrap_or_else(|e| panic!("{e}")).unknown_keys, ["TYPO_DAYS"]);
+        assert_eq!(
+            c.unwrap_or_else(|e| panic!("{e}")).unknown_keys,
+            ["TYPO_DAYS"]
+        );
     }
 }

@@ -68,7 +68,10 @@ pub fn open_regular_nofollow(path: &Path) -> io::Result<(File, std::fs::Metadata
         })?;
     let meta = f.metadata()?;
     if !meta.file_type().is_file() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "not a regular file"));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "not a regular file",
+        ));
     }
     Ok((f, meta))
 }

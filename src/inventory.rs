@@ -46,7 +46,10 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Vec<Video>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
         Ok(m) if !m.is_dir() => {
-            warnings.push(format!("{} is not a folder: no videos listed", root.display()));
+            warnings.push(format!(
+                "{} is not a folder: no videos listed",
+                root.display()
+            ));
             return Ok(out);
         }
         Ok(_) => {}
@@ -128,6 +131,7 @@ pub fn escape_path(rel: &[u8], out: &mut String) {
 }
 
 /// Reverses `escape_path`.
+#[allow(dead_code)] // for the restore dry run (issue 5)
 pub fn unescape_path(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let b = s.as_bytes();
@@ -171,6 +175,7 @@ pub fn render(videos: &[Video], tz: &Tz) -> String {
 }
 
 /// One parsed inventory line: (path, size).
+#[allow(dead_code)] // for the restore dry run (issue 5)
 pub fn parse(text: &str) -> Vec<(Vec<u8>, u64)> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -189,13 +194,26 @@ mod tests {
 
     #[test]
     fn extensions() {
-        assert!(is_video(b"a.mp4") && is_video(b"B.MKV") && is_video(b"c.Mov") && is_video(b"x.y.avi"));
-        assert!(!is_video(b"thumb.jpg") && !is_video(b"mp4") && !is_video(b".mp4") && !is_video(b"a.mp4.part"));
+        assert!(
+            is_video(b"a.mp4") && is_video(b"B.MKV") && is_video(b"c.Mov") && is_video(b"x.y.avi")
+        );
+        assert!(
+            !is_video(b"thumb.jpg")
+                && !is_video(b"mp4")
+                && !is_video(b".mp4")
+                && !is_video(b"a.mp4.part")
+        );
     }
 
     #[test]
     fn escaping_round_trips() {
-        for raw in [&b"plain/file.mp4"[..], b"tab\there.mp4", b"new\nline\\x.mp4", b"bad\xff\x01.mp4", "été.mp4".as_bytes()] {
+        for raw in [
+            &b"plain/file.mp4"[..],
+            b"tab\there.mp4",
+            b"new\nline\\x.mp4",
+            b"bad\xff\x01.mp4",
+            "été.mp4".as_bytes(),
+        ] {
             let mut s = String::new();
             escape_path(raw, &mut s);
             assert!(!s.contains('\t') && !s.contains('\n'), "{s}");

@@ -71,7 +71,10 @@ pub fn table(list: &List) -> String {
     }
     let mut s = format!("{:<31} {:>10}  {:<19}  {}\n", "NAME", "SIZE", "DATE", "AGE");
     for b in &list.backups {
-        s.push_str(&format!("{:<31} {:>10}  {:<19}  {}\n", b.name, b.size, b.date, b.age));
+        s.push_str(&format!(
+            "{:<31} {:>10}  {:<19}  {}\n",
+            b.name, b.size, b.date, b.age
+        ));
     }
     s.push_str(&format!(
         "{} backup(s), {}\n",

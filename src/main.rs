@@ -5,12 +5,18 @@ mod archive;
 mod backup;
 mod clock;
 mod config;
+mod daemon;
 mod fsutil;
+mod http;
+mod httpd;
 mod inventory;
 mod listing;
+mod restore;
 mod retention;
+mod schedule;
 mod status;
 mod sysinfo;
+mod ui;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,10 +32,15 @@ Usage: neopro-backup [--config PATH] COMMAND [OPTIONS]
 Commands:
   run                        make one backup now, apply retention, write the status
                              (also accepted as --run)
+  serve                      the daemon: HTTP API on LISTEN and the daily backup at
+                             BACKUP_TIME (what systemd runs)
   list [--json]              list the archives, newest first
   status [--json]            show the last run's status
   verify ARCHIVE             check an archive (gzip, tar, MANIFEST.sha256); ARCHIVE is a
                              name in BACKUP_DIR or a path
+  restore ARCHIVE [--dry-run] [--only FILE,...]
+                             put the archive's files back (configuration.json,
+                             sync-agent.env, site.conf) after a safety backup
   check [--max-age-hours N]  monitoring: exit 0 `OK: …` if the last success is fresher
                              than N hours (default 25), else exit 2 `CRITICAL: …`
 
@@ -64,10 +75,24 @@ impl From<ConfigError> for Usage {
 
 enum Cmd {
     Run,
-    List { json: bool },
-    Status { json: bool },
-    Verify { archive: PathBuf },
-    Check { max_age_hours: u32 },
+    Serve,
+    Restore {
+        archive: PathBuf,
+        dry_run: bool,
+        only: Option<Vec<String>>,
+    },
+    List {
+        json: bool,
+    },
+    Status {
+        json: bool,
+    },
+    Verify {
+        archive: PathBuf,
+    },
+    Check {
+        max_age_hours: u32,
+    },
     Help,
     Version,
 }
@@ -79,6 +104,8 @@ fn parse_args() -> Result<(Cmd, Option<PathBuf>), Usage> {
     let mut cmd_name: Option<String> = None;
     let mut json = false;
     let mut max_age: Option<String> = None;
+    let mut dry_run = false;
+    let mut only: Option<Vec<String>> = None;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(arg) = p.next()? {
         match arg {
@@ -87,6 +114,16 @@ fn parse_args() -> Result<(Cmd, Option<PathBuf>), Usage> {
             Short('V') | Long("version") => return Ok((Cmd::Version, config)),
             Long("run") if cmd_name.is_none() => cmd_name = Some("run".into()),
             Long("json") => json = true,
+            Long("dry-run") => dry_run = true,
+            Long("only") => {
+                let v = p.value()?.string()?;
+                only = Some(
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                );
+            }
             Long("max-age-hours") => max_age = Some(p.value()?.string()?),
             Value(v) if cmd_name.is_none() => cmd_name = Some(v.string()?),
             Value(v) => positional.push(PathBuf::from(v)),
@@ -107,7 +144,28 @@ fn parse_args() -> Result<(Cmd, Option<PathBuf>), Usage> {
             Ok(())
         }
     };
+    if (dry_run || only.is_some()) && name != "restore" {
+        return Err(Usage(format!(
+            "--dry-run and --only are options of `restore`, not `{name}`"
+        )));
+    }
     let cmd = match name.as_str() {
+        "serve" => {
+            only_for(json || max_age.is_some(), "this option", "serve")?;
+            no_extra(Cmd::Serve, &positional)?
+        }
+        "restore" => {
+            only_for(json || max_age.is_some(), "this option", "restore")?;
+            let mut it = positional.into_iter();
+            let (Some(archive), None) = (it.next(), it.next()) else {
+                return Err(Usage("restore takes exactly one ARCHIVE".into()));
+            };
+            Cmd::Restore {
+                archive,
+                dry_run,
+                only,
+            }
+        }
         "run" => {
             only_for(json, "--json", "run")?;
             only_for(max_age.is_some(), "--max-age-hours", "run")?;
@@ -211,6 +269,20 @@ fn real_main() -> Result<ExitCode, Usage> {
                 Ok(ExitCode::from(1))
             }
         }
+        Cmd::Serve => {
+            let cfg = load(cfg_path)?;
+            cfg.check_listen_security()?;
+            Ok(ExitCode::from(daemon::serve(cfg)))
+        }
+        Cmd::Restore {
+            archive,
+            dry_run,
+            only,
+        } => {
+            let cfg = load(cfg_path)?;
+            let path = resolve_archive(&cfg, &archive);
+            Ok(ExitCode::from(restore::cli(&cfg, &path, dry_run, only)))
+        }
         Cmd::List { json } => {
             let cfg = load(cfg_path)?;
             let tz = clock::Tz::local();
@@ -218,7 +290,10 @@ fn real_main() -> Result<ExitCode, Usage> {
                 Ok(l) if json => println!("{}", nanoserde::SerJson::serialize_json(&l)),
                 Ok(l) => print!("{}", listing::table(&l)),
                 Err(e) => {
-                    eprintln!("neopro-backup: cannot list {}: {e}", cfg.backup_dir.display());
+                    eprintln!(
+                        "neopro-backup: cannot list {}: {e}",
+                        cfg.backup_dir.display()
+                    );
                     return Ok(ExitCode::from(1));
                 }
             }
@@ -246,7 +321,10 @@ fn real_main() -> Result<ExitCode, Usage> {
                     if let Some(ls) = &st.last_success {
                         println!("last success:  {ls}");
                     }
-                    println!("archives kept: {} (retention {} days)", st.backups_count, st.retention_days);
+                    println!(
+                        "archives kept: {} (retention {} days)",
+                        st.backups_count, st.retention_days
+                    );
                     println!("duration:      {} ms", st.duration_ms);
                     for w in &st.warnings {
                         println!("warning:       {w}");
@@ -269,15 +347,27 @@ fn real_main() -> Result<ExitCode, Usage> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             let top = archive::is_archive_name(name).then(|| archive::stem_of(name));
             let report = archive::verify(file, top);
             for f in &report.files {
-                println!("{}  {}  {}", if f.ok { "OK    " } else { "FAILED" }, f.sha256, f.name);
+                println!(
+                    "{}  {}  {}",
+                    if f.ok { "OK    " } else { "FAILED" },
+                    f.sha256,
+                    f.name
+                );
             }
             match &report.error {
                 None => {
-                    println!("{}: OK ({} files match MANIFEST.sha256)", path.display(), report.files.len());
+                    println!(
+                        "{}: OK ({} files match MANIFEST.sha256)",
+                        path.display(),
+                        report.files.len()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(e) => {
@@ -297,7 +387,11 @@ fn real_main() -> Result<ExitCode, Usage> {
             };
             let (ok, line) = status::check(st.as_ref(), clock::now_unix(), max_age_hours);
             println!("{line}");
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
     }
 }

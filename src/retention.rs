@@ -83,7 +83,12 @@ mod tests {
         let mut a = daily(day(2024, 12, 1), 5);
         a.push(("backup-20990101-030000.tar.gz".into(), day(2099, 1, 1)));
         // Now is 2025: the 2099 one is among the newest 3 and in the future anyway.
-        let del = to_delete(&a, day(2025, 6, 1), 7, Some("backup-20241201-030000.tar.gz"));
+        let del = to_delete(
+            &a,
+            day(2025, 6, 1),
+            7,
+            Some("backup-20241201-030000.tar.gz"),
+        );
         assert_eq!(
             del,
             [

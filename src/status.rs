@@ -2,6 +2,9 @@
 //! and `backup.log` (one line per event, appended, rotated to backup.log.1 past 1 MiB;
 //! every line is also written to stderr, which journald collects under systemd).
 
+// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
+#![allow(clippy::question_mark)]
+
 use std::cell::RefCell;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -94,7 +97,10 @@ impl Log {
     fn line(&self, level: &str, msg: &str) {
         // One record per line, whatever the message holds.
         let msg = msg.replace(['\n', '\r'], " ");
-        let line = format!("{} [{level}] {msg}", clock::iso_local(clock::now_unix(), &self.tz));
+        let line = format!(
+            "{} [{level}] {msg}",
+            clock::iso_local(clock::now_unix(), &self.tz)
+        );
         eprintln!("{line}");
         if let Err(e) = self.append(&line) {
             eprintln!("(cannot write {}: {e})", self.path.display());
@@ -103,12 +109,10 @@ impl Log {
     }
 
     fn append(&self, line: &str) -> io::Result<()> {
-        if let Ok(m) = std::fs::metadata(&self.path) {
-            if m.len() >= LOG_ROTATE_BYTES {
-                let mut rotated = self.path.clone().into_os_string();
-                rotated.push(".1");
-                std::fs::rename(&self.path, rotated)?;
-            }
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= LOG_ROTATE_BYTES) {
+            let mut rotated = self.path.clone().into_os_string();
+            rotated.push(".1");
+            std::fs::rename(&self.path, rotated)?;
         }
         let mut f = OpenOptions::new()
             .create(true)
@@ -172,7 +176,10 @@ mod tests {
 /// The verdict of `check`: (healthy, one line starting with `OK:` or `CRITICAL:`).
 pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, String) {
     let Some(st) = status else {
-        return (false, "CRITICAL: no backup has been recorded yet".to_string());
+        return (
+            false,
+            "CRITICAL: no backup has been recorded yet".to_string(),
+        );
     };
     if !st.success {
         return (
@@ -185,7 +192,13 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
         );
     }
     let Some(t) = clock::parse_iso(&st.timestamp) else {
-        return (false, format!("CRITICAL: unreadable timestamp {:?} in the status", st.timestamp));
+        return (
+            false,
+            format!(
+                "CRITICAL: unreadable timestamp {:?} in the status",
+                st.timestamp
+            ),
+        );
     };
     let age_h = (now - t) as f64 / 3600.0;
     let what = format!(
@@ -196,7 +209,10 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
         st.size.as_deref().unwrap_or("?")
     );
     if now - t > i64::from(max_age_hours) * 3600 {
-        (false, format!("CRITICAL: {what}: older than {max_age_hours} h"))
+        (
+            false,
+            format!("CRITICAL: {what}: older than {max_age_hours} h"),
+        )
     } else {
         (true, format!("OK: {what}"))
     }

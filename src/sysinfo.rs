@@ -23,7 +23,11 @@ fn uptime() -> String {
     let Ok(s) = std::fs::read_to_string("/proc/uptime") else {
         return "unknown".to_string();
     };
-    let Some(secs) = s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) else {
+    let Some(secs) = s
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+    else {
         return "unknown".to_string();
     };
     let secs = secs as u64;
@@ -44,7 +48,12 @@ fn find_in_path(prog: &str) -> Option<std::path::PathBuf> {
 
 /// The state of each service (`active`, `inactive`, `failed`, … or `unknown`).
 pub fn service_states(services: &[String]) -> Vec<(String, String)> {
-    let unknown = || services.iter().map(|s| (s.clone(), "unknown".to_string())).collect();
+    let unknown = || {
+        services
+            .iter()
+            .map(|s| (s.clone(), "unknown".to_string()))
+            .collect()
+    };
     if services.is_empty() {
         return Vec::new();
     }

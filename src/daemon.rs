@@ -1,0 +1,332 @@
+//! `serve`: the daemon systemd runs. It binds LISTEN, starts the HTTP server and the
+//! schedule loop, talks to systemd (READY=1, WATCHDOG=1), and on SIGTERM or SIGINT stops
+//! accepting, lets a running backup finish for a few seconds or abandons it cleanly
+//! (the temp file is removed; no partial archive), then exits 0.
+
+// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
+#![allow(clippy::question_mark)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nanoserde::{DeJson, SerJson};
+
+use crate::backup::{self, Busy, Outcome};
+use crate::clock::{self, Tz};
+use crate::config::Config;
+use crate::fsutil::{self, LockWait};
+use crate::httpd;
+use crate::schedule::{self, Scheduler, Tick};
+use crate::status::{self, Log};
+
+pub const SCHEDULE_FILE: &str = "auto-backup.json";
+const BACKUP_STACK: usize = 8 * 1024 * 1024;
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// The persisted on/off switch of the automatic schedule.
+#[derive(SerJson, DeJson)]
+struct ScheduleFile {
+    enabled: bool,
+}
+
+/// State shared by the HTTP handlers and the schedule loop.
+pub struct Shared {
+    pub cfg: Config,
+    pub tz: Tz,
+    pub enabled: AtomicBool,
+    /// Next scheduled run (Unix seconds), 0 when none.
+    pub next_run: Mutex<i64>,
+    pub scheduler_alive: AtomicBool,
+    pub failures: AtomicU64,
+    /// Backups running in this process (the lock lets only one write at a time).
+    pub running: AtomicUsize,
+    /// Set when the daemon must abandon a running backup.
+    pub cancel: AtomicBool,
+    pub stats: Arc<httpd::Stats>,
+}
+
+impl Shared {
+    /// One backup, refused (Busy) when another one holds the lock.
+    pub fn run_backup(&self) -> Result<Outcome, Busy> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        // Compression wants more stack than an HTTP connection thread has: run it in a
+        // thread of its own (scoped, so it borrows `self`).
+        let out = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("backup".into())
+                .stack_size(BACKUP_STACK)
+                .spawn_scoped(s, || {
+                    backup::run(&self.cfg, &self.tz, LockWait::Try, &self.cancel)
+                })
+                .map(|h| h.join())
+        });
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let out = match out {
+            Ok(Ok(r)) => r?,
+            // A thread that cannot start, or a panic (abort in release): report as failure.
+            _ => return Err(Busy),
+        };
+        if !out.status.success {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    /// Switches the schedule on or off and persists the choice atomically.
+    pub fn set_enabled(&self, on: bool) -> std::io::Result<()> {
+        let json = ScheduleFile { enabled: on }.serialize_json();
+        backup::ensure_dir(&self.cfg.backup_dir)?;
+        fsutil::atomic_write(&self.cfg.backup_dir, SCHEDULE_FILE, json.as_bytes(), 0o644)?;
+        self.enabled.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn next_run(&self) -> Option<i64> {
+        let n = *self.next_run.lock().unwrap_or_else(|p| p.into_inner());
+        (n != 0 && self.enabled.load(Ordering::SeqCst)).then_some(n)
+    }
+}
+
+fn read_enabled(dir: &Path, log: &Log) -> bool {
+    match std::fs::read_to_string(dir.join(SCHEDULE_FILE)) {
+        Ok(t) => match ScheduleFile::deserialize_json(&t) {
+            Ok(s) => s.enabled,
+            Err(e) => {
+                log.warn(&format!(
+                    "{SCHEDULE_FILE} is unreadable ({e}): the schedule stays on"
+                ));
+                true
+            }
+        },
+        Err(_) => true,
+    }
+}
+
+/// sd_notify: a datagram to $NOTIFY_SOCKET, when systemd gave one.
+fn sd_notify(msg: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(abs) => SocketAddr::from_abstract_name(abs),
+        None => SocketAddr::from_pathname(Path::new(&path)),
+    };
+    if let Ok(addr) = addr {
+        let _ = sock.send_to_addr(msg.as_bytes(), &addr);
+    }
+}
+
+fn catch_up_delay() -> i64 {
+    std::env::var("NEOPRO_CATCHUP_DELAY")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|d| (0..=3600).contains(d))
+        .unwrap_or(60)
+}
+
+fn newest_archive(dir: &Path) -> Option<i64> {
+    crate::archive::list(dir).ok()?.first().map(|a| a.naive)
+}
+
+fn schedule_loop(shared: &Shared, shutdown: &AtomicBool) {
+    let log = Log::new(&shared.cfg.backup_dir, &shared.tz);
+    let tz = &shared.tz;
+    let now = clock::now_unix();
+    let last = status::read(&shared.cfg.backup_dir).ok().flatten();
+    let last_success = last
+        .as_ref()
+        .and_then(|s| {
+            s.last_success
+                .as_deref()
+                .or(s.success.then_some(s.timestamp.as_str()))
+        })
+        .and_then(clock::parse_iso);
+    let failed = last.as_ref().is_some_and(|s| !s.success);
+    let catch_up = schedule::catch_up_due(now, last_success, failed);
+    let mut sched = Scheduler::new(now, shared.cfg.backup_time, tz, catch_up, catch_up_delay());
+    if catch_up {
+        log.info("the last successful backup is older than a day: catching up soon");
+    }
+    let mut was_enabled = shared.enabled.load(Ordering::SeqCst);
+    let mut warned_clock = false;
+    shared.scheduler_alive.store(true, Ordering::SeqCst);
+    while !shutdown.load(Ordering::SeqCst) {
+        let now = clock::now_unix();
+        let enabled = shared.enabled.load(Ordering::SeqCst);
+        if enabled && !was_enabled {
+            sched.replan(now, tz);
+        }
+        was_enabled = enabled;
+        let due = now >= sched.next;
+        let sane = !due
+            || schedule::clock_sane(
+                tz.to_naive(now),
+                newest_archive(&shared.cfg.backup_dir),
+                Path::new("/run/systemd/timesync/synchronized").exists(),
+            );
+        let wait = match sched.tick(now, tz, enabled, sane) {
+            Tick::Sleep(s) => s,
+            Tick::WaitClock => {
+                if !warned_clock {
+                    log.warn("the clock does not look set yet (no NTP sync): the backup waits");
+                    warned_clock = true;
+                }
+                30
+            }
+            Tick::Run => {
+                warned_clock = false;
+                match shared.run_backup() {
+                    Ok(_) => {}
+                    Err(Busy) => log.info("scheduled backup skipped: a backup is already running"),
+                }
+                sched.done(clock::now_unix(), tz);
+                1
+            }
+        };
+        *shared.next_run.lock().unwrap_or_else(|p| p.into_inner()) = sched.next;
+        // Sleep in one-second slices: shutdown and toggles are seen at once, and the
+        // wall clock is re-read at least every minute.
+        for _ in 0..wait.clamp(1, 60) {
+            if shutdown.load(Ordering::SeqCst)
+                || shared.enabled.load(Ordering::SeqCst) != was_enabled
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    shared.scheduler_alive.store(false, Ordering::SeqCst);
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
+pub fn serve(cfg: Config) -> u8 {
+    let tz = Tz::local();
+    if let Err(e) = backup::ensure_dir(&cfg.backup_dir) {
+        eprintln!(
+            "neopro-backup: cannot create BACKUP_DIR {}: {e}",
+            cfg.backup_dir.display()
+        );
+        return 1;
+    }
+    let log = Log::new(&cfg.backup_dir, &tz);
+    let listener = match TcpListener::bind(cfg.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            log.error(&format!("cannot listen on {}: {e}", cfg.listen));
+            return 1;
+        }
+    };
+    // SAFETY: installing an async-signal-safe handler that only stores an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    // Leftovers of a crash, if no backup is running in another process right now.
+    let lock = fsutil::Lock::acquire(&cfg.backup_dir.join(backup::LOCK_FILE), LockWait::Try);
+    if let Ok(Some(_lock)) = lock
+        && let Ok(removed) = fsutil::remove_leftovers(&cfg.backup_dir)
+    {
+        for r in removed {
+            log.warn(&format!("removed {r}, left by an interrupted run"));
+        }
+    }
+    let enabled = read_enabled(&cfg.backup_dir, &log);
+    let addr = httpd::local_addr(&listener).map_or(cfg.listen.to_string(), |a| a.to_string());
+    let shared = Arc::new(Shared {
+        cfg,
+        tz,
+        enabled: AtomicBool::new(enabled),
+        next_run: Mutex::new(0),
+        scheduler_alive: AtomicBool::new(false),
+        failures: AtomicU64::new(0),
+        running: AtomicUsize::new(0),
+        cancel: AtomicBool::new(false),
+        stats: Arc::new(httpd::Stats::default()),
+    });
+    log.info(&format!(
+        "neopro-backup {} serving on http://{addr} (schedule {}, daily at {:02}:{:02})",
+        env!("CARGO_PKG_VERSION"),
+        if enabled { "on" } else { "off" },
+        shared.cfg.backup_time.0,
+        shared.cfg.backup_time.1
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sched = {
+        let shared = Arc::clone(&shared);
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("schedule".into())
+            .spawn(move || schedule_loop(&shared, &stop))
+    };
+    let http = {
+        let shared2 = Arc::clone(&shared);
+        let stop = Arc::clone(&stop);
+        let stats = Arc::clone(&shared.stats);
+        let handler: Arc<httpd::Handler> = Arc::new(move |req| crate::http::route(&shared2, req));
+        std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || httpd::serve(listener, handler, &stop, stats))
+    };
+    let (Ok(sched), Ok(http)) = (sched, http) else {
+        log.error("cannot start the daemon threads");
+        return 1;
+    };
+    sd_notify("READY=1");
+    let watchdog = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&u| u > 0)
+        .map(|u| Duration::from_micros(u / 2));
+    let mut last_ping = std::time::Instant::now();
+    while !SIGNALLED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(every) = watchdog {
+            // Ping only while the accept loop is alive (it beats every 500 ms).
+            let beat = shared.stats.heartbeat.load(Ordering::Relaxed);
+            if last_ping.elapsed() >= every && clock::now_unix().abs_diff(beat) < 5 {
+                sd_notify("WATCHDOG=1");
+                last_ping = std::time::Instant::now();
+            }
+        }
+    }
+    sd_notify("STOPPING=1");
+    log.info("stopping (signal received)");
+    stop.store(true, Ordering::SeqCst);
+    // Give a running backup 3 seconds to finish, then abandon it cleanly.
+    for _ in 0..30 {
+        if shared.running.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if shared.running.load(Ordering::SeqCst) > 0 {
+        log.warn("abandoning the running backup (its temporary file is removed)");
+        shared.cancel.store(true, Ordering::SeqCst);
+    }
+    let _ = http.join();
+    // A backup run by an HTTP handler thread is seen through `running`.
+    for _ in 0..100 {
+        if shared.running.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = sched.join();
+    log.info("stopped");
+    0
+}

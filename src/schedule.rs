@@ -1,0 +1,246 @@
+//! The daily schedule, as pure functions of (now, BACKUP_TIME, time zone), and the state
+//! machine that the daemon's loop feeds with the wall clock once a second at most and
+//! once a minute at least.
+//!
+//! Rules (CONTRACT §4):
+//! - the run of a day is the first instant whose local time is BACKUP_TIME; when
+//!   BACKUP_TIME falls in the hour skipped in spring, it is the instant the clock jumps
+//!   (local time is then just past BACKUP_TIME); in the hour repeated in autumn, it is
+//!   the first of the two, and the second never runs again;
+//! - a jump of the clock forward past the next run runs it once; a jump backward never
+//!   runs a day twice (the next run only moves forward, unless the clock went back by
+//!   more than two days, e.g. from a bogus 2099 to the real date);
+//! - nothing runs while the clock does not look sane (a Pi boots in 1970 until NTP).
+
+use crate::clock::{self, Tz};
+
+/// The run instant of the local day `day` (days since 1970-01-01).
+pub fn instance(day: i64, hhmm: (u32, u32), tz: &Tz) -> i64 {
+    let naive = day * 86_400 + i64::from(hhmm.0) * 3600 + i64::from(hhmm.1) * 60;
+    if let Some(&first) = tz.unix_of_naive(naive).first() {
+        return first;
+    }
+    // In a gap: the first instant whose local time is past `naive`.
+    let (mut lo, mut hi) = (naive - 86_400 * 2, naive + 86_400);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if tz.to_naive(mid) >= naive {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
+/// The first run strictly after `t`.
+pub fn next_after(t: i64, hhmm: (u32, u32), tz: &Tz) -> i64 {
+    let day = tz.to_naive(t).div_euclid(86_400);
+    (day - 1..day + 3)
+        .map(|d| instance(d, hhmm, tz))
+        .find(|&i| i > t)
+        .unwrap_or(t + 86_400)
+}
+
+/// Whether the wall clock can be trusted: systemd-timesyncd says it is synchronized, or
+/// it is past this program's minimum date and not earlier than the newest archive.
+pub fn clock_sane(now: i64, newest_archive: Option<i64>, timesync_flag: bool) -> bool {
+    /// 2025-01-01T00:00:00Z: no real backup can be older than this program.
+    const MIN_SANE: i64 = 1_735_689_600;
+    timesync_flag || (now >= MIN_SANE && newest_archive.is_none_or(|n| now + 3600 >= n))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Nothing to do; look again after this many seconds (1..=60).
+    Sleep(i64),
+    /// The run is due (and the clock is sane, and the schedule is on).
+    Run,
+    /// The run is due but the clock does not look sane yet.
+    WaitClock,
+}
+
+/// The state of the daily schedule.
+#[derive(Debug)]
+pub struct Scheduler {
+    pub next: i64,
+    hhmm: (u32, u32),
+}
+
+impl Scheduler {
+    /// `catch_up`: run `delay` seconds after start rather than at the next BACKUP_TIME.
+    pub fn new(now: i64, hhmm: (u32, u32), tz: &Tz, catch_up: bool, delay: i64) -> Scheduler {
+        let next = if catch_up {
+            now + delay
+        } else {
+            next_after(now, hhmm, tz)
+        };
+        Scheduler { next, hhmm }
+    }
+
+    pub fn tick(&mut self, now: i64, tz: &Tz, enabled: bool, sane: bool) -> Tick {
+        if self.next - now > 2 * 86_400 + 3600 {
+            // The clock went back by days (e.g. from 2099 to today): plan from now.
+            self.next = next_after(now, self.hhmm, tz);
+        }
+        if now < self.next {
+            return Tick::Sleep((self.next - now).clamp(1, 60));
+        }
+        if !enabled {
+            // Switched off: this run is skipped, not saved for later.
+            self.next = next_after(now, self.hhmm, tz);
+            return Tick::Sleep((self.next - now).clamp(1, 60));
+        }
+        if !sane { Tick::WaitClock } else { Tick::Run }
+    }
+
+    /// After a run (or a skipped one): the next is the first run after both `now` and
+    /// the run just done, so a day never runs twice.
+    pub fn done(&mut self, now: i64, tz: &Tz) {
+        self.next = next_after(now.max(self.next), self.hhmm, tz);
+    }
+
+    /// The schedule was switched back on: plan from now, without catching up.
+    pub fn replan(&mut self, now: i64, tz: &Tz) {
+        self.next = next_after(now, self.hhmm, tz);
+    }
+}
+
+/// When the daemon starts: is a catch-up run due? (No success yet, the last run failed,
+/// or the last success is older than one period.)
+pub fn catch_up_due(now: i64, last_success: Option<i64>, last_run_failed: bool) -> bool {
+    match last_success {
+        None => true,
+        Some(t) => last_run_failed || now - t > 86_400,
+    }
+}
+
+/// `Wed 2024-12-18 03:00:00 CET`.
+pub fn describe(t: i64, tz: &Tz) -> String {
+    clock::systemd_style(t, tz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{iso_local, naive_secs, parse_iso};
+
+    fn paris() -> Tz {
+        let Ok(bytes) = std::fs::read("/usr/share/zoneinfo/Europe/Paris") else {
+            panic!("tzdata is needed for this test (apt-get install tzdata)");
+        };
+        Tz::from_tzif(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn at(s: &str) -> i64 {
+        parse_iso(s).unwrap_or_else(|| panic!("bad time {s}"))
+    }
+
+    #[test]
+    fn ordinary_days() {
+        let tz = paris();
+        let n = next_after(at("2024-12-18T02:59:59+01:00"), (3, 0), &tz);
+        assert_eq!(iso_local(n, &tz), "2024-12-18T03:00:00+01:00");
+        assert_eq!(describe(n, &tz), "Wed 2024-12-18 03:00:00 CET");
+        let n = next_after(at("2024-12-18T03:00:00+01:00"), (3, 0), &tz);
+        assert_eq!(iso_local(n, &tz), "2024-12-19T03:00:00+01:00");
+        let n = next_after(at("2024-12-31T23:30:00+01:00"), (0, 15), &tz);
+        assert_eq!(iso_local(n, &tz), "2025-01-01T00:15:00+01:00");
+    }
+
+    #[test]
+    fn across_dst_changes() {
+        let tz = paris();
+        // The night of 2025-03-29 → 30: 03:00 exists (CEST), 23 h after the day before.
+        let sat = next_after(at("2025-03-29T01:00:00+01:00"), (3, 0), &tz);
+        let sun = next_after(sat, (3, 0), &tz);
+        assert_eq!(iso_local(sun, &tz), "2025-03-30T03:00:00+02:00");
+        assert_eq!(sun - sat, 23 * 3600);
+        // October: 25 h.
+        let sat = next_after(at("2025-10-25T01:00:00+02:00"), (3, 0), &tz);
+        let sun = next_after(sat, (3, 0), &tz);
+        assert_eq!(iso_local(sun, &tz), "2025-10-26T03:00:00+01:00");
+        assert_eq!(sun - sat, 25 * 3600);
+        assert_eq!(describe(sun, &tz), "Sun 2025-10-26 03:00:00 CET");
+    }
+
+    #[test]
+    fn backup_time_in_the_skipped_hour_runs_when_the_clock_jumps() {
+        let tz = paris();
+        let n = next_after(at("2025-03-30T00:00:00+01:00"), (2, 30), &tz);
+        assert_eq!(iso_local(n, &tz), "2025-03-30T03:00:00+02:00");
+        let after = next_after(n, (2, 30), &tz);
+        assert_eq!(iso_local(after, &tz), "2025-03-31T02:30:00+02:00");
+    }
+
+    #[test]
+    fn backup_time_in_the_repeated_hour_runs_once() {
+        let tz = paris();
+        let first = next_after(at("2025-10-26T00:00:00+02:00"), (2, 30), &tz);
+        assert_eq!(iso_local(first, &tz), "2025-10-26T02:30:00+02:00");
+        let mut s = Scheduler::new(first - 10, (2, 30), &tz, false, 0);
+        assert_eq!(s.tick(first, &tz, true, true), Tick::Run);
+        s.done(first + 5, &tz);
+        // One hour later the wall clock reads 02:30 again: no second run.
+        let again = first + 3600;
+        assert!(matches!(s.tick(again, &tz, true, true), Tick::Sleep(_)));
+        assert_eq!(iso_local(s.next, &tz), "2025-10-27T02:30:00+01:00");
+    }
+
+    #[test]
+    fn clock_jump_forward_runs_once_and_backward_never_twice() {
+        let tz = Tz::utc();
+        // Boot in 1970: the schedule waits for a sane clock.
+        let mut s = Scheduler::new(60, (3, 0), &tz, false, 0);
+        assert_eq!(s.tick(4 * 3600, &tz, true, false), Tick::WaitClock);
+        // NTP jumps to 2025-06-01 12:00: the missed run happens once.
+        let now = at("2025-06-01T12:00:00Z");
+        assert_eq!(s.tick(now, &tz, true, true), Tick::Run);
+        s.done(now + 2, &tz);
+        assert_eq!(iso_local(s.next, &tz), "2025-06-02T03:00:00+00:00");
+        assert!(matches!(s.tick(now + 10, &tz, true, true), Tick::Sleep(_)));
+        // Run at 03:00, then the clock steps back 30 minutes: not again.
+        let run = s.next;
+        assert_eq!(s.tick(run, &tz, true, true), Tick::Run);
+        s.done(run + 1, &tz);
+        assert!(matches!(
+            s.tick(run - 1800, &tz, true, true),
+            Tick::Sleep(_)
+        ));
+        assert!(matches!(s.tick(run + 60, &tz, true, true), Tick::Sleep(_)));
+        assert_eq!(s.next, run + 86_400);
+    }
+
+    #[test]
+    fn clock_back_from_2099_replans() {
+        let tz = Tz::utc();
+        let mut s = Scheduler::new(at("2099-01-01T00:00:00Z"), (3, 0), &tz, false, 0);
+        let now = at("2025-06-01T12:00:00Z");
+        assert!(matches!(s.tick(now, &tz, true, true), Tick::Sleep(_)));
+        assert_eq!(iso_local(s.next, &tz), "2025-06-02T03:00:00+00:00");
+    }
+
+    #[test]
+    fn disabled_skips_and_catch_up() {
+        let tz = Tz::utc();
+        let now = at("2025-06-01T12:00:00Z");
+        let mut s = Scheduler::new(now, (3, 0), &tz, true, 30);
+        assert_eq!(s.next, now + 30);
+        assert_eq!(s.tick(now + 30, &tz, false, true), Tick::Sleep(60));
+        assert_eq!(iso_local(s.next, &tz), "2025-06-02T03:00:00+00:00");
+        assert!(catch_up_due(now, None, false));
+        assert!(catch_up_due(now, Some(now - 90_000), false));
+        assert!(catch_up_due(now, Some(now - 60), true));
+        assert!(!catch_up_due(now, Some(now - 3600), false));
+    }
+
+    #[test]
+    fn sanity() {
+        let t = at("2025-06-01T12:00:00Z");
+        assert!(!clock_sane(0, None, false));
+        assert!(clock_sane(0, None, true));
+        assert!(clock_sane(t, Some(t - 86_400), false));
+        assert!(!clock_sane(t, Some(t + 86_400), false));
+        let _ = naive_secs(2025, 1, 1, 0, 0, 0);
+    }
+}
