@@ -101,8 +101,8 @@ pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result
     match write_archive(&Sources { cfg }, dir, tz, cancel, &log, &mut warnings) {
         Ok(made) => {
             let count = apply_retention(cfg, tz, &made.name, &log, &mut warnings);
-            let now = clock::now_unix();
-            let ts = clock::iso_local(now, tz);
+            // The status is dated like the archive: when the run started.
+            let ts = clock::iso_local(made.started, tz);
             let size = made.size;
             let st = Status {
                 date: ts.get(..10).unwrap_or_default().to_string(),
@@ -238,6 +238,8 @@ fn apply_retention(
 pub struct Made {
     pub name: String,
     pub size: u64,
+    /// When the run started (the time in the name), Unix seconds.
+    pub started: i64,
 }
 
 /// Picks the archive name for now, waiting for the next second while that name exists
@@ -287,7 +289,11 @@ pub fn write_archive(
             .map_err(|e| describe_io("cannot rename the archive", &e, dir))?;
         fsutil::fsync_dir(dir).map_err(|e| describe_io("cannot sync BACKUP_DIR", &e, dir))?;
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        Ok(Made { name, size })
+        Ok(Made {
+            name,
+            size,
+            started: now,
+        })
     });
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -62,7 +62,21 @@ pub fn read(dir: &Path) -> io::Result<Option<Status>> {
 pub fn write(dir: &Path, status: &Status) -> io::Result<()> {
     let mut json = status.to_json();
     json.push('\n');
-    fsutil::atomic_write(dir, STATUS_FILE, json.as_bytes(), 0o644)
+    match fsutil::atomic_write(dir, STATUS_FILE, json.as_bytes(), 0o644) {
+        // A disk so full that not even a temp file fits: a failure must still be
+        // recorded, so rewrite the (sub-block) file in place, reusing its block.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(dir.join(STATUS_FILE))
+                .map_err(|_| e)?;
+            f.write_all(json.as_bytes())?;
+            f.sync_all()
+        }
+        r => r,
+    }
 }
 
 /// The log of BACKUP_DIR. Lines of the current run are also kept in memory, for the
