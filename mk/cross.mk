@@ -1,0 +1,29 @@
+# Deployment: static musl binaries for the Pis, proven under qemu-user; the systemd unit
+# and the install script, each with its test. Included by the top Makefile.
+#   make cross-deps   toolchain pieces (rustup targets, rust-src; zig + cargo-zigbuild
+#                     from PyPI into .xtools/) — idempotent, a second or two when done
+#   make cross        target/<triple>/release/neopro-backup for the four triples below
+#   make test-cross   each binary under qemu-user on its Pi's CPU: backup, verify, serve
+#   make test-systemd systemd-analyze verify + security (exposure <= 2.0) of the unit
+#   make test-install scripts/setup-auto-backup.sh against a fake Pi in a temp folder
+
+CROSS_TARGETS := arm-unknown-linux-musleabihf armv7-unknown-linux-musleabihf \
+                 aarch64-unknown-linux-musl x86_64-unknown-linux-musl
+
+.PHONY: cross-deps cross test-cross test-systemd test-install
+TEST_TARGETS += test-systemd test-install test-cross
+
+cross-deps:
+	bash scripts/cross-deps.sh
+
+cross: cross-deps
+	bash scripts/cross-build.sh $(CROSS_TARGETS)
+
+test-cross: cross
+	bash scripts/test-cross.sh $(CROSS_TARGETS)
+
+test-systemd:
+	bash tests/systemd/test-unit.sh
+
+test-install: build
+	bash tests/install/test-install.sh

@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# Installs, upgrades or removes neopro-backup on a Neopro Pi, from a PC with this repo.
+#
+#   scripts/setup-auto-backup.sh [OPTIONS] HOST            install or upgrade
+#   scripts/setup-auto-backup.sh [OPTIONS] HOST --uninstall
+#
+# HOST is what you give ssh: `neopro.local`, `pi@192.168.1.20`, a Host of ~/.ssh/config.
+# Without `user@`, the user is pi. The user needs passwordless sudo (the Pi OS default
+# for pi) or to be root.
+#
+# Install/upgrade, idempotent (run it again to upgrade; nothing changes when nothing is new):
+#  1. detects the Pi's CPU over ssh (uname -m and /proc/cpuinfo: ARMv6 Pi Zero/1, ARMv7
+#     Pi 2/3, 64-bit Pi 3/4/5) and picks the static binary of `make cross`;
+#  2. installs it as /usr/local/bin/neopro-backup, after checking that it runs there;
+#  3. stops the old system if present — the neopro-backup.timer is disabled and removed,
+#     and auto-backup.sh is replaced by a two-line script that calls `neopro-backup run`
+#     (the old admin server and any cron line keep working, and only one program ever
+#     backs up); the original is kept as auto-backup.sh.orig — and gives the backups
+#     folder to pi (the old service wrote as root, the daemon runs as pi);
+#  4. installs the systemd unit, and /etc/neopro/backup.conf from the commented template
+#     only when there is none (yours is never overwritten);
+#  5. enables and (re)starts the daemon, shows its status and offers a test backup.
+# --uninstall stops and removes the daemon, its unit and the binary, puts the original
+# auto-backup.sh back, and leaves the backups and /etc/neopro/backup.conf in place.
+#
+# Options:
+#   --test-backup / --no-test-backup   make (or not) a test backup without asking
+#                                      (without either, asks when run from a terminal)
+#   -h, --help
+# Environment (defaults in brackets):
+#   SSH   [ssh -o ConnectTimeout=10]   the command that runs a shell command on HOST
+#   SCP   [scp -q -o ConnectTimeout=10] the command that copies files to HOST:DIR/
+#   DIST  [<repo>/target]              where <triple>/release/neopro-backup are (make cross)
+#   NEOPRO_ROOT  []                    a prefix for every path on HOST (the install tests
+#                                      use a temp folder; also useful on a mounted image)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SSH=${SSH:-ssh -o ConnectTimeout=10}
+SCP=${SCP:-scp -q -o ConnectTimeout=10}
+DIST=${DIST:-$REPO/target}
+R=${NEOPRO_ROOT:-}
+PI_USER=pi
+DEFAULT_BACKUP_DIR=/home/pi/neopro-backups
+DEFAULT_NEOPRO_DIR=/home/pi/neopro
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'setup-auto-backup: error: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; } # quote for sh
+
+host="" uninstall=0 test_backup=ask
+while [ $# -gt 0 ]; do
+    case $1 in
+        --uninstall) uninstall=1 ;;
+        --test-backup) test_backup=yes ;;
+        --no-test-backup) test_backup=no ;;
+        -h | --help) usage; exit 0 ;;
+        -*) die "unknown option $1 (see --help)" ;;
+        *) [ -z "$host" ] || die "one HOST only (got '$host' and '$1')"; host=$1 ;;
+    esac
+    shift
+done
+[ -n "$host" ] || { usage >&2; exit 2; }
+case $host in *@*) ;; *) host="$PI_USER@$host" ;; esac
+
+# Runs a shell command on the Pi. stdin goes along (scripts are sent as `sh -s`).
+remote() { $SSH "$host" "$1"; }
+# Runs stdin as a root shell script on the Pi.
+remote_root() {
+    remote 'if [ "$(id -u)" = 0 ]; then sh -s; else sudo -n sh -s; fi'
+}
+
+# --- 1. reach the Pi, learn what it is --------------------------------------------------
+say "Connecting to $host"
+probe_err=$(mktemp)
+trap 'rm -f "$probe_err"' EXIT
+# One round trip: KEY=value lines about the Pi.
+probe_cmd="echo machine=\$(uname -m)
+echo model=\$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' $(q "$R/proc/cpuinfo") 2>/dev/null | head -n 1)
+echo cpu_arch=\$(sed -n 's/^CPU architecture[[:space:]]*:[[:space:]]*//p' $(q "$R/proc/cpuinfo") 2>/dev/null | head -n 1)
+echo pi_uid=\$(id -u $PI_USER 2>/dev/null || echo none)
+if [ \"\$(id -u)\" = 0 ] || sudo -n true 2>/dev/null; then echo sudo=ok; else echo sudo=no; fi
+echo systemctl=\$(command -v systemctl || echo none)"
+if ! probe=$(remote "$probe_cmd" </dev/null 2>"$probe_err"); then
+    die "cannot run commands on $host over ssh: $(tail -n 3 "$probe_err" | tr '\n' ' ')
+  Check the name or address, that the Pi is on the network, and that \`ssh $host\` works
+  from this PC without a password (ssh-copy-id $host)."
+fi
+probe_get() { printf '%s\n' "$probe" | sed -n "s/^$1=//p" | head -n 1; }
+machine=$(probe_get machine) model=$(probe_get model) cpu_arch=$(probe_get cpu_arch)
+[ -n "$machine" ] || die "$host did not answer 'uname -m' (got: $(printf '%s' "$probe" | head -c 200))"
+[ "$(probe_get sudo)" = ok ] || die "the user of $host needs passwordless sudo (or log in as root): 'sudo -n true' failed there"
+[ "$(probe_get systemctl)" != none ] || die "$host has no systemctl: neopro-backup needs a systemd system (Raspberry Pi OS)"
+
+if [ "$uninstall" = 0 ]; then
+    # The ARMv6 case. A Pi Zero/Zero W/1 (ARM1176) must get the armv6 build: the armv7
+    # one dies there with SIGILL. Its kernel says armv6l, and /proc/cpuinfo says
+    # "ARMv6-compatible processor ... (v6l)" but also "CPU architecture: 7" (the ARM1176
+    # uses the v7 CPUID scheme), so that line alone would pick the wrong build. A 64-bit
+    # Pi on a 32-bit kernel says armv7l: the armv7 build. A 32-bit ARM that says nothing
+    # clear gets the armv6 build, which runs on every 32-bit Pi.
+    case $machine in
+        aarch64 | arm64) triple=aarch64-unknown-linux-musl; what="64-bit ARM (Pi 3/4/5 on a 64-bit kernel)" ;;
+        arm*)
+            if [ "${machine#armv6}" != "$machine" ] || echo "$model" | grep -Eqi 'armv6|\(v6l\)'; then
+                triple=arm-unknown-linux-musleabihf; what="ARMv6 (Pi Zero/1)"
+            elif [ "${machine#armv7}" != "$machine" ] || [ "${machine#armv8}" != "$machine" ] \
+                || echo "$model" | grep -Eqi 'armv[78]|\(v[78]l\)'; then
+                triple=armv7-unknown-linux-musleabihf; what="32-bit ARMv7 (Pi 2/3/4 on a 32-bit kernel)"
+            else
+                triple=arm-unknown-linux-musleabihf; what="32-bit ARM, version unclear: the ARMv6 build runs on all"
+            fi ;;
+        x86_64 | amd64) triple=x86_64-unknown-linux-musl; what="x86_64" ;;
+        *) die "unknown architecture '$machine' on $host (model: ${model:-?}, CPU architecture: ${cpu_arch:-?}): supported are armv6l, armv7l, aarch64 (Raspberry Pi) and x86_64" ;;
+    esac
+    say "$host is $machine${model:+ ($model)}: $what -> $triple"
+    bin=$DIST/$triple/release/neopro-backup
+    [ -f "$bin" ] || die "$bin is missing: run 'make cross' first (or set DIST)"
+    [ "$(probe_get pi_uid)" != none ] || die "$host has no user '$PI_USER': the Neopro files and the daemon belong to $PI_USER"
+fi
+
+# --- the script that runs as root on the Pi ---------------------------------------------
+# Shared by install and uninstall: where things are (all under R, the prefix for tests).
+remote_header() {
+    cat <<EOF
+set -eu
+R=$(q "$R")
+U=$PI_USER
+T=$(q "${1:-}")
+EOF
+    cat <<'EOF'
+BIN=$R/usr/local/bin/neopro-backup
+UNITDIR=$R/etc/systemd/system
+UNIT=$UNITDIR/neopro-backup.service
+DROPIN=$UNITDIR/neopro-backup.service.d/paths.conf
+CONF=$R/etc/neopro/backup.conf
+OLD_SCRIPT=$R/home/pi/neopro/scripts/auto-backup.sh
+SHIM_MARK='# neopro-backup: this script now calls the neopro-backup binary'
+# A key of backup.conf, without quotes, or empty.
+conf_key() {
+    [ -r "$CONF" ] || return 0
+    sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$CONF" | tail -n 1 \
+        | sed "s/^\"\(.*\)\"[[:space:]]*$/\1/; s/^'\(.*\)'[[:space:]]*$/\1/; s/[[:space:]]*$//"
+}
+EOF
+}
+
+if [ "$uninstall" = 1 ]; then
+    say "Removing neopro-backup from $host (backups and /etc/neopro/backup.conf stay)"
+    { remote_header; cat <<'EOF'
+if systemctl is-enabled --quiet neopro-backup.service 2>/dev/null || systemctl is-active --quiet neopro-backup.service 2>/dev/null; then
+    systemctl disable --now neopro-backup.service >/dev/null 2>&1 || true
+    echo "stopped and disabled: neopro-backup.service"
+fi
+for f in "$UNIT" "$DROPIN" "$BIN"; do
+    if [ -e "$f" ]; then rm -f "$f"; echo "removed: ${f#$R}"; fi
+done
+rmdir "$UNITDIR/neopro-backup.service.d" 2>/dev/null || true
+systemctl daemon-reload
+systemctl reset-failed neopro-backup.service >/dev/null 2>&1 || true
+if [ -f "$OLD_SCRIPT.orig" ] && grep -qF "$SHIM_MARK" "$OLD_SCRIPT" 2>/dev/null; then
+    mv -f "$OLD_SCRIPT.orig" "$OLD_SCRIPT"
+    echo "restored: ${OLD_SCRIPT#$R} (the old script; its timer stays off)"
+fi
+BD=$(conf_key BACKUP_DIR); BD=${BD:-/home/pi/neopro-backups}
+echo "kept: $BD (your backups) and ${CONF#$R}"
+EOF
+    } | remote_root || die "the removal failed on $host (see above)"
+    say "Done: neopro-backup is no longer installed on $host"
+    exit 0
+fi
+
+# --- 2. copy the files ------------------------------------------------------------------
+rtmp=$(remote 'mktemp -d /tmp/neopro-setup.XXXXXX' </dev/null) || die "cannot create a temporary folder on $host"
+cleanup_remote() { remote "rm -rf $(q "$rtmp")" </dev/null >/dev/null 2>&1 || true; }
+trap 'cleanup_remote; rm -f "$probe_err"' EXIT
+say "Copying the binary, the unit and the config template"
+$SCP "$bin" "$REPO/systemd/neopro-backup.service" "$REPO/config/backup.conf.example" "$host:$rtmp/" \
+    || die "copying to $host:$rtmp failed"
+
+# --- 3-5. install as root ---------------------------------------------------------------
+say "Installing on $host"
+{ remote_header "$rtmp"; cat <<'EOF'
+changed=0
+# The binary: installed beside the old one, checked to run on this CPU, then renamed
+# over it (a running daemon keeps its old copy until it restarts).
+mkdir -p "$R/usr/local/bin"
+if [ -f "$BIN" ] && cmp -s "$T/neopro-backup" "$BIN"; then
+    echo "kept: /usr/local/bin/neopro-backup ($("$BIN" --version 2>/dev/null), unchanged)"
+else
+    cp "$T/neopro-backup" "$BIN.new"
+    chmod 0755 "$BIN.new"
+    if ! v=$("$BIN.new" --version 2>&1); then
+        rm -f "$BIN.new"
+        echo "ERROR: the binary does not run on this Pi ($v): wrong architecture? Nothing was changed." >&2
+        exit 3
+    fi
+    mv -f "$BIN.new" "$BIN"
+    echo "installed: /usr/local/bin/neopro-backup ($v)"
+    changed=1
+fi
+
+# The old system: a timer (two OnCalendar lines: it backed up twice a day) and a script.
+if [ -e "$UNITDIR/neopro-backup.timer" ] || systemctl is-enabled --quiet neopro-backup.timer 2>/dev/null \
+    || systemctl is-active --quiet neopro-backup.timer 2>/dev/null; then
+    systemctl disable --now neopro-backup.timer >/dev/null 2>&1 || true
+    rm -f "$UNITDIR/neopro-backup.timer" "$UNITDIR/timers.target.wants/neopro-backup.timer"
+    echo "old system: neopro-backup.timer stopped, disabled and removed"
+    changed=1
+fi
+if [ -f "$UNIT" ] && grep -q '^ExecStart=.*auto-backup\.sh' "$UNIT"; then
+    systemctl stop neopro-backup.service >/dev/null 2>&1 || true
+    echo "old system: the script's neopro-backup.service is replaced by the daemon's"
+fi
+if [ -f "$OLD_SCRIPT" ] && ! grep -qF "$SHIM_MARK" "$OLD_SCRIPT"; then
+    cp -p "$OLD_SCRIPT" "$OLD_SCRIPT.orig"
+    cat >"$OLD_SCRIPT.new" <<SHIM
+#!/bin/sh
+$SHIM_MARK (the original is auto-backup.sh.orig).
+if [ "\$(id -u)" = 0 ]; then exec runuser -u $U -- /usr/local/bin/neopro-backup run "\$@"; fi
+exec /usr/local/bin/neopro-backup run "\$@"
+SHIM
+    chmod 0755 "$OLD_SCRIPT.new"
+    mv -f "$OLD_SCRIPT.new" "$OLD_SCRIPT"
+    echo "old system: ${OLD_SCRIPT#$R} now runs 'neopro-backup run' (original kept as auto-backup.sh.orig)"
+fi
+for f in "$R/etc/crontab" "$R"/etc/cron.d/* "$R"/var/spool/cron/crontabs/*; do
+    [ -f "$f" ] || continue
+    if grep -v '^[[:space:]]*#' "$f" | grep -q 'auto-backup\.sh'; then
+        echo "warning: ${f#$R} still calls auto-backup.sh (it now runs neopro-backup run): the daemon already backs up daily, remove that line (sudo crontab -e, or edit the file)"
+    fi
+done
+
+# The config: the template always beside it, the file itself only when there is none.
+mkdir -p "$R/etc/neopro"
+cp "$T/backup.conf.example" "$R/etc/neopro/backup.conf.example"
+chmod 0644 "$R/etc/neopro/backup.conf.example"
+if [ -e "$CONF" ]; then
+    echo "kept: /etc/neopro/backup.conf (yours)"
+else
+    cp "$T/backup.conf.example" "$CONF.new"
+    chown "root:$U" "$CONF.new"
+    chmod 0640 "$CONF.new"
+    mv -f "$CONF.new" "$CONF"
+    echo "installed: /etc/neopro/backup.conf (commented template: defaults apply)"
+    changed=1
+fi
+
+# The unit, and a drop-in when backup.conf moves the folders it may write.
+mkdir -p "$UNITDIR"
+if [ -f "$UNIT" ] && cmp -s "$T/neopro-backup.service" "$UNIT"; then
+    echo "kept: /etc/systemd/system/neopro-backup.service (unchanged)"
+else
+    cp "$T/neopro-backup.service" "$UNIT.new"
+    chmod 0644 "$UNIT.new"
+    mv -f "$UNIT.new" "$UNIT"
+    echo "installed: /etc/systemd/system/neopro-backup.service"
+    changed=1
+fi
+BD=$(conf_key BACKUP_DIR)
+ND=$(conf_key NEOPRO_DIR)
+want=""
+if [ -n "$BD" ] && [ "$BD" != /home/pi/neopro-backups ]; then want="$want -$BD"; fi
+if [ -n "$ND" ] && [ "$ND" != /home/pi/neopro ]; then want="$want -$ND/webapp -$ND/sync-agent"; fi
+if [ -n "$want" ]; then
+    mkdir -p "${DROPIN%/*}"
+    printf '# Written by setup-auto-backup.sh from /etc/neopro/backup.conf: the folders it names.\n[Service]\nReadWritePaths=%s\n' "${want# }" >"$DROPIN.new"
+    if cmp -s "$DROPIN.new" "$DROPIN"; then rm -f "$DROPIN.new"; else
+        mv -f "$DROPIN.new" "$DROPIN"; echo "installed: ${DROPIN#$R} (ReadWritePaths=${want# })"; changed=1
+    fi
+elif [ -e "$DROPIN" ]; then
+    rm -f "$DROPIN"; rmdir "${DROPIN%/*}" 2>/dev/null || true
+    echo "removed: ${DROPIN#$R} (default folders again)"; changed=1
+fi
+
+# The backups folder must exist (the unit can only write into an existing one), belong
+# to pi (the old service wrote as root) and stay private (archives hold secrets).
+D=${BD:-/home/pi/neopro-backups}
+mkdir -p "$R$D"
+chown -R "$U:$U" "$R$D"
+chmod 0700 "$R$D"
+
+systemctl daemon-reload
+systemctl enable --quiet neopro-backup.service
+if [ "$changed" = 1 ] || ! systemctl is-active --quiet neopro-backup.service; then
+    echo "starting: neopro-backup.service"
+    if ! systemctl restart neopro-backup.service; then
+        echo "ERROR: neopro-backup.service did not start:" >&2
+        journalctl -u neopro-backup.service -n 20 --no-pager >&2 2>/dev/null || true
+        exit 4
+    fi
+else
+    echo "running: neopro-backup.service (nothing new, not restarted)"
+fi
+EOF
+} | remote_root || die "the installation failed on $host (see above)"
+
+# --- show it ----------------------------------------------------------------------------
+say "Status on $host"
+remote "systemctl --no-pager --lines=5 status neopro-backup.service 2>&1 | head -n 12; $(q "$R/usr/local/bin/neopro-backup") status 2>&1 | head -n 6" </dev/null || true
+
+if [ "$test_backup" = ask ]; then
+    test_backup=no
+    if [ -t 0 ] && [ -t 1 ]; then
+        printf 'Make a test backup now? [y/N] '
+        read -r answer || answer=
+        case $answer in [yYoO]*) test_backup=yes ;; esac
+    fi
+fi
+if [ "$test_backup" = yes ]; then
+    say "Test backup on $host"
+    # As pi, so that its files belong to the daemon's user.
+    remote "if [ \"\$(id -u)\" = 0 ] || [ \"\$(id -un)\" != $PI_USER ]; then sudo -n -u $PI_USER $(q "$R/usr/local/bin/neopro-backup") run; else $(q "$R/usr/local/bin/neopro-backup") run; fi" </dev/null \
+        || die "the test backup failed (see above; the log is in the backups folder, backup.log)"
+fi
+
+say "Done. On $host: the API is http://127.0.0.1:8081 (from this PC: ssh -L 8081:127.0.0.1:8081 $host),"
+say "logs: journalctl -u neopro-backup; settings: /etc/neopro/backup.conf; a backup now: neopro-backup run"

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# make test-install: scripts/setup-auto-backup.sh against fake Pis.
+# A fake Pi is a temp folder (NEOPRO_ROOT) reached through fakebin/ssh and fakebin/scp,
+# which run commands locally with remote-bin/ first in PATH: uname -m says what CPU the
+# Pi has, sudo is passwordless, chown is logged (there is no user pi here), systemctl
+# keeps unit states in files and, for the main Pi, really starts the installed binary's
+# `serve` and waits for /healthz. The "builds" in DIST are copies of the host binary
+# with the triple appended (an ELF still runs with bytes after it), so the test can
+# see which one was installed on which CPU.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+HERE=$REPO/tests/install
+BIN=${BIN:-$REPO/target/release/neopro-backup}
+[ -x "$BIN" ] || { echo "test-install: $BIN is missing: make build"; exit 1; }
+
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "  ok   $*"; }
+ko() { fail=$((fail + 1)); echo "  FAIL $*"; }
+check() { local what=$1; shift; if "$@" >/dev/null 2>&1; then ok "$what"; else ko "$what"; return 1; fi; }
+
+W=$(mktemp -d /tmp/neopro-test-install.XXXXXX)
+cleanup() {
+    for p in "$W"/*/state/units/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+    [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+
+TRIPLES="arm-unknown-linux-musleabihf armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
+DISTDIR=$W/dist
+for t in $TRIPLES; do
+    mkdir -p "$DISTDIR/$t/release"
+    { cat "$BIN"; printf '\nNEOPRO-TRIPLE=%s\n' "$t"; } >"$DISTDIR/$t/release/neopro-backup"
+    chmod 755 "$DISTDIR/$t/release/neopro-backup"
+done
+triple_of() { tail -c 200 "$1" 2>/dev/null | sed -n 's/^NEOPRO-TRIPLE=//p'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# new_pi NAME MACHINE MODEL: a fresh fake Pi; sets PI (its folder) and ROOT.
+new_pi() {
+    PI=$W/$1 ROOT=$W/$1/root
+    mkdir -p "$ROOT/proc" "$ROOT/home/pi/neopro/webapp" "$ROOT/home/pi/neopro/sync-agent" \
+        "$ROOT/home/pi/neopro/videos" "$ROOT/etc/neopro" "$PI/state"
+    printf 'processor\t: 0\nmodel name\t: %s\nBogoMIPS\t: 697.95\nCPU architecture: %s\n' "$3" "${4:-7}" >"$ROOT/proc/cpuinfo"
+    echo '{"club":"test"}' >"$ROOT/home/pi/neopro/webapp/configuration.json"
+    echo 'TOKEN=x' >"$ROOT/home/pi/neopro/sync-agent/.env"
+    echo 'SITE=test' >"$ROOT/etc/neopro/site.conf"
+    echo "$2" >"$PI/machine"
+}
+# setup ARGS...: runs the install script on the current fake Pi; output in $PI/out.
+setup() {
+    env SSH="$HERE/fakebin/ssh" SCP="$HERE/fakebin/scp" DIST="$DISTDIR" NEOPRO_ROOT="$ROOT" \
+        FAKE_HOST="${FAKE_HOST:-pi@neopro-test}" FAKE_STATE="$PI/state" FAKE_MACHINE="$(cat "$PI/machine")" \
+        NEOPRO_DIR="$ROOT/home/pi/neopro" BACKUP_DIR="$ROOT/home/pi/neopro-backups" \
+        SITE_CONF="$ROOT/etc/neopro/site.conf" SERVICES=nginx NEOPRO_CATCHUP_DELAY=3600 \
+        LISTEN="127.0.0.1:${PORT:-1}" \
+        bash "$REPO/scripts/setup-auto-backup.sh" "$@" </dev/null >"$PI/out" 2>&1
+    echo $? >"$PI/rc"
+}
+rc() { cat "$PI/rc"; }
+out_has() { grep -q -- "$1" "$PI/out"; }
+state() { [ -f "$PI/state/units/$1" ]; }
+show_out() { sed 's/^/       | /' "$PI/out"; }
+
+echo "== a fresh Pi Zero (armv6l): install, daemon started for real"
+new_pi zero armv6l "ARMv6-compatible processor rev 7 (v6l)" 7
+PORT=$(free_port)
+tmp_before=$(ls -d /tmp/neopro-setup.* 2>/dev/null | sort)
+FAKE_START_DAEMON=1 setup neopro-test --no-test-backup
+export FAKE_START_DAEMON=0
+check "exit 0" test "$(rc)" = 0 || show_out
+check "Pi Zero gets the ARMv6 build (not fooled by 'CPU architecture: 7')" out_has "-> arm-unknown-linux-musleabihf"
+check "installed binary is the armv6 build" test "$(triple_of "$ROOT/usr/local/bin/neopro-backup")" = arm-unknown-linux-musleabihf
+check "binary mode 755" test "$(stat -c %a "$ROOT/usr/local/bin/neopro-backup")" = 755
+check "unit installed as is" cmp systemd/neopro-backup.service "$ROOT/etc/systemd/system/neopro-backup.service"
+check "config installed from the template" cmp config/backup.conf.example "$ROOT/etc/neopro/backup.conf"
+check "config mode 0640 root:pi" bash -c "[ \$(stat -c %a '$ROOT/etc/neopro/backup.conf') = 640 ] && grep -q 'chown root:pi $ROOT/etc/neopro/backup.conf' '$PI/state/log'"
+check "template beside it" cmp config/backup.conf.example "$ROOT/etc/neopro/backup.conf.example"
+check "backups folder made, 0700, given to pi" bash -c "[ \$(stat -c %a '$ROOT/home/pi/neopro-backups') = 700 ] && grep -q 'chown -R pi:pi $ROOT/home/pi/neopro-backups' '$PI/state/log'"
+check "no drop-in for the default folders" test ! -e "$ROOT/etc/systemd/system/neopro-backup.service.d/paths.conf"
+check "daemon-reload, enabled" bash -c "grep -q 'systemctl daemon-reload' '$PI/state/log' && [ -f '$PI/state/units/neopro-backup.service.enabled' ]"
+check "daemon active and answering /healthz" bash -c "[ -f '$PI/state/units/neopro-backup.service.active' ] && [ \"\$(curl -s http://127.0.0.1:$PORT/healthz)\" = ok ]"
+check "the root work went through sudo -n" grep -q '^sudo: sh -s' "$PI/state/log"
+check "status shown" out_has "Active: active"
+check "no temp folder left on the Pi" test "$(ls -d /tmp/neopro-setup.* 2>/dev/null | sort)" = "$tmp_before"
+
+echo "== the same Pi again: idempotent, nothing restarted, the user's config kept"
+echo 'RETENTION_DAYS=14' >>"$ROOT/etc/neopro/backup.conf"
+cp "$ROOT/etc/neopro/backup.conf" "$W/conf.before"
+restarts_before=$(grep -c 'systemctl restart' "$PI/state/log")
+setup neopro-test --no-test-backup
+check "exit 0" test "$(rc)" = 0 || show_out
+check "says the binary, unit and config are kept" bash -c "grep -q 'kept: /usr/local/bin/neopro-backup' '$PI/out' && grep -q 'kept: /etc/systemd/system/neopro-backup.service' '$PI/out' && grep -q 'kept: /etc/neopro/backup.conf' '$PI/out'"
+check "config not overwritten" cmp "$W/conf.before" "$ROOT/etc/neopro/backup.conf"
+check "not restarted" test "$(grep -c 'systemctl restart' "$PI/state/log")" = "$restarts_before"
+
+echo "== a test backup, as pi"
+setup neopro-test --test-backup
+check "exit 0" test "$(rc)" = 0 || show_out
+check "an archive is in the backups folder" bash -c "ls '$ROOT'/home/pi/neopro-backups/backup-*.tar.gz"
+check "run as pi (sudo -u pi or directly)" out_has "Backup created"
+
+echo "== BACKUP_DIR moved in backup.conf: a drop-in lets the unit write there"
+echo 'BACKUP_DIR="/srv/neopro backups"' >>"$ROOT/etc/neopro/backup.conf"
+setup neopro-test --no-test-backup
+check "exit 0" test "$(rc)" = 0 || show_out
+check "drop-in with ReadWritePaths=-/srv/neopro backups" grep -qx 'ReadWritePaths=-/srv/neopro backups' "$ROOT/etc/systemd/system/neopro-backup.service.d/paths.conf"
+check "that folder made, 0700" test "$(stat -c %a "$ROOT/srv/neopro backups" 2>/dev/null)" = 700
+check "restarted for it" out_has "starting: neopro-backup.service"
+sed -i '/^BACKUP_DIR=/d' "$ROOT/etc/neopro/backup.conf"
+setup neopro-test --no-test-backup
+check "drop-in removed when the key goes" test ! -e "$ROOT/etc/systemd/system/neopro-backup.service.d/paths.conf"
+
+echo "== an upgrade: a new build replaces the old, the daemon restarts"
+printf '\n# rebuilt\n' >>"$DISTDIR/arm-unknown-linux-musleabihf/release/neopro-backup"
+setup neopro-test --no-test-backup
+check "exit 0" test "$(rc)" = 0 || show_out
+check "new binary installed" cmp "$DISTDIR/arm-unknown-linux-musleabihf/release/neopro-backup" "$ROOT/usr/local/bin/neopro-backup"
+check "restarted" out_has "starting: neopro-backup.service"
+
+echo "== a build that does not run on the Pi: refused, the installed one untouched"
+cp "$ROOT/usr/local/bin/neopro-backup" "$W/bin.before"
+mv "$DISTDIR/arm-unknown-linux-musleabihf/release/neopro-backup" "$W/good-arm"
+printf '#!/bin/sh\necho "Illegal instruction" >&2\nexit 132\n' >"$DISTDIR/arm-unknown-linux-musleabihf/release/neopro-backup"
+setup neopro-test --no-test-backup
+check "exit 1" test "$(rc)" = 1
+check "says it does not run there" out_has "does not run on this Pi"
+check "installed binary unchanged, no .new left" bash -c "cmp '$W/bin.before' '$ROOT/usr/local/bin/neopro-backup' && [ ! -e '$ROOT/usr/local/bin/neopro-backup.new' ]"
+mv -f "$W/good-arm" "$DISTDIR/arm-unknown-linux-musleabihf/release/neopro-backup"
+
+echo "== uninstall: daemon gone, backups and config stay"
+setup neopro-test --uninstall
+check "exit 0" test "$(rc)" = 0 || show_out
+check "stopped and disabled" bash -c "[ ! -f '$PI/state/units/neopro-backup.service.active' ] && [ ! -f '$PI/state/units/neopro-backup.service.enabled' ]"
+check "daemon process gone" bash -c "! curl -s -m 1 http://127.0.0.1:$PORT/healthz"
+check "unit and binary removed" bash -c "[ ! -e '$ROOT/etc/systemd/system/neopro-backup.service' ] && [ ! -e '$ROOT/usr/local/bin/neopro-backup' ]"
+check "backups kept" bash -c "ls '$ROOT'/home/pi/neopro-backups/backup-*.tar.gz"
+check "config kept" test -f "$ROOT/etc/neopro/backup.conf"
+setup neopro-test --uninstall
+check "uninstall twice: exit 0" test "$(rc)" = 0
+
+echo "== the old script system: timer stopped and removed, script replaced by a call to the binary"
+new_pi old armv7l "ARMv7 Processor rev 4 (v7l)" 7
+mkdir -p "$ROOT/etc/systemd/system/timers.target.wants" "$ROOT/home/pi/neopro/scripts" "$ROOT/var/spool/cron/crontabs" "$ROOT/home/pi/neopro-backups"
+printf '[Unit]\nDescription=Neopro backup\n[Service]\nType=oneshot\nExecStart=/bin/bash /home/pi/neopro/scripts/auto-backup.sh\n' >"$ROOT/etc/systemd/system/neopro-backup.service"
+printf '[Timer]\nOnCalendar=daily\nOnCalendar=03:00\nPersistent=true\n[Install]\nWantedBy=timers.target\n' >"$ROOT/etc/systemd/system/neopro-backup.timer"
+ln -s ../neopro-backup.timer "$ROOT/etc/systemd/system/timers.target.wants/neopro-backup.timer"
+printf '#!/bin/bash\n# the old auto-backup.sh\necho old\n' >"$ROOT/home/pi/neopro/scripts/auto-backup.sh"
+chmod 755 "$ROOT/home/pi/neopro/scripts/auto-backup.sh"
+printf '0 4 * * * /home/pi/neopro/scripts/auto-backup.sh\n' >"$ROOT/var/spool/cron/crontabs/root"
+touch "$ROOT/home/pi/neopro-backups/backup-20241218-030000.tar.gz"
+mkdir -p "$PI/state/units"
+touch "$PI/state/units/neopro-backup.timer.enabled" "$PI/state/units/neopro-backup.timer.active"
+setup neopro-test --no-test-backup
+check "exit 0" test "$(rc)" = 0 || show_out
+check "Pi 3 in 32-bit gets the armv7 build" test "$(triple_of "$ROOT/usr/local/bin/neopro-backup")" = armv7-unknown-linux-musleabihf
+check "timer stopped and disabled" bash -c "[ ! -f '$PI/state/units/neopro-backup.timer.active' ] && [ ! -f '$PI/state/units/neopro-backup.timer.enabled' ]"
+check "timer unit and its link removed" bash -c "[ ! -e '$ROOT/etc/systemd/system/neopro-backup.timer' ] && [ ! -L '$ROOT/etc/systemd/system/timers.target.wants/neopro-backup.timer' ]"
+check "the old oneshot unit replaced by the daemon's" cmp systemd/neopro-backup.service "$ROOT/etc/systemd/system/neopro-backup.service"
+check "auto-backup.sh now calls 'neopro-backup run', original kept" bash -c "grep -q '/usr/local/bin/neopro-backup run' '$ROOT/home/pi/neopro/scripts/auto-backup.sh' && grep -q 'echo old' '$ROOT/home/pi/neopro/scripts/auto-backup.sh.orig'"
+check "the shim is valid sh" sh -n "$ROOT/home/pi/neopro/scripts/auto-backup.sh"
+check "warns about the cron line" out_has "crontabs/root still calls auto-backup.sh"
+check "old root-owned backups given to pi" grep -q "chown -R pi:pi $ROOT/home/pi/neopro-backups" "$PI/state/log"
+check "old backup kept" test -f "$ROOT/home/pi/neopro-backups/backup-20241218-030000.tar.gz"
+check "daemon enabled and active" bash -c "[ -f '$PI/state/units/neopro-backup.service.enabled' ] && [ -f '$PI/state/units/neopro-backup.service.active' ]"
+setup neopro-test --no-test-backup
+check "second run leaves the shim alone (no .orig of the shim)" grep -q 'echo old' "$ROOT/home/pi/neopro/scripts/auto-backup.sh.orig"
+setup neopro-test --uninstall
+check "uninstall puts the original script back" bash -c "grep -q 'echo old' '$ROOT/home/pi/neopro/scripts/auto-backup.sh' && [ ! -e '$ROOT/home/pi/neopro/scripts/auto-backup.sh.orig' ]"
+
+echo "== which build for which Pi"
+# machine | model name | CPU architecture | expected triple
+n=0
+while IFS='|' read -r machine model arch want; do
+    n=$((n + 1))
+    new_pi "arch-$n" "$machine" "$model" "$arch"
+    setup neopro-test --no-test-backup
+    got=$(triple_of "$ROOT/usr/local/bin/neopro-backup")
+    if [ "$(rc)" = 0 ] && [ "$got" = "$want" ]; then ok "$machine / $model -> $want"; else ko "$machine / $model: got '${got:-nothing}' (exit $(rc)), want $want"; show_out; fi
+done <<'EOF'
+armv6l|ARMv6-compatible processor rev 7 (v6l)|7|arm-unknown-linux-musleabihf
+armv7l|ARMv6-compatible processor rev 7 (v6l)|7|arm-unknown-linux-musleabihf
+armv7l|ARMv7 Processor rev 5 (v7l)|7|armv7-unknown-linux-musleabihf
+armv7l|ARMv7 Processor rev 3 (v7l)|7|armv7-unknown-linux-musleabihf
+armv8l|ARMv8 Processor rev 4 (v8l)|8|armv7-unknown-linux-musleabihf
+aarch64||8|aarch64-unknown-linux-musl
+x86_64|Intel(R) Xeon(R)||x86_64-unknown-linux-musl
+EOF
+
+echo "== clear errors"
+new_pi err armv7l "ARMv7 Processor rev 4 (v7l)" 7
+FAKE_HOST=pi@somewhere-else setup neopro-test --no-test-backup
+check "unreachable host: exit 1" test "$(rc)" = 1
+check "unreachable host: says ssh failed and what to check" bash -c "grep -q 'cannot run commands on pi@neopro-test over ssh' '$PI/out' && grep -q 'Connection refused' '$PI/out' && grep -q 'ssh-copy-id' '$PI/out'"
+check "unreachable host: nothing installed" test ! -e "$ROOT/usr/local/bin/neopro-backup"
+echo mips >"$PI/machine"
+setup neopro-test --no-test-backup
+check "unknown architecture: exit 1, names it" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q \"unknown architecture 'mips'\" '$PI/out'"
+check "unknown architecture: nothing installed" test ! -e "$ROOT/usr/local/bin/neopro-backup"
+echo aarch64 >"$PI/machine"
+mv "$DISTDIR/aarch64-unknown-linux-musl" "$W/aarch64.away"
+setup neopro-test --no-test-backup
+check "missing build: exit 1, says make cross" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q \"run 'make cross' first\" '$PI/out'"
+mv "$W/aarch64.away" "$DISTDIR/aarch64-unknown-linux-musl"
+FAKE_SUDO=password setup neopro-test --no-test-backup
+check "no passwordless sudo: exit 1, says so" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'passwordless sudo' '$PI/out'"
+setup
+check "no HOST: usage, exit 2" bash -c "[ \$(cat '$PI/rc') = 2 ] && grep -q 'Usage\\|setup-auto-backup.sh' '$PI/out'"
+setup neopro-test --bogus
+check "unknown option: exit 1, names it" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'unknown option --bogus' '$PI/out'"
+
+echo "test-install: $pass passed, $fail failed"
+[ "$fail" = 0 ]
