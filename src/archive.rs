@@ -208,11 +208,12 @@ pub fn safe_inner_path<'a>(path: &'a Path, top: &str) -> Result<&'a Path, String
     Ok(inner)
 }
 
-/// One regular file read from an archive by `read_entries`.
-#[allow(dead_code)] // size and mode: for restore (issue 5)
+/// One regular file or folder read from an archive by `read_entries`.
 pub struct EntrySeen {
-    /// Path inside the top folder.
+    /// Path inside the top folder (never empty: the top folder itself is not listed).
     pub path: Vec<u8>,
+    /// A folder: no content, no digest.
+    pub is_dir: bool,
     pub sha256: String,
     pub size: u64,
     pub mode: u32,
@@ -222,8 +223,10 @@ pub struct EntrySeen {
 
 /// Reads a whole .tar.gz stream, checking gzip, tar and path safety, hashing every
 /// regular file. Only directories and regular files are allowed; everything must sit in
-/// one top folder (named `expected_top` when given). `keep` chooses which small files'
-/// content to return. The gzip trailer (CRC, length) is checked to the last byte.
+/// one top folder (named `expected_top` when given). Folders below the top one are
+/// listed too (`is_dir`), so that a caller can judge every name. `keep` chooses which
+/// small files' content to return. The gzip trailer (CRC, length) is checked to the
+/// last byte.
 pub fn read_entries(
     reader: impl Read,
     expected_top: Option<&str>,
@@ -258,6 +261,17 @@ pub fn read_entries(
             let inner = safe_inner_path(&path, &t)?.to_path_buf();
             let kind = entry.header().entry_type();
             if kind.is_dir() {
+                if !inner.as_os_str().is_empty() {
+                    use std::os::unix::ffi::OsStrExt;
+                    seen.push(EntrySeen {
+                        path: inner.as_os_str().as_bytes().to_vec(),
+                        is_dir: true,
+                        sha256: String::new(),
+                        size: 0,
+                        mode: entry.header().mode().unwrap_or(0o700),
+                        content: None,
+                    });
+                }
                 continue;
             }
             if !kind.is_file() {
@@ -295,6 +309,7 @@ pub fn read_entries(
             }
             seen.push(EntrySeen {
                 path: inner_bytes,
+                is_dir: false,
                 sha256: hex(&h.finalize()),
                 size,
                 mode,
@@ -323,17 +338,24 @@ pub fn hex(bytes: &[u8]) -> String {
 /// matching MANIFEST.sha256 (and listed in it).
 pub fn verify(reader: impl Read, expected_top: Option<&str>) -> VerifyReport {
     let keep = |p: &[u8]| p == MANIFEST.as_bytes();
-    let (_, seen) = match read_entries(reader, expected_top, &keep) {
-        Ok(x) => x,
-        Err(e) => {
-            return VerifyReport {
-                ok: false,
-                files: Vec::new(),
-                error: Some(e),
-            };
-        }
-    };
-    let Some(manifest) = seen.iter().find_map(|e| e.content.as_deref()) else {
+    match read_entries(reader, expected_top, &keep) {
+        Ok((_, seen)) => check_manifest(&seen),
+        Err(e) => VerifyReport {
+            ok: false,
+            files: Vec::new(),
+            error: Some(e),
+        },
+    }
+}
+
+/// Checks the files read by `read_entries` (with MANIFEST.sha256's content kept)
+/// against the manifest: every file listed, every listed file present and matching.
+pub fn check_manifest(seen: &[EntrySeen]) -> VerifyReport {
+    let manifest = seen
+        .iter()
+        .find(|e| !e.is_dir && e.path == MANIFEST.as_bytes())
+        .and_then(|e| e.content.as_deref());
+    let Some(manifest) = manifest else {
         return VerifyReport {
             ok: false,
             files: Vec::new(),
@@ -351,7 +373,10 @@ pub fn verify(reader: impl Read, expected_top: Option<&str>) -> VerifyReport {
         }
     };
     let mut files = Vec::new();
-    for e in seen.iter().filter(|e| e.path != MANIFEST.as_bytes()) {
+    for e in seen
+        .iter()
+        .filter(|e| !e.is_dir && e.path != MANIFEST.as_bytes())
+    {
         let ok = expected.remove(&e.path).is_some_and(|h| h == e.sha256);
         files.push(FileCheck {
             name: String::from_utf8_lossy(&e.path).into_owned(),

@@ -38,7 +38,6 @@ pub struct Config {
     pub include_videos: bool,
     pub services: Vec<String>,
     /// Command run after a successful restore (e.g. `systemctl restart neopro-app`).
-    #[allow(dead_code)] // for restore (issue 5)
     pub restart_cmd: Option<String>,
     /// Lines of the config file that name no known key (reported as warnings).
     pub unknown_keys: Vec<String>,

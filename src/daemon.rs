@@ -23,7 +23,7 @@ use crate::schedule::{self, Scheduler, Tick};
 use crate::status::{self, Log};
 
 pub const SCHEDULE_FILE: &str = "auto-backup.json";
-const BACKUP_STACK: usize = 8 * 1024 * 1024;
+pub const BACKUP_STACK: usize = 8 * 1024 * 1024;
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 

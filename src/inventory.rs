@@ -131,7 +131,6 @@ pub fn escape_path(rel: &[u8], out: &mut String) {
 }
 
 /// Reverses `escape_path`.
-#[allow(dead_code)] // for the restore dry run (issue 5)
 pub fn unescape_path(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let b = s.as_bytes();
@@ -175,7 +174,6 @@ pub fn render(videos: &[Video], tz: &Tz) -> String {
 }
 
 /// One parsed inventory line: (path, size).
-#[allow(dead_code)] // for the restore dry run (issue 5)
 pub fn parse(text: &str) -> Vec<(Vec<u8>, u64)> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

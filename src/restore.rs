@@ -1,16 +1,1509 @@
-//! Restore (issue 5): being written; see src/restore.rs history.
+//! Restore: put an archive's configuration files back where they came from, from the
+//! CLI (`restore ARCHIVE [--dry-run] [--only FILE,...]`) and the API
+//! (`POST /api/backups/restore/:filename`, body `{"dryRun": bool}`).
+//!
+//! The flow, the same for both:
+//! 1. `load`: read the archive once — gzip CRC, tar structure, safe paths in one top
+//!    folder, MANIFEST.sha256 — and accept only the names a backup writes. Anything else
+//!    (absolute path, `..`, link, device, fifo, unexpected name, mismatch) refuses the
+//!    whole restore before anything is written. The small files are kept in memory.
+//! 2. `inspect`: compare each selected file with the Pi (unchanged, changed, missing on
+//!    the Pi, missing in the archive) and say what would stop its write. The dry run
+//!    stops here, after comparing the archive's video inventory with the Pi's videos.
+//! 3. Under the backup lock: a safety backup of the current state (a normal archive,
+//!    without the videos, which a restore never touches), then each changed file
+//!    replaced atomically in its own folder (temp, fsync, rename, fsync of the folder),
+//!    keeping the current owner and mode. A file that cannot be written is a per-file
+//!    error; the others are still restored. Unchanged files are not rewritten.
+//! 4. Log everything to backup.log, report, and run RESTART_CMD when every file was
+//!    restored.
+//!
+//! Videos are never restored by this command: the archive lists them (and holds them
+//! with INCLUDE_VIDEOS), but copying them back is left to the operator; the dry run says
+//! which ones are no longer on the Pi.
 
-use std::path::Path;
+// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
+#![allow(clippy::question_mark)]
 
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::CString;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nanoserde::{DeJson, SerJson};
+
+use crate::archive::{self, EntrySeen, MANIFEST};
+use crate::backup::{self, Sources};
+use crate::clock::Tz;
 use crate::config::Config;
 use crate::daemon::Shared;
+use crate::fsutil::{self, LockWait};
+use crate::http::{error, json};
 use crate::httpd::Response;
+use crate::inventory;
+use crate::status::Log;
 
-pub fn http(_shared: &Shared, _name: &str, _body: &[u8]) -> Response {
-    crate::http::error(501, "Restauration pas encore disponible")
+/// The files this command restores, by their name in the archive, in restore order.
+pub const FILES: [&str; 3] = ["configuration.json", "sync-agent.env", "site.conf"];
+const INVENTORY: &str = "videos-inventory.txt";
+const SYSINFO: &str = "system-info.txt";
+/// How long RESTART_CMD may run before it is killed.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
+/// Output of RESTART_CMD kept for the report and the log.
+const RESTART_OUTPUT_MAX: usize = 4096;
+/// Prefix of the temporary file written beside each restored file.
+const TMP_PREFIX: &str = ".tmp-restore-";
+
+// ---------------------------------------------------------------------------------
+// 1. Reading and judging the archive.
+
+/// One of FILES as found in the archive.
+struct Archived {
+    content: Vec<u8>,
+    size: u64,
+    mode: u32,
 }
 
-pub fn cli(_cfg: &Config, _archive: &Path, _dry_run: bool, _only: Option<Vec<String>>) -> u8 {
-    eprintln!("neopro-backup: restore is not available yet");
-    2
+/// An archive that passed every check.
+struct Loaded {
+    files: HashMap<&'static str, Archived>,
+    /// The archive's video inventory (path, size), when it has one.
+    inventory: Option<Vec<(Vec<u8>, u64)>>,
+    /// Video files held in the archive itself (INCLUDE_VIDEOS); never restored.
+    archived_videos: usize,
+}
+
+fn lossy(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// Accepts only what a backup writes inside its top folder: FILES, the inventory,
+/// system-info.txt, MANIFEST.sha256, and regular files and folders under `videos/`.
+/// (Links, devices and unsafe paths never get here: `read_entries` refuses them.)
+fn check_names(seen: &[EntrySeen]) -> Result<(), String> {
+    let mut files = BTreeSet::new();
+    for e in seen {
+        let p = e.path.as_slice();
+        let under_videos = p.strip_prefix(b"videos/").is_some_and(|r| !r.is_empty());
+        let ok = if e.is_dir {
+            p == b"videos" || under_videos
+        } else {
+            under_videos
+                || FILES.iter().any(|f| f.as_bytes() == p)
+                || [INVENTORY, SYSINFO, MANIFEST]
+                    .iter()
+                    .any(|f| f.as_bytes() == p)
+        };
+        if !ok {
+            return Err(format!(
+                "unexpected {} {:?} in the archive (a backup holds only {}, {INVENTORY}, \
+                 {SYSINFO}, {MANIFEST} and videos/)",
+                if e.is_dir { "folder" } else { "file" },
+                lossy(p),
+                FILES.join(", ")
+            ));
+        }
+        if !e.is_dir && !files.insert(p) {
+            return Err(format!("{:?} appears twice in the archive", lossy(p)));
+        }
+    }
+    Ok(())
+}
+
+/// Reads and checks a whole archive; any problem refuses it.
+fn load(reader: impl Read, expected_top: Option<&str>) -> Result<Loaded, String> {
+    let keep = |p: &[u8]| {
+        FILES.iter().any(|f| f.as_bytes() == p)
+            || p == INVENTORY.as_bytes()
+            || p == MANIFEST.as_bytes()
+    };
+    let (_, seen) = archive::read_entries(reader, expected_top, &keep)?;
+    check_names(&seen)?;
+    let report = archive::check_manifest(&seen);
+    if let Some(e) = report.error {
+        return Err(format!("it does not match its {MANIFEST}: {e}"));
+    }
+    let mut loaded = Loaded {
+        files: HashMap::new(),
+        inventory: None,
+        archived_videos: 0,
+    };
+    for e in seen {
+        if e.is_dir {
+            continue;
+        }
+        if e.path.starts_with(b"videos/") {
+            loaded.archived_videos += 1;
+        } else if e.path == INVENTORY.as_bytes() {
+            let text = String::from_utf8_lossy(e.content.as_deref().unwrap_or_default());
+            loaded.inventory = Some(inventory::parse(&text));
+        } else if let Some(name) = FILES.iter().find(|f| f.as_bytes() == e.path) {
+            loaded.files.insert(
+                name,
+                Archived {
+                    content: e.content.unwrap_or_default(),
+                    size: e.size,
+                    mode: e.mode,
+                },
+            );
+        }
+    }
+    Ok(loaded)
+}
+
+// ---------------------------------------------------------------------------------
+// 2. Comparing with the Pi.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Unchanged,
+    Changed,
+    MissingOnPi,
+    MissingInArchive,
+    /// The current file cannot be compared (a link, a folder, unreadable): see `problem`.
+    Unreadable,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Unchanged => "unchanged",
+            State::Changed => "changed",
+            State::MissingOnPi => "missing-on-pi",
+            State::MissingInArchive => "missing-in-archive",
+            State::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// One selected file compared with the Pi.
+pub struct Item {
+    pub name: &'static str,
+    pub target: PathBuf,
+    pub state: State,
+    pub archive_size: Option<u64>,
+    pub current_size: Option<u64>,
+    /// Why a restore of this file would fail (checked before anything is written).
+    pub problem: Option<String>,
+    /// Mode and owner the restored file gets: the current file's, else the archive's
+    /// mode and the folder's owner (when root).
+    mode: u32,
+    owner: Option<(u32, u32)>,
+}
+
+impl Item {
+    /// A real restore would write this file.
+    fn to_write(&self) -> bool {
+        matches!(self.state, State::Changed | State::MissingOnPi) && self.problem.is_none()
+    }
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// True when the file at `path` holds exactly `expected` (read without following a link).
+fn same_content(path: &Path, expected: &[u8]) -> io::Result<bool> {
+    let (mut f, meta) = fsutil::open_regular_nofollow(path)?;
+    if meta.len() != expected.len() as u64 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(off == expected.len());
+        }
+        if off + n > expected.len() || buf[..n] != expected[off..off + n] {
+            return Ok(false);
+        }
+        off += n;
+    }
+}
+
+/// Why a file could not be written into `dir`, when that can be told beforehand.
+fn dir_problem(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Some(format!("the folder {} does not exist", dir.display()));
+        }
+        Err(e) => return Some(format!("cannot reach the folder {}: {e}", dir.display())),
+        Ok(m) if !m.is_dir() => return Some(format!("{} is not a folder", dir.display())),
+        Ok(_) => {}
+    }
+    let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+        let e = io::Error::last_os_error();
+        return Some(format!(
+            "the folder {} is not writable ({e})",
+            dir.display()
+        ));
+    }
+    None
+}
+
+fn inspect(name: &'static str, target: PathBuf, archived: Option<&Archived>) -> Item {
+    let mut item = Item {
+        name,
+        target,
+        state: State::MissingInArchive,
+        archive_size: archived.map(|a| a.size),
+        current_size: None,
+        problem: None,
+        mode: archived.map_or(0o600, |a| a.mode & 0o777),
+        owner: None,
+    };
+    let t = item.target.display().to_string();
+    let meta = std::fs::symlink_metadata(&item.target);
+    if let Ok(m) = &meta
+        && m.is_file()
+    {
+        item.current_size = Some(m.len());
+        item.mode = m.mode() & 0o7777;
+        item.owner = Some((m.uid(), m.gid()));
+    }
+    let Some(archived) = archived else {
+        return item;
+    };
+    (item.state, item.problem) = match &meta {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (State::MissingOnPi, None),
+        Err(e) => (State::Unreadable, Some(format!("cannot inspect {t}: {e}"))),
+        Ok(m) if m.file_type().is_symlink() => (
+            State::Unreadable,
+            Some(format!(
+                "{t} is a symbolic link: it is not replaced (restore this file by hand)"
+            )),
+        ),
+        Ok(m) if !m.is_file() => (
+            State::Unreadable,
+            Some(format!("{t} is not a regular file: it is not replaced")),
+        ),
+        Ok(_) => match same_content(&item.target, &archived.content) {
+            Ok(true) => (State::Unchanged, None),
+            Ok(false) => (State::Changed, None),
+            Err(e) => (State::Unreadable, Some(format!("cannot read {t}: {e}"))),
+        },
+    };
+    if !matches!(item.state, State::Changed | State::MissingOnPi) {
+        return item;
+    }
+    let dir = item.target.parent().unwrap_or(Path::new("/")).to_path_buf();
+    item.problem = dir_problem(&dir);
+    let me = euid();
+    match item.owner {
+        Some((uid, gid)) if me != 0 && uid != me => {
+            item.problem.get_or_insert_with(|| {
+                format!(
+                    "{t} belongs to uid {uid} (gid {gid}): only root can replace it keeping its owner"
+                )
+            });
+        }
+        Some(_) => {}
+        None if me == 0 => {
+            // A new file belongs to the owner of its folder (pi for NEOPRO_DIR), so that
+            // the service reading it still can.
+            item.owner = std::fs::metadata(&dir).ok().map(|m| (m.uid(), m.gid()));
+        }
+        None => {}
+    }
+    item
+}
+
+fn inspect_all(job: &Job, loaded: &Loaded) -> Vec<Item> {
+    backup::config_files(job.cfg)
+        .into_iter()
+        .filter(|(name, _)| job.files.contains(name))
+        .map(|(name, target)| inspect(name, target, loaded.files.get(name)))
+        .collect()
+}
+
+/// The archive's videos compared with those on the Pi now.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct VideoDiff {
+    /// Videos in the archive's inventory.
+    pub listed: usize,
+    /// (path, size in the archive) of videos no longer on the Pi.
+    pub missing: Vec<(Vec<u8>, u64)>,
+    /// (path, size in the archive, size now).
+    pub resized: Vec<(Vec<u8>, u64, u64)>,
+}
+
+pub fn compare_videos(archived: &[(Vec<u8>, u64)], now: &[(Vec<u8>, u64)]) -> VideoDiff {
+    let now: HashMap<&[u8], u64> = now.iter().map(|(p, s)| (p.as_slice(), *s)).collect();
+    let mut d = VideoDiff {
+        listed: archived.len(),
+        ..VideoDiff::default()
+    };
+    for (path, size) in archived {
+        match now.get(path.as_slice()) {
+            None => d.missing.push((path.clone(), *size)),
+            Some(&s) if s != *size => d.resized.push((path.clone(), *size, s)),
+            Some(_) => {}
+        }
+    }
+    d
+}
+
+/// What the dry run found.
+pub struct DryReport {
+    pub items: Vec<Item>,
+    /// None when the archive has no inventory.
+    pub videos: Option<VideoDiff>,
+    /// Why the Pi's videos could not be listed, if so.
+    pub videos_error: Option<String>,
+    pub archived_videos: usize,
+}
+
+// ---------------------------------------------------------------------------------
+// 3. Writing.
+
+/// Replaces `target` with `bytes` atomically. The folder is opened once and every step
+/// (temp file, rename, fsync) happens relative to it, so that a folder swapped while we
+/// work cannot redirect the write; the temp file is created exclusively, never through
+/// a link, and readable by its owner only until it has its final owner and mode.
+fn replace_file(
+    target: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), String> {
+    let dir = target.parent().unwrap_or(Path::new("/"));
+    let shown = dir.display();
+    let name = target
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", target.display()))?;
+    let d = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| format!("cannot open the folder {shown}: {e}"))?;
+    let dfd = d.as_raw_fd();
+    let cname = CString::new(name.as_bytes()).map_err(|_| "bad file name".to_string())?;
+    let mut tmp = TMP_PREFIX.as_bytes().to_vec();
+    tmp.extend_from_slice(name.as_bytes());
+    let ctmp = CString::new(tmp).map_err(|_| "bad file name".to_string())?;
+    // A leftover of an interrupted restore (never followed if it is a link).
+    // SAFETY: dfd is an open folder and ctmp a NUL-terminated name.
+    unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
+    // SAFETY: as above; the mode argument is what O_CREAT reads.
+    let fd = unsafe {
+        libc::openat(
+            dfd,
+            ctmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return Err(format!("cannot write in the folder {shown}: {e}"));
+    }
+    // SAFETY: fd was just opened here and nothing else owns it.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    let res = (|| {
+        f.write_all(bytes)
+            .map_err(|e| format!("cannot write in the folder {shown}: {e}"))?;
+        if let Some((uid, gid)) = owner {
+            let m = f
+                .metadata()
+                .map_err(|e| format!("cannot stat the temp file: {e}"))?;
+            if (m.uid(), m.gid()) != (uid, gid) {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
+                    format!("cannot keep the owner {uid}:{gid} ({e}); run the restore as root")
+                })?;
+            }
+        }
+        // After the chown, which clears set-id bits.
+        f.set_permissions(Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot set the mode {mode:o}: {e}"))?;
+        f.sync_all()
+            .map_err(|e| format!("cannot sync the new file in {shown}: {e}"))?;
+        // SAFETY: dfd is an open folder; both names are NUL-terminated.
+        if unsafe { libc::renameat(dfd, ctmp.as_ptr(), dfd, cname.as_ptr()) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(format!("cannot replace {}: {e}", target.display()));
+        }
+        d.sync_all()
+            .map_err(|e| format!("replaced, but cannot sync the folder {shown}: {e}"))
+    })();
+    if res.is_err() {
+        // SAFETY: as above.
+        unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
+    }
+    res
+}
+
+/// What became of one file in a real restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileResult {
+    Restored,
+    Unchanged,
+    /// Not in the archive: the file on the Pi is left as it is.
+    Skipped,
+    Failed(String),
+}
+
+impl FileResult {
+    fn as_str(&self) -> &'static str {
+        match self {
+            FileResult::Restored => "restored",
+            FileResult::Unchanged => "unchanged",
+            FileResult::Skipped => "missing-in-archive",
+            FileResult::Failed(_) => "failed",
+        }
+    }
+}
+
+pub struct Restart {
+    pub command: String,
+    pub ok: bool,
+    pub output: String,
+}
+
+/// The result of a real restore that got as far as writing (or finding nothing to write).
+pub struct Done {
+    pub files: Vec<(&'static str, PathBuf, FileResult)>,
+    /// The archive made of the state before the restore (file name), if one was needed.
+    pub safety_backup: Option<String>,
+    pub restart: Option<Restart>,
+}
+
+impl Done {
+    fn names(&self, pick: impl Fn(&FileResult) -> bool) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|(_, _, r)| pick(r))
+            .map(|(n, _, _)| n.to_string())
+            .collect()
+    }
+
+    pub fn restored(&self) -> Vec<String> {
+        self.names(|r| *r == FileResult::Restored)
+    }
+
+    pub fn failed(&self) -> Vec<String> {
+        self.names(|r| matches!(r, FileResult::Failed(_)))
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failed().is_empty()
+    }
+}
+
+/// A restore that stopped before writing anything.
+#[derive(Debug)]
+pub enum Abort {
+    /// The archive is damaged or not what a backup writes.
+    Refused(String),
+    /// A backup (or another restore) holds the lock (only with `LockWait::Try`).
+    Busy,
+    /// Anything else that stopped the restore before its first write.
+    Failed(String),
+}
+
+/// What a restore works on; the CLI and the API build the same one.
+pub struct Job<'a> {
+    pub cfg: &'a Config,
+    pub tz: &'a Tz,
+    /// The archive's file name, for messages and the log.
+    pub name: String,
+    /// The top folder the archive must have (its name without `.tar.gz`), when known.
+    pub expected_top: Option<String>,
+    /// The files to restore, a subset of FILES.
+    pub files: Vec<&'static str>,
+    pub cancel: &'a AtomicBool,
+}
+
+/// The files named by `--only` (or the API's `only`), in FILES order; all when None.
+pub fn select(only: Option<&[String]>) -> Result<Vec<&'static str>, String> {
+    let Some(list) = only else {
+        return Ok(FILES.to_vec());
+    };
+    if list.is_empty() {
+        return Err(format!("--only needs at least one of {}", FILES.join(", ")));
+    }
+    if let Some(bad) = list.iter().find(|n| !FILES.contains(&n.as_str())) {
+        return Err(format!(
+            "unknown file {bad:?} for --only: expected one or more of {}, separated by commas",
+            FILES.join(", ")
+        ));
+    }
+    Ok(FILES
+        .into_iter()
+        .filter(|f| list.iter().any(|n| n == f))
+        .collect())
+}
+
+/// The dry run: checks the archive and compares it with the Pi; changes nothing on the
+/// Pi (it only adds a line to backup.log, when BACKUP_DIR exists).
+pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
+    let log = job
+        .cfg
+        .backup_dir
+        .is_dir()
+        .then(|| Log::new(&job.cfg.backup_dir, job.tz));
+    let loaded = load(reader, job.expected_top.as_deref()).inspect_err(|e| {
+        if let Some(log) = &log {
+            log.error(&format!(
+                "restore dry run of {}: archive refused: {e}",
+                job.name
+            ));
+        }
+    })?;
+    let items = inspect_all(job, &loaded);
+    let (videos, videos_error) = match &loaded.inventory {
+        None => (None, None),
+        Some(inv) => {
+            let mut warnings = Vec::new();
+            match inventory::walk(&job.cfg.videos_dir(), &mut warnings) {
+                Ok(now) => {
+                    let now: Vec<(Vec<u8>, u64)> =
+                        now.into_iter().map(|v| (v.rel, v.size)).collect();
+                    (Some(compare_videos(inv, &now)), None)
+                }
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "cannot list the videos in {}: {e}",
+                        job.cfg.videos_dir().display()
+                    )),
+                ),
+            }
+        }
+    };
+    if let Some(log) = &log {
+        let would = items.iter().filter(|i| i.to_write()).count();
+        let problems = items.iter().filter(|i| i.problem.is_some()).count();
+        log.info(&format!(
+            "restore dry run of {}: {would} file(s) would be restored, {problems} with a problem, {} video(s) missing",
+            job.name,
+            videos.as_ref().map_or(0, |v| v.missing.len())
+        ));
+    }
+    Ok(DryReport {
+        items,
+        videos,
+        videos_error,
+        archived_videos: loaded.archived_videos,
+    })
+}
+
+/// The real restore. `wait` says what to do when a backup holds the lock.
+pub fn restore(job: &Job, reader: impl Read, wait: LockWait) -> Result<Done, Abort> {
+    let cfg = job.cfg;
+    let dir = &cfg.backup_dir;
+    backup::ensure_dir(dir)
+        .map_err(|e| Abort::Failed(format!("cannot create BACKUP_DIR {}: {e}", dir.display())))?;
+    let log = Log::new(dir, job.tz);
+    log.info(&format!(
+        "restore of {} started ({})",
+        job.name,
+        job.files.join(", ")
+    ));
+    let fail = |abort: Abort| {
+        match &abort {
+            Abort::Refused(e) => log.error(&format!(
+                "restore of {} refused, nothing was written: {e}",
+                job.name
+            )),
+            Abort::Busy => log.warn(&format!(
+                "restore of {} refused: a backup is running",
+                job.name
+            )),
+            Abort::Failed(e) => log.error(&format!(
+                "restore of {} failed, nothing was written: {e}",
+                job.name
+            )),
+        }
+        abort
+    };
+    let loaded = load(reader, job.expected_top.as_deref()).map_err(|e| fail(Abort::Refused(e)))?;
+    if !job.files.iter().any(|f| loaded.files.contains_key(f)) {
+        return Err(fail(Abort::Failed(format!(
+            "the archive holds none of the files to restore ({})",
+            job.files.join(", ")
+        ))));
+    }
+    let _lock = match backup::lock(dir, wait, &log) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Err(fail(Abort::Busy)),
+        Err(e) => {
+            return Err(fail(Abort::Failed(format!(
+                "cannot lock {}: {e}",
+                dir.join(backup::LOCK_FILE).display()
+            ))));
+        }
+    };
+    // Compared under the lock, right before writing.
+    let items = inspect_all(job, &loaded);
+    let safety_backup = if items.iter().any(Item::to_write) {
+        if let Ok(removed) = fsutil::remove_leftovers(dir) {
+            for r in removed {
+                log.warn(&format!("removed {r}, left by an interrupted run"));
+            }
+        }
+        // Without the videos: a restore never touches them, and the safety backup must
+        // be quick and small.
+        let safety_cfg = Config {
+            include_videos: false,
+            ..cfg.clone()
+        };
+        let mut warnings = Vec::new();
+        let src = Sources { cfg: &safety_cfg };
+        match backup::write_archive(&src, dir, job.tz, job.cancel, &log, &mut warnings) {
+            Ok(made) => {
+                log.info(&format!(
+                    "safety backup of the current state before the restore: {}",
+                    made.name
+                ));
+                Some(made.name)
+            }
+            Err(e) => {
+                return Err(fail(Abort::Failed(format!(
+                    "the safety backup failed: {e}"
+                ))));
+            }
+        }
+    } else {
+        None
+    };
+    if job.cancel.load(Ordering::SeqCst) {
+        return Err(fail(Abort::Failed("cancelled (shutdown)".to_string())));
+    }
+    let mut files = Vec::new();
+    for item in items {
+        let result = match (item.state, &item.problem) {
+            (_, Some(p)) => FileResult::Failed(p.clone()),
+            (State::Unchanged, None) => FileResult::Unchanged,
+            (State::MissingInArchive, None) => FileResult::Skipped,
+            (_, None) => {
+                let content = loaded
+                    .files
+                    .get(item.name)
+                    .map_or(&[][..], |a| a.content.as_slice());
+                match replace_file(&item.target, content, item.mode, item.owner) {
+                    Ok(()) => FileResult::Restored,
+                    Err(e) => FileResult::Failed(e),
+                }
+            }
+        };
+        let t = item.target.display();
+        match &result {
+            FileResult::Restored => log.info(&format!(
+                "restored {} -> {t} (mode {:o})",
+                item.name, item.mode
+            )),
+            FileResult::Unchanged => {
+                log.info(&format!("{} unchanged: {t} not rewritten", item.name))
+            }
+            FileResult::Skipped => log.warn(&format!(
+                "{} is not in the archive: {t} left as it is",
+                item.name
+            )),
+            FileResult::Failed(e) => log.error(&format!("restore of {} failed: {e}", item.name)),
+        }
+        files.push((item.name, item.target, result));
+    }
+    let mut done = Done {
+        files,
+        safety_backup,
+        restart: None,
+    };
+    let restored = done.restored().len();
+    let failed = done.failed().len();
+    log.info(&format!(
+        "restore of {} done: {restored} restored, {failed} failed{}",
+        job.name,
+        done.safety_backup
+            .as_deref()
+            .map_or(String::new(), |s| format!(", safety backup {s}"))
+    ));
+    if restored > 0
+        && failed == 0
+        && let Some(cmd) = &cfg.restart_cmd
+    {
+        done.restart = Some(run_restart(cmd, &log));
+    }
+    Ok(done)
+}
+
+// ---------------------------------------------------------------------------------
+// 4. RESTART_CMD.
+
+/// Runs `sh -c cmd` in its own process group, its output (stdout and stderr together)
+/// captured and logged, killed with its children after RESTART_TIMEOUT.
+fn run_restart(cmd: &str, log: &Log) -> Restart {
+    log.info(&format!("running RESTART_CMD: {cmd}"));
+    let done = |ok: bool, output: String| {
+        for line in output.lines().take(20) {
+            log.info(&format!("RESTART_CMD: {line}"));
+        }
+        Restart {
+            command: cmd.to_string(),
+            ok,
+            output,
+        }
+    };
+    let (mut reader, writer) = match io::pipe() {
+        Ok(p) => p,
+        Err(e) => return done(false, format!("cannot create a pipe: {e}")),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return done(false, format!("cannot create a pipe: {e}")),
+    };
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .process_group(0);
+    let spawned = c.spawn();
+    // The command keeps our copies of the pipe's write end: close them, or we never
+    // see the end of the output.
+    drop(c);
+    let mut child = match spawned {
+        Ok(ch) => ch,
+        Err(e) => {
+            log.error(&format!("RESTART_CMD could not start: {e}"));
+            return done(false, format!("cannot start /bin/sh: {e}"));
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = std::thread::Builder::new()
+        .name("restart-output".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let room = RESTART_OUTPUT_MAX.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            let _ = tx.send(kept);
+        });
+    let deadline = Instant::now() + RESTART_TIMEOUT;
+    let (status, timed_out) = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break (Some(st), false),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let pid = child.id() as libc::pid_t;
+                // SAFETY: signalling the process group we created for this command.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                break (child.wait().ok(), true);
+            }
+            Err(_) => break (None, false),
+        }
+    };
+    // A command that left a background process holding the pipe: do not wait for it.
+    let kept = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+    let mut output = String::from_utf8_lossy(&kept).trim_end().to_string();
+    let ok = !timed_out && status.is_some_and(|s| s.success());
+    let verdict = if timed_out {
+        format!("killed after {} s", RESTART_TIMEOUT.as_secs())
+    } else {
+        match status {
+            Some(s) => s.to_string(),
+            None => "lost".to_string(),
+        }
+    };
+    if ok {
+        log.info("RESTART_CMD succeeded");
+    } else {
+        log.error(&format!("RESTART_CMD failed ({verdict})"));
+        if !output.is_empty() {
+            output.push('\n');
+        }
+        output.push_str(&format!("({verdict})"));
+    }
+    done(ok, output)
+}
+
+// ---------------------------------------------------------------------------------
+// The CLI.
+
+fn size(n: u64) -> String {
+    let h = archive::human_size(n, 1);
+    if n < 1024 { h } else { format!("{h}, {n} B") }
+}
+
+fn print_dry(name: &str, r: &DryReport) {
+    println!("Dry run of the restore of {name}: nothing is changed.");
+    println!("The archive is intact (gzip, tar and {MANIFEST} checked).");
+    for i in &r.items {
+        let what = match i.state {
+            State::Unchanged => "unchanged".to_string(),
+            State::Changed => format!(
+                "CHANGED: archive {}, on the Pi {}",
+                size(i.archive_size.unwrap_or(0)),
+                size(i.current_size.unwrap_or(0))
+            ),
+            State::MissingOnPi => format!(
+                "MISSING ON THE PI: would be created ({})",
+                size(i.archive_size.unwrap_or(0))
+            ),
+            State::MissingInArchive => "not in the archive: would be left as it is".to_string(),
+            State::Unreadable => "cannot be compared".to_string(),
+        };
+        println!("  {:<20} {what}  [{}]", i.name, i.target.display());
+        if let Some(p) = &i.problem {
+            println!("  {:<20} PROBLEM: {p}", "");
+        }
+    }
+    match (&r.videos, &r.videos_error) {
+        (_, Some(e)) => println!("Videos: {e}"),
+        (None, None) => println!("Videos: the archive has no {INVENTORY}"),
+        (Some(v), None) => {
+            println!(
+                "Videos of the archive's inventory: {} listed, {} no longer on the Pi, {} changed size",
+                v.listed,
+                v.missing.len(),
+                v.resized.len()
+            );
+            let show = |p: &[u8]| {
+                let mut s = String::new();
+                inventory::escape_path(p, &mut s);
+                s
+            };
+            for (p, s) in &v.missing {
+                println!("  missing  {} ({})", show(p), size(*s));
+            }
+            for (p, a, n) in &v.resized {
+                println!(
+                    "  resized  {} (archive {}, now {})",
+                    show(p),
+                    size(*a),
+                    size(*n)
+                );
+            }
+        }
+    }
+    if r.archived_videos > 0 {
+        println!(
+            "The archive holds {} video file(s): this command never restores videos (extract them with tar).",
+            r.archived_videos
+        );
+    } else {
+        println!("Videos are never restored by this command.");
+    }
+    let would: Vec<&str> = r
+        .items
+        .iter()
+        .filter(|i| i.to_write())
+        .map(|i| i.name)
+        .collect();
+    if would.is_empty() {
+        println!("A real restore would change nothing.");
+    } else {
+        println!(
+            "A real restore would first make a safety backup, then write: {}",
+            would.join(", ")
+        );
+    }
+}
+
+fn print_done(name: &str, d: &Done) {
+    if let Some(s) = &d.safety_backup {
+        println!("Safety backup of the state before the restore: {s}");
+        println!("  (to undo this restore: neopro-backup restore {s})");
+    }
+    for (n, target, r) in &d.files {
+        match r {
+            FileResult::Restored => println!("  restored   {n:<20} -> {}", target.display()),
+            FileResult::Unchanged => {
+                println!(
+                    "  unchanged  {n:<20} ({} already matches)",
+                    target.display()
+                );
+            }
+            FileResult::Skipped => println!(
+                "  skipped    {n:<20} (not in the archive; {} left as it is)",
+                target.display()
+            ),
+            FileResult::Failed(e) => println!("  FAILED     {n:<20} {e}"),
+        }
+    }
+    let restored = d.restored();
+    let failed = d.failed();
+    if !failed.is_empty() {
+        println!(
+            "Restore of {name} INCOMPLETE: {} restored, {} failed ({}).",
+            restored.len(),
+            failed.len(),
+            failed.join(", ")
+        );
+    } else if restored.is_empty() {
+        println!("Nothing to restore: the files already match {name}.");
+    } else {
+        println!("Restore of {name} done: {}.", restored.join(", "));
+    }
+    if restored.is_empty() {
+        return;
+    }
+    match &d.restart {
+        Some(r) if r.ok => println!("neopro-app was restarted (RESTART_CMD: {}).", r.command),
+        Some(r) => {
+            eprintln!(
+                "neopro-backup: warning: RESTART_CMD ({}) failed: {}",
+                r.command, r.output
+            );
+            println!(
+                "neopro-app needs a restart: RESTART_CMD failed, restart it by hand (sudo systemctl restart neopro-app)."
+            );
+        }
+        None if failed.is_empty() => println!(
+            "neopro-app needs a restart to use the restored configuration: sudo systemctl restart neopro-app (or set RESTART_CMD)."
+        ),
+        None => println!(
+            "neopro-app needs a restart to use the restored files (RESTART_CMD is not run after an incomplete restore)."
+        ),
+    }
+}
+
+/// `neopro-backup restore ARCHIVE [--dry-run] [--only FILE,...]`. Exit code: 0 every
+/// selected file restored (or already identical), 1 archive refused or a file failed,
+/// 2 usage.
+pub fn cli(cfg: &Config, archive_path: &Path, dry_run: bool, only: Option<Vec<String>>) -> u8 {
+    let files = match select(only.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("neopro-backup: {e}");
+            return 2;
+        }
+    };
+    let file = match File::open(archive_path).and_then(|f| {
+        if f.metadata()?.is_file() {
+            Ok(f)
+        } else {
+            Err(io::Error::other("not a regular file"))
+        }
+    }) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("neopro-backup: cannot open {}: {e}", archive_path.display());
+            return 1;
+        }
+    };
+    let name = archive_path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tz = Tz::local();
+    let never = AtomicBool::new(false);
+    let job = Job {
+        cfg,
+        tz: &tz,
+        expected_top: archive::is_archive_name(&name).then(|| archive::stem_of(&name).to_string()),
+        name,
+        files,
+        cancel: &never,
+    };
+    if dry_run {
+        return match self::dry_run(&job, file) {
+            Ok(r) => {
+                print_dry(&job.name, &r);
+                0
+            }
+            Err(e) => {
+                eprintln!("neopro-backup: refusing {}: {e}", archive_path.display());
+                1
+            }
+        };
+    }
+    match restore(&job, file, LockWait::Block) {
+        Ok(d) => {
+            print_done(&job.name, &d);
+            u8::from(!d.ok())
+        }
+        Err(Abort::Refused(e)) => {
+            eprintln!(
+                "neopro-backup: refusing {}: {e}; nothing was written",
+                archive_path.display()
+            );
+            1
+        }
+        Err(Abort::Busy) => {
+            eprintln!("neopro-backup: a backup is running; try again in a moment");
+            1
+        }
+        Err(Abort::Failed(e)) => {
+            eprintln!("neopro-backup: restore failed: {e}; nothing was written");
+            1
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The API.
+
+#[derive(DeJson)]
+struct RestoreRequest {
+    #[nserde(rename = "dryRun")]
+    dry_run: Option<bool>,
+    only: Option<Vec<String>>,
+}
+
+/// The body of POST /api/backups/restore/:filename: `{"dryRun": bool}` is required (a
+/// JSON boolean), because a restore overwrites files and must never happen by accident;
+/// `"only": ["site.conf", …]` is optional.
+fn parse_body(body: &[u8]) -> Result<(bool, Option<Vec<String>>), ()> {
+    let text = std::str::from_utf8(body).map_err(|_| ())?;
+    match RestoreRequest::deserialize_json(text) {
+        Ok(RestoreRequest {
+            dry_run: Some(d),
+            only,
+        }) => Ok((d, only)),
+        _ => Err(()),
+    }
+}
+
+#[derive(SerJson)]
+struct FailedJson {
+    success: bool,
+    error: String,
+    details: String,
+}
+
+fn failed(status: u16, error: &str, details: &str) -> Response {
+    json(
+        status,
+        FailedJson {
+            success: false,
+            error: error.to_string(),
+            details: details.to_string(),
+        }
+        .serialize_json(),
+    )
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct DryFileJson {
+    name: String,
+    path: String,
+    state: String,
+    #[nserde(rename = "archiveSize")]
+    archive_size: Option<u64>,
+    #[nserde(rename = "currentSize")]
+    current_size: Option<u64>,
+    problem: Option<String>,
+}
+
+#[derive(SerJson)]
+struct MissingVideoJson {
+    path: String,
+    size: u64,
+}
+
+#[derive(SerJson)]
+struct ResizedVideoJson {
+    path: String,
+    #[nserde(rename = "archiveSize")]
+    archive_size: u64,
+    #[nserde(rename = "currentSize")]
+    current_size: u64,
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct VideosJson {
+    inventory: bool,
+    listed: u64,
+    missing: Vec<MissingVideoJson>,
+    #[nserde(rename = "changedSize")]
+    changed_size: Vec<ResizedVideoJson>,
+    #[nserde(rename = "inArchive")]
+    in_archive: u64,
+    error: Option<String>,
+}
+
+#[derive(SerJson)]
+struct DryRunJson {
+    success: bool,
+    #[nserde(rename = "dryRun")]
+    dry_run: bool,
+    archive: String,
+    message: String,
+    #[nserde(rename = "wouldRestore")]
+    would_restore: Vec<String>,
+    files: Vec<DryFileJson>,
+    videos: VideosJson,
+}
+
+fn dry_json(name: &str, r: &DryReport) -> String {
+    let show = |p: &[u8]| {
+        let mut s = String::new();
+        inventory::escape_path(p, &mut s);
+        s
+    };
+    let would: Vec<String> = r
+        .items
+        .iter()
+        .filter(|i| i.to_write())
+        .map(|i| i.name.to_string())
+        .collect();
+    let problems = r.items.iter().filter(|i| i.problem.is_some()).count();
+    let mut message = if would.is_empty() {
+        "Essai : aucun fichier ne serait modifié.".to_string()
+    } else {
+        format!(
+            "Essai : {} fichier(s) seraient restaurés ({}), rien n'a été modifié.",
+            would.len(),
+            would.join(", ")
+        )
+    };
+    if problems > 0 {
+        message.push_str(&format!(
+            " {problems} fichier(s) ne pourraient pas être restaurés."
+        ));
+    }
+    let v = r.videos.as_ref();
+    DryRunJson {
+        success: true,
+        dry_run: true,
+        archive: name.to_string(),
+        message,
+        would_restore: would,
+        files: r
+            .items
+            .iter()
+            .map(|i| DryFileJson {
+                name: i.name.to_string(),
+                path: i.target.display().to_string(),
+                state: i.state.as_str().to_string(),
+                archive_size: i.archive_size,
+                current_size: i.current_size,
+                problem: i.problem.clone(),
+            })
+            .collect(),
+        videos: VideosJson {
+            inventory: v.is_some(),
+            listed: v.map_or(0, |v| v.listed as u64),
+            missing: v.map_or_else(Vec::new, |v| {
+                v.missing
+                    .iter()
+                    .map(|(p, s)| MissingVideoJson {
+                        path: show(p),
+                        size: *s,
+                    })
+                    .collect()
+            }),
+            changed_size: v.map_or_else(Vec::new, |v| {
+                v.resized
+                    .iter()
+                    .map(|(p, a, n)| ResizedVideoJson {
+                        path: show(p),
+                        archive_size: *a,
+                        current_size: *n,
+                    })
+                    .collect()
+            }),
+            in_archive: r.archived_videos as u64,
+            error: r.videos_error.clone(),
+        },
+    }
+    .serialize_json()
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct FileResultJson {
+    name: String,
+    path: String,
+    result: String,
+    error: Option<String>,
+}
+
+#[derive(SerJson)]
+struct RestartJson {
+    command: String,
+    ok: bool,
+    output: String,
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct RestoreJson {
+    success: bool,
+    #[nserde(rename = "dryRun")]
+    dry_run: bool,
+    archive: String,
+    message: String,
+    restored: Vec<String>,
+    unchanged: Vec<String>,
+    skipped: Vec<String>,
+    failed: Vec<String>,
+    #[nserde(rename = "safetyBackup")]
+    safety_backup: Option<String>,
+    files: Vec<FileResultJson>,
+    #[nserde(rename = "restartNeeded")]
+    restart_needed: bool,
+    restart: Option<RestartJson>,
+    error: Option<String>,
+    details: Option<String>,
+}
+
+/// The JSON of a real restore: 200 when every file was restored, else 500.
+fn done_json(name: &str, d: &Done) -> (u16, String) {
+    let restored = d.restored();
+    let failed = d.failed();
+    let ok = failed.is_empty();
+    let mut message = if !ok {
+        format!(
+            "Restauration incomplète : {} fichier(s) restauré(s), {} en échec ({}).",
+            restored.len(),
+            failed.len(),
+            failed.join(", ")
+        )
+    } else if restored.is_empty() {
+        "Rien à restaurer : les fichiers sont déjà identiques à l'archive.".to_string()
+    } else {
+        format!(
+            "Restauration terminée : {} fichier(s) restauré(s) ({}).",
+            restored.len(),
+            restored.join(", ")
+        )
+    };
+    if let Some(s) = &d.safety_backup {
+        message.push_str(&format!(" Sauvegarde de sécurité : {s}."));
+    }
+    if !restored.is_empty() {
+        message.push_str(match &d.restart {
+            Some(r) if r.ok => " neopro-app a été redémarré.",
+            Some(_) => " Le redémarrage de neopro-app a échoué : redémarrez-le manuellement.",
+            None => " Redémarrez neopro-app pour appliquer la configuration.",
+        });
+    }
+    let details: Vec<String> = d
+        .files
+        .iter()
+        .filter_map(|(n, _, r)| match r {
+            FileResult::Failed(e) => Some(format!("{n} : {e}")),
+            _ => None,
+        })
+        .collect();
+    let body = RestoreJson {
+        success: ok,
+        dry_run: false,
+        archive: name.to_string(),
+        message,
+        unchanged: d.names(|r| *r == FileResult::Unchanged),
+        skipped: d.names(|r| *r == FileResult::Skipped),
+        restored,
+        failed: failed.clone(),
+        safety_backup: d.safety_backup.clone(),
+        files: d
+            .files
+            .iter()
+            .map(|(n, t, r)| FileResultJson {
+                name: n.to_string(),
+                path: t.display().to_string(),
+                result: r.as_str().to_string(),
+                error: match r {
+                    FileResult::Failed(e) => Some(e.clone()),
+                    _ => None,
+                },
+            })
+            .collect(),
+        restart_needed: d.files.iter().any(|(_, _, r)| *r == FileResult::Restored)
+            && !d.restart.as_ref().is_some_and(|r| r.ok),
+        restart: d.restart.as_ref().map(|r| RestartJson {
+            command: r.command.clone(),
+            ok: r.ok,
+            output: r.output.clone(),
+        }),
+        error: (!ok).then(|| {
+            format!(
+                "Restauration incomplète : {} fichier(s) en échec",
+                failed.len()
+            )
+        }),
+        details: (!ok).then(|| details.join("; ")),
+    };
+    (if ok { 200 } else { 500 }, body.serialize_json())
+}
+
+/// POST /api/backups/restore/:filename (the name is already checked by the router).
+pub fn http(shared: &Shared, name: &str, body: &[u8]) -> Response {
+    let Ok((dry, only)) = parse_body(body) else {
+        return error(
+            400,
+            "Paramètre \"dryRun\" requis (true pour un essai, false pour restaurer)",
+        );
+    };
+    let files = match select(only.as_deref()) {
+        Ok(f) => f,
+        Err(_) => {
+            return error(
+                400,
+                &format!(
+                    "Paramètre \"only\" invalide : fichiers possibles {}",
+                    FILES.join(", ")
+                ),
+            );
+        }
+    };
+    let (file, _) = match crate::http::open_archive(shared, name) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let job = Job {
+        cfg: &shared.cfg,
+        tz: &shared.tz,
+        name: name.to_string(),
+        expected_top: Some(archive::stem_of(name).to_string()),
+        files,
+        cancel: &shared.cancel,
+    };
+    if !dry {
+        // Seen by the shutdown, which waits for (or cancels) the safety backup.
+        shared.running.fetch_add(1, Ordering::SeqCst);
+    }
+    // Compression (the safety backup) wants more stack than a connection thread has.
+    let out = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("restore".into())
+            .stack_size(crate::daemon::BACKUP_STACK)
+            .spawn_scoped(s, || {
+                if dry {
+                    match dry_run(&job, file) {
+                        Ok(r) => json(200, dry_json(name, &r)),
+                        Err(e) => failed(500, "Archive refusée", &e),
+                    }
+                } else {
+                    match restore(&job, file, LockWait::Try) {
+                        Ok(d) => {
+                            let (status, body) = done_json(name, &d);
+                            json(status, body)
+                        }
+                        Err(Abort::Busy) => failed(
+                            409,
+                            "Un backup est déjà en cours",
+                            "Réessayez dans quelques instants",
+                        ),
+                        Err(Abort::Refused(e)) => {
+                            failed(500, "Archive refusée : rien n'a été restauré", &e)
+                        }
+                        Err(Abort::Failed(e)) => {
+                            failed(500, "Échec de la restauration : rien n'a été restauré", &e)
+                        }
+                    }
+                }
+            })
+            .map(|h| h.join())
+    });
+    if !dry {
+        shared.running.fetch_sub(1, Ordering::SeqCst);
+    }
+    match out {
+        Ok(Ok(r)) => r,
+        _ => failed(
+            500,
+            "Échec de la restauration",
+            "le traitement n'a pas pu démarrer",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, is_dir: bool) -> EntrySeen {
+        EntrySeen {
+            path: path.as_bytes().to_vec(),
+            is_dir,
+            sha256: String::new(),
+            size: 0,
+            mode: 0o644,
+            content: None,
+        }
+    }
+
+    #[test]
+    fn only_the_names_a_backup_writes_are_accepted() {
+        let good = [
+            entry("configuration.json", false),
+            entry("sync-agent.env", false),
+            entry("site.conf", false),
+            entry("videos-inventory.txt", false),
+            entry("system-info.txt", false),
+            entry("MANIFEST.sha256", false),
+            entry("videos", true),
+            entry("videos/Match", true),
+            entry("videos/Match/a.mp4", false),
+        ];
+        assert!(check_names(&good).is_ok());
+        for bad in [
+            vec![entry("evil.sh", false)],
+            vec![entry("etc", true)],
+            vec![entry("videos", false)],
+            vec![entry("videos/", false)],
+            vec![entry("webapp/configuration.json", false)],
+            vec![entry("site.conf", false), entry("site.conf", false)],
+        ] {
+            assert!(check_names(&bad).is_err(), "{:?}", lossy(&bad[0].path));
+        }
+    }
+
+    #[test]
+    fn only_selects_known_files_in_restore_order() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(select(None).ok(), Some(FILES.to_vec()));
+        assert_eq!(
+            select(Some(&s(&["site.conf", "configuration.json", "site.conf"]))).ok(),
+            Some(vec!["configuration.json", "site.conf"])
+        );
+        assert!(select(Some(&s(&["passwd"]))).is_err());
+        assert!(select(Some(&s(&[".env"]))).is_err());
+        assert!(select(Some(&[])).is_err());
+    }
+
+    #[test]
+    fn the_body_needs_a_json_boolean() {
+        assert_eq!(parse_body(br#"{"dryRun":true}"#), Ok((true, None)));
+        assert_eq!(parse_body(br#"{"dryRun": false}"#), Ok((false, None)));
+        assert_eq!(
+            parse_body(br#"{"dryRun":false,"only":["site.conf"]}"#),
+            Ok((false, Some(vec!["site.conf".to_string()])))
+        );
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"null",
+            br#"{"dryRun":"false"}"#,
+            br#"{"dryRun":0}"#,
+            br#"{"dryRun":null}"#,
+            br#"{"dry_run":false}"#,
+            b"\xff",
+        ] {
+            assert!(parse_body(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn videos_missing_or_resized_are_found() {
+        let v = |p: &str, s: u64| (p.as_bytes().to_vec(), s);
+        let archived = [v("a.mp4", 10), v("b/c.mkv", 20), v("d.avi", 30)];
+        let now = [v("a.mp4", 10), v("d.avi", 31), v("new.mp4", 5)];
+        let d = compare_videos(&archived, &now);
+        assert_eq!(d.listed, 3);
+        assert_eq!(d.missing, vec![v("b/c.mkv", 20)]);
+        assert_eq!(d.resized, vec![(b"d.avi".to_vec(), 30, 31)]);
+    }
 }
