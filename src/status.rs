@@ -214,6 +214,19 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
             ),
         );
     };
+    // A Pi without a real-time clock may have made that backup while it believed it was
+    // 2099: a success dated in the future says nothing about today, and would otherwise
+    // count as fresh for years. (An hour of slack for a clock that NTP nudged back.)
+    if t - now > 3600 {
+        return (
+            false,
+            format!(
+                "CRITICAL: the last backup is dated {}, in the future: the clock was wrong \
+                 then or is wrong now",
+                st.timestamp
+            ),
+        );
+    }
     let age_h = (now - t) as f64 / 3600.0;
     let what = format!(
         "last backup {} ({:.1} h ago, {}, {})",
@@ -256,5 +269,9 @@ mod check_tests {
         let (good, msg) = check(Some(&failed), now, 25);
         assert!(!good && msg.contains("disk full"));
         assert!(!check(None, now, 25).0);
+        // Dated in the future (the clock was wrong): not fresh; a few minutes ahead is.
+        let (good, msg) = check(Some(&ok), now - 10 * 365 * 86_400, 25);
+        assert!(!good && msg.contains("future"), "{msg}");
+        assert!(check(Some(&ok), now - 300, 25).0);
     }
 }

@@ -1,0 +1,787 @@
+//! Shared helpers for the black-box tests: a throwaway Pi-like tree in a fresh temp
+//! folder, a runner for the built binary with a clean environment, the external tools
+//! the contract names (GNU tar, gzip, sha256sum, Python's tarfile), a small JSON reader,
+//! and a tmpfs mount guard for the disk-full tests (CI runs as root).
+//!
+//! Std only, so that the tests build wherever the binary builds.
+
+// Each test file uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The binary under test, built by Cargo for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_neopro-backup");
+
+/// The mtime given to every generated source file (2023-11-14T22:13:20Z), so that the
+/// inventory is predictable.
+pub const BASE_MTIME: i64 = 1_700_000_000;
+
+pub const CONFIGURATION_JSON: &[u8] =
+    b"{\r\n  \"club\": \"Stade \xc3\xa9quipe\",\n  \"videos\": [\"promo.mp4\"],\n\t\"trailing\": \"no newline at end\" } ";
+pub const SYNC_AGENT_ENV: &[u8] =
+    b"SYNC_SERVER=https://sync.example.org\nSYNC_TOKEN=s3cr3t-t0ken=with=equals\n# comment\n\nBINARY=\x00\x01\xff\n";
+pub const SITE_CONF: &[u8] = b"SITE_NAME=\"Club Test\"\nSITE_ID=club-test-01\n";
+
+/// The videos of the default tree: (path relative to videos/, size in bytes).
+pub const VIDEOS: &[(&str, u64)] = &[
+    ("promo.mp4", 3000),
+    ("Match/HIGHLIGHTS.MKV", 2100),
+    ("Match/2024/final.Mov", 1500),
+    ("archive/old/deep/clip.avi", 700),
+    ("folder.mp4/inside.mP4", 55),
+    ("empty.mp4", 0),
+];
+
+/// Files under videos/ that are not videos and must stay out of the inventory.
+pub const NON_VIDEOS: &[&str] = &[
+    "thumbnails/promo.jpg",
+    "thumbnails/clip.png",
+    "Match/cover.JPG",
+    "promo.mp4.part",
+    "notes.txt",
+    "mp4",
+    "archive/old/deep/clip.avi.srt",
+];
+
+/// A Pi-like tree in a fresh folder under the system temp dir, removed on drop
+/// (set NEOPRO_TEST_KEEP=1 to keep it for a post-mortem).
+pub struct Tree {
+    pub root: PathBuf,
+    /// NEOPRO_DIR: webapp/configuration.json, sync-agent/.env, videos/.
+    pub neopro: PathBuf,
+    /// BACKUP_DIR (not created: the binary creates it).
+    pub backups: PathBuf,
+    /// SITE_CONF.
+    pub site_conf: PathBuf,
+    /// An existing (empty) config file passed with --config, so that the host's
+    /// /etc/neopro/backup.conf never leaks into a test.
+    pub config_file: PathBuf,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh, empty folder named after `name`, unique across parallel tests and runs.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "neopro-backup-test-{name}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+impl Tree {
+    /// The standard tree: the three config files, videos (nested, mixed-case extensions)
+    /// and non-video files (thumbnails…) beside them.
+    pub fn new(name: &str) -> Tree {
+        let t = Tree::bare(name);
+        write_file(
+            &t.neopro.join("webapp/configuration.json"),
+            CONFIGURATION_JSON,
+        );
+        write_file(&t.neopro.join("sync-agent/.env"), SYNC_AGENT_ENV);
+        fs::set_permissions(
+            t.neopro.join("sync-agent/.env"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap_or_else(|e| panic!("chmod .env: {e}"));
+        write_file(&t.site_conf, SITE_CONF);
+        for (i, (rel, size)) in VIDEOS.iter().enumerate() {
+            t.add_video(rel.as_bytes(), *size, BASE_MTIME + 1000 * i as i64);
+        }
+        for rel in NON_VIDEOS {
+            write_file(&t.videos().join(rel), b"not a video");
+        }
+        t
+    }
+
+    /// Only the folders: NEOPRO_DIR (empty), the config file, nothing else.
+    pub fn bare(name: &str) -> Tree {
+        let root = fresh_dir(name);
+        let t = Tree {
+            neopro: root.join("neopro"),
+            backups: root.join("backups"),
+            site_conf: root.join("etc/site.conf"),
+            config_file: root.join("etc/backup.conf"),
+            root,
+        };
+        fs::create_dir_all(&t.neopro).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        write_file(&t.config_file, b"");
+        t
+    }
+
+    pub fn videos(&self) -> PathBuf {
+        self.neopro.join("videos")
+    }
+
+    pub fn configuration_json(&self) -> PathBuf {
+        self.neopro.join("webapp/configuration.json")
+    }
+
+    pub fn sync_agent_env(&self) -> PathBuf {
+        self.neopro.join("sync-agent/.env")
+    }
+
+    /// Adds a video (any bytes for a name, e.g. with a tab or a newline) of `size`
+    /// deterministic bytes and the given mtime.
+    pub fn add_video(&self, rel: &[u8], size: u64, mtime: i64) -> PathBuf {
+        let path = self.videos().join(std::ffi::OsStr::from_bytes(rel));
+        write_random(&path, size, size ^ rel.len() as u64);
+        set_mtime(&path, mtime);
+        path
+    }
+
+    /// The binary with a clean environment: NEOPRO_DIR, BACKUP_DIR, SITE_CONF of this
+    /// tree, TZ=UTC, no PATH (so no systemctl: service states are `unknown`), and
+    /// `--config` pointing at this tree's config file. Add or remove variables on the
+    /// returned command as needed.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.command_with_config(Some(&self.config_file), args)
+    }
+
+    /// Same environment, with `--config PATH` or (None) no `--config` at all.
+    pub fn command_with_config(&self, config: Option<&Path>, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("NEOPRO_DIR", &self.neopro)
+            .env("BACKUP_DIR", &self.backups)
+            .env("SITE_CONF", &self.site_conf)
+            .env("TZ", "UTC")
+            .stdin(Stdio::null());
+        if let Some(path) = config {
+            c.arg("--config").arg(path);
+        }
+        c.args(args);
+        c
+    }
+
+    /// Runs the binary with this tree's environment and waits for it.
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.run_env(&[], args)
+    }
+
+    /// Same, with extra environment variables.
+    pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Out {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        output(&mut c)
+    }
+
+    /// Runs `run` and insists on success; returns the archive it made (a file name).
+    pub fn backup(&self, env: &[(&str, &str)]) -> String {
+        let before = archives(&self.backups);
+        let out = self.run_env(env, &["run"]);
+        out.expect_code(0, "a backup run");
+        let new: Vec<String> = archives(&self.backups)
+            .into_iter()
+            .filter(|a| !before.contains(a))
+            .collect();
+        assert_eq!(
+            new.len(),
+            1,
+            "one new archive expected, found {new:?}\n{out}"
+        );
+        new.into_iter().next().unwrap_or_default()
+    }
+
+    pub fn archive_path(&self, name: &str) -> PathBuf {
+        self.backups.join(name)
+    }
+
+    /// The parsed last-backup-status.json.
+    pub fn status(&self) -> Json {
+        let path = self.backups.join("last-backup-status.json");
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        parse_json(&text).unwrap_or_else(|e| panic!("{}: bad JSON ({e}): {text}", path.display()))
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        if std::env::var_os("NEOPRO_TEST_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// What a process did: exit code (a signal is a test failure), stdout, stderr.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn expect_code(&self, code: i32, what: &str) -> &Out {
+        assert_eq!(self.code, code, "{what}: unexpected exit code\n{self}");
+        self
+    }
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit code {}\n--- stdout ---\n{}--- stderr ---\n{}--------------",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// How long any process of a test may run before the test fails (no test hangs).
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a prepared command to completion (at most `PROCESS_TIMEOUT`).
+pub fn output(c: &mut Command) -> Out {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", c.get_program()));
+    wait_output(child, &format!("{:?}", c.get_program()))
+}
+
+/// Waits for a child started with piped stdout and stderr, killing it (and failing the
+/// test) after `PROCESS_TIMEOUT`.
+pub fn wait_output(mut child: Child, what: &str) -> Out {
+    fn drain(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let so = drain(child.stdout.take());
+    let se = drain(child.stderr.take());
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not finish within {PROCESS_TIMEOUT:?}");
+            }
+            Err(e) => panic!("waiting for {what}: {e}"),
+        }
+    };
+    let stdout = String::from_utf8_lossy(&so.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&se.join().unwrap_or_default()).into_owned();
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{what} was killed by a signal: {status:?}\n{stderr}"));
+    Out {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+/// Runs an external tool (tar, gzip, sha256sum, python3…) in `cwd`.
+pub fn tool(prog: &str, args: &[&std::ffi::OsStr], cwd: &Path) -> Out {
+    let mut c = Command::new(prog);
+    c.args(args).current_dir(cwd).stdin(Stdio::null());
+    output(&mut c)
+}
+
+/// Runs `python3 -c script args…`.
+pub fn python(script: &str, args: &[&std::ffi::OsStr]) -> Out {
+    let mut c = Command::new("python3");
+    c.arg("-c").arg(script).args(args).stdin(Stdio::null());
+    output(&mut c)
+}
+
+/// Extracts `archive` with GNU tar into a fresh `dest` (created) and returns `dest`.
+pub fn extract(archive: &Path, dest: &Path) -> PathBuf {
+    fs::create_dir_all(dest).unwrap_or_else(|e| panic!("mkdir {}: {e}", dest.display()));
+    let out = tool(
+        "tar",
+        &[
+            "-xzf".as_ref(),
+            archive.as_os_str(),
+            "-C".as_ref(),
+            dest.as_os_str(),
+        ],
+        dest,
+    );
+    out.expect_code(0, "tar -xzf");
+    dest.to_path_buf()
+}
+
+/// One member of an archive, read with GNU tar.
+pub fn read_member(archive: &Path, member: &str) -> Vec<u8> {
+    let o = Command::new("tar")
+        .arg("-xzOf")
+        .arg(archive)
+        .arg(member)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tar: {e}"));
+    assert!(
+        o.status.success(),
+        "tar -xzOf {} {member}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// Names in `dir` (non-recursive), sorted; empty when `dir` is missing.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+/// `backup-YYYYMMDD-HHMMSS.tar.gz` names in `dir`, sorted (oldest first).
+pub fn archives(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| is_archive_name(n))
+        .collect()
+}
+
+/// Temporary files (`.tmp-…`) in `dir`.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect()
+}
+
+pub fn is_archive_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    b.len() == 29
+        && n.starts_with("backup-")
+        && n.ends_with(".tar.gz")
+        && b[15] == b'-'
+        && b[7..15].iter().all(u8::is_ascii_digit)
+        && b[16..22].iter().all(u8::is_ascii_digit)
+}
+
+pub fn write_file(path: &Path, bytes: &[u8]) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+    }
+    fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+pub fn set_mtime(path: &Path, unix: i64) {
+    let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(t))
+        .unwrap_or_else(|e| panic!("set mtime of {}: {e}", path.display()));
+}
+
+/// Writes `size` pseudo-random (incompressible) bytes. Fast even in a debug build: one
+/// 1 MiB block is generated and written again with a changing first word.
+pub fn write_random(path: &Path, size: u64, seed: u64) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+    }
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let block_len = size.min(1 << 20) as usize;
+    let mut block = Vec::with_capacity(block_len + 8);
+    while block.len() < block_len {
+        block.extend_from_slice(&next().to_le_bytes());
+    }
+    block.truncate(block_len);
+    let mut f = fs::File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        if n >= 8 {
+            block[..8].copy_from_slice(&next().to_le_bytes());
+        }
+        f.write_all(&block[..n])
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        left -= n as u64;
+    }
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `2024-12-18T03:00:00+00:00` for a Unix time (what the binary prints with TZ=UTC).
+pub fn iso_utc(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00:00",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// A tmpfs mounted for the length of a test, unmounted on drop (even when the test
+/// panics). Needs root, as in CI.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(path: &Path, size_bytes: u64, extra_opts: &str) -> Tmpfs {
+        fs::create_dir_all(path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        let opts = format!("size={size_bytes},mode=0700{extra_opts}");
+        let out = tool(
+            "mount",
+            &[
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                opts.as_ref(),
+                "tmpfs".as_ref(),
+                path.as_os_str(),
+            ],
+            Path::new("/"),
+        );
+        assert_eq!(
+            out.code,
+            0,
+            "cannot mount a tmpfs on {} (this test needs root, as in CI)\n{out}",
+            path.display()
+        );
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Remounts read-only.
+    pub fn remount_ro(&self) {
+        let out = tool(
+            "mount",
+            &["-o".as_ref(), "remount,ro".as_ref(), self.path.as_os_str()],
+            Path::new("/"),
+        );
+        out.expect_code(0, "mount -o remount,ro");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            // Busy (a child still running after a failed assertion): detach it lazily.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `path`, from `df`.
+pub fn free_bytes(path: &Path) -> u64 {
+    let out = tool(
+        "df",
+        &["-B1".as_ref(), "--output=avail".as_ref(), path.as_os_str()],
+        Path::new("/"),
+    );
+    out.expect_code(0, "df");
+    out.stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot parse df output\n{out}"))
+}
+
+// ---------------------------------------------------------------------------------
+// A small JSON reader (enough for the status file and the API's answers).
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+static NULL: Json = Json::Null;
+
+impl Json {
+    /// The member `key` of an object; panics (with the document) when absent.
+    pub fn get(&self, key: &str) -> &Json {
+        self.try_get(key)
+            .unwrap_or_else(|| panic!("no key {key:?} in {self:?}"))
+    }
+
+    pub fn try_get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Json::Obj(members) => members.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn str(&self) -> &str {
+        match self {
+            Json::Str(s) => s,
+            _ => panic!("expected a string, found {self:?}"),
+        }
+    }
+
+    pub fn u64(&self) -> u64 {
+        match self {
+            Json::Num(n) if *n >= 0.0 && n.fract() == 0.0 => *n as u64,
+            _ => panic!("expected a whole number, found {self:?}"),
+        }
+    }
+
+    pub fn bool(&self) -> bool {
+        match self {
+            Json::Bool(b) => *b,
+            _ => panic!("expected a boolean, found {self:?}"),
+        }
+    }
+
+    pub fn arr(&self) -> &[Json] {
+        match self {
+            Json::Arr(v) => v,
+            _ => panic!("expected an array, found {self:?}"),
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+
+    /// Index into an array (Null when out of range).
+    pub fn at(&self, i: usize) -> &Json {
+        match self {
+            Json::Arr(v) => v.get(i).unwrap_or(&NULL),
+            _ => &NULL,
+        }
+    }
+}
+
+pub fn parse_json(text: &str) -> Result<Json, String> {
+    let mut p = JsonParser {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let v = p.value(0)?;
+    p.ws();
+    if p.i != p.b.len() {
+        return Err(format!("trailing characters at byte {}", p.i));
+    }
+    Ok(v)
+}
+
+struct JsonParser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn err<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("{what} at byte {}", self.i))
+    }
+
+    fn eat(&mut self, lit: &str) -> bool {
+        if self.b[self.i..].starts_with(lit.as_bytes()) {
+            self.i += lit.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, String> {
+        if depth > 64 {
+            return self.err("too deep");
+        }
+        self.ws();
+        match self.b.get(self.i) {
+            None => self.err("unexpected end"),
+            Some(b'n') if self.eat("null") => Ok(Json::Null),
+            Some(b't') if self.eat("true") => Ok(Json::Bool(true)),
+            Some(b'f') if self.eat("false") => Ok(Json::Bool(false)),
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b'[') => {
+                self.i += 1;
+                let mut v = Vec::new();
+                self.ws();
+                if self.eat("]") {
+                    return Ok(Json::Arr(v));
+                }
+                loop {
+                    v.push(self.value(depth + 1)?);
+                    self.ws();
+                    if self.eat("]") {
+                        return Ok(Json::Arr(v));
+                    }
+                    if !self.eat(",") {
+                        return self.err("expected , or ]");
+                    }
+                }
+            }
+            Some(b'{') => {
+                self.i += 1;
+                let mut v = Vec::new();
+                self.ws();
+                if self.eat("}") {
+                    return Ok(Json::Obj(v));
+                }
+                loop {
+                    self.ws();
+                    if self.b.get(self.i) != Some(&b'"') {
+                        return self.err("expected a key");
+                    }
+                    let k = self.string()?;
+                    self.ws();
+                    if !self.eat(":") {
+                        return self.err("expected :");
+                    }
+                    let val = self.value(depth + 1)?;
+                    v.push((k, val));
+                    self.ws();
+                    if self.eat("}") {
+                        return Ok(Json::Obj(v));
+                    }
+                    if !self.eat(",") {
+                        return self.err("expected , or }");
+                    }
+                }
+            }
+            Some(c) if *c == b'-' || c.is_ascii_digit() => {
+                let start = self.i;
+                while self.i < self.b.len()
+                    && matches!(
+                        self.b[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.i += 1;
+                }
+                let s = std::str::from_utf8(&self.b[start..self.i]).unwrap_or("");
+                s.parse().map(Json::Num).or_else(|_| self.err("bad number"))
+            }
+            Some(_) => self.err("unexpected character"),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let h = self
+            .b
+            .get(self.i..self.i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok());
+        match h {
+            Some(v) => {
+                self.i += 4;
+                Ok(v)
+            }
+            None => self.err("bad \\u escape"),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        self.i += 1; // opening quote
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let Some(&c) = self.b.get(self.i) else {
+                return self.err("unterminated string");
+            };
+            self.i += 1;
+            match c {
+                b'"' => return String::from_utf8(out).or_else(|_| self.err("bad UTF-8")),
+                b'\\' => {
+                    let Some(&e) = self.b.get(self.i) else {
+                        return self.err("unterminated escape");
+                    };
+                    self.i += 1;
+                    let ch = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let cp = if (0xD800..0xDC00).contains(&hi) {
+                                if !self.eat("\\u") {
+                                    return self.err("lone surrogate");
+                                }
+                                let lo = self.hex4()?;
+                                0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
+                            } else {
+                                hi
+                            };
+                            match char::from_u32(cp) {
+                                Some(ch) => ch,
+                                None => return self.err("bad code point"),
+                            }
+                        }
+                        _ => return self.err("bad escape"),
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                }
+                c if c < 0x20 => return self.err("control character in a string"),
+                c => out.push(c),
+            }
+        }
+    }
+}
