@@ -107,11 +107,13 @@ impl Scheduler {
 }
 
 /// When the daemon starts: is a catch-up run due? (No success yet, the last run failed,
-/// or the last success is older than one period.)
+/// the last success is older than one period, or it is dated more than an hour in the
+/// future — the clock was wrong then or is wrong now; the run still waits for a sane
+/// clock.)
 pub fn catch_up_due(now: i64, last_success: Option<i64>, last_run_failed: bool) -> bool {
     match last_success {
         None => true,
-        Some(t) => last_run_failed || now - t > 86_400,
+        Some(t) => last_run_failed || now - t > 86_400 || t - now > 3600,
     }
 }
 
@@ -232,6 +234,7 @@ mod tests {
         assert!(catch_up_due(now, Some(now - 90_000), false));
         assert!(catch_up_due(now, Some(now - 60), true));
         assert!(!catch_up_due(now, Some(now - 3600), false));
+        assert!(catch_up_due(now, Some(now + 86_400 * 365), false), "success dated 2099");
     }
 
     #[test]
