@@ -11,6 +11,10 @@ use crate::clock;
 
 pub const MANIFEST: &str = "MANIFEST.sha256";
 
+/// The most `read_entries` keeps in memory, all kept files together (a 20,000-video
+/// inventory and manifest are about 2 MiB).
+const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
+
 /// `^backup-\d{8}-\d{6}\.tar\.gz$`, the only names the API accepts.
 pub fn is_archive_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -237,6 +241,7 @@ pub fn read_entries(
     let mut top: Option<String> = expected_top.map(str::to_string);
     let mut seen = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
+    let mut kept_total = 0usize;
     {
         let entries = ar
             .entries()
@@ -301,8 +306,12 @@ pub fn read_entries(
                 h.update(&buf[..n]);
                 size += n as u64;
                 if let Some(c) = content.as_mut() {
-                    if c.len() + n > 64 * 1024 * 1024 {
-                        return Err(format!("{path:?} is too large to be a configuration file"));
+                    // All kept files together: a hostile archive cannot eat a Pi Zero's RAM.
+                    kept_total += n;
+                    if kept_total > MAX_KEPT_BYTES {
+                        return Err(format!(
+                            "{path:?} is too large for a configuration or manifest file"
+                        ));
                     }
                     c.extend_from_slice(&buf[..n]);
                 }
