@@ -222,7 +222,7 @@ test("« Créer un backup » shows a busy state, adds a row and shows the output
   assert.deepEqual((await rowNames(page))[0], added, "the new backup is the first row");
   assert.equal(await page.isVisible("#out-text"), true, "the run's output is shown");
   assert.match(await page.textContent("#out-text"), new RegExp("backup done: " + added.replace(/\./g, "\\.")));
-  assert.match(await page.textContent("#toast"), /Backup créé avec succès/);
+  await page.waitForFunction(() => /Backup créé avec succès/.test(document.querySelector("#toast").textContent));
   clean(page);
 });
 
