@@ -1,0 +1,19 @@
+#!/bin/bash
+# `make bench` (after `cargo build --release`): every benchmark, one after the other.
+# Each prints its table and writes target/bench/<name>-results.md. A missed goal is
+# reported, not fatal (BENCH_STRICT=1 makes it fatal); an actual error fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p target/bench
+
+status=0
+
+# 1. The backup engine: `neopro-backup run` vs the old bash script (bench/old-backup.sh).
+bash bench/engine.sh || status=1
+
+# 2. The HTTP API vs the old admin server: bench/api.sh, run here once it exists.
+if [ -f bench/api.sh ]; then
+    bash bench/api.sh || status=1
+fi
+
+exit $status
