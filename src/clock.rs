@@ -16,9 +16,13 @@ pub struct Tz {
 impl Tz {
     /// The zone of this machine (TZ, then /etc/localtime); UTC when neither can be read.
     pub fn local() -> Tz {
-        Tz {
-            zone: tz::TimeZone::local().ok(),
-        }
+        // tz-rs 0.7's TimeZone::local() reads /etc/localtime only and ignores TZ.
+        // Like glibc: a set but unusable TZ means UTC, not /etc/localtime.
+        let zone = match std::env::var("TZ") {
+            Ok(v) if !v.is_empty() => tz::TimeZone::from_posix_tz(&v).ok(),
+            _ => tz::TimeZone::local().ok(),
+        };
+        Tz { zone }
     }
 
     #[cfg(test)]
