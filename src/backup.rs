@@ -331,10 +331,8 @@ impl<R: Read> Read for Exact<'_, R> {
             return Ok(0);
         }
         if self.cancel.load(Ordering::Relaxed) {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "backup cancelled (shutdown)",
-            ));
+            // Not ErrorKind::Interrupted: io::copy (inside tar) retries those forever.
+            return Err(io::Error::other("backup cancelled (shutdown)"));
         }
         let want = buf
             .len()
