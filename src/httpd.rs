@@ -47,6 +47,9 @@ impl Request {
 
 pub enum Body {
     Bytes(Vec<u8>),
+    /// Pieces sent one after another: a large piece shared between requests (a cached
+    /// list) is written from where it is, not copied into every response.
+    Parts(Vec<Arc<[u8]>>),
     /// A file streamed from disk, with its exact length.
     File(File, u64),
 }
@@ -373,6 +376,7 @@ fn write_response(
 ) -> io::Result<()> {
     let len = match &resp.body {
         Body::Bytes(b) => b.len() as u64,
+        Body::Parts(p) => p.iter().map(|b| b.len() as u64).sum(),
         Body::File(_, n) => *n,
     };
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
@@ -391,6 +395,11 @@ fn write_response(
     if !head_only {
         match resp.body {
             Body::Bytes(b) => w.write_all(&b)?,
+            Body::Parts(p) => {
+                for b in p {
+                    w.write_all(&b)?;
+                }
+            }
             Body::File(f, n) => {
                 let copied = io::copy(&mut f.take(n), &mut w)?;
                 if copied != n {
