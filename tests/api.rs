@@ -1,0 +1,1408 @@
+//! Black-box tests of `neopro-backup serve` (CONTRACT §4 and §5, issue 3): the daemon is
+//! started on 127.0.0.1:0 with a throwaway tree and spoken to over raw TCP, as the admin
+//! panel, a hostile page in the kiosk browser or a slow client would.
+//!
+//! Std only. The shapes the admin panel reads are also checked from Node's own `fetch`
+//! in tests/node/api.test.mjs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::{Json, Tree, archives, parse_json, temp_files};
+
+/// Tests that load the CPU or count the daemon's resources run one at a time, so that a
+/// backup compressing hundreds of MB does not make the "within one second" check flaky.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn heavy() -> MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+const NAME: &str = "backup-20241218-030000.tar.gz";
+
+// ---------------------------------------------------------------------------------
+// The daemon under test.
+
+struct Daemon {
+    child: Child,
+    /// `127.0.0.1:PORT`, as logged by the daemon.
+    addr: String,
+    /// Everything the daemon wrote on stderr so far.
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// `serve` on 127.0.0.1:0 with this tree, no catch-up run (unless `env` says
+    /// otherwise), and `env` on top.
+    fn start(tree: &Tree, env: &[(&str, &str)]) -> Daemon {
+        let mut c = tree.command(&["serve"]);
+        c.env("LISTEN", "127.0.0.1:0")
+            .env("NEOPRO_CATCHUP_DELAY", "3600")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", common::BIN));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let log2 = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("serving on http://").nth(1) {
+                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = tx.send(addr);
+                }
+                let mut l = log2.lock().unwrap_or_else(|p| p.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            if let Ok(a) = rx.recv_timeout(Duration::from_millis(50)) {
+                break a;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "the daemon exited ({st}) before serving:\n{}",
+                    log.lock().unwrap_or_else(|p| p.into_inner())
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not log `serving on` within 20 s");
+            }
+        };
+        Daemon { child, addr, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        self.req("GET", path, &[], b"")
+    }
+
+    /// One request on a fresh connection (`Connection: close`), with a Host header.
+    fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if !body.is_empty() || matches!(method, "POST" | "PUT" | "DELETE") {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        http_raw(&self.addr, &raw)
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> Resp {
+        self.req("POST", path, &[], body)
+    }
+
+    /// SIGTERM, then the exit status and how long it took (panics after `limit`).
+    fn terminate(mut self, limit: Duration) -> (ExitStatus, Duration, String) {
+        signal(self.pid(), "TERM");
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100)); // the last stderr lines
+                return (st, t0.elapsed(), self.log());
+            }
+            if t0.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!(
+                    "the daemon did not exit within {limit:?} of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+// ---------------------------------------------------------------------------------
+// A minimal HTTP client.
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Json {
+        let ct = self.header("Content-Type").unwrap_or_default();
+        assert_eq!(
+            ct, "application/json; charset=utf-8",
+            "a JSON answer must say so: {self}"
+        );
+        parse_json(&self.text()).unwrap_or_else(|e| panic!("bad JSON ({e}): {self}"))
+    }
+
+    /// The `error` member of a JSON error answer.
+    fn error(&self) -> String {
+        self.json().get("error").str().to_string()
+    }
+}
+
+impl std::fmt::Display for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} {:?} {}", self.status, self.headers, {
+            let t = self.text();
+            t.chars().take(600).collect::<String>()
+        })
+    }
+}
+
+/// Sends `raw` on a new connection and reads the answer until the server closes it.
+fn http_raw(addr: &str, raw: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(raw).unwrap_or_else(|e| panic!("send: {e}"));
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .unwrap_or_else(|e| panic!("read the answer: {e}"));
+    parse_response(&buf).unwrap_or_else(|| {
+        panic!(
+            "not an HTTP answer: {:?}",
+            String::from_utf8_lossy(&buf[..buf.len().min(300)])
+        )
+    })
+}
+
+fn parse_response(buf: &[u8]) -> Option<Resp> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let body = buf[end + 4..].to_vec();
+    let r = Resp {
+        status,
+        headers,
+        body,
+    };
+    if let Some(len) = r.header("Content-Length") {
+        assert_eq!(
+            len.parse::<usize>().ok(),
+            Some(r.body.len()),
+            "Content-Length does not match the body: {r}"
+        );
+    }
+    Some(r)
+}
+
+// ---------------------------------------------------------------------------------
+// /proc.
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |rd| rd.count())
+}
+
+/// A field of /proc/PID/status, in its unit (kB for VmRSS).
+fn proc_status(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn verify_cli(tree: &Tree, name: &str) {
+    let out = tree.run(&["verify", name]);
+    assert_eq!(out.code, 0, "`verify {name}` failed\n{out}");
+}
+
+fn is_archive_path_under(dir: &Path, name: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.file_type().is_file())
+}
+
+// ---------------------------------------------------------------------------------
+// Names, symlinks and files.
+
+#[test]
+fn hostile_names_are_400_everywhere() {
+    let tree = Tree::new("hostile");
+    let real = tree.backup(&[]);
+    let d = Daemon::start(&tree, &[]);
+    let long = format!("backup-{}-030000.tar.gz", "1".repeat(4000));
+    let hostile: Vec<String> = vec![
+        "..%2F..%2F..%2Fetc%2Fpasswd".into(),
+        "%2e%2e%2f%2e%2e%2fetc%2fpasswd".into(),
+        "%2E%2E%2F%2E%2E%2Fetc%2Fpasswd".into(),
+        "..%2f".into(),
+        "%2e%2e".into(),
+        "..".into(),
+        "../../etc/passwd".into(),
+        "..%5c..%5cetc%5cpasswd".into(),
+        format!("..%2F{real}"),
+        format!("%2e%2e%2f{real}"),
+        format!("{real}%00"),
+        format!("{real}%00.txt"),
+        "%00".into(),
+        format!("%00{real}"),
+        "%252e%252e%252fetc%252fpasswd".into(),
+        "%252e%252e%252f%252e%252e%252fetc%252fpasswd".into(),
+        format!("%252e%252e%252f{real}"),
+        // Wrong shapes.
+        "backup-2024121-030000.tar.gz".into(),
+        "backup-20241218-03000.tar.gz".into(),
+        "backup-20241218-030000.tar".into(),
+        "backup-20241218-030000.tgz".into(),
+        "backup-20241218-030000.tar.gz.tmp".into(),
+        "backup-20241218-030000.tar.gzx".into(),
+        "BACKUP-20241218-030000.TAR.GZ".into(),
+        "backup_20241218_030000.tar.gz".into(),
+        "backup-2024121a-030000.tar.gz".into(),
+        "backup-20241218-030000%2Etar%2Egz%2F".into(),
+        format!(".tmp-{real}"),
+        format!("x{real}"),
+        format!("{real}x"),
+        format!("{real}%20"),
+        format!("%20{real}"),
+        // Full-width digits (valid UTF-8, not ASCII digits).
+        "backup-%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%94%EF%BC%91%EF%BC%92%EF%BC%91%EF%BC%98-030000.tar.gz".into(),
+        "last-backup-status.json".into(),
+        "backup.log".into(),
+        "auto-backup.json".into(),
+        // Broken or invalid encodings.
+        "%".into(),
+        format!("{real}%2"),
+        format!("{real}%zz"),
+        "%ff%fe".into(),
+        "%C0%AE%C0%AE%C0%AF".into(),
+        long,
+    ];
+    let endpoints: [(&str, &str); 4] = [
+        ("GET", "/api/backups/download/"),
+        ("DELETE", "/api/backups/"),
+        ("POST", "/api/backups/verify/"),
+        ("POST", "/api/backups/restore/"),
+    ];
+    for name in &hostile {
+        for (method, prefix) in endpoints {
+            let r = d.req(method, &format!("{prefix}{name}"), &[], b"");
+            assert_eq!(r.status, 400, "{method} {prefix}{name}: {r}");
+            assert_eq!(
+                r.error(),
+                "Nom de fichier invalide",
+                "{method} {prefix}{name}"
+            );
+            assert!(!r.text().contains("root:"), "{method} {prefix}{name}");
+        }
+    }
+    // A raw NUL byte and a backslash in the request line.
+    for raw in [
+        format!(
+            "GET /api/backups/download/{real}\0 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            d.addr
+        ),
+        format!(
+            "GET /api/backups/download/..\\..\\etc\\passwd HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            d.addr
+        ),
+    ] {
+        let r = http_raw(&d.addr, raw.as_bytes());
+        assert_eq!(r.status, 400, "{raw:?}: {r}");
+    }
+    // A request line over the 16 KiB head limit is refused too (431), never served.
+    let huge = format!("/api/backups/download/{}", "a".repeat(20_000));
+    let r = d.get(&huge);
+    assert!((400..500).contains(&r.status), "{r}");
+    // The real archive is untouched, and still served under its own name.
+    assert_eq!(archives(&tree.backups), vec![real.clone()]);
+    let r = d.get(&format!("/api/backups/download/{real}"));
+    assert_eq!(r.status, 200, "{r}");
+    // An encoded but valid name is the same file (decoded once).
+    let encoded = real.replacen('0', "%30", 1);
+    let r2 = d.get(&format!("/api/backups/download/{encoded}"));
+    assert_eq!(r2.status, 200, "{r2}");
+    assert_eq!(r2.body, r.body);
+}
+
+#[test]
+fn symlinks_and_non_files_under_valid_names_are_404_and_never_followed() {
+    let tree = Tree::new("symlinks");
+    let real = tree.backup(&[]);
+    let secret = tree.root.join("secret.txt");
+    common::write_file(&secret, b"TOP SECRET\n");
+    let real_copy = tree.root.join("elsewhere.tar.gz");
+    std::fs::copy(tree.archive_path(&real), &real_copy).unwrap_or_else(|e| panic!("{e}"));
+    let links = [
+        ("backup-20200101-000000.tar.gz", Path::new("/etc/passwd")),
+        (
+            "backup-20200102-000000.tar.gz",
+            Path::new("/nonexistent/backup.tar.gz"),
+        ),
+        ("backup-20200103-000000.tar.gz", secret.as_path()),
+        ("backup-20200104-000000.tar.gz", real_copy.as_path()),
+        // Relative, to a real archive in the same folder.
+        ("backup-20200105-000000.tar.gz", Path::new(real.as_str())),
+    ];
+    for (name, target) in links {
+        std::os::unix::fs::symlink(target, tree.backups.join(name))
+            .unwrap_or_else(|e| panic!("symlink {name}: {e}"));
+    }
+    let dir_name = "backup-20200106-000000.tar.gz";
+    std::fs::create_dir(tree.backups.join(dir_name)).unwrap_or_else(|e| panic!("{e}"));
+    let fifo_name = "backup-20200107-000000.tar.gz";
+    let ok = Command::new("mkfifo")
+        .arg(tree.backups.join(fifo_name))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mkfifo failed");
+    let planted: Vec<&str> = links
+        .iter()
+        .map(|(n, _)| *n)
+        .chain([dir_name, fifo_name])
+        .collect();
+
+    let d = Daemon::start(&tree, &[]);
+    let check_list = || {
+        let r = d.get("/api/backups");
+        assert_eq!(r.status, 200, "the list must not fail on links: {r}");
+        let j = r.json();
+        let names: Vec<&str> = j
+            .get("backups")
+            .arr()
+            .iter()
+            .map(|b| b.get("name").str())
+            .collect();
+        assert_eq!(
+            names,
+            vec![real.as_str()],
+            "only the regular file is listed"
+        );
+        assert_eq!(j.get("total").u64(), 1);
+        assert_eq!(
+            j.get("totalSize").u64(),
+            std::fs::metadata(tree.archive_path(&real)).map_or(0, |m| m.len())
+        );
+    };
+    check_list();
+    for name in &planted {
+        for (method, prefix) in [
+            ("GET", "/api/backups/download/"),
+            ("POST", "/api/backups/verify/"),
+            ("DELETE", "/api/backups/"),
+        ] {
+            let t0 = Instant::now();
+            let r = d.req(method, &format!("{prefix}{name}"), &[], b"");
+            assert_eq!(r.status, 404, "{method} {prefix}{name}: {r}");
+            assert_eq!(r.error(), "Backup non trouvé");
+            assert!(!r.text().contains("root:") && !r.text().contains("SECRET"));
+            // A FIFO must not block the handler (O_NONBLOCK open).
+            assert!(
+                t0.elapsed() < Duration::from_secs(2),
+                "{method} {name} was slow"
+            );
+        }
+    }
+    // Every planted entry is still there, and so are the targets.
+    for name in &planted {
+        assert!(
+            std::fs::symlink_metadata(tree.backups.join(name)).is_ok(),
+            "{name} was removed"
+        );
+    }
+    assert!(Path::new("/etc/passwd").exists());
+    assert_eq!(std::fs::read(&secret).unwrap_or_default(), b"TOP SECRET\n");
+    assert!(real_copy.exists() && is_archive_path_under(&tree.backups, &real));
+    check_list();
+    assert_eq!(d.get("/metrics").status, 200);
+    // The real one is still served, verified and deletable.
+    let r = d.post(&format!("/api/backups/verify/{real}"), b"");
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.json().get("ok").bool(), "{r}");
+    let r = d.req("DELETE", &format!("/api/backups/{real}"), &[], b"");
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.text(), r#"{"success":true,"message":"Backup supprimé"}"#);
+    assert!(!tree.archive_path(&real).exists());
+    // The relative link to it now dangles: still 404, list still 200 and empty.
+    let r = d.get("/api/backups/download/backup-20200105-000000.tar.gz");
+    assert_eq!(r.status, 404, "{r}");
+    let r = d.get("/api/backups");
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("backups").arr().is_empty());
+    // A name that does not exist at all.
+    let r = d.get(&format!("/api/backups/download/{NAME}"));
+    assert_eq!((r.status, r.error().as_str()), (404, "Backup non trouvé"));
+}
+
+#[test]
+fn download_streams_the_exact_file_with_headers() {
+    let tree = Tree::new("download");
+    let name = tree.backup(&[]);
+    let d = Daemon::start(&tree, &[]);
+    let r = d.get(&format!("/api/backups/download/{name}"));
+    assert_eq!(r.status, 200, "{r}");
+    let disk = std::fs::read(tree.archive_path(&name)).unwrap_or_default();
+    assert_eq!(r.body, disk);
+    assert_eq!(r.header("Content-Type"), Some("application/gzip"));
+    assert_eq!(
+        r.header("Content-Disposition"),
+        Some(format!("attachment; filename=\"{name}\"").as_str())
+    );
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(disk.len().to_string().as_str())
+    );
+    // Verify over the API.
+    let r = d.post(&format!("/api/backups/verify/{name}"), b"");
+    let j = r.json();
+    assert_eq!(j.keys(), vec!["ok", "files", "error"]);
+    assert!(j.get("ok").bool() && j.get("error").is_null(), "{r}");
+    let files = j.get("files").arr();
+    assert!(files.len() >= 5, "{r}");
+    for f in files {
+        assert_eq!(f.keys(), vec!["name", "sha256", "ok"]);
+        assert!(f.get("ok").bool());
+        assert_eq!(f.get("sha256").str().len(), 64);
+    }
+    // Keep-alive: two requests on one connection are both answered.
+    let mut s = TcpStream::connect(&d.addr).unwrap_or_else(|e| panic!("{e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let one = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+    let two = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        d.addr
+    );
+    s.write_all(format!("{one}{two}").as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+}
+
+// ---------------------------------------------------------------------------------
+// Concurrency and resources.
+
+#[test]
+fn parallel_creates_are_200_or_409_and_every_archive_verifies() {
+    let _g = heavy();
+    let tree = Tree::new("parallel");
+    let d = Arc::new(Daemon::start(&tree, &[]));
+    let barrier = Arc::new(Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let d = Arc::clone(&d);
+            let b = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                b.wait();
+                d.post("/api/backups/create", b"")
+            })
+        })
+        .collect();
+    let answers: Vec<Resp> = handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| panic!("client thread panicked"))
+        })
+        .collect();
+    let mut made = Vec::new();
+    for r in &answers {
+        let j = r.json();
+        match r.status {
+            200 => {
+                assert!(j.get("success").bool());
+                assert_eq!(j.get("message").str(), "Backup créé avec succès");
+                assert!(
+                    !j.get("output").str().is_empty(),
+                    "output carries the run's log"
+                );
+                made.push(j.get("archive").str().to_string());
+            }
+            409 => {
+                assert!(!j.get("success").bool());
+                assert!(!j.get("error").str().is_empty());
+            }
+            other => panic!("unexpected {other}: {r}"),
+        }
+    }
+    assert!(
+        !made.is_empty(),
+        "at least one create must succeed: {answers:?}"
+    );
+    // Two more, right after one another: two distinct names (never the same second).
+    for _ in 0..2 {
+        let r = d.post("/api/backups/create", b"");
+        assert_eq!(r.status, 200, "{r}");
+        made.push(r.json().get("archive").str().to_string());
+    }
+    let mut unique = made.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), made.len(), "archive names reused: {made:?}");
+    let on_disk = archives(&tree.backups);
+    assert_eq!(
+        on_disk, unique,
+        "the archives on disk are the ones reported"
+    );
+    assert!(temp_files(&tree.backups).is_empty());
+    for name in &on_disk {
+        verify_cli(&tree, name);
+    }
+}
+
+#[test]
+fn stalled_clients_do_not_block_requests_or_grow_memory() {
+    let _g = heavy();
+    let tree = Tree::new("stalled");
+    tree.backup(&[]);
+    let d = Daemon::start(&tree, &[]);
+    let pid = d.pid();
+    assert_eq!(d.get("/api/backups").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let fds0 = fd_count(pid);
+    let threads0 = proc_status(pid, "Threads");
+    let rss0 = proc_status(pid, "VmRSS");
+
+    let stall = |n: usize| -> Vec<TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut s = TcpStream::connect(&d.addr).unwrap_or_else(|e| panic!("{e}"));
+                s.write_all(b"GET /api/bac")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                s
+            })
+            .collect()
+    };
+    let mut stalled = stall(200);
+    wait_for(
+        "200 stalled connections accepted",
+        Duration::from_secs(5),
+        || fd_count(pid) >= fds0 + 200,
+    );
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let r = d.get("/api/backups");
+        let took = t0.elapsed();
+        assert_eq!(r.status, 200, "{r}");
+        assert!(
+            took < Duration::from_secs(1),
+            "a normal GET took {took:?} with 200 stalled clients"
+        );
+    }
+    let rss200 = proc_status(pid, "VmRSS");
+    // 200 more: past the cap of connection threads, they are turned away, not queued.
+    stalled.extend(stall(200));
+    std::thread::sleep(Duration::from_millis(500));
+    let threads = proc_status(pid, "Threads");
+    let rss400 = proc_status(pid, "VmRSS");
+    let fds400 = fd_count(pid);
+    eprintln!(
+        "stalled clients: RSS {rss0} kB idle, {rss200} kB with 200, {rss400} kB with 400; \
+         threads {threads0} -> {threads}; fds {fds0} -> {fds400}"
+    );
+    assert!(
+        threads <= threads0 + 260,
+        "threads grew without bound: {threads0} -> {threads}"
+    );
+    assert!(
+        // Two per connection thread (the socket and its clone for writing), at most 256.
+        fds400 <= fds0 + 2 * 256 + 8,
+        "fds grew without bound: {fds0} -> {fds400}"
+    );
+    assert!(
+        rss400 <= rss0 + 32 * 1024,
+        "RSS grew from {rss0} kB to {rss400} kB with 400 stalled clients"
+    );
+    drop(stalled);
+    wait_for(
+        "the fd count back to its baseline",
+        Duration::from_secs(5),
+        || fd_count(pid) <= fds0,
+    );
+    wait_for(
+        "the thread count back to its baseline",
+        Duration::from_secs(5),
+        || proc_status(pid, "Threads") <= threads0,
+    );
+    let t0 = Instant::now();
+    assert_eq!(d.get("/api/backups").status, 200);
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn request_bodies_over_64_kib_are_413() {
+    let tree = Tree::new("body");
+    let d = Daemon::start(&tree, &[]);
+    // Refused on its Content-Length, before the body is read.
+    for path in [
+        "/api/backups/auto-toggle",
+        "/api/backups/create",
+        "/api/backups/restore/backup-20241218-030000.tar.gz",
+    ] {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 65537\r\nConnection: close\r\n\r\n",
+            d.addr
+        );
+        let r = http_raw(&d.addr, raw.as_bytes());
+        assert_eq!(r.status, 413, "{path}: {r}");
+        assert!(!r.error().is_empty());
+    }
+    let raw = format!(
+        "POST /api/backups/auto-toggle HTTP/1.1\r\nHost: {}\r\nContent-Length: 99999999999\r\nConnection: close\r\n\r\n",
+        d.addr
+    );
+    assert_eq!(http_raw(&d.addr, raw.as_bytes()).status, 413);
+    // Exactly 64 KiB is accepted.
+    let mut body = b"{\"enable\":true}".to_vec();
+    body.resize(64 * 1024, b' ');
+    let r = d.post("/api/backups/auto-toggle", &body);
+    assert_eq!(r.status, 200, "{r}");
+    // Chunked bodies (no length known up front) are refused, not read without bound.
+    let raw = format!(
+        "POST /api/backups/auto-toggle HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10000\r\n",
+        d.addr
+    );
+    let r = http_raw(&d.addr, raw.as_bytes());
+    assert!((400..500).contains(&r.status), "{r}");
+}
+
+// ---------------------------------------------------------------------------------
+// Security: token, listen address, origin.
+
+#[test]
+fn the_token_guards_api_and_metrics_but_not_healthz_and_the_page() {
+    let tree = Tree::new("token");
+    let name = tree.backup(&[]);
+    let d = Daemon::start(&tree, &[("API_TOKEN", TOKEN)]);
+    let good = format!("Bearer {TOKEN}");
+    let wrong_same_len = format!("Bearer {}", TOKEN.replace('0', "1"));
+    let guarded: Vec<(&str, String)> = vec![
+        ("GET", "/api/backups".into()),
+        ("GET", format!("/api/backups/download/{name}")),
+        ("GET", "/api/backups/auto-status".into()),
+        ("POST", "/api/backups/create".into()),
+        ("POST", "/api/backups/auto-toggle".into()),
+        ("POST", format!("/api/backups/verify/{name}")),
+        ("POST", format!("/api/backups/restore/{name}")),
+        ("DELETE", format!("/api/backups/{name}")),
+        ("GET", "/api/unknown".into()),
+        ("GET", "/metrics".into()),
+    ];
+    let bad_auth: Vec<Vec<(&str, &str)>> = vec![
+        vec![],
+        vec![("Authorization", "Bearer wrong-token-wrong-token")],
+        vec![("Authorization", wrong_same_len.as_str())],
+        vec![("Authorization", "Bearer ")],
+        vec![("Authorization", &good[..good.len() - 1])],
+        vec![("Authorization", TOKEN)],
+        vec![("Authorization", "Basic dXNlcjpwYXNz")],
+        vec![("X-Api-Token", TOKEN)],
+    ];
+    for (method, path) in &guarded {
+        for headers in &bad_auth {
+            let body: &[u8] = if path.ends_with("auto-toggle") {
+                b"{\"enable\":false}"
+            } else {
+                b""
+            };
+            let r = d.req(method, path, headers, body);
+            assert_eq!(r.status, 401, "{method} {path} {headers:?}: {r}");
+            assert!(!r.body.starts_with(b"\x1f\x8b"), "archive bytes leaked");
+            assert!(!r.text().contains(TOKEN), "the token is never echoed");
+        }
+        // A token in the query string is not a token.
+        let r = d.req(method, &format!("{path}?token={TOKEN}"), &[], b"");
+        assert_eq!(r.status, 401, "{method} {path}?token=: {r}");
+    }
+    // Nothing changed.
+    assert_eq!(archives(&tree.backups), vec![name.clone()]);
+    let ok = [("Authorization", good.as_str())];
+    let r = d.req("GET", "/api/backups", &ok, b"");
+    assert_eq!(r.status, 200, "{r}");
+    let r = d.req("GET", &format!("/api/backups/download/{name}"), &ok, b"");
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.body.starts_with(b"\x1f\x8b"));
+    let r = d.req("GET", "/metrics", &ok, b"");
+    assert_eq!(r.status, 200, "{r}");
+    let r = d.req("GET", "/api/backups/auto-status", &ok, b"");
+    assert_eq!(r.status, 200, "{r}");
+    for open in ["/healthz", "/"] {
+        let r = d.get(open);
+        assert_eq!(r.status, 200, "{open} needs no token: {r}");
+    }
+    assert_eq!(d.get("/healthz").text(), "ok");
+}
+
+#[test]
+fn a_non_loopback_listen_needs_a_token() {
+    let tree = Tree::new("listen");
+    for (listen, token) in [
+        ("0.0.0.0:0", None),
+        ("[::]:0", None),
+        ("0.0.0.0:0", Some("short")),
+    ] {
+        let mut c = tree.command(&["serve"]);
+        c.env("LISTEN", listen)
+            .env("NEOPRO_CATCHUP_DELAY", "3600")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            c.env("API_TOKEN", t);
+        }
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let t0 = Instant::now();
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("LISTEN={listen} token={token:?}: the daemon started instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "LISTEN={listen} token={token:?}: {err}"
+        );
+        assert!(
+            err.contains("API_TOKEN"),
+            "the message names the key: {err}"
+        );
+        if let Some(t) = token {
+            assert!(!err.contains(t), "the token is never echoed: {err}");
+        }
+        assert!(archives(&tree.backups).is_empty());
+    }
+}
+
+#[test]
+fn cross_origin_state_changes_are_403() {
+    let tree = Tree::new("origin");
+    let name = tree.backup(&[]);
+    let d = Daemon::start(&tree, &[]);
+    let own = format!("http://{}", d.addr);
+    let evil: Vec<Vec<(&str, &str)>> = vec![
+        vec![("Origin", "http://evil.example")],
+        vec![("Origin", "null")],
+        vec![("Origin", "http://127.0.0.1")],
+        vec![("Origin", "https://127.0.0.1:1")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", own.as_str()), ("Sec-Fetch-Site", "cross-site")],
+    ];
+    for headers in &evil {
+        let r = d.req("POST", "/api/backups/create", headers, b"");
+        assert_eq!(r.status, 403, "create {headers:?}: {r}");
+        assert!(!r.error().is_empty());
+        let r = d.req("DELETE", &format!("/api/backups/{name}"), headers, b"");
+        assert_eq!(r.status, 403, "delete {headers:?}: {r}");
+        let r = d.req(
+            "POST",
+            "/api/backups/auto-toggle",
+            &[headers.as_slice(), &[("Content-Type", "application/json")]].concat(),
+            b"{\"enable\":false}",
+        );
+        assert_eq!(r.status, 403, "toggle {headers:?}: {r}");
+        let r = d.req(
+            "POST",
+            &format!("/api/backups/restore/{name}"),
+            headers,
+            b"{\"dryRun\":true}",
+        );
+        assert_eq!(r.status, 403, "restore {headers:?}: {r}");
+    }
+    assert_eq!(
+        archives(&tree.backups),
+        vec![name.clone()],
+        "nothing created or deleted"
+    );
+    assert!(
+        d.get("/api/backups/auto-status")
+            .json()
+            .get("enabled")
+            .bool()
+    );
+    // A DNS-rebinding Host is refused outright.
+    let raw = "GET /api/backups HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(http_raw(&d.addr, raw.as_bytes()).status, 403);
+    // Same origin (and no Origin at all, as curl or the admin server sends) is allowed.
+    let r = d.req(
+        "POST",
+        "/api/backups/create",
+        &[("Origin", own.as_str()), ("Sec-Fetch-Site", "same-origin")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "own origin: {r}");
+    let made = r.json().get("archive").str().to_string();
+    let r = d.req(
+        "DELETE",
+        &format!("/api/backups/{made}"),
+        &[("Origin", own.as_str())],
+        b"",
+    );
+    assert_eq!(r.status, 200, "own origin delete: {r}");
+    let r = d.req("DELETE", &format!("/api/backups/{name}"), &[], b"");
+    assert_eq!(r.status, 200, "no Origin: {r}");
+    assert!(archives(&tree.backups).is_empty());
+}
+
+// ---------------------------------------------------------------------------------
+// Routing and the JSON endpoints.
+
+#[test]
+fn unknown_paths_404_and_wrong_methods_405_in_json() {
+    let tree = Tree::new("routes");
+    let d = Daemon::start(&tree, &[]);
+    for path in [
+        "/api/nope",
+        "/nope",
+        "/api",
+        "/api/backups/",
+        "/api/backupsx",
+        "/metrics/x",
+        "/index.html",
+    ] {
+        let r = d.get(path);
+        assert_eq!(r.status, 404, "{path}: {r}");
+        assert!(!r.error().is_empty(), "{path}");
+    }
+    for (method, path) in [
+        ("PUT", "/api/backups"),
+        ("POST", "/api/backups"),
+        ("DELETE", "/api/backups"),
+        ("GET", "/api/backups/create"),
+        ("DELETE", "/api/backups/create"),
+        ("POST", "/api/backups/auto-status"),
+        ("GET", "/api/backups/auto-toggle"),
+        (
+            "POST",
+            "/api/backups/download/backup-20241218-030000.tar.gz",
+        ),
+        ("GET", "/api/backups/verify/backup-20241218-030000.tar.gz"),
+        ("GET", "/api/backups/restore/backup-20241218-030000.tar.gz"),
+        ("GET", "/api/backups/backup-20241218-030000.tar.gz"),
+        ("PATCH", "/api/backups/backup-20241218-030000.tar.gz"),
+        ("POST", "/metrics"),
+        ("POST", "/healthz"),
+        ("DELETE", "/"),
+    ] {
+        let r = d.req(method, path, &[], b"");
+        assert_eq!(r.status, 405, "{method} {path}: {r}");
+        assert!(!r.error().is_empty());
+        assert!(
+            r.header("Allow").is_some(),
+            "{method} {path}: 405 names the allowed method"
+        );
+    }
+    // Not HTTP at all.
+    let r = http_raw(&d.addr, b"HELLO\r\n\r\n");
+    assert_eq!(r.status, 400, "{r}");
+}
+
+#[test]
+fn auto_toggle_takes_only_a_json_boolean() {
+    let tree = Tree::new("toggle");
+    let d = Daemon::start(&tree, &[]);
+    let ct = [("Content-Type", "application/json")];
+    for body in [
+        r#"{"enable":"false"}"#,
+        r#"{"enable":"true"}"#,
+        r#"{"enable":0}"#,
+        r#"{"enable":1}"#,
+        r#"{"enable":null}"#,
+        r#"{"enable":[]}"#,
+        r#"{"enable":{}}"#,
+        r#"{"enabled":false}"#,
+        r#"{}"#,
+        "",
+        "false",
+        "null",
+        "[false]",
+        r#"{"enable":false"#,
+        r#"{"enable":false}x"#,
+        "enable=false",
+    ] {
+        let r = d.req("POST", "/api/backups/auto-toggle", &ct, body.as_bytes());
+        assert_eq!(r.status, 400, "{body:?}: {r}");
+        assert_eq!(r.error(), "Paramètre \"enable\" requis", "{body:?}");
+        let st = d.get("/api/backups/auto-status").json();
+        assert!(
+            st.get("enabled").bool(),
+            "{body:?} must not switch the schedule off"
+        );
+    }
+    let r = d.req(
+        "POST",
+        "/api/backups/auto-toggle",
+        &ct,
+        br#"{"enable":false}"#,
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        r.text(),
+        r#"{"success":true,"message":"Backup automatique désactivé","enabled":false}"#
+    );
+    let r = d.req(
+        "POST",
+        "/api/backups/auto-toggle",
+        &ct,
+        br#"{"enable":true}"#,
+    );
+    assert_eq!(
+        r.text(),
+        r#"{"success":true,"message":"Backup automatique activé","enabled":true}"#
+    );
+}
+
+#[test]
+fn auto_toggle_survives_a_restart() {
+    let tree = Tree::new("persist");
+    tree.backup(&[]);
+    let d = Daemon::start(&tree, &[]);
+    let st = d.get("/api/backups/auto-status").json();
+    assert!(
+        st.get("enabled").bool() && st.get("active").bool(),
+        "{st:?}"
+    );
+    let r = d.req(
+        "POST",
+        "/api/backups/auto-toggle",
+        &[("Content-Type", "application/json")],
+        br#"{"enable":false}"#,
+    );
+    assert_eq!(r.status, 200, "{r}");
+    let st = d.get("/api/backups/auto-status").json();
+    assert!(
+        !st.get("enabled").bool() && !st.get("active").bool(),
+        "{st:?}"
+    );
+    let metrics = d.get("/metrics").text();
+    assert!(
+        metrics.contains("\nneopro_backup_schedule_enabled 0\n"),
+        "{metrics}"
+    );
+    let (st, took, log) = d.terminate(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(0), "{log}");
+    assert!(
+        took < Duration::from_secs(3),
+        "an idle daemon stops at once: {took:?}"
+    );
+
+    let d = Daemon::start(&tree, &[]);
+    let st = d.get("/api/backups/auto-status").json();
+    assert!(
+        !st.get("enabled").bool(),
+        "the choice survives a restart: {st:?}"
+    );
+    assert!(!st.get("active").bool());
+    assert!(st.get("nextRun").is_null(), "no next run while off: {st:?}");
+    let r = d.req(
+        "POST",
+        "/api/backups/auto-toggle",
+        &[("Content-Type", "application/json")],
+        br#"{"enable":true}"#,
+    );
+    assert_eq!(r.status, 200, "{r}");
+    drop(d);
+    let d = Daemon::start(&tree, &[]);
+    let st = d.get("/api/backups/auto-status").json();
+    assert!(st.get("enabled").bool(), "{st:?}");
+    assert!(matches!(st.get("nextRun"), Json::Str(_)), "{st:?}");
+}
+
+/// `Wed 2024-12-18 03:00:00 CET`, as systemd prints a timer's next run.
+fn is_systemd_time(s: &str, zones: &[&str]) -> bool {
+    let parts: Vec<&str> = s.split(' ').collect();
+    let [day, date, time, zone] = parts.as_slice() else {
+        return false;
+    };
+    let digits = |t: &str, shape: &str| {
+        t.len() == shape.len()
+            && t.bytes().zip(shape.bytes()).all(|(c, p)| {
+                if p == b'9' {
+                    c.is_ascii_digit()
+                } else {
+                    c == p
+                }
+            })
+    };
+    ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(day)
+        && digits(date, "9999-99-99")
+        && digits(time, "99:99:99")
+        && zones.contains(zone)
+}
+
+#[test]
+fn auto_status_has_the_contract_shape() {
+    let tree = Tree::new("autostatus");
+    // A fresh success: no catch-up, so the next run is the next 03:00 in Paris.
+    tree.backup(&[("TZ", "Europe/Paris")]);
+    let d = Daemon::start(&tree, &[("TZ", "Europe/Paris"), ("BACKUP_TIME", "03:00")]);
+    let r = d.get("/api/backups/auto-status");
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(
+        j.keys(),
+        vec!["enabled", "active", "nextRun", "logs"],
+        "{r}"
+    );
+    assert!(j.get("enabled").bool() && j.get("active").bool(), "{r}");
+    let next = j.get("nextRun").str();
+    assert!(is_systemd_time(next, &["CET", "CEST"]), "nextRun {next:?}");
+    assert!(next.contains(" 03:00:00 "), "nextRun {next:?}");
+    let logs = j.get("logs").str();
+    assert!(!logs.is_empty() && logs.lines().count() <= 20, "{logs}");
+    assert!(
+        logs.contains("+01:00") || logs.contains("+02:00"),
+        "log times are local: {logs}"
+    );
+    // The next run's timestamp agrees, within a day.
+    let m = d.get("/metrics").text();
+    let ts = metric_value(&m, "neopro_backup_next_run_timestamp_seconds");
+    let now = common::now_unix() as f64;
+    assert!(
+        ts > now && ts <= now + 86_400.0 + 3600.0,
+        "next run {ts} vs now {now}"
+    );
+    // The last 20 log lines, no more.
+    for _ in 0..25 {
+        let r = d.req(
+            "POST",
+            "/api/backups/auto-toggle",
+            &[("Content-Type", "application/json")],
+            br#"{"enable":true}"#,
+        );
+        assert_eq!(r.status, 200);
+    }
+    let j = d.get("/api/backups/auto-status").json();
+    assert_eq!(j.get("logs").str().lines().count(), 20);
+}
+
+fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample for {name} in\n{text}"))
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let tree = Tree::new("metrics");
+    let d = Daemon::start(&tree, &[]);
+    let before = d.get("/metrics");
+    assert_eq!(before.status, 200);
+    assert!(
+        before
+            .header("Content-Type")
+            .unwrap_or_default()
+            .starts_with("text/plain"),
+        "{before}"
+    );
+    assert_eq!(
+        metric_value(
+            &before.text(),
+            "neopro_backup_last_success_timestamp_seconds"
+        ),
+        0.0
+    );
+    assert_eq!(metric_value(&before.text(), "neopro_backup_archives"), 0.0);
+    let r = d.post("/api/backups/create", b"");
+    assert_eq!(r.status, 200, "{r}");
+    let r = d.get("/metrics");
+    let text = r.text();
+    let names = [
+        ("neopro_backup_last_success_timestamp_seconds", "gauge"),
+        ("neopro_backup_last_run_success", "gauge"),
+        ("neopro_backup_last_duration_seconds", "gauge"),
+        ("neopro_backup_last_size_bytes", "gauge"),
+        ("neopro_backup_failures_total", "counter"),
+        ("neopro_backup_next_run_timestamp_seconds", "gauge"),
+        ("neopro_backup_archives", "gauge"),
+        ("neopro_backup_archives_bytes", "gauge"),
+        ("neopro_backup_offsite_pending", "gauge"),
+    ];
+    for (name, kind) in names {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} {kind}\n{text}"
+        );
+        assert!(text.contains(&format!("# HELP {name} ")), "{name}\n{text}");
+        metric_value(&text, name);
+    }
+    // Every line is a comment or `name value`.
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        assert!(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "bad name {name:?}"
+        );
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
+    }
+    assert!(text.ends_with('\n'));
+    let now = common::now_unix() as f64;
+    let last = metric_value(&text, "neopro_backup_last_success_timestamp_seconds");
+    assert!(
+        (now - last).abs() < 120.0,
+        "last success {last} vs now {now}"
+    );
+    assert_eq!(metric_value(&text, "neopro_backup_last_run_success"), 1.0);
+    assert_eq!(metric_value(&text, "neopro_backup_archives"), 1.0);
+    assert_eq!(metric_value(&text, "neopro_backup_failures_total"), 0.0);
+    assert_eq!(metric_value(&text, "neopro_backup_offsite_pending"), 0.0);
+    let size = metric_value(&text, "neopro_backup_archives_bytes");
+    let on_disk: u64 = archives(&tree.backups)
+        .iter()
+        .map(|a| std::fs::metadata(tree.archive_path(a)).map_or(0, |m| m.len()))
+        .sum();
+    assert_eq!(size, on_disk as f64);
+}
+
+// ---------------------------------------------------------------------------------
+// The daemon's life: SIGTERM, catch-up, systemd.
+
+#[test]
+fn sigterm_during_a_backup_exits_0_and_leaves_no_partial_archive() {
+    let _g = heavy();
+    let tree = Tree::new("sigterm");
+    for i in 0..4 {
+        tree.add_video(
+            format!("big/match-{i}.mp4").as_bytes(),
+            64 << 20,
+            common::BASE_MTIME,
+        );
+    }
+    let d = Daemon::start(&tree, &[("INCLUDE_VIDEOS", "true")]);
+    let client = {
+        let addr = d.addr.clone();
+        std::thread::spawn(move || {
+            // The answer (500, or a closed connection) does not matter here.
+            let raw = format!(
+                "POST /api/backups/create HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let mut s = TcpStream::connect(&addr).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+            s.write_all(raw.as_bytes()).ok()?;
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            parse_response(&buf)
+        })
+    };
+    wait_for(
+        "the backup to start writing",
+        Duration::from_secs(20),
+        || !temp_files(&tree.backups).is_empty(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        archives(&tree.backups).is_empty() && !client.is_finished(),
+        "this backup was expected to take more than a second"
+    );
+    let (st, took, log) = d.terminate(Duration::from_secs(10));
+    eprintln!("SIGTERM during a backup: exit {st} after {took:?}");
+    assert_eq!(st.code(), Some(0), "exit code after SIGTERM\n{log}");
+    // Typically 3.3 s: 3 s of grace for the backup, then it is abandoned at its next
+    // read. The daemon's own bound is 3 s + 5 s; the slack is for fsyncs on a busy disk.
+    // (An abandoned backup that does not stop leaves its temporary file: checked below.)
+    assert!(
+        took <= Duration::from_secs(9),
+        "SIGTERM took {took:?} to stop the daemon\n{log}"
+    );
+    let answer = client.join().unwrap_or_else(|_| panic!("client panicked"));
+    if let Some(r) = answer {
+        assert_ne!(r.status, 200, "an abandoned backup is not a success: {r}");
+    }
+    assert!(
+        temp_files(&tree.backups).is_empty(),
+        "a temporary file was left: {:?}\n{log}",
+        common::names_in(&tree.backups)
+    );
+    for name in archives(&tree.backups) {
+        verify_cli(&tree, &name);
+    }
+    // The next start finds nothing to clean and serves normally.
+    let d = Daemon::start(&tree, &[]);
+    assert_eq!(d.get("/api/backups").status, 200);
+    assert!(
+        !d.log().contains("left by an interrupted run"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn catch_up_runs_soon_after_start_when_no_backup_exists() {
+    let tree = Tree::new("catchup");
+    let d = Daemon::start(&tree, &[("NEOPRO_CATCHUP_DELAY", "1")]);
+    wait_for("a catch-up archive", Duration::from_secs(15), || {
+        archives(&tree.backups).len() == 1 && temp_files(&tree.backups).is_empty()
+    });
+    let name = archives(&tree.backups).remove(0);
+    verify_cli(&tree, &name);
+    // Then the schedule moves on to the next BACKUP_TIME: no second run.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(archives(&tree.backups).len(), 1, "{}", d.log());
+    let st = d.get("/api/backups/auto-status").json();
+    assert!(st.get("nextRun").str().ends_with(" UTC"), "{st:?}");
+}
+
+#[test]
+fn a_manual_backup_makes_a_pending_catch_up_moot() {
+    let tree = Tree::new("catchupmoot");
+    let d = Daemon::start(
+        &tree,
+        &[("NEOPRO_CATCHUP_DELAY", "3"), ("BACKUP_TIME", "03:00")],
+    );
+    let r = d.post("/api/backups/create", b"");
+    assert_eq!(r.status, 200, "{r}");
+    // At once: the next run shown is the daily one, not the catch-up.
+    let st = d.get("/api/backups/auto-status").json();
+    assert!(
+        st.get("nextRun").str().contains(" 03:00:00 "),
+        "{st:?}\n{}",
+        d.log()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        archives(&tree.backups).len(),
+        1,
+        "no second run\n{}",
+        d.log()
+    );
+}
+
+#[test]
+fn no_catch_up_when_the_last_success_is_fresh() {
+    let tree = Tree::new("nocatchup");
+    let first = tree.backup(&[]);
+    let d = Daemon::start(&tree, &[("NEOPRO_CATCHUP_DELAY", "1")]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(archives(&tree.backups), vec![first], "{}", d.log());
+}
+
+#[test]
+fn sd_notify_ready_then_watchdog_pings() {
+    let tree = Tree::new("notify");
+    let sock_path = tree.root.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap_or_else(|e| panic!("bind: {e}"));
+    sock.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    let sock_env = sock_path.to_string_lossy().into_owned();
+    let d = Daemon::start(
+        &tree,
+        &[
+            ("NOTIFY_SOCKET", sock_env.as_str()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let mut got: Vec<(Duration, String)> = Vec::new();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 512];
+    while t0.elapsed() < Duration::from_secs(6) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push((
+                t0.elapsed(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
+        }
+        if got.iter().filter(|(_, m)| m == "WATCHDOG=1").count() >= 2 {
+            break;
+        }
+    }
+    let msgs: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(msgs.first().copied(), Some("READY=1"), "{got:?}");
+    let pings: Vec<Duration> = got
+        .iter()
+        .filter(|(_, m)| m == "WATCHDOG=1")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        pings.len() >= 2,
+        "WATCHDOG=1 at least every WATCHDOG_USEC/2: {got:?}"
+    );
+    assert!(
+        pings[1] - pings[0] <= Duration::from_millis(1800),
+        "pings must come well within the 2 s watchdog: {got:?}"
+    );
+    let (st, _, log) = d.terminate(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(0), "{log}");
+    let mut rest = Vec::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(rest.iter().any(|m| m == "STOPPING=1"), "{rest:?}");
+}
