@@ -272,6 +272,10 @@ const LIST_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 static LIST_CACHE: std::sync::Mutex<Option<ListCache>> = std::sync::Mutex::new(None);
 
+/// One listing at a time: when the cached array expires under load, every handler in
+/// flight would otherwise stat every archive at once, each with its own copy in memory.
+static LIST_REBUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The folder's identity and change times, and whether it is old enough to cache.
 fn dir_key(dir: &std::path::Path) -> Option<(DirKey, bool)> {
     use std::os::unix::fs::MetadataExt;
@@ -292,21 +296,27 @@ fn dir_key(dir: &std::path::Path) -> Option<(DirKey, bool)> {
     Some((key, settled))
 }
 
+/// The cached array, when it was made from this folder in this state not long ago.
+fn cache_hit(dir: &std::path::Path, key: Option<(DirKey, bool)>) -> Option<Listed> {
+    let (k, _) = key?;
+    let cache = LIST_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let c = cache.as_ref()?;
+    (c.key == k && c.dir == dir && c.made.elapsed() < LIST_CACHE_TTL).then(|| Listed {
+        backups_json: std::sync::Arc::clone(&c.backups_json),
+        total: c.total,
+        total_size: c.total_size,
+    })
+}
+
 fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<Listed> {
+    if let Some(l) = cache_hit(dir, dir_key(dir)) {
+        return Ok(l);
+    }
+    let _one = LIST_REBUILD.lock().unwrap_or_else(|p| p.into_inner());
+    // Another handler may have made it while this one waited.
     let key = dir_key(dir);
-    if let Some((k, _)) = key {
-        let cache = LIST_CACHE.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref()
-            && c.key == k
-            && c.dir == dir
-            && c.made.elapsed() < LIST_CACHE_TTL
-        {
-            return Ok(Listed {
-                backups_json: std::sync::Arc::clone(&c.backups_json),
-                total: c.total,
-                total_size: c.total_size,
-            });
-        }
+    if let Some(l) = cache_hit(dir, key) {
+        return Ok(l);
     }
     let made = std::time::Instant::now();
     let archives = archive::list(dir)?;
@@ -315,8 +325,11 @@ fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<List
         .iter()
         .map(|a| listing::entry(a, naive_now))
         .collect();
+    // Sized up front (an entry is ~160 bytes): no trail of ever larger buffers.
+    let mut out = nanoserde::SerJsonState::new(String::with_capacity(entries.len() * 192 + 2));
+    entries.ser_json(0, &mut out);
     let listed = Listed {
-        backups_json: entries.serialize_json().into_bytes().into(),
+        backups_json: out.out.into_bytes().into(),
         total: archives.len() as u64,
         total_size: archives.iter().map(|a| a.size).sum(),
     };
