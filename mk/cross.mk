@@ -5,13 +5,15 @@
 #   make cross        target/<triple>/release/neopro-backup for the four triples below
 #   make test-cross   each binary under qemu-user on its Pi's CPU: backup, verify, serve
 #   make test-systemd systemd-analyze verify + security (exposure <= 2.0) of the unit
+#   make test-systemd-boot  the unit under a real systemd (nspawn container): sandbox,
+#                     notify, watchdog, restart, a backup through the API
 #   make test-install scripts/setup-auto-backup.sh against a fake Pi in a temp folder
 
 CROSS_TARGETS := arm-unknown-linux-musleabihf armv7-unknown-linux-musleabihf \
                  aarch64-unknown-linux-musl x86_64-unknown-linux-musl
 
-.PHONY: cross-deps cross test-cross test-systemd test-install
-TEST_TARGETS += test-systemd test-install test-cross
+.PHONY: cross-deps cross test-cross test-systemd test-systemd-boot test-install
+TEST_TARGETS += test-systemd test-install test-cross test-systemd-boot
 
 cross-deps:
 	bash scripts/cross-deps.sh
@@ -22,8 +24,11 @@ cross: cross-deps
 test-cross: cross
 	bash scripts/test-cross.sh $(CROSS_TARGETS)
 
-test-systemd:
+test-systemd: build
 	bash tests/systemd/test-unit.sh
+
+test-systemd-boot: cross
+	bash tests/systemd/test-boot.sh
 
 test-install: build
 	bash tests/install/test-install.sh

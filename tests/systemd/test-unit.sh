@@ -27,8 +27,12 @@ for d in /usr/lib/systemd/system /lib/systemd/system; do
     [ -d "$d" ] && { cp -a "$d" "$R/usr/lib/systemd/" && break; }
 done
 cp "$UNIT" "$R/etc/systemd/system/"
-printf '#!/bin/sh\nexit 0\n' >"$R/usr/local/bin/neopro-backup"
-chmod 755 "$R/usr/local/bin/neopro-backup"
+# An executable stub at the path of each command of the unit (ExecStart, ExecStartPre…).
+for exe in $(sed -n 's/^Exec[A-Za-z]*=[-+@!:]*\([^ ]*\).*/\1/p' "$UNIT"); do
+    mkdir -p "$R$(dirname "$exe")"
+    printf '#!/bin/sh\nexit 0\n' >"$R$exe"
+    chmod 755 "$R$exe"
+done
 
 out=$(systemd-analyze verify --root="$R" neopro-backup.service 2>&1)
 rc=$?

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# make test-systemd-boot: the unit under a real systemd, with its whole sandbox applied.
+# systemd-analyze only reads the unit; this boots this machine's own systemd as PID 1 of
+# a systemd-nspawn container (Debian's systemd-container; the container's /usr is this
+# machine's, read-only; its /etc a copy, with a user pi; the host's network, so the API
+# is reached from here) and checks, with the unit file installed unchanged:
+#  - a missing BACKUP_DIR is made by ExecStartPre (pi, 0700);
+#  - `systemctl start` returns once the daemon sent READY=1 (Type=notify), and /healthz
+#    answers; with WatchdogSec=4s (a drop-in) it stays up: its WATCHDOG=1 pings arrive;
+#  - a backup through the API works inside the sandbox: archive owned by pi, 0600, and
+#    system-info.txt holds the uptime and the services' states (systemctl is-active over
+#    D-Bus, through PrivateUsers, the seccomp filter and RestrictAddressFamilies);
+#  - in the daemon's mount namespace only BACKUP_DIR, webapp/ and sync-agent/ are
+#    writable; videos/, /etc/neopro and /usr are not; no capabilities, NoNewPrivs, seccomp;
+#  - a crash (SIGKILL) is restarted (Restart=on-failure), a stop is clean (exit 0).
+# Needs root and systemd-nspawn; without them it says SKIP (and fails when CI=true).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+BIN=${BIN:-target/x86_64-unknown-linux-musl/release/neopro-backup}
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "  ok   $*"; }
+ko() { fail=$((fail + 1)); echo "  FAIL $*"; }
+check() { local what=$1; shift; if "$@" >"$C/check.out" 2>&1; then ok "$what"; else ko "$what"; sed 's/^/       | /' "$C/check.out" | head -15; return 1; fi; }
+skip() {
+    echo "test-systemd-boot: SKIP: $*"
+    if [ "${CI:-}" = true ]; then echo "test-systemd-boot: 0 passed, 1 failed"; exit 1; fi
+    exit 0
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root"
+command -v systemd-nspawn >/dev/null || skip "systemd-nspawn is missing (apt-get install systemd-container)"
+[ -x "$BIN" ] || { echo "test-systemd-boot: $BIN is missing: make cross (or set BIN)"; exit 1; }
+
+C=$(mktemp -d /tmp/neopro-test-boot.XXXXXX)
+NSPAWN_PID=
+cleanup() {
+    if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        kill -TERM "$NSPAWN_PID" 2>/dev/null # nspawn powers the container off
+        for _ in $(seq 50); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$NSPAWN_PID" 2>/dev/null
+    fi
+    [ -n "${KEEP:-}" ] || rm -rf "$C"
+}
+trap cleanup EXIT
+
+# --- the container's tree -------------------------------------------------------------
+RT=$C/root
+mkdir -p "$RT"/{usr,etc,var,tmp,home,proc,sys,dev,run,root} "$C/usrlocal/bin"
+for l in bin lib lib64 sbin; do [ -L /$l ] && ln -s "$(readlink /$l)" "$RT/$l"; done
+cp -a /etc/. "$RT/etc/" 2>/dev/null
+cp --remove-destination /usr/lib/os-release "$RT/etc/os-release"
+rm -f "$RT/etc/machine-id"
+# pi: a uid free on this machine, so that ownership checks mean something.
+PI_UID=4242
+while getent passwd $PI_UID >/dev/null || getent group $PI_UID >/dev/null; do PI_UID=$((PI_UID + 1)); done
+sed -i '/^pi:/d' "$RT/etc/passwd" "$RT/etc/group" "$RT/etc/shadow" 2>/dev/null
+echo "pi:x:$PI_UID:$PI_UID:pi:/home/pi:/bin/sh" >>"$RT/etc/passwd"
+echo "pi:x:$PI_UID:" >>"$RT/etc/group"
+N=$RT/home/pi/neopro
+mkdir -p "$N/webapp" "$N/sync-agent" "$N/videos/pubs" "$RT/etc/neopro"
+echo '{"club":"boot test"}' >"$N/webapp/configuration.json"
+echo 'SYNC_TOKEN=secret' >"$N/sync-agent/.env"
+head -c 1000 /dev/urandom >"$N/videos/pubs/clip.mp4"
+chown -R $PI_UID:$PI_UID "$RT/home/pi"
+chmod 0755 "$RT/home/pi"
+echo 'SITE_ID=boot-test' >"$RT/etc/neopro/site.conf"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The installed config: a free port here, and services that exist in the container.
+{ cat config/backup.conf.example
+  echo "LISTEN=127.0.0.1:$PORT"
+  echo 'SERVICES="dbus systemd-journald no-such-unit"'; } >"$RT/etc/neopro/backup.conf"
+chmod 0640 "$RT/etc/neopro/backup.conf"
+chown 0:$PI_UID "$RT/etc/neopro/backup.conf"
+# The unit, unchanged, and only what the container needs: no other service of this
+# machine's /etc is started (we boot into basic.target).
+cp systemd/neopro-backup.service "$RT/etc/systemd/system/neopro-backup.service"
+mkdir -p "$RT/etc/systemd/system/neopro-backup.service.d"
+printf '[Service]\nWatchdogSec=4s\nRestartSec=1s\n' >"$RT/etc/systemd/system/neopro-backup.service.d/test.conf"
+cp "$BIN" "$C/usrlocal/bin/neopro-backup"
+
+# --- boot -------------------------------------------------------------------------------
+echo "== booting systemd in a container ($(systemd --version | head -n 1))"
+systemd-nspawn -D "$RT" --bind-ro=/usr --bind="$C/usrlocal:/usr/local" --register=no --keep-unit \
+    --console=read-only -b -- --unit=basic.target >"$C/boot.log" 2>&1 &
+NSPAWN_PID=$!
+INIT=
+for _ in $(seq 100); do
+    INIT=$(pgrep -P "$NSPAWN_PID" -x systemd 2>/dev/null | head -n 1)
+    [ -n "$INIT" ] && break
+    kill -0 "$NSPAWN_PID" 2>/dev/null || break
+    sleep 0.2
+done
+[ -n "$INIT" ] || { echo "test-systemd-boot: the container did not start:"; tail -n 20 "$C/boot.log"; skip "systemd-nspawn cannot boot here"; }
+in_ct() { nsenter -t "$INIT" -m -u -i -n -p -- "$@"; }
+for _ in $(seq 150); do
+    st=$(in_ct systemctl is-system-running 2>/dev/null)
+    case $st in running | degraded) break ;; esac
+    sleep 0.2
+done
+check "container booted (state: ${st:-?})" test -n "$st"
+prop() { in_ct systemctl show -P "$1" neopro-backup.service; }
+
+# --- start ------------------------------------------------------------------------------
+check "BACKUP_DIR absent before start" test ! -e "$RT/home/pi/neopro-backups"
+check "systemctl start returns after READY=1" in_ct timeout 60 systemctl start neopro-backup.service
+check "active (running)" test "$(prop ActiveState)/$(prop SubState)" = active/running
+check "ExecStartPre made BACKUP_DIR: pi, 0700" test "$(stat -c '%u %a' "$RT/home/pi/neopro-backups")" = "$PI_UID 700"
+check "GET /healthz answers ok" test "$(curl -s -m 5 "http://127.0.0.1:$PORT/healthz")" = ok
+# MainPID is a PID of the container's namespace: find the same process here.
+CT_MAIN=$(prop MainPID) MAIN=
+for p in $(pgrep -x neopro-backup); do
+    [ "$(readlink /proc/$p/ns/pid)" = "$(readlink /proc/$INIT/ns/pid)" ] || continue
+    [ "$(awk '/^NSpid:/ { print $NF }' /proc/$p/status)" = "$CT_MAIN" ] && MAIN=$p
+done
+check "the daemon's process found (container PID $CT_MAIN, here ${MAIN:-?})" test -n "$MAIN"
+check "runs as pi" test "$(stat -c %u /proc/$MAIN)" = "$PI_UID"
+check "no capabilities, NoNewPrivs, seccomp filter" bash -c "grep -q '^CapEff:[[:space:]]*0000000000000000' /proc/$MAIN/status && grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$MAIN/status && grep -q '^Seccomp:[[:space:]]*2' /proc/$MAIN/status"
+
+# --- what the sandbox lets it write (as root, in the daemon's mount namespace) --------
+wr() { nsenter -t "$MAIN" -m -- sh -c "touch '$1/.w' && rm -f '$1/.w'" 2>/dev/null; }
+writable() { if wr "$1"; then ok "writable: $1 $2"; else ko "writable: $1 $2"; fi; }
+readonly_() { if wr "$1"; then ko "read-only: $1"; else ok "read-only: $1"; fi; }
+writable /home/pi/neopro-backups "(BACKUP_DIR)"
+writable /home/pi/neopro/webapp "(restore)"
+writable /home/pi/neopro/sync-agent "(restore)"
+readonly_ /home/pi/neopro/videos
+readonly_ /home/pi
+readonly_ /etc/neopro
+readonly_ /usr/local/bin
+readonly_ /var
+
+# --- a backup inside the sandbox -------------------------------------------------------
+check "POST /api/backups/create succeeds" bash -c "curl -sf -m 60 -X POST http://127.0.0.1:$PORT/api/backups/create | grep -q '\"success\":true'"
+A=$(ls "$RT"/home/pi/neopro-backups/backup-*.tar.gz 2>/dev/null | head -n 1)
+check "archive owned by pi, 0600" test "$(stat -c '%u %a' "$A" 2>/dev/null)" = "$PI_UID 600"
+check "archive verifies" "$BIN" --config /dev/null verify "$A"
+tar -xzOf "$A" --wildcards '*/system-info.txt' >"$C/sysinfo.txt" 2>/dev/null
+check "system-info.txt: uptime and disk use read" bash -c "grep -q '^uptime: [0-9]' '$C/sysinfo.txt' && grep -q '^disk.*[0-9]' '$C/sysinfo.txt'"
+check "system-info.txt: service states from systemctl (dbus active, unknown unit inactive)" bash -c "grep -Eq '[[:space:]]dbus:? active$' '$C/sysinfo.txt' && grep -Eq '[[:space:]]systemd-journald:? active$' '$C/sysinfo.txt' && grep -Eq '[[:space:]]no-such-unit:? inactive$' '$C/sysinfo.txt'"
+check "configuration.json read through the sandbox" bash -c "tar -tzf '$A' | grep -q configuration.json"
+
+# --- watchdog, crash, stop ------------------------------------------------------------
+sleep 10
+check "WatchdogSec=4s: still up after 10 s, never restarted" test "$(prop ActiveState)/$(prop NRestarts)" = active/0
+in_ct systemctl kill -s SIGKILL neopro-backup.service
+for _ in $(seq 50); do [ "$(prop NRestarts)" = 1 ] && [ "$(prop ActiveState)" = active ] && break; sleep 0.2; done
+check "killed: restarted by Restart=on-failure" test "$(prop ActiveState)/$(prop NRestarts)" = active/1
+check "and answers again" bash -c "for i in \$(seq 50); do [ \"\$(curl -s -m 2 http://127.0.0.1:$PORT/healthz)\" = ok ] && exit 0; sleep 0.2; done; exit 1"
+check "systemctl stop: clean exit" bash -c "nsenter -t $INIT -m -u -i -n -p -- systemctl stop neopro-backup.service && [ \"\$(nsenter -t $INIT -m -u -i -n -p -- systemctl show -P Result neopro-backup.service)\" = success ]"
+if [ "$fail" != 0 ]; then
+    echo "       journal of the unit:"
+    in_ct journalctl -u neopro-backup.service --no-pager -n 30 | sed 's/^/       | /'
+fi
+
+echo "test-systemd-boot: $pass passed, $fail failed"
+[ "$fail" = 0 ]
