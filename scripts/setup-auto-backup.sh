@@ -157,6 +157,7 @@ for f in "$UNIT" "$DROPIN" "$BIN"; do
     if [ -e "$f" ]; then rm -f "$f"; echo "removed: ${f#$R}"; fi
 done
 rmdir "$UNITDIR/neopro-backup.service.d" 2>/dev/null || true
+rm -rf "$R/usr/local/share/doc/neopro-backup"
 systemctl daemon-reload
 systemctl reset-failed neopro-backup.service >/dev/null 2>&1 || true
 if [ -f "$OLD_SCRIPT.orig" ] && grep -qF "$SHIM_MARK" "$OLD_SCRIPT" 2>/dev/null; then
@@ -176,7 +177,7 @@ rtmp=$(remote 'mktemp -d /tmp/neopro-setup.XXXXXX' </dev/null) || die "cannot cr
 cleanup_remote() { remote "rm -rf $(q "$rtmp")" </dev/null >/dev/null 2>&1 || true; }
 trap 'cleanup_remote; rm -f "$probe_err"' EXIT
 say "Copying the binary, the unit and the config template"
-$SCP "$bin" "$REPO/systemd/neopro-backup.service" "$REPO/config/backup.conf.example" "$host:$rtmp/" \
+$SCP "$bin" "$REPO/systemd/neopro-backup.service" "$REPO/config/backup.conf.example" "$REPO/README.md" "$host:$rtmp/" \
     || die "copying to $host:$rtmp failed"
 
 # --- 3-5. install as root ---------------------------------------------------------------
@@ -231,6 +232,11 @@ for f in "$R/etc/crontab" "$R"/etc/cron.d/* "$R"/var/spool/cron/crontabs/*; do
         echo "warning: ${f#$R} still calls auto-backup.sh (it now runs neopro-backup run): the daemon already backs up daily, remove that line (sudo crontab -e, or edit the file)"
     fi
 done
+
+# The README, where the unit's Documentation= points.
+DOC=$R/usr/local/share/doc/neopro-backup
+mkdir -p "$DOC"
+cmp -s "$T/README.md" "$DOC/README.md" || { cp "$T/README.md" "$DOC/README.md"; chmod 0644 "$DOC/README.md"; }
 
 # The config: the template always beside it, the file itself only when there is none.
 mkdir -p "$R/etc/neopro"

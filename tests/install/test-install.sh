@@ -76,6 +76,7 @@ check "unit installed as is" cmp systemd/neopro-backup.service "$ROOT/etc/system
 check "config installed from the template" cmp config/backup.conf.example "$ROOT/etc/neopro/backup.conf"
 check "config mode 0640 root:pi" bash -c "[ \$(stat -c %a '$ROOT/etc/neopro/backup.conf') = 640 ] && grep -q 'chown root:pi $ROOT/etc/neopro/backup.conf' '$PI/state/log'"
 check "template beside it" cmp config/backup.conf.example "$ROOT/etc/neopro/backup.conf.example"
+check "README where the unit's Documentation= points" cmp README.md "$ROOT/usr/local/share/doc/neopro-backup/README.md"
 check "backups folder made, 0700, given to pi" bash -c "[ \$(stat -c %a '$ROOT/home/pi/neopro-backups') = 700 ] && grep -q 'chown -R pi:pi $ROOT/home/pi/neopro-backups' '$PI/state/log'"
 check "no drop-in for the default folders" test ! -e "$ROOT/etc/systemd/system/neopro-backup.service.d/paths.conf"
 check "daemon-reload, enabled" bash -c "grep -q 'systemctl daemon-reload' '$PI/state/log' && [ -f '$PI/state/units/neopro-backup.service.enabled' ]"
@@ -133,7 +134,7 @@ setup neopro-test --uninstall
 check "exit 0" test "$(rc)" = 0 || show_out
 check "stopped and disabled" bash -c "[ ! -f '$PI/state/units/neopro-backup.service.active' ] && [ ! -f '$PI/state/units/neopro-backup.service.enabled' ]"
 check "daemon process gone" bash -c "! curl -s -m 1 http://127.0.0.1:$PORT/healthz"
-check "unit and binary removed" bash -c "[ ! -e '$ROOT/etc/systemd/system/neopro-backup.service' ] && [ ! -e '$ROOT/usr/local/bin/neopro-backup' ]"
+check "unit, binary and doc removed" bash -c "[ ! -e '$ROOT/etc/systemd/system/neopro-backup.service' ] && [ ! -e '$ROOT/usr/local/bin/neopro-backup' ] && [ ! -e '$ROOT/usr/local/share/doc/neopro-backup' ]"
 check "backups kept" bash -c "ls '$ROOT'/home/pi/neopro-backups/backup-*.tar.gz"
 check "config kept" test -f "$ROOT/etc/neopro/backup.conf"
 setup neopro-test --uninstall

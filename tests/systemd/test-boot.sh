@@ -10,6 +10,8 @@
 #  - a backup through the API works inside the sandbox: archive owned by pi, 0600, and
 #    system-info.txt holds the uptime and the services' states (systemctl is-active over
 #    D-Bus, through PrivateUsers, the seccomp filter and RestrictAddressFamilies);
+#  - a restore through the API writes configuration.json and .env back; site.conf, in
+#    read-only /etc, is a per-file failure;
 #  - in the daemon's mount namespace only BACKUP_DIR, webapp/ and sync-agent/ are
 #    writable; videos/, /etc/neopro and /usr are not; no capabilities, NoNewPrivs, seccomp;
 #  - a crash (SIGKILL) is restarted (Restart=on-failure), a stop is clean (exit 0).
@@ -139,6 +141,19 @@ tar -xzOf "$A" --wildcards '*/system-info.txt' >"$C/sysinfo.txt" 2>/dev/null
 check "system-info.txt: uptime and disk use read" bash -c "grep -q '^uptime: [0-9]' '$C/sysinfo.txt' && grep -q '^disk.*[0-9]' '$C/sysinfo.txt'"
 check "system-info.txt: service states from systemctl (dbus active, unknown unit inactive)" bash -c "grep -Eq '[[:space:]]dbus:? active$' '$C/sysinfo.txt' && grep -Eq '[[:space:]]systemd-journald:? active$' '$C/sysinfo.txt' && grep -Eq '[[:space:]]no-such-unit:? inactive$' '$C/sysinfo.txt'"
 check "configuration.json read through the sandbox" bash -c "tar -tzf '$A' | grep -q configuration.json"
+
+# --- a restore from the API: the two app files come back, site.conf cannot (read-only)
+cp "$N/webapp/configuration.json" "$C/conf.orig"
+cp "$N/sync-agent/.env" "$C/env.orig"
+echo '{"club":"changed"}' >"$N/webapp/configuration.json"
+echo 'SYNC_TOKEN=changed' >"$N/sync-agent/.env"
+echo 'SITE_ID=changed' >"$RT/etc/neopro/site.conf"
+curl -s -m 60 -X POST -H 'Content-Type: application/json' -d '{"dryRun":false}' \
+    "http://127.0.0.1:$PORT/api/backups/restore/$(basename "$A")" >"$C/restore.json"
+check "restore: configuration.json and sync-agent .env written back by the daemon" bash -c "cmp '$C/conf.orig' '$N/webapp/configuration.json' && cmp '$C/env.orig' '$N/sync-agent/.env'"
+check "restore: site.conf refused (read-only /etc), reported" bash -c "grep -q 'SITE_ID=changed' '$RT/etc/neopro/site.conf' && grep -qF '\"failed\":[\"site.conf\"]' '$C/restore.json'"
+check "restore: a safety backup was made first" test "$(ls "$RT"/home/pi/neopro-backups/backup-*.tar.gz | wc -l)" -ge 2
+echo 'SITE_ID=boot-test' >"$RT/etc/neopro/site.conf"
 
 # --- watchdog, crash, stop ------------------------------------------------------------
 sleep 10
