@@ -112,9 +112,17 @@ fn host_allowed(host: Option<&str>) -> bool {
     name == me || name == format!("{me}.local")
 }
 
-/// The origin this page is served from, as a browser writes it.
-fn own_origin(req: &Request) -> Option<String> {
-    req.header("Host").map(|h| format!("http://{h}"))
+/// Whether `Origin` names the host the request was sent to (`Host`), over http or
+/// https: an HTTPS admin panel that proxies /api/backups to us, passing Host through,
+/// is the same origin; any other site is not.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    rest.is_some_and(|h| h.eq_ignore_ascii_case(host))
 }
 
 fn cross_origin(req: &Request) -> bool {
@@ -126,7 +134,7 @@ fn cross_origin(req: &Request) -> bool {
     }
     match req.header("Origin") {
         None => false,
-        Some(o) => own_origin(req).is_none_or(|own| !o.eq_ignore_ascii_case(&own)),
+        Some(o) => !same_origin(o, req.header("Host")),
     }
 }
 
@@ -688,6 +696,15 @@ mod tests {
         assert!(host_allowed(Some("localhost:8081")));
         assert!(host_allowed(Some("[::1]:8081")));
         assert!(!host_allowed(Some("evil.example:8081")));
+        assert!(same_origin("http://127.0.0.1:8081", Some("127.0.0.1:8081")));
+        assert!(same_origin("https://neopro.local", Some("neopro.local")));
+        assert!(!same_origin("http://evil.example", Some("127.0.0.1:8081")));
+        assert!(!same_origin("null", Some("127.0.0.1:8081")));
+        assert!(!same_origin(
+            "http://127.0.0.1:8081.evil",
+            Some("127.0.0.1:8081")
+        ));
+        assert!(!same_origin("http://127.0.0.1:8081", None));
         assert!(ct_eq(b"abc", b"abc") && !ct_eq(b"abc", b"abd") && !ct_eq(b"abc", b"ab"));
     }
 }

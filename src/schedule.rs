@@ -234,7 +234,10 @@ mod tests {
         assert!(catch_up_due(now, Some(now - 90_000), false));
         assert!(catch_up_due(now, Some(now - 60), true));
         assert!(!catch_up_due(now, Some(now - 3600), false));
-        assert!(catch_up_due(now, Some(now + 86_400 * 365), false), "success dated 2099");
+        assert!(
+            catch_up_due(now, Some(now + 86_400 * 365), false),
+            "success dated 2099"
+        );
     }
 
     #[test]
