@@ -90,6 +90,7 @@ cleanup() {
     if [ -n "${MOUNTED:-}" ] && mountpoint -q "$MNT" 2>/dev/null; then
         umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
     fi
+    mountpoint -q "$MNT" 2>/dev/null || rm -f "$WORK/backupfs.img" "$WORK/stripped"
     [ -n "${SHM:-}" ] && rm -rf "$SHM"
     return 0
 }
