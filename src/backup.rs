@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::alerts;
 use crate::archive::{self, MANIFEST};
 use crate::clock::{self, Tz};
 use crate::config::Config;
 use crate::fsutil::{self, Lock, LockWait};
 use crate::inventory;
+use crate::offsite;
 use crate::retention;
 use crate::status::{self, Log, Status};
 use crate::sysinfo;
@@ -65,11 +67,27 @@ pub fn lock(dir: &Path, wait: LockWait, log: &Log) -> io::Result<Option<Lock>> {
     }
 }
 
-/// Makes one backup now, applies retention, writes the status.
+/// Makes one backup now, applies retention, writes the status; then, with the lock
+/// released, the alerts (CONTRACT §6). The offsite copy is queued here and sent by the
+/// caller (`offsite::after_run`, or the daemon's worker), never by the backup itself.
 pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result<Outcome, Busy> {
+    let log = Log::new(&cfg.backup_dir, tz);
+    let mut ping = None;
+    let out = run_locked(cfg, tz, wait, cancel, &log, &mut ping)?;
+    alerts::finish(cfg, &out.status, &log, ping);
+    Ok(out)
+}
+
+fn run_locked(
+    cfg: &Config,
+    tz: &Tz,
+    wait: LockWait,
+    cancel: &AtomicBool,
+    log: &Log,
+    ping: &mut Option<alerts::StartPing>,
+) -> Result<Outcome, Busy> {
     let started = Instant::now();
     let dir = &cfg.backup_dir;
-    let log = Log::new(dir, tz);
     if let Err(e) = ensure_dir(dir) {
         // Nowhere to write the status: the error goes to stderr and the exit code.
         let msg = format!("cannot create BACKUP_DIR {}: {e}", dir.display());
@@ -79,15 +97,16 @@ pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result
             log: vec![],
         });
     }
-    let _lock = match lock(dir, wait, &log) {
+    let _lock = match lock(dir, wait, log) {
         Ok(Some(l)) => l,
         Ok(None) => return Err(Busy),
         Err(e) => {
             let msg = format!("cannot lock {}: {e}", dir.join(LOCK_FILE).display());
             log.error(&msg);
-            return Ok(finish_failure(cfg, tz, &log, msg, Vec::new(), started));
+            return Ok(finish_failure(cfg, tz, log, msg, Vec::new(), started));
         }
     };
+    *ping = alerts::start(cfg);
     match fsutil::remove_leftovers(dir) {
         Ok(removed) => {
             for r in removed {
@@ -98,9 +117,9 @@ pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result
     }
     log.info("backup started");
     let mut warnings = Vec::new();
-    match write_archive(&Sources { cfg }, dir, tz, cancel, &log, &mut warnings) {
+    match write_archive(&Sources { cfg }, dir, tz, cancel, log, &mut warnings) {
         Ok(made) => {
-            let count = apply_retention(cfg, tz, &made.name, &log, &mut warnings);
+            let count = apply_retention(cfg, tz, &made.name, log, &mut warnings);
             // The status is dated like the archive: when the run started.
             let ts = clock::iso_local(made.started, tz);
             let size = made.size;
@@ -117,6 +136,7 @@ pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result
                 duration_ms: started.elapsed().as_millis() as u64,
                 warnings,
                 error: None,
+                offsite: offsite::enqueue(cfg, &made.name, log),
             };
             log.info(&format!(
                 "backup done: {} ({}, {} ms, {} archive(s) kept)",
@@ -135,7 +155,7 @@ pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result
         }
         Err(msg) => {
             log.error(&format!("backup failed: {msg}"));
-            Ok(finish_failure(cfg, tz, &log, msg, warnings, started))
+            Ok(finish_failure(cfg, tz, log, msg, warnings, started))
         }
     }
 }
@@ -169,6 +189,7 @@ fn failed_status(
         warnings,
         error: Some(error),
         last_success,
+        offsite: offsite::summary(cfg),
     }
 }
 

@@ -23,7 +23,24 @@ pub const KEYS: &[&str] = &[
     "INCLUDE_VIDEOS",
     "SERVICES",
     "RESTART_CMD",
+    // Offsite copies and alerts (CONTRACT §6).
+    "S3_ENDPOINT",
+    "S3_BUCKET",
+    "S3_REGION",
+    "S3_PREFIX",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "SITE_ID",
+    "S3_RETENTION_DAYS",
+    "ENCRYPT_TO",
+    "ALERT_WEBHOOK",
+    "PING_URL",
+    "ON_FAILURE_CMD",
 ];
+
+/// Keys whose values are secrets: never echoed, and removed from the environment that
+/// child processes inherit.
+pub const SECRET_KEYS: &[&str] = &["S3_SECRET_KEY", "API_TOKEN"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -41,6 +58,54 @@ pub struct Config {
     pub restart_cmd: Option<String>,
     /// Lines of the config file that name no known key (reported as warnings).
     pub unknown_keys: Vec<String>,
+    /// This Pi's name in the bucket and in alerts (SITE_ID, default the hostname).
+    pub site_id: String,
+    /// Offsite copies; `None` while S3_ENDPOINT is unset.
+    pub offsite: Option<Offsite>,
+    pub alerts: Alerts,
+}
+
+/// A secret value (S3_SECRET_KEY): its Debug and Display never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[secret]")
+    }
+}
+
+/// The S3 keys of CONTRACT §6.
+#[derive(Debug, Clone)]
+pub struct Offsite {
+    pub endpoint: crate::httpc::Url,
+    pub bucket: String,
+    pub region: String,
+    /// Key prefix, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    pub access_key: String,
+    pub secret_key: Secret,
+    pub retention_days: u32,
+    /// age X25519 recipients (`age1…`); empty: copies are not encrypted.
+    pub encrypt_to: Vec<String>,
+}
+
+/// ALERT_WEBHOOK, PING_URL, ON_FAILURE_CMD.
+#[derive(Debug, Clone, Default)]
+pub struct Alerts {
+    pub webhook: Option<crate::httpc::Url>,
+    pub ping: Option<crate::httpc::Url>,
+    pub on_failure_cmd: Option<String>,
 }
 
 /// A configuration error: always exit code 2.
@@ -204,6 +269,194 @@ fn valid_unit_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"@._-:\\".contains(&b))
 }
 
+/// A URL value as errors may show it: scheme and host only (paths and user info of
+/// webhook and ping URLs often carry tokens).
+fn shown_url(v: &str) -> String {
+    let (scheme, rest) = v.split_once("://").unwrap_or(("", v));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let cut = host.len() < rest.len() || rest.contains('@');
+    match (scheme.is_empty(), cut) {
+        (true, _) if v.len() > 12 || v.contains('@') => "(value not shown)".to_string(),
+        (true, _) => v.to_string(),
+        (false, true) => format!("{scheme}://{host}/…"),
+        (false, false) => v.to_string(),
+    }
+}
+
+fn url_key(
+    src: &Sources,
+    key: &str,
+    path_allowed: bool,
+) -> Result<Option<crate::httpc::Url>, ConfigError> {
+    let Some(v) = src.get(key).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let url = crate::httpc::Url::parse(v.trim())
+        .map_err(|expected| bad(key, &shown_url(v), &expected))?;
+    if !path_allowed && url.path.contains('?') {
+        return Err(bad(key, &shown_url(v), "a URL without ?query"));
+    }
+    Ok(Some(url))
+}
+
+fn days_key(src: &Sources, key: &str, default: &str) -> Result<u32, ConfigError> {
+    let v = src.get(key).unwrap_or(default);
+    match v.parse::<u32>() {
+        Ok(n) if (1..=3650).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(bad(key, v, "a whole number of days from 1 to 3650")),
+    }
+}
+
+/// `[A-Za-z0-9._-]`, 1 to 64 characters, not starting with `.` or `-`.
+pub fn valid_site_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// S3 bucket naming rules: 3 to 63 of `[a-z0-9.-]`, starting and ending with a letter
+/// or digit.
+fn valid_bucket(s: &str) -> bool {
+    (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-".contains(&b))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+fn valid_prefix(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 200
+            && s.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            }))
+}
+
+fn site_id_key(src: &Sources) -> Result<String, ConfigError> {
+    match src.get("SITE_ID").filter(|v| !v.is_empty()) {
+        Some(v) if valid_site_id(v) => Ok(v.to_string()),
+        Some(v) => Err(bad(
+            "SITE_ID",
+            v,
+            "1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'",
+        )),
+        None => {
+            // The hostname, made fit for an object key.
+            let h: String = crate::sysinfo::hostname()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let h = h.trim_start_matches(['.', '-']);
+            let h = &h[..h.len().min(64)];
+            Ok(if h.is_empty() {
+                "unknown".to_string()
+            } else {
+                h.to_string()
+            })
+        }
+    }
+}
+
+fn offsite_keys(src: &Sources) -> Result<Option<Offsite>, ConfigError> {
+    let Some(endpoint) = url_key(src, "S3_ENDPOINT", false)? else {
+        return Ok(None);
+    };
+    let required = |key: &str, what: &str| {
+        src.get(key).filter(|v| !v.is_empty()).ok_or_else(|| {
+            ConfigError(format!(
+                "S3_ENDPOINT is set but {key} is missing: expected {what}"
+            ))
+        })
+    };
+    let bucket = required("S3_BUCKET", "the bucket name")?;
+    if !valid_bucket(bucket) {
+        return Err(bad(
+            "S3_BUCKET",
+            bucket,
+            "an S3 bucket name: 3 to 63 lowercase letters, digits, '.' or '-'",
+        ));
+    }
+    let region = src.get("S3_REGION").unwrap_or("us-east-1");
+    if region.is_empty()
+        || region.len() > 32
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(bad(
+            "S3_REGION",
+            region,
+            "a region name such as us-east-1 or eu-west-3",
+        ));
+    }
+    let prefix = src.get("S3_PREFIX").unwrap_or("neopro");
+    if !valid_prefix(prefix) {
+        return Err(bad(
+            "S3_PREFIX",
+            prefix,
+            "folder names of letters, digits, '.', '_' or '-' separated by '/', without a leading or trailing '/'",
+        ));
+    }
+    let token_like =
+        |v: &str| (1..=256).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic());
+    let access_key = required("S3_ACCESS_KEY", "the access key id")?;
+    if !token_like(access_key) {
+        return Err(ConfigError(
+            "invalid S3_ACCESS_KEY (value not shown): expected printable characters without spaces"
+                .to_string(),
+        ));
+    }
+    let secret = required("S3_SECRET_KEY", "the secret access key")?;
+    if !token_like(secret) {
+        return Err(ConfigError(
+            "invalid S3_SECRET_KEY (value not shown): expected printable characters without spaces"
+                .to_string(),
+        ));
+    }
+    let encrypt_to = match src.get("ENCRYPT_TO") {
+        None => Vec::new(),
+        Some(v) => {
+            let list: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+            let ok = list.len() <= 16
+                && list
+                    .iter()
+                    .all(|r| r.parse::<age::x25519::Recipient>().is_ok());
+            if !ok {
+                return Err(bad(
+                    "ENCRYPT_TO",
+                    v,
+                    "age X25519 public keys (age1…, as printed by age-keygen), space-separated, at most 16",
+                ));
+            }
+            list
+        }
+    };
+    Ok(Some(Offsite {
+        endpoint,
+        bucket: bucket.to_string(),
+        region: region.to_string(),
+        prefix: prefix.to_string(),
+        access_key: access_key.to_string(),
+        secret_key: Secret::new(secret.to_string()),
+        retention_days: days_key(src, "S3_RETENTION_DAYS", "30")?,
+        encrypt_to,
+    }))
+}
+
 impl Config {
     pub fn load(config_path: Option<&Path>) -> Result<Config, ConfigError> {
         Config::from_sources(&Sources::gather(config_path)?)
@@ -267,6 +520,14 @@ impl Config {
             }
             list
         };
+        let alerts = Alerts {
+            webhook: url_key(src, "ALERT_WEBHOOK", true)?,
+            ping: url_key(src, "PING_URL", false)?,
+            on_failure_cmd: src
+                .get("ON_FAILURE_CMD")
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string),
+        };
         let restart_cmd = src
             .get("RESTART_CMD")
             .filter(|s| !s.trim().is_empty())
@@ -283,6 +544,9 @@ impl Config {
             services,
             restart_cmd,
             unknown_keys: src.unknown_keys.clone(),
+            site_id: site_id_key(src)?,
+            offsite: offsite_keys(src)?,
+            alerts,
         })
     }
 
@@ -378,6 +642,93 @@ mod tests {
         let c = cfg(&[("LISTEN", "0.0.0.0:8081")], "").map_err(|e| e.0);
         let c = c.unwrap_or_else(|e| panic!("{e}"));
         assert!(c.check_listen_security().is_err());
+    }
+
+    const S3_OK: &[(&str, &str)] = &[
+        ("S3_ENDPOINT", "http://127.0.0.1:8333"),
+        ("S3_BUCKET", "club-backups"),
+        ("S3_ACCESS_KEY", "AKIDEXAMPLE"),
+        ("S3_SECRET_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+    ];
+
+    fn with_s3(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = S3_OK.to_vec();
+        for (k, val) in extra {
+            v.retain(|(k2, _)| k2 != k);
+            v.push((k, val));
+        }
+        v
+    }
+
+    #[test]
+    fn offsite_keys_and_defaults() {
+        let c = cfg(&[], "")
+            .map_err(|e| e.0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.offsite.is_none() && c.alerts.webhook.is_none());
+        assert!(valid_site_id(&c.site_id), "{}", c.site_id);
+        let c = cfg(&with_s3(&[("SITE_ID", "club-01")]), "").map_err(|e| e.0);
+        let c = c.unwrap_or_else(|e| panic!("{e}"));
+        let o = c.offsite.unwrap_or_else(|| panic!("offsite off"));
+        assert_eq!(
+            (
+                o.region.as_str(),
+                o.prefix.as_str(),
+                o.retention_days,
+                c.site_id.as_str()
+            ),
+            ("us-east-1", "neopro", 30, "club-01")
+        );
+        assert!(!format!("{o:?}").contains("EXAMPLEKEY"));
+    }
+
+    #[test]
+    fn bad_offsite_values_name_key_value_and_expectation() {
+        for (k, v) in [
+            ("S3_ENDPOINT", "ftp://host"),
+            ("S3_ENDPOINT", "http://host:0"),
+            ("S3_BUCKET", "Bad_Bucket"),
+            ("S3_REGION", "EU WEST"),
+            ("S3_PREFIX", "/neopro/"),
+            ("S3_PREFIX", "a/../b"),
+            ("SITE_ID", "../etc"),
+            ("S3_RETENTION_DAYS", "0"),
+            ("S3_RETENTION_DAYS", "thirty"),
+            ("ENCRYPT_TO", "age1notakey"),
+            ("ALERT_WEBHOOK", "mailto:x"),
+            ("PING_URL", "hc-ping.com"),
+        ] {
+            let Err(e) = cfg(&with_s3(&[(k, v)]), "") else {
+                panic!("{k}={v} was accepted");
+            };
+            assert!(
+                e.0.contains(k) && e.0.contains(v) && e.0.contains("expected"),
+                "{e}"
+            );
+        }
+        let Err(e) = cfg(&with_s3(&[("S3_SECRET_KEY", "has space")]), "") else {
+            panic!("bad secret accepted");
+        };
+        assert!(
+            e.0.contains("S3_SECRET_KEY") && !e.0.contains("has space"),
+            "{e}"
+        );
+        let Err(e) = cfg(&[("S3_ENDPOINT", "http://127.0.0.1:8333")], "") else {
+            panic!("endpoint without bucket accepted");
+        };
+        assert!(e.0.contains("S3_BUCKET"), "{e}");
+        // A webhook URL's path is a token: never echoed.
+        let Err(e) = cfg(&[("ALERT_WEBHOOK", "https://hooks.example/T0K3N/x y")], "") else {
+            panic!("bad webhook accepted");
+        };
+        assert!(
+            e.0.contains("ALERT_WEBHOOK") && !e.0.contains("T0K3N"),
+            "{e}"
+        );
+        let Err(e) = cfg(&with_s3(&[("S3_ENDPOINT", "http://key:pw@host/")]), "") else {
+            panic!("user info accepted");
+        };
+        assert!(!e.0.contains("pw"), "{e}");
     }
 
     #[test]

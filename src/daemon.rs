@@ -84,6 +84,8 @@ impl Shared {
             let next = schedule::next_after(clock::now_unix(), self.cfg.backup_time, &self.tz);
             *self.next_run.lock().unwrap_or_else(|p| p.into_inner()) = next;
         }
+        // The offsite worker sends the copy (and the status) in its own thread.
+        crate::offsite::wake();
         Ok(out)
     }
 
@@ -321,7 +323,16 @@ pub fn serve(cfg: Config) -> u8 {
             .name("http".into())
             .spawn(move || httpd::serve(listener, handler, &stop, stats))
     };
-    let (Ok(sched), Ok(http)) = (sched, http) else {
+    // Offsite copies: sent and retried with backoff by a thread of their own, so that
+    // an upload never delays the schedule or the API (CONTRACT §6).
+    let offsite = {
+        let shared = Arc::clone(&shared);
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("offsite".into())
+            .spawn(move || crate::offsite::worker(&shared.cfg, &shared.tz, &stop))
+    };
+    let (Ok(sched), Ok(http), Ok(offsite)) = (sched, http, offsite) else {
         log.error("cannot start the daemon threads");
         return 1;
     };
@@ -366,6 +377,8 @@ pub fn serve(cfg: Config) -> u8 {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = sched.join();
+    // `stop` also cancelled an upload in progress: its copy stays pending.
+    let _ = offsite.join();
     log.info("stopped");
     0
 }

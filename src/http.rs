@@ -624,7 +624,9 @@ fn metrics(shared: &Shared) -> Response {
         "neopro_backup_offsite_pending",
         "gauge",
         "Offsite copies waiting to be sent.",
-        "0".to_string(),
+        crate::offsite::summary(&shared.cfg)
+            .map_or(0, |o| o.pending)
+            .to_string(),
     );
     metric(
         "neopro_backup_http_connections",

@@ -1,18 +1,23 @@
 //! neopro-backup: argument parsing and dispatch only. Each command calls the same domain
 //! functions as the HTTP API.
 
+mod alerts;
 mod archive;
 mod backup;
 mod clock;
 mod config;
 mod daemon;
+mod fleet;
 mod fsutil;
 mod http;
+mod httpc;
 mod httpd;
 mod inventory;
 mod listing;
+mod offsite;
 mod restore;
 mod retention;
+mod s3;
 mod schedule;
 mod status;
 mod sysinfo;
@@ -43,6 +48,8 @@ Commands:
                              sync-agent.env, site.conf) after a safety backup
   check [--max-age-hours N]  monitoring: exit 0 `OK: …` if the last success is fresher
                              than N hours (default 25), else exit 2 `CRITICAL: …`
+  fleet [--json]             every site's last status, from the S3 bucket; sites whose
+                             last success is over 25 h old are marked STALE
 
 Options:
   --config PATH   config file (default /etc/neopro/backup.conf); the environment wins
@@ -54,6 +61,10 @@ Configuration keys (environment, then the config file, KEY=VALUE lines):
   SITE_CONF=/etc/neopro/site.conf  RETENTION_DAYS=7  BACKUP_TIME=03:00
   LISTEN=127.0.0.1:8081  API_TOKEN=  INCLUDE_VIDEOS=false
   SERVICES=\"neopro-app neopro-sync-agent nginx\"
+Offsite copies and alerts (offsite is off while S3_ENDPOINT is unset):
+  S3_ENDPOINT=  S3_BUCKET=  S3_REGION=us-east-1  S3_PREFIX=neopro  S3_ACCESS_KEY=
+  S3_SECRET_KEY=  SITE_ID=(hostname)  S3_RETENTION_DAYS=30  ENCRYPT_TO=(age1… keys)
+  ALERT_WEBHOOK=  PING_URL=  ON_FAILURE_CMD=
 
 Exit codes: 0 success, 1 failed backup or damaged archive, 2 usage or configuration error.
 ";
@@ -92,6 +103,9 @@ enum Cmd {
     },
     Check {
         max_age_hours: u32,
+    },
+    Fleet {
+        json: bool,
     },
     Help,
     Version,
@@ -203,6 +217,10 @@ fn parse_args() -> Result<(Cmd, Option<PathBuf>), Usage> {
             };
             no_extra(Cmd::Check { max_age_hours }, &positional)?
         }
+        "fleet" => {
+            only_for(max_age.is_some(), "--max-age-hours", "fleet")?;
+            no_extra(Cmd::Fleet { json }, &positional)?
+        }
         other => return Err(Usage(format!("unknown command {other:?} (try --help)"))),
     };
     Ok((cmd, config))
@@ -210,6 +228,12 @@ fn parse_args() -> Result<(Cmd, Option<PathBuf>), Usage> {
 
 fn load(config: Option<&Path>) -> Result<Config, Usage> {
     let cfg = Config::load(config)?;
+    // Secrets read from the environment are not passed on to the processes we start
+    // (systemctl, ON_FAILURE_CMD, RESTART_CMD): they would show in their environ.
+    for k in config::SECRET_KEYS {
+        // SAFETY: called from main before any thread is started.
+        unsafe { std::env::remove_var(k) };
+    }
     for k in &cfg.unknown_keys {
         eprintln!("neopro-backup: warning: unknown key {k} in the config file (ignored)");
     }
@@ -260,12 +284,14 @@ fn real_main() -> Result<ExitCode, Usage> {
                 for w in &st.warnings {
                     println!("warning: {w}");
                 }
+                offsite::after_run(&cfg, &tz); // the lock is released; never fails the run
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!(
                     "neopro-backup: backup failed: {}",
                     st.error.as_deref().unwrap_or("unknown error")
                 );
+                offsite::after_run(&cfg, &tz); // sends the status (and older copies)
                 Ok(ExitCode::from(1))
             }
         }
@@ -375,6 +401,23 @@ fn real_main() -> Result<ExitCode, Usage> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Cmd::Fleet { json } => {
+            let cfg = load(cfg_path)?;
+            if cfg.offsite.is_none() {
+                return Err(Usage(
+                    "fleet reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY".into(),
+                ));
+            }
+            match fleet::build(&cfg, clock::now_unix()) {
+                Ok(f) if json => println!("{}", nanoserde::SerJson::serialize_json(&f)),
+                Ok(f) => print!("{}", fleet::table(&f)),
+                Err(e) => {
+                    eprintln!("neopro-backup: fleet: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { max_age_hours } => {
             let cfg = load(cfg_path)?;

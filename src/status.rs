@@ -39,6 +39,30 @@ pub struct Status {
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub last_success: Option<String>,
+    /// Offsite copies (CONTRACT §6), only when S3 is configured: the field is absent,
+    /// not null, when offsite is off. (A `proxy` field is the one kind of Option that
+    /// nanoserde omits when None despite `serialize_none_as_null` on the struct.)
+    #[nserde(proxy = "Offsite")]
+    pub offsite: Option<Offsite>,
+}
+
+/// `"offsite": {"pending": N, "last_upload": "…", "error": null}`.
+#[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
+#[nserde(default)]
+#[nserde(serialize_none_as_null)]
+pub struct Offsite {
+    /// Archives waiting to be sent.
+    pub pending: u64,
+    /// When the last copy was sent (local time, like `timestamp`).
+    pub last_upload: Option<String>,
+    /// Why the last attempt failed; null after a success.
+    pub error: Option<String>,
+}
+
+impl From<&Offsite> for Offsite {
+    fn from(o: &Offsite) -> Offsite {
+        o.clone()
+    }
 }
 
 impl Status {
@@ -183,6 +207,21 @@ mod tests {
         let j = s.to_json();
         assert!(j.contains(r#""archive":null"#), "{j}");
         assert!(j.contains(r#""error":"disk \"full\"""#), "{j}");
+        assert_eq!(Status::deserialize_json(&j).ok(), Some(s.clone()));
+        assert!(!j.contains("offsite"), "{j}");
+        let s = Status {
+            offsite: Some(Offsite {
+                pending: 2,
+                last_upload: None,
+                error: Some("down".into()),
+            }),
+            ..s
+        };
+        let j = s.to_json();
+        assert!(
+            j.contains(r#""offsite":{"pending":2,"last_upload":null,"error":"down"}"#),
+            "{j}"
+        );
         assert_eq!(Status::deserialize_json(&j).ok(), Some(s));
     }
 }

@@ -1,0 +1,249 @@
+//! Telling someone (CONTRACT §6): PING_URL gets healthchecks.io-style pings
+//! (`PING_URL/start` when a backup starts, `PING_URL` on success, `PING_URL/fail` on
+//! failure), ALERT_WEBHOOK a JSON POST on each failed run, and ON_FAILURE_CMD runs with
+//! the status JSON on its standard input.
+//!
+//! An alert that cannot be delivered is logged and that is all: it never changes the
+//! outcome of the backup, and every step is bounded in time (HTTP timeouts of seconds,
+//! the command is killed after a minute). Logs show only the scheme and host of a URL:
+//! the path of a webhook or ping URL is usually its secret.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nanoserde::SerJson;
+
+use crate::config::{Config, SECRET_KEYS};
+use crate::httpc::{self, Body, Timeouts, Url};
+use crate::status::{Log, Status};
+use crate::sysinfo;
+
+/// How long ON_FAILURE_CMD may run.
+const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much of its output goes to the log.
+const CMD_OUTPUT_MAX: usize = 2048;
+
+/// The JSON POSTed to ALERT_WEBHOOK. `text` makes it readable as-is by Slack- and
+/// Mattermost-style incoming webhooks.
+#[derive(SerJson)]
+struct Webhook {
+    event: String,
+    site: String,
+    host: String,
+    text: String,
+    status: Status,
+}
+
+fn post(url: &Url, content_type: &str, body: &[u8]) -> Result<(), String> {
+    let headers = [("Content-Type".to_string(), content_type.to_string())];
+    let r = httpc::request(
+        "POST",
+        url,
+        &headers,
+        Body::bytes(body),
+        64 * 1024,
+        Timeouts::ALERT,
+    )?;
+    if (200..300).contains(&r.status) {
+        Ok(())
+    } else {
+        Err(format!("{} answered HTTP {}", url.origin(), r.status))
+    }
+}
+
+/// `PING_URL` with `/start` or `/fail` appended (none for success).
+fn ping_url(base: &Url, suffix: &str) -> Url {
+    let (path, query) = match base.path.split_once('?') {
+        Some((p, q)) => (p, format!("?{q}")),
+        None => (base.path.as_str(), String::new()),
+    };
+    base.with_path(format!("{}{suffix}{query}", path.trim_end_matches('/')))
+}
+
+/// The start ping, in flight.
+pub type StartPing = JoinHandle<Result<(), String>>;
+
+/// Sends `PING_URL/start` in the background; `finish` waits for it, so the start is
+/// always seen before the result.
+pub fn start(cfg: &Config) -> Option<StartPing> {
+    let url = ping_url(cfg.alerts.ping.as_ref()?, "/start");
+    std::thread::Builder::new()
+        .name("ping".into())
+        .spawn(move || post(&url, "text/plain; charset=utf-8", b""))
+        .ok()
+}
+
+/// After a run: the success or failure ping, and on failure the webhook and the
+/// command. Every failure to deliver is logged, nothing else.
+pub fn finish(cfg: &Config, status: &Status, log: &Log, start: Option<StartPing>) {
+    let a = &cfg.alerts;
+    if let Some(h) = start
+        && let Ok(Err(e)) = h.join()
+    {
+        log.warn(&format!("alert: start ping failed: {e}"));
+    }
+    if let Some(base) = &a.ping {
+        let (url, body) = if status.success {
+            (
+                ping_url(base, ""),
+                format!(
+                    "{} ({})",
+                    status.archive.as_deref().unwrap_or("?"),
+                    status.size.as_deref().unwrap_or("?")
+                ),
+            )
+        } else {
+            (
+                ping_url(base, "/fail"),
+                status.error.clone().unwrap_or_default(),
+            )
+        };
+        if let Err(e) = post(&url, "text/plain; charset=utf-8", body.as_bytes()) {
+            log.warn(&format!("alert: ping failed: {e}"));
+        }
+    }
+    if status.success {
+        return;
+    }
+    if let Some(url) = &a.webhook {
+        let host = sysinfo::hostname();
+        let hook = Webhook {
+            event: "backup_failed".into(),
+            text: format!(
+                "neopro-backup on {} ({host}): backup failed: {}",
+                cfg.site_id,
+                status.error.as_deref().unwrap_or("unknown error")
+            ),
+            site: cfg.site_id.clone(),
+            host,
+            status: status.clone(),
+        };
+        match post(url, "application/json", hook.serialize_json().as_bytes()) {
+            Ok(()) => log.info(&format!("alert: webhook {} notified", url.origin())),
+            Err(e) => log.warn(&format!("alert: webhook failed: {e}")),
+        }
+    }
+    if let Some(cmd) = &a.on_failure_cmd {
+        match run_command(cmd, status.to_json().as_bytes()) {
+            Ok((Some(0), out)) => {
+                log.info(&format!("alert: ON_FAILURE_CMD done{out}"));
+            }
+            Ok((code, out)) => log.warn(&format!(
+                "alert: ON_FAILURE_CMD exited with {}{out}",
+                code.map_or("a signal".to_string(), |c| format!("status {c}"))
+            )),
+            Err(e) => log.warn(&format!("alert: ON_FAILURE_CMD: {e}")),
+        }
+    }
+}
+
+/// Runs `sh -c CMD` with `input` on stdin, without the secrets in its environment;
+/// returns its exit code and a short excerpt of its output for the log.
+fn run_command(cmd: &str, input: &[u8]) -> Result<(Option<i32>, String), String> {
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in SECRET_KEYS {
+        c.env_remove(k);
+    }
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
+    // The status is small, but write from a thread anyway: a command that never reads
+    // its input must not block us.
+    let mut stdin = child.stdin.take();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(&input);
+        }
+    });
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut r| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let room = CMD_OUTPUT_MAX.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            kept
+        })
+    })
+    .collect();
+    let started = Instant::now();
+    let code = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st.code(),
+            Ok(None) if started.elapsed() > CMD_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "killed after {} s without finishing",
+                    CMD_TIMEOUT.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let _ = writer.join();
+    let mut out = Vec::new();
+    for r in readers {
+        out.extend(r.join().unwrap_or_default());
+    }
+    let text = String::from_utf8_lossy(&out);
+    let text = text.trim();
+    Ok((
+        code,
+        if text.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                text.chars().take(CMD_OUTPUT_MAX).collect::<String>()
+            )
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_urls() {
+        let u = Url::parse("https://hc-ping.com/abc-123/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ping_url(&u, "/start").path, "/abc-123/start");
+        assert_eq!(ping_url(&u, "").path, "/abc-123");
+        let u = Url::parse("http://127.0.0.1:9/p?rid=1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ping_url(&u, "/fail").path, "/p/fail?rid=1");
+    }
+
+    #[test]
+    fn command_gets_the_status_on_stdin() {
+        let r = run_command("cat; echo; echo done >&2; exit 3", b"{\"a\":1}");
+        let (code, out) = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(code, Some(3));
+        assert!(out.contains("{\"a\":1}") && out.contains("done"), "{out}");
+    }
+}

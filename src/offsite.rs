@@ -1,0 +1,500 @@
+//! Offsite copies (CONTRACT §6): after each successful backup the archive goes to
+//! `s3://S3_BUCKET/S3_PREFIX/SITE_ID/<archive>` (`.age` when ENCRYPT_TO is set), then
+//! the status to `…/SITE_ID/last-backup-status.json`; old copies are removed there
+//! after S3_RETENTION_DAYS, never the newest 3.
+//!
+//! Offline first. The queue is a folder of empty marker files, one per archive still to
+//! send (`BACKUP_DIR/offsite-pending/<archive>`): creating one is atomic, so the backup
+//! enqueues without any lock of ours, and `ls` shows an operator what waits. Copies are
+//! sent oldest first, by whoever holds `.offsite.lock`: the `run` command right after
+//! its backup, or the daemon's worker, which retries with exponential backoff (state in
+//! `offsite-state.json`). Nothing here can fail or hold up the local backup: it runs
+//! after the backup lock is released, every network step has timeouts, and every error
+//! ends up in the log and in the status's `offsite.error`, never in the exit code.
+//!
+//! Encryption streams: the archive is read once, encrypted by the `age` crate on the
+//! fly into an S3 upload that holds one 8 MiB part in memory at a time (a single PUT
+//! when the whole copy fits in one part, multipart otherwise). No plaintext or
+//! ciphertext staging file touches the SD card, and a Pi Zero's 512 MiB are never at
+//! risk. The cost is that an encrypted copy is re-encrypted from the start when a
+//! retry happens, which a temp file would have avoided at the price of an extra write
+//! of the whole archive to the card and as much free space.
+
+// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
+#![allow(clippy::question_mark)]
+
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nanoserde::{DeJson, SerJson};
+
+use crate::archive;
+use crate::backup;
+use crate::clock::{self, Tz};
+use crate::config::{Config, Offsite};
+use crate::fsutil::{self, Lock, LockWait};
+use crate::retention;
+use crate::s3::{self, Client, Credentials};
+use crate::status::{self, Log};
+
+pub const PENDING_DIR: &str = "offsite-pending";
+pub const STATE_FILE: &str = "offsite-state.json";
+pub const LOCK_FILE: &str = ".offsite.lock";
+pub const STATUS_OBJECT: &str = "last-backup-status.json";
+/// Longest wait between two attempts.
+const MAX_BACKOFF: i64 = 3600;
+
+/// What the last attempts left behind (offsite-state.json).
+#[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
+#[nserde(default)]
+struct State {
+    /// Local time of the last copy sent.
+    last_upload: Option<String>,
+    /// The last failure, cleared by a success.
+    error: Option<String>,
+    /// Failed attempts in a row (the backoff grows with it).
+    failures: u32,
+    /// Unix time before which the daemon does not try again.
+    next_try: i64,
+    /// SHA-256 of the status JSON last sent, so an unchanged status is not re-sent.
+    status_sent: String,
+}
+
+fn read_state(dir: &Path) -> State {
+    std::fs::read_to_string(dir.join(STATE_FILE))
+        .ok()
+        .and_then(|t| State::deserialize_json(&t).ok())
+        .unwrap_or_default()
+}
+
+fn write_state(dir: &Path, st: &State, log: &Log) {
+    if let Err(e) = fsutil::atomic_write(dir, STATE_FILE, st.serialize_json().as_bytes(), 0o600) {
+        log.warn(&format!("offsite: cannot write {STATE_FILE}: {e}"));
+    }
+}
+
+/// Delay before the next attempt after `failures` failures in a row: with the default
+/// base of a minute, 1, 2, 4 … 60 min.
+pub fn backoff(failures: u32, base: i64) -> i64 {
+    (base << failures.saturating_sub(1).min(12)).min(MAX_BACKOFF)
+}
+
+/// The first retry delay in seconds: 60, or NEOPRO_OFFSITE_RETRY_SECS (1 to 3600; for
+/// tests, which cannot wait minutes).
+fn retry_base() -> i64 {
+    std::env::var("NEOPRO_OFFSITE_RETRY_SECS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|d| (1..=3600).contains(d))
+        .unwrap_or(60)
+}
+
+/// The archives waiting to be sent, oldest first.
+pub fn pending(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir.join(PENDING_DIR))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| archive::is_archive_name(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The `offsite` object of the status, `None` when offsite is off.
+pub fn summary(cfg: &Config) -> Option<status::Offsite> {
+    cfg.offsite.as_ref()?;
+    let st = read_state(&cfg.backup_dir);
+    Some(status::Offsite {
+        pending: pending(&cfg.backup_dir).len() as u64,
+        last_upload: st.last_upload,
+        error: st.error,
+    })
+}
+
+/// Queues `name` for sending (called by the backup, under its lock, once the archive is
+/// in place) and returns the status's `offsite` object.
+pub fn enqueue(cfg: &Config, name: &str, log: &Log) -> Option<status::Offsite> {
+    cfg.offsite.as_ref()?;
+    let dir = cfg.backup_dir.join(PENDING_DIR);
+    let res = backup::ensure_dir(&dir)
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join(name))
+        })
+        .and_then(|_| fsutil::fsync_dir(&dir));
+    if let Err(e) = res {
+        log.warn(&format!(
+            "offsite: cannot queue {name} in {}: {e}",
+            dir.display()
+        ));
+    }
+    summary(cfg)
+}
+
+fn unqueue(dir: &Path, name: &str) {
+    let pdir = dir.join(PENDING_DIR);
+    let _ = std::fs::remove_file(pdir.join(name));
+    let _ = fsutil::fsync_dir(&pdir);
+}
+
+pub fn client(o: &Offsite) -> Client {
+    Client {
+        endpoint: o.endpoint.clone(),
+        bucket: o.bucket.clone(),
+        creds: Credentials {
+            access_key: o.access_key.clone(),
+            secret_key: o.secret_key.clone(),
+            region: o.region.clone(),
+        },
+    }
+}
+
+/// `S3_PREFIX/SITE_ID/` (or `SITE_ID/` with an empty prefix).
+pub fn site_prefix(o: &Offsite, site: &str) -> String {
+    if o.prefix.is_empty() {
+        format!("{site}/")
+    } else {
+        format!("{}/{site}/", o.prefix)
+    }
+}
+
+/// The object name of an archive's copy.
+pub fn object_name(o: &Offsite, name: &str) -> String {
+    if o.encrypt_to.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}.age")
+    }
+}
+
+/// Sends one archive; `Ok(None)` when the local archive no longer exists.
+fn send_archive(
+    client: &Client,
+    o: &Offsite,
+    site: &str,
+    dir: &Path,
+    name: &str,
+    cancel: &AtomicBool,
+) -> Result<Option<(String, u64)>, s3::Error> {
+    let key = format!("{}{}", site_prefix(o, site), object_name(o, name));
+    let (mut file, meta) = match fsutil::open_regular_nofollow(&dir.join(name)) {
+        Ok(x) => x,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(s3::Error {
+                msg: format!("cannot read {name}: {e}"),
+                transport: false,
+            });
+        }
+    };
+    if o.encrypt_to.is_empty() {
+        client.put_file(&key, &mut file, meta.len(), "application/gzip", cancel)?;
+        return Ok(Some((key, meta.len())));
+    }
+    let recipients: Vec<age::x25519::Recipient> =
+        o.encrypt_to.iter().filter_map(|r| r.parse().ok()).collect();
+    let local = |e: String| s3::Error {
+        msg: format!("encrypting {name}: {e}"),
+        transport: false,
+    };
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| local(e.to_string()))?;
+    let mut up = s3::Upload::new(
+        client,
+        &key,
+        "application/octet-stream",
+        s3::PART_SIZE,
+        cancel,
+    );
+    let copied = (|| -> io::Result<()> {
+        let mut w = enc.wrap_output(&mut up)?;
+        let mut src = file.by_ref().take(meta.len());
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(io::Error::other("cancelled (shutdown)"));
+            }
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            io::Write::write_all(&mut w, &buf[..n])?;
+        }
+        w.finish().map(|_| ())
+    })();
+    match copied {
+        Ok(()) => up.finish().map(|size| Some((key, size))),
+        Err(e) => Err(up.fail(e)),
+    }
+}
+
+/// Removes this site's copies older than S3_RETENTION_DAYS, never the newest 3 (the
+/// same rule, and the same pure function, as local retention).
+fn remote_retention(
+    client: &Client,
+    o: &Offsite,
+    site: &str,
+    tz: &Tz,
+    log: &Log,
+) -> Result<(), s3::Error> {
+    let prefix = site_prefix(o, site);
+    let listing = client.list(&prefix, None)?;
+    let named: Vec<(String, i64)> = listing
+        .objects
+        .iter()
+        .filter_map(|obj| {
+            let name = obj.key.strip_prefix(&prefix)?;
+            let base = name.strip_suffix(".age").unwrap_or(name);
+            Some((obj.key.clone(), archive::name_time(base)?))
+        })
+        .collect();
+    let now = tz.to_naive(clock::now_unix());
+    for key in retention::to_delete(&named, now, o.retention_days, None) {
+        client.delete(&key)?;
+        log.info(&format!(
+            "offsite: removed s3://{}/{key} (older than {} days)",
+            o.bucket, o.retention_days
+        ));
+    }
+    Ok(())
+}
+
+/// What one round of `process` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Round {
+    /// Offsite is off, or nothing to do yet (backoff).
+    Idle,
+    /// Another process is sending right now.
+    Busy,
+    /// Every pending copy went out (and how many).
+    Sent(usize),
+    /// A copy could not be sent; it stays pending.
+    Failed(String),
+}
+
+/// Whether a round has anything to do: copies pending, or a status not sent yet.
+pub fn has_work(cfg: &Config) -> bool {
+    if cfg.offsite.is_none() {
+        return false;
+    }
+    let dir = &cfg.backup_dir;
+    if !pending(dir).is_empty() {
+        return true;
+    }
+    match status::read(dir) {
+        Ok(Some(st)) => s3::sha256_hex(st.to_json().as_bytes()) != read_state(dir).status_sent,
+        _ => false,
+    }
+}
+
+/// One round: sends the pending copies oldest first, then applies remote retention,
+/// then refreshes the status (locally and in the bucket). `force` ignores the backoff
+/// (a new backup was just made). Never panics, never returns an error: the outcome is
+/// logged and recorded in the status.
+pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: bool) -> Round {
+    let Some(o) = &cfg.offsite else {
+        return Round::Idle;
+    };
+    let dir = &cfg.backup_dir;
+    let _lock = match Lock::acquire(&dir.join(LOCK_FILE), LockWait::Try) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Round::Busy,
+        Err(e) => {
+            let msg = format!(
+                "offsite: cannot lock {}: {e}",
+                dir.join(LOCK_FILE).display()
+            );
+            log.warn(&msg);
+            return Round::Failed(msg);
+        }
+    };
+    let mut state = read_state(dir);
+    let now = clock::now_unix();
+    // A clock that jumped back must not postpone the retry by years.
+    if !force && now < state.next_try && state.next_try - now <= MAX_BACKOFF {
+        return Round::Idle;
+    }
+    let client = client(o);
+    let site = cfg.site_id.as_str();
+    let mut sent = 0usize;
+    let mut failure: Option<s3::Error> = None;
+    let mut tried: Vec<String> = Vec::new();
+    // Re-list after each copy: a backup made meanwhile is picked up in the same round.
+    while let Some(name) = pending(dir).into_iter().find(|n| !tried.contains(n)) {
+        tried.push(name.clone());
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let started = Instant::now();
+        match send_archive(&client, o, site, dir, &name, cancel) {
+            Ok(Some((key, size))) => {
+                unqueue(dir, &name);
+                sent += 1;
+                state.last_upload = Some(clock::iso_local(clock::now_unix(), tz));
+                state.error = None;
+                state.failures = 0;
+                state.next_try = 0;
+                log.info(&format!(
+                    "offsite: sent {name} to s3://{}/{key} ({}, {:.1} s)",
+                    o.bucket,
+                    archive::human_size(size, 1),
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            Ok(None) => {
+                unqueue(dir, &name);
+                log.warn(&format!(
+                    "offsite: {name} no longer exists locally: dropped from the queue"
+                ));
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if sent > 0
+        && failure.is_none()
+        && let Err(e) = remote_retention(&client, o, site, tz, log)
+    {
+        log.warn(&format!("offsite: remote retention skipped: {e}"));
+    }
+    // Refresh the status, under the backup lock so that a backup finishing now cannot
+    // be overwritten (if one runs, it writes its own status and wakes us again).
+    // The status goes to the bucket unless the server is unreachable anyway.
+    let reachable = failure.as_ref().is_none_or(|e| !e.transport);
+    if !cancel.load(Ordering::Relaxed)
+        && let Ok(Some(_block)) = backup::lock(dir, LockWait::Try, log)
+        && let Ok(Some(mut st)) = status::read(dir)
+    {
+        let fail_msg = failure.as_ref().map(|e| e.msg.clone());
+        // `last_upload` as it will be once this round is recorded.
+        st.offsite = Some(status::Offsite {
+            pending: pending(dir).len() as u64,
+            last_upload: state.last_upload.clone(),
+            error: fail_msg,
+        });
+        let json = st.to_json();
+        let hash = s3::sha256_hex(json.as_bytes());
+        if reachable && hash != state.status_sent {
+            let key = format!("{}{STATUS_OBJECT}", site_prefix(o, site));
+            match client.put_bytes(&key, json.as_bytes(), "application/json") {
+                Ok(()) => state.status_sent = hash,
+                Err(e) => {
+                    if failure.is_none() {
+                        st.offsite = Some(status::Offsite {
+                            error: Some(e.msg.clone()),
+                            ..st.offsite.clone().unwrap_or_default()
+                        });
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        if status::read(dir).ok().flatten().as_ref() != Some(&st)
+            && let Err(e) = status::write(dir, &st)
+        {
+            log.warn(&format!("cannot write {}: {e}", status::STATUS_FILE));
+        }
+    }
+    let round = match failure {
+        None => {
+            state.error = None;
+            state.failures = 0;
+            state.next_try = 0;
+            Round::Sent(sent)
+        }
+        Some(e) => {
+            state.failures = state.failures.saturating_add(1);
+            let wait = backoff(state.failures, retry_base());
+            state.next_try = clock::now_unix() + wait;
+            state.error = Some(e.msg.clone());
+            let left = pending(dir).len();
+            log.warn(&format!(
+                "offsite: {}; {left} copy(ies) pending, next try in {wait} s",
+                e.msg
+            ));
+            Round::Failed(e.msg)
+        }
+    };
+    if read_state(dir) != state {
+        write_state(dir, &state, log);
+    }
+    round
+}
+
+/// The `run` command's offsite step, after its backup: one round now, whatever the
+/// backoff says, with a line on stdout for the operator.
+pub fn after_run(cfg: &Config, tz: &Tz) {
+    if cfg.offsite.is_none() {
+        return;
+    }
+    let log = Log::new(&cfg.backup_dir, tz);
+    let never = AtomicBool::new(false);
+    match process(cfg, tz, &log, &never, true) {
+        Round::Idle => {}
+        Round::Busy => println!(
+            "offsite: another neopro-backup process is sending copies; it will send this one too"
+        ),
+        Round::Sent(0) => {}
+        Round::Sent(n) => println!("offsite: {n} copy(ies) sent"),
+        Round::Failed(e) => println!(
+            "offsite: not sent ({e}); {} copy(ies) pending, the daemon retries with backoff",
+            pending(&cfg.backup_dir).len()
+        ),
+    }
+}
+
+static WAKE: AtomicBool = AtomicBool::new(false);
+
+/// Asks the daemon's worker for a round now (after a backup).
+pub fn wake() {
+    WAKE.store(true, Ordering::SeqCst);
+}
+
+/// The daemon's offsite worker: a round when woken by a backup, and retries of pending
+/// copies with backoff, until `stop` (which also cancels an upload in progress; the
+/// copy stays pending).
+pub fn worker(cfg: &Config, tz: &Tz, stop: &AtomicBool) {
+    if cfg.offsite.is_none() {
+        return;
+    }
+    let log = Log::new(&cfg.backup_dir, tz);
+    let every = Duration::from_secs(retry_base().clamp(1, 30) as u64);
+    // A first round soon after start, whatever the backoff said: a restart is a good
+    // moment to retry the copies an earlier run left pending.
+    let mut next_look = Instant::now() + Duration::from_secs(3);
+    let mut first = true;
+    while !stop.load(Ordering::SeqCst) {
+        let woken = WAKE.swap(false, Ordering::SeqCst);
+        if woken || Instant::now() >= next_look {
+            if has_work(cfg) {
+                process(cfg, tz, &log, stop, woken || first);
+            }
+            first = false;
+            next_look = Instant::now() + every;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_an_hour() {
+        let b: Vec<i64> = (1..=9).map(|n| backoff(n, 60)).collect();
+        assert_eq!(b, [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(backoff(0, 60), 60);
+        assert_eq!(backoff(u32::MAX, 60), 3600);
+        assert_eq!(backoff(3, 1), 4);
+    }
+}

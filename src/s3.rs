@@ -1,0 +1,949 @@
+//! S3-compatible object storage (AWS S3, SeaweedFS, MinIO, Garage, Ceph RGW…): AWS
+//! Signature Version 4 as pure functions (tested against AWS's documented examples),
+//! and the few operations the offsite copies need, with path-style addressing
+//! (`ENDPOINT/BUCKET/KEY`, which every implementation accepts):
+//! PUT streamed from a file (its SHA-256 from a first pass over the file, so the server
+//! can check the body), multipart upload from a bounded buffer (for streams whose hash
+//! cannot be known in advance, such as an age encryption), GET, DELETE, ListObjectsV2.
+//!
+//! The secret key only ever enters an HMAC; no error or log line can contain it.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ring::{digest, hmac};
+
+use crate::clock;
+use crate::config::Secret;
+use crate::httpc::{self, Body, Timeouts, Url};
+
+/// SHA-256 of the empty string, the payload hash of a request without body.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Largest object a single PUT may create on AWS (5 GiB); larger files go multipart.
+pub const SINGLE_PUT_MAX: u64 = 5 * 1024 * 1024 * 1024;
+/// Part size of multipart uploads: the memory held at once (AWS's minimum is 5 MiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// AWS's limit on the number of parts.
+const MAX_PARTS: u64 = 10_000;
+
+pub fn hex(bytes: &[u8]) -> String {
+    crate::archive::hex(bytes)
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(digest::digest(&digest::SHA256, data).as_ref())
+}
+
+// ---------------------------------------------------------------------------------
+// Signature Version 4, pure.
+
+/// RFC 3986 percent-encoding as SigV4 wants it: unreserved characters stay, everything
+/// else is `%XX` (upper case); `/` stays only when `keep_slash` (object paths).
+pub fn uri_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The canonical query string: encoded `key=value` pairs sorted by key, then value.
+pub fn canonical_query(params: &[(&str, &str)]) -> String {
+    let mut enc: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
+        .collect();
+    enc.sort();
+    enc.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The canonical request and its signed-headers list. `headers` are (name, value) in any
+/// case and order; `path` is already URI-encoded.
+pub fn canonical_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    payload_hash: &str,
+) -> (String, String) {
+    let mut hs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
+            (k.to_ascii_lowercase(), v)
+        })
+        .collect();
+    hs.sort();
+    let canonical_headers: String = hs.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let signed = hs
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    (
+        format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload_hash}"),
+        signed,
+    )
+}
+
+/// `YYYYMMDD/region/service/aws4_request`.
+pub fn scope(amz_date: &str, region: &str, service: &str) -> String {
+    format!("{}/{region}/{service}/aws4_request", &amz_date[..8])
+}
+
+pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    )
+}
+
+fn hmac256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), msg);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// The derived signing key: HMAC chain over date, region, service, "aws4_request".
+pub fn signing_key(secret: &str, date8: &str, region: &str, service: &str) -> [u8; 32] {
+    let k = hmac256(format!("AWS4{secret}").as_bytes(), date8.as_bytes());
+    let k = hmac256(&k, region.as_bytes());
+    let k = hmac256(&k, service.as_bytes());
+    hmac256(&k, b"aws4_request")
+}
+
+pub fn signature(key: &[u8; 32], string_to_sign: &str) -> String {
+    hex(&hmac256(key, string_to_sign.as_bytes()))
+}
+
+/// `20130524T000000Z` of a Unix time.
+pub fn amz_date(unix: i64) -> String {
+    let c = clock::civil(unix);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: Secret,
+    pub region: String,
+}
+
+/// Signs a request: returns the `Authorization` header value. `headers` must hold
+/// `host`, `x-amz-date` and `x-amz-content-sha256` (and whatever else is to be signed).
+pub fn authorization(
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    payload_hash: &str,
+    amz_date: &str,
+) -> String {
+    let (creq, signed) = canonical_request(method, path, query, headers, payload_hash);
+    let scope = scope(amz_date, &creds.region, "s3");
+    let sts = string_to_sign(amz_date, &scope, &creq);
+    let key = signing_key(
+        creds.secret_key.expose(),
+        &amz_date[..8],
+        &creds.region,
+        "s3",
+    );
+    format!(
+        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={}",
+        creds.access_key,
+        signature(&key, &sts)
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// The XML of S3 answers: flat enough for a few string searches.
+
+/// The text of each `<name>…</name>` element in `xml`, in order (not nested in itself).
+pub fn xml_all<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else { break };
+        out.push(&after[..j]);
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+pub fn xml_one<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    xml_all(xml, name).into_iter().next()
+}
+
+pub fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find(';').filter(|&e| e <= 10) else {
+            out.push('&');
+            rest = &tail[1..];
+            continue;
+        };
+        let ent = &tail[1..end];
+        let ch = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match ch {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+// ---------------------------------------------------------------------------------
+// The client.
+
+/// An S3 failure. `transport` when the server could not be reached or the connection
+/// broke (offline, server down): worth retrying later, pointless to insist now.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub msg: String,
+    pub transport: bool,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<Object>,
+    /// With a delimiter: the "folders" directly under the prefix.
+    pub prefixes: Vec<String>,
+}
+
+pub struct Client {
+    /// The endpoint; its path (if any) is a prefix of every request path.
+    pub endpoint: Url,
+    pub bucket: String,
+    pub creds: Credentials,
+}
+
+/// Upper bound of the answers we keep in memory (listings, status files, errors).
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+impl Client {
+    fn path(&self, key: Option<&str>) -> String {
+        let base = self.endpoint.path.trim_end_matches('/');
+        match key {
+            Some(k) => format!("{base}/{}/{}", self.bucket, uri_encode(k, true)),
+            None => format!("{base}/{}", self.bucket),
+        }
+    }
+
+    fn describe(&self, key: Option<&str>) -> String {
+        match key {
+            Some(k) => format!("s3://{}/{k}", self.bucket),
+            None => format!("s3://{}", self.bucket),
+        }
+    }
+
+    /// Sends one signed request; any non-2xx answer is an error that says what to do.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        method: &str,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        extra: &[(&str, String)],
+        body: Body,
+        payload_hash: &str,
+        ok_404: bool,
+    ) -> Result<httpc::Response, Error> {
+        let path = self.path(key);
+        let q = canonical_query(query);
+        let date = amz_date(clock::now_unix());
+        let mut headers: Vec<(String, String)> = vec![
+            ("host".into(), self.endpoint.host_header()),
+            ("x-amz-content-sha256".into(), payload_hash.to_string()),
+            ("x-amz-date".into(), date.clone()),
+        ];
+        for (k, v) in extra {
+            headers.push((k.to_string(), v.clone()));
+        }
+        let auth = authorization(
+            &self.creds,
+            method,
+            &path,
+            &q,
+            &headers,
+            payload_hash,
+            &date,
+        );
+        // Host goes out from httpc itself.
+        headers.remove(0);
+        headers.push(("Authorization".into(), auth));
+        let url = self.endpoint.with_path(if q.is_empty() {
+            path
+        } else {
+            format!("{path}?{q}")
+        });
+        let what = format!("{method} {}", self.describe(key));
+        let resp = httpc::request(method, &url, &headers, body, MAX_ANSWER, Timeouts::S3).map_err(
+            |e| Error {
+                msg: format!("{what}: {e}"),
+                transport: true,
+            },
+        )?;
+        if (200..300).contains(&resp.status) || (ok_404 && resp.status == 404) {
+            return Ok(resp);
+        }
+        Err(Error {
+            msg: format!("{what}: {}", self.explain(&resp)),
+            transport: false,
+        })
+    }
+
+    /// A readable reason for an S3 error answer.
+    fn explain(&self, resp: &httpc::Response) -> String {
+        let text = String::from_utf8_lossy(&resp.body);
+        let code = xml_one(&text, "Code").map(xml_unescape).unwrap_or_default();
+        let message = xml_one(&text, "Message")
+            .map(xml_unescape)
+            .unwrap_or_default();
+        let hint = match code.as_str() {
+            "SignatureDoesNotMatch" => {
+                "the server refused the request signature: check S3_SECRET_KEY (and S3_REGION)"
+                    .to_string()
+            }
+            "InvalidAccessKeyId" => "the server does not know S3_ACCESS_KEY".to_string(),
+            "AccessDenied" => format!(
+                "access denied: the key lacks the permission for bucket {}",
+                self.bucket
+            ),
+            "NoSuchBucket" => format!("bucket {} does not exist: create it first", self.bucket),
+            "RequestTimeTooSkewed" => "this machine's clock is more than 15 minutes off the \
+                                       server's: check NTP (timedatectl)"
+                .to_string(),
+            "AuthorizationHeaderMalformed" => {
+                "the server rejected the authorization: check S3_REGION".to_string()
+            }
+            _ => String::new(),
+        };
+        let mut out = format!("HTTP {}", resp.status);
+        if !code.is_empty() {
+            out.push_str(&format!(" {code}"));
+        }
+        if !hint.is_empty() {
+            out.push_str(&format!(": {hint}"));
+        } else if !message.is_empty() {
+            out.push_str(&format!(": {message}"));
+        } else if code.is_empty() && !text.trim().is_empty() && text.len() < 300 {
+            out.push_str(&format!(": {}", text.trim()));
+        }
+        out
+    }
+
+    /// Uploads `len` bytes of `file` (from its start) to `key`: a first pass hashes the
+    /// file for `x-amz-content-sha256`, the second streams it. Files over 5 GiB go
+    /// multipart. `cancel` stops the upload between two reads.
+    pub fn put_file(
+        &self,
+        key: &str,
+        file: &mut File,
+        len: u64,
+        content_type: &str,
+        cancel: &AtomicBool,
+    ) -> Result<(), Error> {
+        let local = |e: io::Error| Error {
+            msg: format!(
+                "PUT {}: reading the local file: {e}",
+                self.describe(Some(key))
+            ),
+            transport: false,
+        };
+        file.seek(SeekFrom::Start(0)).map_err(local)?;
+        if len > SINGLE_PUT_MAX {
+            let part = usize::try_from(len.div_ceil(MAX_PARTS - 1))
+                .unwrap_or(usize::MAX)
+                .max(PART_SIZE);
+            let mut up = Upload::new(self, key, content_type, part, cancel);
+            let mut src = Cancellable {
+                inner: file.take(len),
+                cancel,
+            };
+            return match io::copy(&mut src, &mut up) {
+                Ok(_) => up.finish().map(|_| ()),
+                Err(e) => Err(up.fail(e)),
+            };
+        }
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(local(cancelled()));
+            }
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = file.read(&mut buf[..want]).map_err(local)?;
+            if n == 0 {
+                return Err(local(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was read",
+                )));
+            }
+            ctx.update(&buf[..n]);
+            left -= n as u64;
+        }
+        let hash = hex(ctx.finish().as_ref());
+        file.seek(SeekFrom::Start(0)).map_err(local)?;
+        let body = Body {
+            reader: Box::new(Cancellable {
+                inner: &mut *file,
+                cancel,
+            }),
+            len,
+        };
+        let ct = [("content-type", content_type.to_string())];
+        self.send("PUT", Some(key), &[], &ct, body, &hash, false)
+            .map(|_| ())
+    }
+
+    pub fn put_bytes(&self, key: &str, data: &[u8], content_type: &str) -> Result<(), Error> {
+        let ct = [("content-type", content_type.to_string())];
+        self.send(
+            "PUT",
+            Some(key),
+            &[],
+            &ct,
+            Body::bytes(data),
+            &sha256_hex(data),
+            false,
+        )
+        .map(|_| ())
+    }
+
+    /// The object's bytes, `None` when it does not exist.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let r = self.send(
+            "GET",
+            Some(key),
+            &[],
+            &[],
+            Body::empty(),
+            EMPTY_SHA256,
+            true,
+        )?;
+        Ok((r.status != 404).then_some(r.body))
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), Error> {
+        self.send(
+            "DELETE",
+            Some(key),
+            &[],
+            &[],
+            Body::empty(),
+            EMPTY_SHA256,
+            false,
+        )
+        .map(|_| ())
+    }
+
+    /// Every object under `prefix` (ListObjectsV2, following continuation tokens); with
+    /// `delimiter`, the common prefixes too.
+    pub fn list(&self, prefix: &str, delimiter: Option<&str>) -> Result<Listing, Error> {
+        let mut out = Listing::default();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q: Vec<(&str, &str)> = vec![("list-type", "2"), ("prefix", prefix)];
+            if let Some(d) = delimiter {
+                q.push(("delimiter", d));
+            }
+            if let Some(t) = &token {
+                q.push(("continuation-token", t));
+            }
+            let r = self.send("GET", None, &q, &[], Body::empty(), EMPTY_SHA256, false)?;
+            let text = String::from_utf8_lossy(&r.body);
+            for c in xml_all(&text, "Contents") {
+                let Some(key) = xml_one(c, "Key") else {
+                    continue;
+                };
+                out.objects.push(Object {
+                    key: xml_unescape(key),
+                    size: xml_one(c, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+                    last_modified: xml_one(c, "LastModified").unwrap_or("").to_string(),
+                });
+            }
+            for p in xml_all(&text, "CommonPrefixes") {
+                if let Some(p) = xml_one(p, "Prefix") {
+                    out.prefixes.push(xml_unescape(p));
+                }
+            }
+            let truncated = xml_one(&text, "IsTruncated") == Some("true");
+            token = xml_one(&text, "NextContinuationToken").map(xml_unescape);
+            if !truncated || token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, Error> {
+        let ct = [("content-type", content_type.to_string())];
+        let r = self.send(
+            "POST",
+            Some(key),
+            &[("uploads", "")],
+            &ct,
+            Body::empty(),
+            EMPTY_SHA256,
+            false,
+        )?;
+        let text = String::from_utf8_lossy(&r.body);
+        xml_one(&text, "UploadId")
+            .map(xml_unescape)
+            .ok_or_else(|| Error {
+                msg: format!(
+                    "POST {}?uploads: no UploadId in the answer",
+                    self.describe(Some(key))
+                ),
+                transport: false,
+            })
+    }
+
+    fn upload_part(&self, key: &str, id: &str, n: u32, data: &[u8]) -> Result<String, Error> {
+        let num = n.to_string();
+        let r = self.send(
+            "PUT",
+            Some(key),
+            &[("partNumber", &num), ("uploadId", id)],
+            &[],
+            Body::bytes(data),
+            &sha256_hex(data),
+            false,
+        )?;
+        r.header("etag").map(str::to_string).ok_or_else(|| Error {
+            msg: format!(
+                "PUT {} part {n}: no ETag in the answer",
+                self.describe(Some(key))
+            ),
+            transport: false,
+        })
+    }
+
+    fn complete_multipart(
+        &self,
+        key: &str,
+        id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<(), Error> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (n, etag) in parts {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
+                xml_escape(etag)
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let r = self.send(
+            "POST",
+            Some(key),
+            &[("uploadId", id)],
+            &[("content-type", "application/xml".to_string())],
+            Body::bytes(xml.as_bytes()),
+            &sha256_hex(xml.as_bytes()),
+            false,
+        )?;
+        // S3 may answer 200 and put the error in the body.
+        let text = String::from_utf8_lossy(&r.body);
+        if text.contains("<Error>") {
+            let fake = httpc::Response {
+                status: r.status,
+                headers: vec![],
+                body: r.body.clone(),
+            };
+            return Err(Error {
+                msg: format!(
+                    "POST {}?uploadId: {}",
+                    self.describe(Some(key)),
+                    self.explain(&fake)
+                ),
+                transport: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn abort_multipart(&self, key: &str, id: &str) {
+        let _ = self.send(
+            "DELETE",
+            Some(key),
+            &[("uploadId", id)],
+            &[],
+            Body::empty(),
+            EMPTY_SHA256,
+            true,
+        );
+    }
+}
+
+fn cancelled() -> io::Error {
+    io::Error::other("cancelled (shutdown)")
+}
+
+/// A reader that fails once `cancel` is set.
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// A writer that uploads what it is given to one object, holding at most one part in
+/// memory: a single PUT when everything fits in the first part, a multipart upload
+/// otherwise. Every part is signed with its own SHA-256. Call `finish` (or `fail`).
+pub struct Upload<'a> {
+    client: &'a Client,
+    key: &'a str,
+    content_type: &'a str,
+    part_size: usize,
+    buf: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<(u32, String)>,
+    error: Option<Error>,
+    total: u64,
+    cancel: &'a AtomicBool,
+}
+
+impl<'a> Upload<'a> {
+    pub fn new(
+        client: &'a Client,
+        key: &'a str,
+        content_type: &'a str,
+        part_size: usize,
+        cancel: &'a AtomicBool,
+    ) -> Upload<'a> {
+        Upload {
+            client,
+            key,
+            content_type,
+            part_size,
+            buf: Vec::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            error: None,
+            total: 0,
+            cancel,
+        }
+    }
+
+    fn send_part(&mut self) -> Result<(), Error> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error {
+                msg: format!(
+                    "PUT {}: cancelled (shutdown)",
+                    self.client.describe(Some(self.key))
+                ),
+                transport: false,
+            });
+        }
+        let id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.client.create_multipart(self.key, self.content_type)?;
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let n = self.parts.len() as u32 + 1;
+        let etag = self.client.upload_part(self.key, &id, n, &self.buf)?;
+        self.parts.push((n, etag));
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Sends what is left and completes the object; returns its size.
+    pub fn finish(mut self) -> Result<u64, Error> {
+        if let Some(e) = self.error.take() {
+            return Err(self.abort(e));
+        }
+        let res = if self.upload_id.is_none() {
+            self.client
+                .put_bytes(self.key, &self.buf, self.content_type)
+        } else {
+            let r = if self.buf.is_empty() {
+                Ok(())
+            } else {
+                self.send_part()
+            };
+            r.and_then(|_| {
+                let id = self.upload_id.clone().unwrap_or_default();
+                self.client.complete_multipart(self.key, &id, &self.parts)
+            })
+        };
+        match res {
+            Ok(()) => Ok(self.total),
+            Err(e) => Err(self.abort(e)),
+        }
+    }
+
+    /// Gives up after a local error (the reader or the encryption failed).
+    pub fn fail(mut self, e: io::Error) -> Error {
+        let err = self.error.take().unwrap_or_else(|| Error {
+            msg: format!("PUT {}: {e}", self.client.describe(Some(self.key))),
+            transport: false,
+        });
+        self.abort(err)
+    }
+
+    fn abort(&mut self, e: Error) -> Error {
+        if let Some(id) = self.upload_id.take() {
+            self.client.abort_multipart(self.key, &id);
+        }
+        e
+    }
+}
+
+impl Write for Upload<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Err(io::Error::other("upload failed"));
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.part_size);
+        }
+        let n = data.len().min(self.part_size - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.total += n as u64;
+        if self.buf.len() == self.part_size
+            && let Err(e) = self.send_part()
+        {
+            let msg = e.msg.clone();
+            self.error = Some(e);
+            return Err(io::Error::other(msg));
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The examples of "Signature Calculations for the Authorization Header" in the
+    // Amazon S3 API reference (sig-v4-header-based-auth).
+    fn example_creds() -> Credentials {
+        Credentials {
+            access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+            region: "us-east-1".into(),
+        }
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn sig_of(auth: &str) -> &str {
+        auth.rsplit("Signature=").next().unwrap_or("")
+    }
+
+    #[test]
+    fn aws_get_object_example() {
+        let date = "20130524T000000Z";
+        let headers = h(&[
+            ("Host", "examplebucket.s3.amazonaws.com"),
+            ("Range", "bytes=0-9"),
+            ("x-amz-content-sha256", EMPTY_SHA256),
+            ("x-amz-date", date),
+        ]);
+        let (creq, signed) = canonical_request("GET", "/test.txt", "", &headers, EMPTY_SHA256);
+        assert_eq!(signed, "host;range;x-amz-content-sha256;x-amz-date");
+        let sts = string_to_sign(date, &scope(date, "us-east-1", "s3"), &creq);
+        assert!(
+            sts.ends_with("7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972"),
+            "{sts}"
+        );
+        let auth = authorization(
+            &example_creds(),
+            "GET",
+            "/test.txt",
+            "",
+            &headers,
+            EMPTY_SHA256,
+            date,
+        );
+        assert_eq!(
+            auth,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
+             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+        );
+    }
+
+    #[test]
+    fn aws_put_object_example() {
+        let date = "20130524T000000Z";
+        let body = b"Welcome to Amazon S3.";
+        let hash = sha256_hex(body);
+        assert_eq!(
+            hash,
+            "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"
+        );
+        let headers = h(&[
+            ("Host", "examplebucket.s3.amazonaws.com"),
+            ("Date", "Fri, 24 May 2013 00:00:00 GMT"),
+            ("x-amz-date", date),
+            ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+            ("x-amz-content-sha256", &hash),
+        ]);
+        let path = format!("/{}", uri_encode("test$file.text", true));
+        assert_eq!(path, "/test%24file.text");
+        let auth = authorization(&example_creds(), "PUT", &path, "", &headers, &hash, date);
+        assert_eq!(
+            sig_of(&auth),
+            "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
+        );
+    }
+
+    #[test]
+    fn aws_get_lifecycle_and_list_examples() {
+        let date = "20130524T000000Z";
+        let headers = h(&[
+            ("Host", "examplebucket.s3.amazonaws.com"),
+            ("x-amz-date", date),
+            ("x-amz-content-sha256", EMPTY_SHA256),
+        ]);
+        let q = canonical_query(&[("lifecycle", "")]);
+        assert_eq!(q, "lifecycle=");
+        let auth = authorization(
+            &example_creds(),
+            "GET",
+            "/",
+            &q,
+            &headers,
+            EMPTY_SHA256,
+            date,
+        );
+        assert_eq!(
+            sig_of(&auth),
+            "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"
+        );
+        let q = canonical_query(&[("prefix", "J"), ("max-keys", "2")]);
+        assert_eq!(q, "max-keys=2&prefix=J");
+        let auth = authorization(
+            &example_creds(),
+            "GET",
+            "/",
+            &q,
+            &headers,
+            EMPTY_SHA256,
+            date,
+        );
+        assert_eq!(
+            sig_of(&auth),
+            "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        );
+    }
+
+    #[test]
+    fn aws_signing_key_example() {
+        // "Examples of how to derive a signing key for Signature Version 4".
+        let k = signing_key(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "20120215",
+            "us-east-1",
+            "iam",
+        );
+        assert_eq!(
+            hex(&k),
+            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+        );
+    }
+
+    #[test]
+    fn encoding_and_dates() {
+        assert_eq!(uri_encode("a b/c~d%", true), "a%20b/c~d%25");
+        assert_eq!(uri_encode("a/b", false), "a%2Fb");
+        assert_eq!(
+            canonical_query(&[
+                ("prefix", "neopro/"),
+                ("list-type", "2"),
+                ("delimiter", "/")
+            ]),
+            "delimiter=%2F&list-type=2&prefix=neopro%2F"
+        );
+        assert_eq!(amz_date(1_369_353_600), "20130524T000000Z");
+    }
+
+    #[test]
+    fn xml() {
+        let x = "<R><Contents><Key>a&amp;b</Key><Size>3</Size></Contents>\
+                 <Contents><Key>c</Key><Size>4</Size></Contents><IsTruncated>false</IsTruncated></R>";
+        let keys: Vec<_> = xml_all(x, "Contents")
+            .iter()
+            .filter_map(|c| xml_one(c, "Key"))
+            .map(xml_unescape)
+            .collect();
+        assert_eq!(keys, ["a&b", "c"]);
+        assert_eq!(xml_unescape("&lt;&#65;&#x42;&bogus;&"), "<AB&bogus;&");
+    }
+}
