@@ -41,8 +41,6 @@ SCP=${SCP:-scp -q -o ConnectTimeout=10}
 DIST=${DIST:-$REPO/target}
 R=${NEOPRO_ROOT:-}
 PI_USER=pi
-DEFAULT_BACKUP_DIR=/home/pi/neopro-backups
-DEFAULT_NEOPRO_DIR=/home/pi/neopro
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup-auto-backup: error: %s\n' "$*" >&2; exit 1; }

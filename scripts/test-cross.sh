@@ -16,7 +16,7 @@
 # downloaded, and a clean stop on SIGTERM.
 # Usage: scripts/test-cross.sh [TRIPLE...]   Prints `N passed, N failed`; exit 1 on failure.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 ALL="arm-unknown-linux-musleabihf armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
 [ $# -gt 0 ] || set -- $ALL
@@ -70,9 +70,15 @@ make_tree() { # make_tree DIR [with-sparse]
     fi
 }
 
-tree_env() { # environment for a tree in $1, archives in $2
+tree_env() { # environment for a tree in $1, archives in $2 (as text, for bash -c strings:
+    # our temp paths have no spaces)
     echo NEOPRO_DIR="$1/neopro" BACKUP_DIR="$2" SITE_CONF="$1/etc/site.conf" \
         SERVICES=nginx RETENTION_DAYS=7 TZ=Europe/Paris
+}
+tenv() { # tenv TREE OUT COMMAND...: runs COMMAND in that environment
+    local t=$1 o=$2; shift 2
+    env NEOPRO_DIR="$t/neopro" BACKUP_DIR="$o" SITE_CONF="$t/etc/site.conf" \
+        SERVICES=nginx RETENTION_DAYS=7 TZ=Europe/Paris "$@"
 }
 
 only_archive() { ls "$1"/backup-*.tar.gz 2>/dev/null | tail -n 1; }
@@ -80,7 +86,7 @@ only_archive() { ls "$1"/backup-*.tar.gz 2>/dev/null | tail -n 1; }
 # What the x86_64 binary makes of the tree: the reference for the other CPUs.
 make_tree "$W/tree" with-sparse
 mkdir -p "$W/ref-out"
-env $(tree_env "$W/tree" "$W/ref-out") "$REF" --config /dev/null run >/dev/null 2>&1
+tenv "$W/tree" "$W/ref-out" "$REF" --config /dev/null run >/dev/null 2>&1
 REF_ARCHIVE=$(only_archive "$W/ref-out")
 mkdir -p "$W/ref-x" && [ -n "$REF_ARCHIVE" ] && tar -xzf "$REF_ARCHIVE" -C "$W/ref-x"
 REF_DIR=$(ls -d "$W"/ref-x/backup-* 2>/dev/null | head -n 1)
@@ -105,7 +111,7 @@ for t in "$@"; do
     # --- a real backup
     out=$W/$t/out
     mkdir -p "$out"
-    check "run exits 0" env $(tree_env "$W/tree" "$out") $EMU "$bin" --config /dev/null run
+    check "run exits 0" tenv "$W/tree" "$out" $EMU "$bin" --config /dev/null run
     a=$(only_archive "$out")
     if [ -z "$a" ]; then ko "an archive was made"; continue; fi
     name=$(basename "$a" .tar.gz)
@@ -130,7 +136,7 @@ for t in "$@"; do
     make_tree "$W/$t/vtree"
     vout=$W/$t/vout
     mkdir -p "$vout"
-    check "run with INCLUDE_VIDEOS=true exits 0" env $(tree_env "$W/$t/vtree" "$vout") INCLUDE_VIDEOS=true $EMU "$bin" --config /dev/null run
+    check "run with INCLUDE_VIDEOS=true exits 0" tenv "$W/$t/vtree" "$vout" env INCLUDE_VIDEOS=true $EMU "$bin" --config /dev/null run
     va=$(only_archive "$vout")
     check "its videos come back byte-exact and verify passes" bash -c "
         [ -n '$va' ] && mkdir -p '$W/$t/vx' && tar -xzf '$va' -C '$W/$t/vx' &&
@@ -160,8 +166,11 @@ while time.time() < end:
 EOF
     NPID=$!
     for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
-    env $(tree_env "$W/tree" "$sout") LISTEN=127.0.0.1:$port NOTIFY_SOCKET="$sock" WATCHDOG_USEC=2000000 \
-        NEOPRO_CATCHUP_DELAY=3600 $EMU "$bin" --config /dev/null serve >"$W/$t/serve.log" 2>&1 &
+    # `env` directly (not tenv, a function): $! must be the daemon itself for the SIGTERM.
+    env NEOPRO_DIR="$W/tree/neopro" BACKUP_DIR="$sout" SITE_CONF="$W/tree/etc/site.conf" \
+        SERVICES=nginx TZ=Europe/Paris LISTEN=127.0.0.1:$port NOTIFY_SOCKET="$sock" \
+        WATCHDOG_USEC=2000000 NEOPRO_CATCHUP_DELAY=3600 \
+        $EMU "$bin" --config /dev/null serve >"$W/$t/serve.log" 2>&1 &
     SERVE_PID=$!
     up=0
     for _ in $(seq 100); do

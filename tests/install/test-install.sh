@@ -8,7 +8,7 @@
 # with the triple appended (an ELF still runs with bytes after it), so the test can
 # see which one was installed on which CPU.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 REPO=$PWD
 HERE=$REPO/tests/install
 BIN=${BIN:-$REPO/target/release/neopro-backup}

@@ -17,7 +17,7 @@
 #  - a crash (SIGKILL) is restarted (Restart=on-failure), a stop is clean (exit 0).
 # Needs root and systemd-nspawn; without them it says SKIP (and fails when CI=true).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 BIN=${BIN:-target/x86_64-unknown-linux-musl/release/neopro-backup}
 pass=0 fail=0

@@ -9,7 +9,7 @@
 #    no timer;
 # and config/backup.conf.example is read by the binary without a warning.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 UNIT=systemd/neopro-backup.service
 MAX_EXPOSURE=${MAX_EXPOSURE:-2.0}
