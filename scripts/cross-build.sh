@@ -32,8 +32,15 @@ for t in "$@"; do
     case " $ALL " in *" $t "*) ;; *) echo "cross-build: unknown target $t (known: $ALL)" >&2; exit 2 ;; esac
     E=$(envname "$t")
     start=$(date +%s)
-    if have_std "$t"; then
-        echo "cross-build: $t: prebuilt std, linked with rust-lld" >&2
+    if have_std "$t" && [ -x "$XTOOLS/venv/bin/cargo-zigbuild" ]; then
+        # ring (rustls' crypto, for the offsite copies over HTTPS) has C and assembly:
+        # zig compiles them for the target and links.
+        echo "cross-build: $t: prebuilt std, C parts compiled and linked by zig" >&2
+        env PATH="$PWD/$XTOOLS/venv/bin:$PATH" \
+            "CARGO_TARGET_${E}_RUSTFLAGS=-Ctarget-feature=+crt-static" \
+            "$XTOOLS/venv/bin/cargo-zigbuild" zigbuild --release --locked --target "$t"
+    elif have_std "$t"; then
+        echo "cross-build: $t: prebuilt std, linked with rust-lld (needs a C compiler for the target: cc-rs)" >&2
         env "CARGO_TARGET_${E}_LINKER=rust-lld" \
             "CARGO_TARGET_${E}_RUSTFLAGS=-Ctarget-feature=+crt-static" \
             "$CARGO" build --release --locked --target "$t"

@@ -38,7 +38,8 @@ for t in $NATIVE_TARGETS; do
     have_std "$t" || rustup target add "$t" >&2
 done
 
-need_zig=0
+# zig is needed for every target anyway: it is the C compiler of ring's C and assembly.
+need_zig=1
 for t in $ARM32_TARGETS; do
     have_std "$t" && continue
     # Cheap on a machine that can download it; expected to fail here (404).
