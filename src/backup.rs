@@ -250,9 +250,7 @@ fn apply_retention(
             }
         }
     }
-    if removed > 0 {
-        let _ = fsutil::fsync_dir(dir);
-    }
+    // No fsync of the folder here: the status written next (atomic_write) syncs it.
     list.len() as u64 - removed
 }
 
@@ -542,10 +540,15 @@ fn stream_archive(
     for w in walk_warnings {
         warn(w);
     }
-    w.bytes(
-        "videos-inventory.txt",
-        inventory::render(&videos, tz).as_bytes(),
+    let inventory = inventory::Render::new(&videos, tz);
+    let len = inventory.total_len();
+    w.stream(
+        b"videos-inventory.txt",
+        inventory,
+        len,
         0o644,
+        now,
+        own_ids(),
     )
     .map_err(io_err)?;
     let info = sysinfo::render(now, tz, &cfg.neopro_dir, &cfg.services);
@@ -553,27 +556,29 @@ fn stream_archive(
         .map_err(io_err)?;
     if cfg.include_videos && !videos.is_empty() {
         w.dir(b"videos").map_err(io_err)?;
-        let mut made_dirs: Vec<Vec<u8>> = Vec::new();
-        for v in &videos {
+        let root = cfg.videos_dir();
+        let mut made_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
+        for v in videos.iter() {
             if cancel.load(Ordering::Relaxed) {
                 return Err("backup cancelled (shutdown)".to_string());
             }
             // Parent folders first, so that every extractor recreates them with our mode.
             let mut inner = b"videos/".to_vec();
-            inner.extend_from_slice(&v.rel);
+            inner.extend_from_slice(v.rel);
             let mut idx = 0;
             while let Some(p) = inner[idx..].iter().position(|&b| b == b'/') {
                 let parent = inner[..idx + p].to_vec();
                 idx += p + 1;
                 if parent != b"videos" && !made_dirs.contains(&parent) {
                     w.dir(&parent).map_err(io_err)?;
-                    made_dirs.push(parent);
+                    made_dirs.insert(parent);
                 }
             }
-            let f = match File::open(&v.abs) {
+            let abs = inventory::abs_path(&root, v.rel);
+            let f = match File::open(&abs) {
                 Ok(f) => f,
                 Err(e) => {
-                    warn(format!("cannot read video {}: {e}", v.abs.display()));
+                    warn(format!("cannot read video {}: {e}", abs.display()));
                     continue;
                 }
             };
@@ -587,11 +592,7 @@ fn stream_archive(
                 fsutil::owner(&meta),
             )
             .map_err(|e| {
-                describe_io(
-                    &format!("copying video {} failed", v.abs.display()),
-                    &e,
-                    dir,
-                )
+                describe_io(&format!("copying video {} failed", abs.display()), &e, dir)
             })?;
         }
     }

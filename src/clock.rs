@@ -49,9 +49,17 @@ impl Tz {
         }
     }
 
+    /// Offset from UTC in seconds at `unix` (no allocation: called per video).
+    pub fn offset_secs(&self, unix: i64) -> i32 {
+        match &self.zone {
+            Some(z) => z.find_local_time_type(unix).map_or(0, |t| t.ut_offset()),
+            None => 0,
+        }
+    }
+
     /// Local (naive) seconds of `unix`: the Unix time shifted by the local offset.
     pub fn to_naive(&self, unix: i64) -> i64 {
-        unix + i64::from(self.offset(unix).0)
+        unix + i64::from(self.offset_secs(unix))
     }
 
     /// Every Unix time whose local time is `naive`, in increasing order: none in a
@@ -171,7 +179,7 @@ fn offset_str(offset: i32) -> String {
 
 /// `2024-12-18T03:00:00+01:00`: local time with its offset.
 pub fn iso_local(unix: i64, tz: &Tz) -> String {
-    let (off, _) = tz.offset(unix);
+    let off = tz.offset_secs(unix);
     let c = civil(unix + i64::from(off));
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}",

@@ -17,13 +17,74 @@ use crate::clock::{self, Tz};
 pub const VIDEO_EXTENSIONS: [&str; 4] = ["mp4", "mkv", "mov", "avi"];
 pub const HEADER: &str = "# size_bytes\tmtime\tpath (relative to videos/)\n";
 
-#[derive(Debug, Clone)]
-pub struct Video {
+/// The videos found by `walk`, sorted by path: relative paths packed in one buffer and
+/// 24 bytes per video, so that 20,000 videos take about 1 MiB (a Pi Zero shares its
+/// 512 MiB with the video player).
+#[derive(Debug, Default)]
+pub struct Videos {
+    names: Vec<u8>,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    off: u32,
+    len: u32,
+    size: u64,
+    mtime: i64,
+}
+
+/// One video of a `Videos` list.
+#[derive(Debug, Clone, Copy)]
+pub struct Video<'a> {
     /// Path relative to the videos folder, raw bytes.
-    pub rel: Vec<u8>,
-    pub abs: PathBuf,
+    pub rel: &'a [u8],
     pub size: u64,
     pub mtime: i64,
+}
+
+impl Videos {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn video(&self, i: &Item) -> Video<'_> {
+        let start = i.off as usize;
+        Video {
+            rel: &self.names[start..start + i.len as usize],
+            size: i.size,
+            mtime: i.mtime,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Video<'_>> {
+        self.items.iter().map(|i| self.video(i))
+    }
+
+    fn push(&mut self, rel: &[u8], size: u64, mtime: i64) -> io::Result<()> {
+        let too_big = || io::Error::other("too many videos to list (over 4 GiB of names)");
+        let off = u32::try_from(self.names.len()).map_err(|_| too_big())?;
+        let len = u32::try_from(rel.len()).map_err(|_| too_big())?;
+        self.names.extend_from_slice(rel);
+        self.items.push(Item {
+            off,
+            len,
+            size,
+            mtime,
+        });
+        Ok(())
+    }
+
+    fn sort(&mut self) {
+        let names = &self.names;
+        let key = |i: &Item| &names[i.off as usize..(i.off + i.len) as usize];
+        self.items.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+    }
+}
+
+/// The absolute path of a video found under `root`.
+pub fn abs_path(root: &Path, rel: &[u8]) -> PathBuf {
+    root.join(std::ffi::OsStr::from_bytes(rel))
 }
 
 pub fn is_video(name: &[u8]) -> bool {
@@ -40,8 +101,8 @@ pub fn is_video(name: &[u8]) -> bool {
 /// Every video under `root`, sorted by relative path. A missing folder is an empty list;
 /// unreadable subfolders are reported in `warnings` and skipped. Symlinked folders are not
 /// followed (no loops); a symlink to a video file counts as that file.
-pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Vec<Video>> {
-    let mut out = Vec::new();
+pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
+    let mut out = Videos::default();
     match std::fs::symlink_metadata(root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
@@ -54,8 +115,11 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Vec<Video>> {
         }
         Ok(_) => {}
     }
-    let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
-    while let Some((dir, prefix)) = stack.pop() {
+    // Folders still to read, as paths relative to `root`.
+    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut rel = Vec::with_capacity(256);
+    while let Some(prefix) = stack.pop() {
+        let dir = abs_path(root, &prefix);
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
@@ -66,21 +130,28 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Vec<Video>> {
         for entry in rd {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
-            let mut rel = prefix.clone();
+            rel.clear();
+            rel.extend_from_slice(&prefix);
             if !rel.is_empty() {
                 rel.push(b'/');
             }
             rel.extend_from_slice(name.as_bytes());
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
-                stack.push((entry.path(), rel));
+                stack.push(rel.clone());
                 continue;
             }
             if !is_video(name.as_bytes()) {
                 continue;
             }
-            // One stat per video (follows a symlink to its file).
-            let meta = match std::fs::metadata(entry.path()) {
+            // One stat per video, relative to the open folder (fstatat); a symlink is
+            // followed to its file with a second one.
+            let meta = if ft.is_symlink() {
+                std::fs::metadata(entry.path())
+            } else {
+                entry.metadata()
+            };
+            let meta = match meta {
                 Ok(m) if m.is_file() => m,
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -94,15 +165,10 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Vec<Video>> {
                     continue;
                 }
             };
-            out.push(Video {
-                rel,
-                abs: entry.path(),
-                size: meta.len(),
-                mtime: meta.mtime(),
-            });
+            out.push(&rel, meta.len(), meta.mtime())?;
         }
     }
-    out.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    out.sort();
     Ok(out)
 }
 
@@ -158,18 +224,77 @@ pub fn unescape_path(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The text of videos-inventory.txt.
-pub fn render(videos: &[Video], tz: &Tz) -> String {
-    let mut s = String::with_capacity(HEADER.len() + videos.len() * 80);
-    s.push_str(HEADER);
-    for v in videos {
-        s.push_str(&v.size.to_string());
-        s.push('\t');
-        s.push_str(&clock::iso_local(v.mtime, tz));
-        s.push('\t');
-        escape_path(&v.rel, &mut s);
-        s.push('\n');
+/// Appends one inventory line to `out`.
+fn line(v: Video<'_>, tz: &Tz, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(out, "{}\t{}\t", v.size, clock::iso_local(v.mtime, tz));
+    escape_path(v.rel, out);
+    out.push('\n');
+}
+
+/// videos-inventory.txt as a stream: its exact length is known before the first byte
+/// (the tar header needs it), and the text is made line by line as the archive reads it,
+/// never whole in memory.
+pub struct Render<'a> {
+    videos: &'a Videos,
+    tz: &'a Tz,
+    next: usize,
+    buf: String,
+    pos: usize,
+}
+
+impl<'a> Render<'a> {
+    pub fn new(videos: &'a Videos, tz: &'a Tz) -> Render<'a> {
+        Render {
+            videos,
+            tz,
+            next: 0,
+            buf: HEADER.to_string(),
+            pos: 0,
+        }
     }
+
+    /// The length of the whole text, in bytes.
+    pub fn total_len(&self) -> u64 {
+        let mut total = HEADER.len() as u64;
+        let mut buf = String::with_capacity(256);
+        for v in self.videos.iter() {
+            buf.clear();
+            line(v, self.tz, &mut buf);
+            total += buf.len() as u64;
+        }
+        total
+    }
+}
+
+impl io::Read for Render<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < out.len() {
+            if self.pos == self.buf.len() {
+                let Some(item) = self.videos.items.get(self.next) else {
+                    break;
+                };
+                self.next += 1;
+                self.buf.clear();
+                self.pos = 0;
+                line(self.videos.video(item), self.tz, &mut self.buf);
+            }
+            let chunk = &self.buf.as_bytes()[self.pos..];
+            let k = chunk.len().min(out.len() - n);
+            out[n..n + k].copy_from_slice(&chunk[..k]);
+            self.pos += k;
+            n += k;
+        }
+        Ok(n)
+    }
+}
+
+/// The whole text of videos-inventory.txt (tests and small lists).
+#[cfg(test)]
+pub fn render(videos: &Videos, tz: &Tz) -> String {
+    let mut s = String::new();
+    let _ = io::Read::read_to_string(&mut Render::new(videos, tz), &mut s);
     s
 }
 
@@ -217,5 +342,39 @@ mod tests {
             assert!(!s.contains('\t') && !s.contains('\n'), "{s}");
             assert_eq!(unescape_path(&s).as_deref(), Some(raw));
         }
+    }
+
+    #[test]
+    fn streamed_text_has_its_announced_length_and_order() {
+        let mut v = Videos::default();
+        for (i, name) in [&b"z/last.mp4"[..], b"a\tb.mkv", b"m\xffid.MOV"]
+            .iter()
+            .enumerate()
+        {
+            let name = name.to_vec();
+            assert!(v.push(&name, i as u64 * 1000, 1_734_487_200).is_ok());
+        }
+        v.sort();
+        let tz = Tz::utc();
+        let text = render(&v, &tz);
+        assert_eq!(Render::new(&v, &tz).total_len(), text.len() as u64);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], HEADER.trim_end());
+        assert_eq!(lines[1], "1000\t2024-12-18T02:00:00+00:00\ta\\tb.mkv");
+        assert!(lines[2].ends_with("m\\xffid.MOV") && lines[3].ends_with("z/last.mp4"));
+        // Read through a tiny buffer: same bytes.
+        let mut small = Vec::new();
+        let mut r = Render::new(&v, &tz);
+        let mut b = [0u8; 7];
+        loop {
+            match io::Read::read(&mut r, &mut b) {
+                Ok(0) => break,
+                Ok(n) => small.extend_from_slice(&b[..n]),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(small, text.as_bytes());
+        let parsed = parse(&text);
+        assert_eq!(parsed[0], (b"a\tb.mkv".to_vec(), 1000));
     }
 }

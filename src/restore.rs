@@ -569,7 +569,7 @@ pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
             match inventory::walk(&job.cfg.videos_dir(), &mut warnings) {
                 Ok(now) => {
                     let now: Vec<(Vec<u8>, u64)> =
-                        now.into_iter().map(|v| (v.rel, v.size)).collect();
+                        now.iter().map(|v| (v.rel.to_vec(), v.size)).collect();
                     (Some(compare_videos(inv, &now)), None)
                 }
                 Err(e) => (
