@@ -10,7 +10,8 @@
 # `run` of a generated tree (a 5 GiB sparse video for 64-bit sizes on 32-bit CPUs, names
 # with spaces and accents), the archive read back by GNU tar + `sha256sum -c`, checked by
 # the x86_64 binary's `verify`, its files byte-compared with the sources and with what
-# the x86_64 binary makes of the same tree; a second run with INCLUDE_VIDEOS=true; then
+# the x86_64 binary makes of the same tree; a second run with INCLUDE_VIDEOS=true; HTTPS
+# (rustls/ring) to a local TLS server through `fleet`, when the binary has it; then
 # `serve` under the same emulation: sd_notify READY=1 and WATCHDOG=1 on a NOTIFY_SOCKET,
 # GET /healthz, GET /api/backups, a backup made by POST /api/backups/create, the file
 # downloaded, and a clean stop on SIGTERM.
@@ -47,9 +48,11 @@ done
 
 W=$(mktemp -d /tmp/neopro-test-cross.XXXXXX)
 SERVE_PID=
+TLS_PID=
 cleanup() {
     [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null
-    rm -rf "$W"
+    [ -n "$TLS_PID" ] && kill "$TLS_PID" 2>/dev/null
+    [ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
 
@@ -92,6 +95,49 @@ mkdir -p "$W/ref-x" && [ -n "$REF_ARCHIVE" ] && tar -xzf "$REF_ARCHIVE" -C "$W/r
 REF_DIR=$(ls -d "$W"/ref-x/backup-* 2>/dev/null | head -n 1)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# HTTPS (rustls with ring: ring's C and assembly are compiled by zig for each CPU): a
+# local TLS server with its own CA, RSA keys (ring's bignum assembly) and TLS 1.3
+# (ECDHE, AES-GCM/ChaCha, HKDF). `fleet` lists the bucket over it on each emulated CPU.
+TLS_PORT=
+if "$REF" --help | grep -q '^ *fleet' && command -v openssl >/dev/null; then
+    mkdir -p "$W/tls"
+    (
+        cd "$W/tls" || exit 1
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=neopro-test-ca \
+            -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+        openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
+        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf
+    ) >"$W/tls/openssl.log" 2>&1
+    TLS_PORT=$(free_port)
+    python3 - "$TLS_PORT" "$W/tls" >"$W/tls/requests.log" 2>"$W/tls/server.log" <<'EOF2' &
+import http.server, ssl, sys, threading
+port, d = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>neopro-test</Name>'
+                b'<Prefix>neopro/</Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>'
+                b'<Delimiter>/</Delimiter><IsTruncated>false</IsTruncated></ListBucketResult>')
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        auth = "signed" if self.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256") else "unsigned"
+        print(self.command, self.path, self.request.version(), self.request.cipher()[0], auth, flush=True)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(d + "/srv.pem", d + "/srv.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+threading.Timer(600, srv.shutdown).start()
+srv.serve_forever()
+EOF2
+    TLS_PID=$!
+fi
 
 for t in "$@"; do
     echo "== $t ($(runner "$t" || true))"
@@ -143,6 +189,15 @@ for t in "$@"; do
         cmp '$W/$t/vtree/neopro/videos/Matchs 2024/été/but final.MP4' '$W/$t/vx/$(basename "$va" .tar.gz)/videos/Matchs 2024/été/but final.MP4' &&
         '$REF' --config /dev/null verify '$va'"
 
+    # --- HTTPS on this CPU (rustls + ring)
+    if [ -n "$TLS_PORT" ]; then
+        before=$(wc -l <"$W/tls/requests.log")
+        check "HTTPS on this CPU: fleet lists a bucket over TLS (rustls/ring), signed request" bash -c "
+            env S3_ENDPOINT=https://127.0.0.1:$TLS_PORT S3_BUCKET=neopro-test S3_ACCESS_KEY=AKIATEST S3_SECRET_KEY=secret-key-for-tests \
+                SSL_CERT_FILE='$W/tls/ca.pem' BACKUP_DIR='$W/$t/out' $EMU '$bin' --config /dev/null fleet | tee >(cat >&2) | grep -q '0 site' &&
+            tail -n +$((before + 1)) '$W/tls/requests.log' | tee >(cat >&2) | grep -q '^GET .* TLSv1.3 .* signed\$'"
+    fi
+
     # --- the daemon, answering real HTTP requests on the emulated CPU
     if ! B --help | grep -q '^ *serve'; then
         ko "serve: this binary has no 'serve' command in --help"
@@ -178,8 +233,8 @@ EOF
         sleep 0.2
     done
     check "GET /healthz answers 200 ok" bash -c "[ $up = 1 ] && [ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/healthz)\" = 200 ]"
-    check "GET /api/backups answers JSON" bash -c "curl -sf -D - http://127.0.0.1:$port/api/backups | tee /dev/stderr | grep -qi '^content-type: application/json'"
-    check "POST /api/backups/create makes a backup" bash -c "curl -sf -X POST http://127.0.0.1:$port/api/backups/create | tee /dev/stderr | grep -q '\"success\":true'"
+    check "GET /api/backups answers JSON" bash -c "curl -sf -D - http://127.0.0.1:$port/api/backups | tee >(cat >&2) | grep -qi '^content-type: application/json'"
+    check "POST /api/backups/create makes a backup" bash -c "curl -sf -X POST http://127.0.0.1:$port/api/backups/create | tee >(cat >&2) | grep -q '\"success\":true'"
     sa=$(only_archive "$sout")
     check "GET /api/backups/download/… returns that archive, byte-exact" bash -c "
         [ -n '$sa' ] && curl -sf -o '$W/$t/dl.tar.gz' http://127.0.0.1:$port/api/backups/download/$(basename "$sa") &&
