@@ -1,7 +1,7 @@
 # neopro-backup — the commands the README gives.
 #   make demo    a demo backup and the daemon on a throwaway tree under target/demo
 #   make test    every test (unit, black-box, API, browser, systemd, install script)
-#   make bench   the benchmark against the old script / server, prints a table
+#   make bench   the benchmarks against the old script and server (static build), tables
 #   make cross   static musl binaries for the Pis (see mk/cross.mk)
 
 CARGO ?= cargo
@@ -29,8 +29,11 @@ test-rust:
 
 test: lint test-rust $(TEST_TARGETS)
 
-bench: build
-	bash bench/run.sh
+# The benchmarks measure the binary that ships: the static musl build (x86_64 here).
+BENCH_BIN := target/x86_64-unknown-linux-musl/release/neopro-backup
+bench: build cross-deps
+	bash scripts/cross-build.sh x86_64-unknown-linux-musl
+	BIN=$(CURDIR)/$(BENCH_BIN) bash bench/run.sh
 
 clean:
 	$(CARGO) clean

@@ -1,6 +1,6 @@
 //! system-info.txt: time, hostname, uptime, disk use of NEOPRO_DIR and service states,
 //! read from /proc and statvfs; the only process started is one `systemctl is-active`
-//! for all services together, when systemctl exists.
+//! for all services together, when systemd runs (sd_booted) and systemctl exists.
 
 use std::io::Read;
 use std::path::Path;
@@ -56,6 +56,11 @@ pub fn service_states(services: &[String]) -> Vec<(String, String)> {
     };
     if services.is_empty() {
         return Vec::new();
+    }
+    // sd_booted(): without /run/systemd/system, systemd is not PID 1 (a container, a
+    // chroot) and systemctl can only fail — after costing a 6 MiB process.
+    if !Path::new("/run/systemd/system").is_dir() {
+        return unknown();
     }
     let Some(systemctl) = find_in_path("systemctl") else {
         return unknown();
