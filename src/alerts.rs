@@ -8,14 +8,12 @@
 //! the command is killed after a minute). Logs show only the scheme and host of a URL:
 //! the path of a webhook or ping URL is usually its secret.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nanoserde::SerJson;
 
-use crate::config::{Config, SECRET_KEYS};
+use crate::config::Config;
 use crate::httpc::{self, Body, Timeouts, Url};
 use crate::status::{Log, Status};
 use crate::sysinfo;
@@ -142,86 +140,21 @@ pub fn finish(cfg: &Config, status: &Status, log: &Log, start: Option<StartPing>
 /// Runs `sh -c CMD` with `input` on stdin, without the secrets in its environment;
 /// returns its exit code and a short excerpt of its output for the log.
 fn run_command(cmd: &str, input: &[u8]) -> Result<(Option<i32>, String), String> {
-    let mut c = Command::new("/bin/sh");
-    c.arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for k in SECRET_KEYS {
-        c.env_remove(k);
-    }
-    let mut child = c
-        .spawn()
+    let r = crate::command::run_shell(cmd, Some(input), CMD_TIMEOUT, CMD_OUTPUT_MAX)
         .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
-    // The status is small, but write from a thread anyway: a command that never reads
-    // its input must not block us.
-    let mut stdin = child.stdin.take();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        if let Some(s) = stdin.as_mut() {
-            let _ = s.write_all(&input);
-        }
-    });
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut r| {
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let room = CMD_OUTPUT_MAX.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-            kept
-        })
-    })
-    .collect();
-    let started = Instant::now();
-    let code = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st.code(),
-            Ok(None) if started.elapsed() > CMD_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "killed after {} s without finishing",
-                    CMD_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    let _ = writer.join();
-    let mut out = Vec::new();
-    for r in readers {
-        out.extend(r.join().unwrap_or_default());
+    if r.timed_out {
+        return Err(format!(
+            "killed after {} s without finishing",
+            CMD_TIMEOUT.as_secs()
+        ));
     }
-    let text = String::from_utf8_lossy(&out);
-    let text = text.trim();
+    let text = r.output.trim();
     Ok((
-        code,
+        r.status.and_then(|s| s.code()),
         if text.is_empty() {
             String::new()
         } else {
-            format!(
-                ": {}",
-                text.chars().take(CMD_OUTPUT_MAX).collect::<String>()
-            )
+            format!(": {text}")
         },
     ))
 }

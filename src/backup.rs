@@ -169,13 +169,7 @@ fn failed_status(
     started: Instant,
 ) -> Status {
     let ts = clock::iso_local(clock::now_unix(), tz);
-    let last_success = previous.and_then(|p| {
-        if p.success {
-            Some(p.timestamp)
-        } else {
-            p.last_success
-        }
-    });
+    let last_success = previous.and_then(|p| p.last_success_stamp().map(str::to_string));
     Status {
         date: ts.get(..10).unwrap_or_default().to_string(),
         timestamp: ts,

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::fsutil::{self, LockWait};
 use crate::httpd;
 use crate::schedule::{self, Scheduler, Tick};
-use crate::status::{self, Log};
+use crate::status::{self, Log, Status};
 
 pub const SCHEDULE_FILE: &str = "auto-backup.json";
 pub const BACKUP_STACK: usize = 8 * 1024 * 1024;
@@ -159,14 +159,7 @@ fn plan_schedule(shared: &Shared) -> (Scheduler, bool) {
     let tz = &shared.tz;
     let now = clock::now_unix();
     let last = status::read(&shared.cfg.backup_dir).ok().flatten();
-    let last_success = last
-        .as_ref()
-        .and_then(|s| {
-            s.last_success
-                .as_deref()
-                .or(s.success.then_some(s.timestamp.as_str()))
-        })
-        .and_then(clock::parse_iso);
+    let last_success = last.as_ref().and_then(Status::last_success_unix);
     let failed = last.as_ref().is_some_and(|s| !s.success);
     let catch_up = schedule::catch_up_due(now, last_success, failed);
     let sched = Scheduler::new(now, shared.cfg.backup_time, tz, catch_up, catch_up_delay());

@@ -54,11 +54,7 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
             stale: true,
         };
     };
-    let last_success = if st.success {
-        Some(st.timestamp.clone())
-    } else {
-        st.last_success.clone()
-    };
+    let last_success = st.last_success_stamp().map(str::to_string);
     let t = last_success.as_deref().and_then(clock::parse_iso);
     let age = t.map(|t| now - t);
     Site {

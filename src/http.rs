@@ -19,7 +19,7 @@ use crate::daemon::Shared;
 use crate::fsutil;
 use crate::httpd::{Body, Request, Response};
 use crate::listing;
-use crate::status;
+use crate::status::{self, Status};
 
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -545,15 +545,7 @@ fn metrics(shared: &Shared) -> Response {
     let dir = &shared.cfg.backup_dir;
     let st = status::read(dir).ok().flatten();
     let archives = archive::list(dir).unwrap_or_default();
-    let last_success = st
-        .as_ref()
-        .and_then(|s| {
-            s.last_success
-                .as_deref()
-                .or(s.success.then_some(s.timestamp.as_str()))
-        })
-        .and_then(clock::parse_iso)
-        .unwrap_or(0);
+    let last_success = st.as_ref().and_then(Status::last_success_unix).unwrap_or(0);
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         out.push_str(&format!(

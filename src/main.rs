@@ -5,6 +5,7 @@ mod alerts;
 mod archive;
 mod backup;
 mod clock;
+mod command;
 mod config;
 mod daemon;
 mod fleet;

@@ -32,11 +32,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nanoserde::{DeJson, SerJson};
 
@@ -755,77 +753,19 @@ fn run_restart(cmd: &str, log: &Log) -> Restart {
             output,
         }
     };
-    let (mut reader, writer) = match io::pipe() {
-        Ok(p) => p,
-        Err(e) => return done(false, format!("cannot create a pipe: {e}")),
-    };
-    let writer2 = match writer.try_clone() {
-        Ok(w) => w,
-        Err(e) => return done(false, format!("cannot create a pipe: {e}")),
-    };
-    let mut c = Command::new("/bin/sh");
-    c.arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer2)
-        .process_group(0);
-    let spawned = c.spawn();
-    // The command keeps our copies of the pipe's write end: close them, or we never
-    // see the end of the output.
-    drop(c);
-    let mut child = match spawned {
-        Ok(ch) => ch,
+    let r = match crate::command::run_shell(cmd, None, RESTART_TIMEOUT, RESTART_OUTPUT_MAX) {
+        Ok(r) => r,
         Err(e) => {
             log.error(&format!("RESTART_CMD could not start: {e}"));
             return done(false, format!("cannot start /bin/sh: {e}"));
         }
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let _ = std::thread::Builder::new()
-        .name("restart-output".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let mut kept = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let room = RESTART_OUTPUT_MAX.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-            let _ = tx.send(kept);
-        });
-    let deadline = Instant::now() + RESTART_TIMEOUT;
-    let (status, timed_out) = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break (Some(st), false),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Ok(None) => {
-                let pid = child.id() as libc::pid_t;
-                // SAFETY: signalling the process group we created for this command.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-                break (child.wait().ok(), true);
-            }
-            Err(_) => break (None, false),
-        }
-    };
-    // A command that left a background process holding the pipe: do not wait for it.
-    let kept = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
-    let mut output = String::from_utf8_lossy(&kept).trim_end().to_string();
-    let ok = !timed_out && status.is_some_and(|s| s.success());
-    let verdict = if timed_out {
-        format!("killed after {} s", RESTART_TIMEOUT.as_secs())
-    } else {
-        match status {
-            Some(s) => s.to_string(),
-            None => "lost".to_string(),
-        }
-    };
+    let ok = r.ok();
+    let mut output = r.output.clone();
     if ok {
         log.info("RESTART_CMD succeeded");
     } else {
+        let verdict = r.verdict(RESTART_TIMEOUT);
         log.error(&format!("RESTART_CMD failed ({verdict})"));
         if !output.is_empty() {
             output.push('\n');

@@ -66,6 +66,21 @@ impl From<&Offsite> for Offsite {
 }
 
 impl Status {
+    /// The timestamp of the last successful run: this one when it succeeded, else the
+    /// one it carried over.
+    pub fn last_success_stamp(&self) -> Option<&str> {
+        if self.success {
+            Some(self.timestamp.as_str())
+        } else {
+            self.last_success.as_deref()
+        }
+    }
+
+    /// `last_success_stamp` as Unix seconds.
+    pub fn last_success_unix(&self) -> Option<i64> {
+        self.last_success_stamp().and_then(clock::parse_iso)
+    }
+
     pub fn to_json(&self) -> String {
         SerJson::serialize_json(self)
     }
