@@ -134,7 +134,12 @@ mod tests {
         let r = r.unwrap_or_else(|e| panic!("{e}"));
         assert!(r.timed_out && !r.ok());
         assert_eq!(r.verdict(Duration::from_secs(1)), "killed after 1 s");
-        let r = run_shell("yes abcdefghijkl | head -c 100000", None, Duration::from_secs(10), 10);
+        let r = run_shell(
+            "yes abcdefghijkl | head -c 100000",
+            None,
+            Duration::from_secs(10),
+            10,
+        );
         assert_eq!(r.map(|r| r.output.len()).unwrap_or(0), 10);
     }
 }
