@@ -544,7 +544,9 @@ fn auto_toggle(shared: &Shared, req: &Request) -> Response {
 fn metrics(shared: &Shared) -> Response {
     let dir = &shared.cfg.backup_dir;
     let st = status::read(dir).ok().flatten();
-    let archives = archive::list(dir).unwrap_or_default();
+    // The same cached listing as GET /api/backups: no stat of every archive per scrape.
+    let (count, bytes) =
+        cached_backups(dir, &shared.tz).map_or((0, 0), |l| (l.total, l.total_size));
     let last_success = st.as_ref().and_then(Status::last_success_unix).unwrap_or(0);
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
@@ -586,13 +588,13 @@ fn metrics(shared: &Shared) -> Response {
         "neopro_backup_archives",
         "gauge",
         "Archives in BACKUP_DIR.",
-        archives.len().to_string(),
+        count.to_string(),
     );
     metric(
         "neopro_backup_archives_bytes",
         "gauge",
         "Total size of the archives in BACKUP_DIR.",
-        archives.iter().map(|a| a.size).sum::<u64>().to_string(),
+        bytes.to_string(),
     );
     metric(
         "neopro_backup_failures_total",
