@@ -434,20 +434,27 @@ fn hostile_archives_are_refused_with_nothing_written_anywhere() {
     }
 }
 
-#[test]
-fn a_read_only_folder_is_a_per_file_error_and_the_others_are_restored() {
-    let t = Tree::new("restore-read-only");
-    // SITE_CONF on a tmpfs that becomes read-only (what a non-root user or a locked
-    // /etc looks like). Declared after the tree: unmounted before the tree is removed.
+/// SITE_CONF on a tmpfs, backed up, then both it and configuration.json changed and the
+/// tmpfs made read-only (what a non-root user or a locked /etc looks like). Returns the
+/// mount guard (keep it alive), SITE_CONF and the archive's name.
+fn read_only_site_conf(t: &Tree) -> (common::Tmpfs, PathBuf, String) {
     let ro = t.root.join("ro");
     let mount = common::Tmpfs::mount(&ro, 1 << 20, "");
     let site = ro.join("site.conf");
     write_file(&site, common::SITE_CONF);
-    let env = [("SITE_CONF", site.to_str().unwrap_or_default())];
-    let archive = t.backup(&env);
+    let archive = t.backup(&[("SITE_CONF", site.to_str().unwrap_or_default())]);
     write_file(&t.configuration_json(), b"changed json\n");
     write_file(&site, b"changed site\n");
     mount.remount_ro();
+    (mount, site, archive)
+}
+
+#[test]
+fn a_read_only_folder_is_a_per_file_error_and_the_others_are_restored() {
+    let t = Tree::new("restore-read-only");
+    // The mount is declared after the tree: unmounted before the tree is removed.
+    let (mount, site, archive) = read_only_site_conf(&t);
+    let env = [("SITE_CONF", site.to_str().unwrap_or_default())];
 
     let dry = t.run_env(&env, &["restore", "--dry-run", &archive]);
     dry.expect_code(0, "dry run");
@@ -728,15 +735,8 @@ fn api_restore_end_to_end() {
 #[test]
 fn api_reports_a_per_file_failure_as_500_with_what_was_restored() {
     let t = Tree::new("restore-api-partial");
-    let ro = t.root.join("ro");
-    let mount = common::Tmpfs::mount(&ro, 1 << 20, "");
-    let site = ro.join("site.conf");
-    write_file(&site, common::SITE_CONF);
+    let (mount, site, archive) = read_only_site_conf(&t);
     let env = [("SITE_CONF", site.to_str().unwrap_or_default())];
-    let archive = t.backup(&env);
-    write_file(&t.configuration_json(), b"changed json\n");
-    write_file(&site, b"changed site\n");
-    mount.remount_ro();
     let d = Daemon::start(&t, &env);
     let (s, j) = d.restore(&archive, Some(r#"{"dryRun":false}"#));
     assert_eq!(s, 500, "{j:?}");
