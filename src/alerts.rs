@@ -14,9 +14,8 @@ use std::time::Duration;
 use nanoserde::SerJson;
 
 use crate::config::Config;
-use crate::httpc::{self, Body, Timeouts, Url};
+use crate::http::client::{self, Body, Timeouts, Url};
 use crate::status::{Log, Status};
-use crate::sysinfo;
 
 /// How long ON_FAILURE_CMD may run.
 const CMD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,7 +35,7 @@ struct Webhook {
 
 fn post(url: &Url, content_type: &str, body: &[u8]) -> Result<(), String> {
     let headers = [("Content-Type".to_string(), content_type.to_string())];
-    let r = httpc::request(
+    let r = client::request(
         "POST",
         url,
         &headers,
@@ -106,7 +105,7 @@ pub fn finish(cfg: &Config, status: &Status, log: &Log, start: Option<StartPing>
         return;
     }
     if let Some(url) = &a.webhook {
-        let host = sysinfo::hostname();
+        let host = crate::host::hostname();
         let hook = Webhook {
             event: "backup_failed".into(),
             text: format!(
@@ -140,7 +139,7 @@ pub fn finish(cfg: &Config, status: &Status, log: &Log, start: Option<StartPing>
 /// Runs `sh -c CMD` with `input` on stdin, without the secrets in its environment;
 /// returns its exit code and a short excerpt of its output for the log.
 fn run_command(cmd: &str, input: &[u8]) -> Result<(Option<i32>, String), String> {
-    let r = crate::command::run_shell(cmd, Some(input), CMD_TIMEOUT, CMD_OUTPUT_MAX)
+    let r = crate::shell::run_shell(cmd, Some(input), CMD_TIMEOUT, CMD_OUTPUT_MAX)
         .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
     if r.timed_out {
         return Err(format!(

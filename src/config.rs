@@ -88,7 +88,7 @@ impl fmt::Debug for Secret {
 /// The S3 keys of CONTRACT §6.
 #[derive(Debug, Clone)]
 pub struct Offsite {
-    pub endpoint: crate::httpc::Url,
+    pub endpoint: crate::http::client::Url,
     pub bucket: String,
     pub region: String,
     /// Key prefix, without leading or trailing `/` (may be empty).
@@ -103,8 +103,8 @@ pub struct Offsite {
 /// ALERT_WEBHOOK, PING_URL, ON_FAILURE_CMD.
 #[derive(Debug, Clone, Default)]
 pub struct Alerts {
-    pub webhook: Option<crate::httpc::Url>,
-    pub ping: Option<crate::httpc::Url>,
+    pub webhook: Option<crate::http::client::Url>,
+    pub ping: Option<crate::http::client::Url>,
     pub on_failure_cmd: Option<String>,
 }
 
@@ -288,11 +288,11 @@ fn url_key(
     src: &Sources,
     key: &str,
     path_allowed: bool,
-) -> Result<Option<crate::httpc::Url>, ConfigError> {
+) -> Result<Option<crate::http::client::Url>, ConfigError> {
     let Some(v) = src.get(key).filter(|v| !v.trim().is_empty()) else {
         return Ok(None);
     };
-    let url = crate::httpc::Url::parse(v.trim())
+    let url = crate::http::client::Url::parse(v.trim())
         .map_err(|expected| bad(key, &shown_url(v), &expected))?;
     if !path_allowed && url.path.contains('?') {
         return Err(bad(key, &shown_url(v), "a URL without ?query"));
@@ -350,7 +350,7 @@ fn site_id_key(src: &Sources) -> Result<String, ConfigError> {
         )),
         None => {
             // The hostname, made fit for an object key.
-            let h: String = crate::sysinfo::hostname()
+            let h: String = crate::host::hostname()
                 .chars()
                 .map(|c| {
                     if c.is_ascii_alphanumeric() || "._-".contains(c) {

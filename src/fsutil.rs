@@ -132,27 +132,6 @@ impl Lock {
     }
 }
 
-/// Removes our temporary files left in `dir` by a crashed run. Call with the lock held.
-pub fn remove_leftovers(dir: &Path) -> io::Result<Vec<String>> {
-    let mut removed = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with(TMP_PREFIX) {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => removed.push(name.to_string()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    if !removed.is_empty() {
-        fsync_dir(dir)?;
-    }
-    Ok(removed)
-}
-
 /// The owner uid of a file, for keeping ownership on restore.
 pub fn owner(meta: &std::fs::Metadata) -> (u32, u32) {
     (meta.uid(), meta.gid())

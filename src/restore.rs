@@ -22,9 +22,6 @@
 //! with INCLUDE_VIDEOS), but copying them back is left to the operator; the dry run says
 //! which ones are no longer on the Pi.
 
-// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
-#![allow(clippy::question_mark)]
-
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
 use std::fs::{File, OpenOptions, Permissions};
@@ -36,22 +33,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nanoserde::{DeJson, SerJson};
-
-use crate::archive::{self, EntrySeen, MANIFEST};
+use crate::backup::archive::{self, EntrySeen, MANIFEST};
+use crate::backup::inventory;
 use crate::backup::{self, Sources};
 use crate::clock::Tz;
 use crate::config::Config;
-use crate::daemon::Shared;
 use crate::fsutil::{self, LockWait};
-use crate::http::{error, json};
-use crate::httpd::Response;
-use crate::inventory;
 use crate::status::Log;
+use crate::store;
 
 /// The files this command restores, by their name in the archive, in restore order.
 pub const FILES: [&str; 3] = ["configuration.json", "sync-agent.env", "site.conf"];
-const INVENTORY: &str = "videos-inventory.txt";
+pub const INVENTORY: &str = "videos-inventory.txt";
 const SYSINFO: &str = "system-info.txt";
 /// How long RESTART_CMD may run before it is killed.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
@@ -161,7 +154,7 @@ fn load(reader: impl Read, expected_top: Option<&str>) -> Result<Loaded, String>
 // 2. Comparing with the Pi.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum FileState {
     Unchanged,
     Changed,
     MissingOnPi,
@@ -170,14 +163,14 @@ pub enum State {
     Unreadable,
 }
 
-impl State {
+impl FileState {
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Unchanged => "unchanged",
-            State::Changed => "changed",
-            State::MissingOnPi => "missing-on-pi",
-            State::MissingInArchive => "missing-in-archive",
-            State::Unreadable => "unreadable",
+            FileState::Unchanged => "unchanged",
+            FileState::Changed => "changed",
+            FileState::MissingOnPi => "missing-on-pi",
+            FileState::MissingInArchive => "missing-in-archive",
+            FileState::Unreadable => "unreadable",
         }
     }
 }
@@ -186,7 +179,7 @@ impl State {
 pub struct Item {
     pub name: &'static str,
     pub target: PathBuf,
-    pub state: State,
+    pub state: FileState,
     pub archive_size: Option<u64>,
     pub current_size: Option<u64>,
     /// Why a restore of this file would fail (checked before anything is written).
@@ -199,8 +192,8 @@ pub struct Item {
 
 impl Item {
     /// A real restore would write this file.
-    fn to_write(&self) -> bool {
-        matches!(self.state, State::Changed | State::MissingOnPi) && self.problem.is_none()
+    pub fn to_write(&self) -> bool {
+        matches!(self.state, FileState::Changed | FileState::MissingOnPi) && self.problem.is_none()
     }
 }
 
@@ -255,7 +248,7 @@ fn inspect(name: &'static str, target: PathBuf, archived: Option<&Archived>) -> 
     let mut item = Item {
         name,
         target,
-        state: State::MissingInArchive,
+        state: FileState::MissingInArchive,
         archive_size: archived.map(|a| a.size),
         current_size: None,
         problem: None,
@@ -275,25 +268,28 @@ fn inspect(name: &'static str, target: PathBuf, archived: Option<&Archived>) -> 
         return item;
     };
     (item.state, item.problem) = match &meta {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (State::MissingOnPi, None),
-        Err(e) => (State::Unreadable, Some(format!("cannot inspect {t}: {e}"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (FileState::MissingOnPi, None),
+        Err(e) => (
+            FileState::Unreadable,
+            Some(format!("cannot inspect {t}: {e}")),
+        ),
         Ok(m) if m.file_type().is_symlink() => (
-            State::Unreadable,
+            FileState::Unreadable,
             Some(format!(
                 "{t} is a symbolic link: it is not replaced (restore this file by hand)"
             )),
         ),
         Ok(m) if !m.is_file() => (
-            State::Unreadable,
+            FileState::Unreadable,
             Some(format!("{t} is not a regular file: it is not replaced")),
         ),
         Ok(_) => match same_content(&item.target, &archived.content) {
-            Ok(true) => (State::Unchanged, None),
-            Ok(false) => (State::Changed, None),
-            Err(e) => (State::Unreadable, Some(format!("cannot read {t}: {e}"))),
+            Ok(true) => (FileState::Unchanged, None),
+            Ok(false) => (FileState::Changed, None),
+            Err(e) => (FileState::Unreadable, Some(format!("cannot read {t}: {e}"))),
         },
     };
-    if !matches!(item.state, State::Changed | State::MissingOnPi) {
+    if !matches!(item.state, FileState::Changed | FileState::MissingOnPi) {
         return item;
     }
     let dir = item.target.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -453,7 +449,7 @@ pub enum FileResult {
 }
 
 impl FileResult {
-    fn as_str(&self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             FileResult::Restored => "restored",
             FileResult::Unchanged => "unchanged",
@@ -478,7 +474,7 @@ pub struct Done {
 }
 
 impl Done {
-    fn names(&self, pick: impl Fn(&FileResult) -> bool) -> Vec<String> {
+    pub fn names(&self, pick: impl Fn(&FileResult) -> bool) -> Vec<String> {
         self.files
             .iter()
             .filter(|(_, _, r)| pick(r))
@@ -598,10 +594,10 @@ pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
 }
 
 /// The real restore. `wait` says what to do when a backup holds the lock.
-pub fn restore(job: &Job, reader: impl Read, wait: LockWait) -> Result<Done, Abort> {
+pub fn run(job: &Job, reader: impl Read, wait: LockWait) -> Result<Done, Abort> {
     let cfg = job.cfg;
     let dir = &cfg.backup_dir;
-    backup::ensure_dir(dir)
+    store::ensure_dir(dir)
         .map_err(|e| Abort::Failed(format!("cannot create BACKUP_DIR {}: {e}", dir.display())))?;
     let log = Log::new(dir, job.tz);
     log.info(&format!(
@@ -633,20 +629,22 @@ pub fn restore(job: &Job, reader: impl Read, wait: LockWait) -> Result<Done, Abo
             job.files.join(", ")
         ))));
     }
-    let _lock = match backup::lock(dir, wait, &log) {
+    let _lock = match store::lock(dir, wait, || {
+        log.info("another backup is running: waiting for it to finish")
+    }) {
         Ok(Some(l)) => l,
         Ok(None) => return Err(fail(Abort::Busy)),
         Err(e) => {
             return Err(fail(Abort::Failed(format!(
                 "cannot lock {}: {e}",
-                dir.join(backup::LOCK_FILE).display()
+                dir.join(store::LOCK_FILE).display()
             ))));
         }
     };
     // Compared under the lock, right before writing.
     let items = inspect_all(job, &loaded);
     let safety_backup = if items.iter().any(Item::to_write) {
-        if let Ok(removed) = fsutil::remove_leftovers(dir) {
+        if let Ok(removed) = store::remove_leftovers(dir) {
             for r in removed {
                 log.warn(&format!("removed {r}, left by an interrupted run"));
             }
@@ -683,8 +681,8 @@ pub fn restore(job: &Job, reader: impl Read, wait: LockWait) -> Result<Done, Abo
     for item in items {
         let result = match (item.state, &item.problem) {
             (_, Some(p)) => FileResult::Failed(p.clone()),
-            (State::Unchanged, None) => FileResult::Unchanged,
-            (State::MissingInArchive, None) => FileResult::Skipped,
+            (FileState::Unchanged, None) => FileResult::Unchanged,
+            (FileState::MissingInArchive, None) => FileResult::Skipped,
             (_, None) => {
                 let content = loaded
                     .files
@@ -753,7 +751,7 @@ fn run_restart(cmd: &str, log: &Log) -> Restart {
             output,
         }
     };
-    let r = match crate::command::run_shell(cmd, None, RESTART_TIMEOUT, RESTART_OUTPUT_MAX) {
+    let r = match crate::shell::run_shell(cmd, None, RESTART_TIMEOUT, RESTART_OUTPUT_MAX) {
         Ok(r) => r,
         Err(e) => {
             log.error(&format!("RESTART_CMD could not start: {e}"));
@@ -778,587 +776,8 @@ fn run_restart(cmd: &str, log: &Log) -> Restart {
 // ---------------------------------------------------------------------------------
 // The CLI.
 
-fn size(n: u64) -> String {
-    let h = archive::human_size(n, 1);
-    if n < 1024 { h } else { format!("{h}, {n} B") }
-}
-
-fn print_dry(name: &str, r: &DryReport) {
-    println!("Dry run of the restore of {name}: nothing is changed.");
-    println!("The archive is intact (gzip, tar and {MANIFEST} checked).");
-    for i in &r.items {
-        let what = match i.state {
-            State::Unchanged => "unchanged".to_string(),
-            State::Changed => format!(
-                "CHANGED: archive {}, on the Pi {}",
-                size(i.archive_size.unwrap_or(0)),
-                size(i.current_size.unwrap_or(0))
-            ),
-            State::MissingOnPi => format!(
-                "MISSING ON THE PI: would be created ({})",
-                size(i.archive_size.unwrap_or(0))
-            ),
-            State::MissingInArchive => "not in the archive: would be left as it is".to_string(),
-            State::Unreadable => "cannot be compared".to_string(),
-        };
-        println!("  {:<20} {what}  [{}]", i.name, i.target.display());
-        if let Some(p) = &i.problem {
-            println!("  {:<20} PROBLEM: {p}", "");
-        }
-    }
-    match (&r.videos, &r.videos_error) {
-        (_, Some(e)) => println!("Videos: {e}"),
-        (None, None) => println!("Videos: the archive has no {INVENTORY}"),
-        (Some(v), None) => {
-            println!(
-                "Videos of the archive's inventory: {} listed, {} no longer on the Pi, {} changed size",
-                v.listed,
-                v.missing.len(),
-                v.resized.len()
-            );
-            let show = |p: &[u8]| {
-                let mut s = String::new();
-                inventory::escape_path(p, &mut s);
-                s
-            };
-            for (p, s) in &v.missing {
-                println!("  missing  {} ({})", show(p), size(*s));
-            }
-            for (p, a, n) in &v.resized {
-                println!(
-                    "  resized  {} (archive {}, now {})",
-                    show(p),
-                    size(*a),
-                    size(*n)
-                );
-            }
-        }
-    }
-    if r.archived_videos > 0 {
-        println!(
-            "The archive holds {} video file(s): this command never restores videos (extract them with tar).",
-            r.archived_videos
-        );
-    } else {
-        println!("Videos are never restored by this command.");
-    }
-    let would: Vec<&str> = r
-        .items
-        .iter()
-        .filter(|i| i.to_write())
-        .map(|i| i.name)
-        .collect();
-    if would.is_empty() {
-        println!("A real restore would change nothing.");
-    } else {
-        println!(
-            "A real restore would first make a safety backup, then write: {}",
-            would.join(", ")
-        );
-    }
-}
-
-fn print_done(name: &str, d: &Done) {
-    if let Some(s) = &d.safety_backup {
-        println!("Safety backup of the state before the restore: {s}");
-        println!("  (to undo this restore: neopro-backup restore {s})");
-    }
-    for (n, target, r) in &d.files {
-        match r {
-            FileResult::Restored => println!("  restored   {n:<20} -> {}", target.display()),
-            FileResult::Unchanged => {
-                println!(
-                    "  unchanged  {n:<20} ({} already matches)",
-                    target.display()
-                );
-            }
-            FileResult::Skipped => println!(
-                "  skipped    {n:<20} (not in the archive; {} left as it is)",
-                target.display()
-            ),
-            FileResult::Failed(e) => println!("  FAILED     {n:<20} {e}"),
-        }
-    }
-    let restored = d.restored();
-    let failed = d.failed();
-    if !failed.is_empty() {
-        println!(
-            "Restore of {name} INCOMPLETE: {} restored, {} failed ({}).",
-            restored.len(),
-            failed.len(),
-            failed.join(", ")
-        );
-    } else if restored.is_empty() {
-        println!("Nothing to restore: the files already match {name}.");
-    } else {
-        println!("Restore of {name} done: {}.", restored.join(", "));
-    }
-    if restored.is_empty() {
-        return;
-    }
-    match &d.restart {
-        Some(r) if r.ok => println!("neopro-app was restarted (RESTART_CMD: {}).", r.command),
-        Some(r) => {
-            eprintln!(
-                "neopro-backup: warning: RESTART_CMD ({}) failed: {}",
-                r.command, r.output
-            );
-            println!(
-                "neopro-app needs a restart: RESTART_CMD failed, restart it by hand (sudo systemctl restart neopro-app)."
-            );
-        }
-        None if failed.is_empty() => println!(
-            "neopro-app needs a restart to use the restored configuration: sudo systemctl restart neopro-app (or set RESTART_CMD)."
-        ),
-        None => println!(
-            "neopro-app needs a restart to use the restored files (RESTART_CMD is not run after an incomplete restore)."
-        ),
-    }
-}
-
-/// `neopro-backup restore ARCHIVE [--dry-run] [--only FILE,...]`. Exit code: 0 every
-/// selected file restored (or already identical), 1 archive refused or a file failed,
-/// 2 usage.
-pub fn cli(cfg: &Config, archive_path: &Path, dry_run: bool, only: Option<Vec<String>>) -> u8 {
-    let files = match select(only.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("neopro-backup: {e}");
-            return 2;
-        }
-    };
-    let file = match File::open(archive_path).and_then(|f| {
-        if f.metadata()?.is_file() {
-            Ok(f)
-        } else {
-            Err(io::Error::other("not a regular file"))
-        }
-    }) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("neopro-backup: cannot open {}: {e}", archive_path.display());
-            return 1;
-        }
-    };
-    let name = archive_path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tz = Tz::local();
-    let never = AtomicBool::new(false);
-    let job = Job {
-        cfg,
-        tz: &tz,
-        expected_top: archive::is_archive_name(&name).then(|| archive::stem_of(&name).to_string()),
-        name,
-        files,
-        cancel: &never,
-    };
-    if dry_run {
-        return match self::dry_run(&job, file) {
-            Ok(r) => {
-                print_dry(&job.name, &r);
-                0
-            }
-            Err(e) => {
-                eprintln!("neopro-backup: refusing {}: {e}", archive_path.display());
-                1
-            }
-        };
-    }
-    match restore(&job, file, LockWait::Block) {
-        Ok(d) => {
-            print_done(&job.name, &d);
-            u8::from(!d.ok())
-        }
-        Err(Abort::Refused(e)) => {
-            eprintln!(
-                "neopro-backup: refusing {}: {e}; nothing was written",
-                archive_path.display()
-            );
-            1
-        }
-        Err(Abort::Busy) => {
-            eprintln!("neopro-backup: a backup is running; try again in a moment");
-            1
-        }
-        Err(Abort::Failed(e)) => {
-            eprintln!("neopro-backup: restore failed: {e}; nothing was written");
-            1
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // The API.
-
-#[derive(DeJson)]
-struct RestoreRequest {
-    #[nserde(rename = "dryRun")]
-    dry_run: Option<bool>,
-    only: Option<Vec<String>>,
-}
-
-/// The body of POST /api/backups/restore/:filename: `{"dryRun": bool}` is required (a
-/// JSON boolean), because a restore overwrites files and must never happen by accident;
-/// `"only": ["site.conf", …]` is optional.
-fn parse_body(body: &[u8]) -> Result<(bool, Option<Vec<String>>), ()> {
-    let text = std::str::from_utf8(body).map_err(|_| ())?;
-    match RestoreRequest::deserialize_json(text) {
-        Ok(RestoreRequest {
-            dry_run: Some(d),
-            only,
-        }) => Ok((d, only)),
-        _ => Err(()),
-    }
-}
-
-#[derive(SerJson)]
-struct FailedJson {
-    success: bool,
-    error: String,
-    details: String,
-}
-
-fn failed(status: u16, error: &str, details: &str) -> Response {
-    json(
-        status,
-        FailedJson {
-            success: false,
-            error: error.to_string(),
-            details: details.to_string(),
-        }
-        .serialize_json(),
-    )
-}
-
-#[derive(SerJson)]
-#[nserde(serialize_none_as_null)]
-struct DryFileJson {
-    name: String,
-    path: String,
-    state: String,
-    #[nserde(rename = "archiveSize")]
-    archive_size: Option<u64>,
-    #[nserde(rename = "currentSize")]
-    current_size: Option<u64>,
-    problem: Option<String>,
-}
-
-#[derive(SerJson)]
-struct MissingVideoJson {
-    path: String,
-    size: u64,
-}
-
-#[derive(SerJson)]
-struct ResizedVideoJson {
-    path: String,
-    #[nserde(rename = "archiveSize")]
-    archive_size: u64,
-    #[nserde(rename = "currentSize")]
-    current_size: u64,
-}
-
-#[derive(SerJson)]
-#[nserde(serialize_none_as_null)]
-struct VideosJson {
-    inventory: bool,
-    listed: u64,
-    missing: Vec<MissingVideoJson>,
-    #[nserde(rename = "changedSize")]
-    changed_size: Vec<ResizedVideoJson>,
-    #[nserde(rename = "inArchive")]
-    in_archive: u64,
-    error: Option<String>,
-}
-
-#[derive(SerJson)]
-struct DryRunJson {
-    success: bool,
-    #[nserde(rename = "dryRun")]
-    dry_run: bool,
-    archive: String,
-    message: String,
-    #[nserde(rename = "wouldRestore")]
-    would_restore: Vec<String>,
-    files: Vec<DryFileJson>,
-    videos: VideosJson,
-}
-
-fn dry_json(name: &str, r: &DryReport) -> String {
-    let show = |p: &[u8]| {
-        let mut s = String::new();
-        inventory::escape_path(p, &mut s);
-        s
-    };
-    let would: Vec<String> = r
-        .items
-        .iter()
-        .filter(|i| i.to_write())
-        .map(|i| i.name.to_string())
-        .collect();
-    let problems = r.items.iter().filter(|i| i.problem.is_some()).count();
-    let mut message = if would.is_empty() {
-        "Essai : aucun fichier ne serait modifié.".to_string()
-    } else {
-        format!(
-            "Essai : {} fichier(s) seraient restaurés ({}), rien n'a été modifié.",
-            would.len(),
-            would.join(", ")
-        )
-    };
-    if problems > 0 {
-        message.push_str(&format!(
-            " {problems} fichier(s) ne pourraient pas être restaurés."
-        ));
-    }
-    let v = r.videos.as_ref();
-    DryRunJson {
-        success: true,
-        dry_run: true,
-        archive: name.to_string(),
-        message,
-        would_restore: would,
-        files: r
-            .items
-            .iter()
-            .map(|i| DryFileJson {
-                name: i.name.to_string(),
-                path: i.target.display().to_string(),
-                state: i.state.as_str().to_string(),
-                archive_size: i.archive_size,
-                current_size: i.current_size,
-                problem: i.problem.clone(),
-            })
-            .collect(),
-        videos: VideosJson {
-            inventory: v.is_some(),
-            listed: v.map_or(0, |v| v.listed as u64),
-            missing: v.map_or_else(Vec::new, |v| {
-                v.missing
-                    .iter()
-                    .map(|(p, s)| MissingVideoJson {
-                        path: show(p),
-                        size: *s,
-                    })
-                    .collect()
-            }),
-            changed_size: v.map_or_else(Vec::new, |v| {
-                v.resized
-                    .iter()
-                    .map(|(p, a, n)| ResizedVideoJson {
-                        path: show(p),
-                        archive_size: *a,
-                        current_size: *n,
-                    })
-                    .collect()
-            }),
-            in_archive: r.archived_videos as u64,
-            error: r.videos_error.clone(),
-        },
-    }
-    .serialize_json()
-}
-
-#[derive(SerJson)]
-#[nserde(serialize_none_as_null)]
-struct FileResultJson {
-    name: String,
-    path: String,
-    result: String,
-    error: Option<String>,
-}
-
-#[derive(SerJson)]
-struct RestartJson {
-    command: String,
-    ok: bool,
-    output: String,
-}
-
-#[derive(SerJson)]
-#[nserde(serialize_none_as_null)]
-struct RestoreJson {
-    success: bool,
-    #[nserde(rename = "dryRun")]
-    dry_run: bool,
-    archive: String,
-    message: String,
-    restored: Vec<String>,
-    unchanged: Vec<String>,
-    skipped: Vec<String>,
-    failed: Vec<String>,
-    #[nserde(rename = "safetyBackup")]
-    safety_backup: Option<String>,
-    files: Vec<FileResultJson>,
-    #[nserde(rename = "restartNeeded")]
-    restart_needed: bool,
-    restart: Option<RestartJson>,
-    error: Option<String>,
-    details: Option<String>,
-}
-
-/// The JSON of a real restore: 200 when every file was restored, else 500.
-fn done_json(name: &str, d: &Done) -> (u16, String) {
-    let restored = d.restored();
-    let failed = d.failed();
-    let ok = failed.is_empty();
-    let mut message = if !ok {
-        format!(
-            "Restauration incomplète : {} fichier(s) restauré(s), {} en échec ({}).",
-            restored.len(),
-            failed.len(),
-            failed.join(", ")
-        )
-    } else if restored.is_empty() {
-        "Rien à restaurer : les fichiers sont déjà identiques à l'archive.".to_string()
-    } else {
-        format!(
-            "Restauration terminée : {} fichier(s) restauré(s) ({}).",
-            restored.len(),
-            restored.join(", ")
-        )
-    };
-    if let Some(s) = &d.safety_backup {
-        message.push_str(&format!(" Sauvegarde de sécurité : {s}."));
-    }
-    if !restored.is_empty() {
-        message.push_str(match &d.restart {
-            Some(r) if r.ok => " neopro-app a été redémarré.",
-            Some(_) => " Le redémarrage de neopro-app a échoué : redémarrez-le manuellement.",
-            None => " Redémarrez neopro-app pour appliquer la configuration.",
-        });
-    }
-    let details: Vec<String> = d
-        .files
-        .iter()
-        .filter_map(|(n, _, r)| match r {
-            FileResult::Failed(e) => Some(format!("{n} : {e}")),
-            _ => None,
-        })
-        .collect();
-    let body = RestoreJson {
-        success: ok,
-        dry_run: false,
-        archive: name.to_string(),
-        message,
-        unchanged: d.names(|r| *r == FileResult::Unchanged),
-        skipped: d.names(|r| *r == FileResult::Skipped),
-        restored,
-        failed: failed.clone(),
-        safety_backup: d.safety_backup.clone(),
-        files: d
-            .files
-            .iter()
-            .map(|(n, t, r)| FileResultJson {
-                name: n.to_string(),
-                path: t.display().to_string(),
-                result: r.as_str().to_string(),
-                error: match r {
-                    FileResult::Failed(e) => Some(e.clone()),
-                    _ => None,
-                },
-            })
-            .collect(),
-        restart_needed: d.files.iter().any(|(_, _, r)| *r == FileResult::Restored)
-            && !d.restart.as_ref().is_some_and(|r| r.ok),
-        restart: d.restart.as_ref().map(|r| RestartJson {
-            command: r.command.clone(),
-            ok: r.ok,
-            output: r.output.clone(),
-        }),
-        error: (!ok).then(|| {
-            format!(
-                "Restauration incomplète : {} fichier(s) en échec",
-                failed.len()
-            )
-        }),
-        details: (!ok).then(|| details.join("; ")),
-    };
-    (if ok { 200 } else { 500 }, body.serialize_json())
-}
-
-/// POST /api/backups/restore/:filename (the name is already checked by the router).
-pub fn http(shared: &Shared, name: &str, body: &[u8]) -> Response {
-    let Ok((dry, only)) = parse_body(body) else {
-        return error(
-            400,
-            "Paramètre \"dryRun\" requis (true pour un essai, false pour restaurer)",
-        );
-    };
-    let files = match select(only.as_deref()) {
-        Ok(f) => f,
-        Err(_) => {
-            return error(
-                400,
-                &format!(
-                    "Paramètre \"only\" invalide : fichiers possibles {}",
-                    FILES.join(", ")
-                ),
-            );
-        }
-    };
-    let (file, _) = match crate::http::open_archive(shared, name) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let job = Job {
-        cfg: &shared.cfg,
-        tz: &shared.tz,
-        name: name.to_string(),
-        expected_top: Some(archive::stem_of(name).to_string()),
-        files,
-        cancel: &shared.cancel,
-    };
-    if !dry {
-        // Seen by the shutdown, which waits for (or cancels) the safety backup.
-        shared.running.fetch_add(1, Ordering::SeqCst);
-    }
-    // Compression (the safety backup) wants more stack than a connection thread has.
-    let out = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("restore".into())
-            .stack_size(crate::daemon::BACKUP_STACK)
-            .spawn_scoped(s, || {
-                if dry {
-                    match dry_run(&job, file) {
-                        Ok(r) => json(200, dry_json(name, &r)),
-                        Err(e) => failed(500, "Archive refusée", &e),
-                    }
-                } else {
-                    match restore(&job, file, LockWait::Try) {
-                        Ok(d) => {
-                            let (status, body) = done_json(name, &d);
-                            json(status, body)
-                        }
-                        Err(Abort::Busy) => failed(
-                            409,
-                            "Un backup est déjà en cours",
-                            "Réessayez dans quelques instants",
-                        ),
-                        Err(Abort::Refused(e)) => {
-                            failed(500, "Archive refusée : rien n'a été restauré", &e)
-                        }
-                        Err(Abort::Failed(e)) => {
-                            failed(500, "Échec de la restauration : rien n'a été restauré", &e)
-                        }
-                    }
-                }
-            })
-            .map(|h| h.join())
-    });
-    if !dry {
-        shared.running.fetch_sub(1, Ordering::SeqCst);
-    }
-    match out {
-        Ok(Ok(r)) => r,
-        _ => failed(
-            500,
-            "Échec de la restauration",
-            "le traitement n'a pas pu démarrer",
-        ),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -1412,28 +831,6 @@ mod tests {
         assert!(select(Some(&s(&["passwd"]))).is_err());
         assert!(select(Some(&s(&[".env"]))).is_err());
         assert!(select(Some(&[])).is_err());
-    }
-
-    #[test]
-    fn the_body_needs_a_json_boolean() {
-        assert_eq!(parse_body(br#"{"dryRun":true}"#), Ok((true, None)));
-        assert_eq!(parse_body(br#"{"dryRun": false}"#), Ok((false, None)));
-        assert_eq!(
-            parse_body(br#"{"dryRun":false,"only":["site.conf"]}"#),
-            Ok((false, Some(vec!["site.conf".to_string()])))
-        );
-        for bad in [
-            &b""[..],
-            b"{}",
-            b"null",
-            br#"{"dryRun":"false"}"#,
-            br#"{"dryRun":0}"#,
-            br#"{"dryRun":null}"#,
-            br#"{"dry_run":false}"#,
-            b"\xff",
-        ] {
-            assert!(parse_body(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
     }
 
     #[test]

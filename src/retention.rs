@@ -34,8 +34,8 @@ pub fn to_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::{name_time, stem_for};
     use crate::clock::naive_secs;
+    use crate::store::{name_time, stem_for};
 
     fn day(y: i64, m: u32, d: u32) -> i64 {
         naive_secs(y, m, d, 3, 0, 0)

@@ -15,9 +15,8 @@ use nanoserde::{DeJson, SerJson};
 
 use crate::clock::{self, Tz};
 use crate::fsutil;
+use crate::store::{LOG_FILE, STATUS_FILE};
 
-pub const STATUS_FILE: &str = "last-backup-status.json";
-pub const LOG_FILE: &str = "backup.log";
 pub const LOG_ROTATE_BYTES: u64 = 1024 * 1024;
 
 /// The status of the last run. Field names are the contract's (CONTRACT §3);

@@ -7,17 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::archive::human_size;
 use crate::clock::{self, Tz};
 use crate::fsutil;
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
-}
+use crate::units::human_size;
 
 fn uptime() -> String {
     let Ok(s) = std::fs::read_to_string("/proc/uptime") else {
@@ -113,7 +105,7 @@ pub fn service_states(services: &[String]) -> Vec<(String, String)> {
 pub fn render(now: i64, tz: &Tz, neopro_dir: &Path, services: &[String]) -> String {
     let mut s = String::with_capacity(512);
     s.push_str(&format!("time: {}\n", clock::iso_local(now, tz)));
-    s.push_str(&format!("hostname: {}\n", hostname()));
+    s.push_str(&format!("hostname: {}\n", crate::host::hostname()));
     s.push_str(&format!("uptime: {}\n", uptime()));
     if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         s.push_str(&format!("kernel: {}\n", k.trim()));

@@ -5,7 +5,6 @@
 
 use nanoserde::{DeJson, SerJson};
 
-use crate::archive;
 use crate::clock;
 use crate::config::Config;
 use crate::offsite;
@@ -73,48 +72,6 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
     }
 }
 
-pub fn table(f: &Fleet) -> String {
-    let mut rows = vec![[
-        "SITE".to_string(),
-        "LAST SUCCESS".to_string(),
-        "AGE".to_string(),
-        "SIZE".to_string(),
-        "PENDING".to_string(),
-        "STATE".to_string(),
-    ]];
-    for s in &f.sites {
-        let state = match (s.stale, s.last_run_success) {
-            (true, _) if s.last_success.is_none() => "STALE (never)".to_string(),
-            (true, _) => format!("STALE (> {STALE_HOURS} h)"),
-            (false, Some(false)) => "last run FAILED".to_string(),
-            _ => "ok".to_string(),
-        };
-        rows.push([
-            s.site.clone(),
-            s.last_success.clone().unwrap_or_else(|| "-".into()),
-            s.age_hours.map_or("-".into(), |h| format!("{h:.1} h")),
-            s.size.clone().unwrap_or_else(|| "-".into()),
-            s.pending.to_string(),
-            state,
-        ]);
-    }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out.push_str(&format!("{} site(s), {} stale\n", f.sites.len(), f.stale));
-    out
-}
-
 /// Reads the bucket. `Err` is a message for stderr (exit 1).
 pub fn build(cfg: &Config, now: i64) -> Result<Fleet, String> {
     let Some(o) = &cfg.offsite else {
@@ -152,7 +109,7 @@ pub fn build(cfg: &Config, now: i64) -> Result<Fleet, String> {
                     .filter(|ob| ob.key.contains("backup-"))
                     .max_by(|a, b| a.key.cmp(&b.key))
             {
-                row.size = Some(archive::human_size(newest.size, 1));
+                row.size = Some(crate::units::human_size(newest.size, 1));
                 row.size_bytes = Some(newest.size);
             }
         }
@@ -200,7 +157,7 @@ mod tests {
             sites: vec![r, site_row("c", None, now)],
             stale: 1,
         };
-        let text = table(&f);
+        let text = crate::cli::fleet::table(&f);
         assert!(
             text.contains("FAILED") && text.contains("STALE (never)"),
             "{text}"

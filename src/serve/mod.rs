@@ -3,8 +3,12 @@
 //! accepting, lets a running backup finish for a few seconds or abandons it cleanly
 //! (the temp file is removed; no partial archive), then exits 0.
 
-// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
-#![allow(clippy::question_mark)]
+mod api;
+mod guard;
+mod metrics;
+mod page;
+mod restore_api;
+pub mod state;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -12,111 +16,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nanoserde::{DeJson, SerJson};
-
-use crate::backup::{self, Busy, Outcome};
+use crate::backup::Busy;
 use crate::clock::{self, Tz};
 use crate::config::Config;
 use crate::fsutil::{self, LockWait};
-use crate::httpd;
+use crate::http::server;
 use crate::schedule::{self, Scheduler, Tick};
 use crate::status::{self, Log, Status};
-
-pub const SCHEDULE_FILE: &str = "auto-backup.json";
-pub const BACKUP_STACK: usize = 8 * 1024 * 1024;
+use crate::store;
+use state::{BACKUP_STACK, Shared, read_enabled};
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     SIGNALLED.store(true, Ordering::SeqCst);
-}
-
-/// The persisted on/off switch of the automatic schedule.
-#[derive(SerJson, DeJson)]
-struct ScheduleFile {
-    enabled: bool,
-}
-
-/// State shared by the HTTP handlers and the schedule loop.
-pub struct Shared {
-    pub cfg: Config,
-    pub tz: Tz,
-    pub enabled: AtomicBool,
-    /// Next scheduled run (Unix seconds), 0 when none.
-    pub next_run: Mutex<i64>,
-    pub scheduler_alive: AtomicBool,
-    pub failures: AtomicU64,
-    /// Backups running in this process (the lock lets only one write at a time).
-    pub running: AtomicUsize,
-    /// Set when the daemon must abandon a running backup.
-    pub cancel: AtomicBool,
-    /// A catch-up run is planned; any successful backup before it makes it moot.
-    pub catch_up_pending: AtomicBool,
-    pub stats: Arc<httpd::Stats>,
-}
-
-impl Shared {
-    /// One backup, refused (Busy) when another one holds the lock.
-    pub fn run_backup(&self) -> Result<Outcome, Busy> {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        // Compression wants more stack than an HTTP connection thread has: run it in a
-        // thread of its own (scoped, so it borrows `self`).
-        let out = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("backup".into())
-                .stack_size(BACKUP_STACK)
-                .spawn_scoped(s, || {
-                    backup::run(&self.cfg, &self.tz, LockWait::Try, &self.cancel)
-                })
-                .map(|h| h.join())
-        });
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        let out = match out {
-            Ok(Ok(r)) => r?,
-            // A thread that cannot start, or a panic (abort in release): report as failure.
-            _ => return Err(Busy),
-        };
-        if !out.status.success {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        } else if self.catch_up_pending.swap(false, Ordering::SeqCst) {
-            // A manual backup did the catch-up's job: the next run is the daily one
-            // (shown at once; the schedule loop replans when it next wakes).
-            let next = schedule::next_after(clock::now_unix(), self.cfg.backup_time, &self.tz);
-            *self.next_run.lock().unwrap_or_else(|p| p.into_inner()) = next;
-        }
-        // The offsite worker sends the copy (and the status) in its own thread.
-        crate::offsite::wake();
-        Ok(out)
-    }
-
-    /// Switches the schedule on or off and persists the choice atomically.
-    pub fn set_enabled(&self, on: bool) -> std::io::Result<()> {
-        let json = ScheduleFile { enabled: on }.serialize_json();
-        backup::ensure_dir(&self.cfg.backup_dir)?;
-        fsutil::atomic_write(&self.cfg.backup_dir, SCHEDULE_FILE, json.as_bytes(), 0o644)?;
-        self.enabled.store(on, Ordering::SeqCst);
-        Ok(())
-    }
-
-    pub fn next_run(&self) -> Option<i64> {
-        let n = *self.next_run.lock().unwrap_or_else(|p| p.into_inner());
-        (n != 0 && self.enabled.load(Ordering::SeqCst)).then_some(n)
-    }
-}
-
-fn read_enabled(dir: &Path, log: &Log) -> bool {
-    match std::fs::read_to_string(dir.join(SCHEDULE_FILE)) {
-        Ok(t) => match ScheduleFile::deserialize_json(&t) {
-            Ok(s) => s.enabled,
-            Err(e) => {
-                log.warn(&format!(
-                    "{SCHEDULE_FILE} is unreadable ({e}): the schedule stays on"
-                ));
-                true
-            }
-        },
-        Err(_) => true,
-    }
 }
 
 /// sd_notify: a datagram to $NOTIFY_SOCKET, when systemd gave one.
@@ -148,7 +61,7 @@ fn catch_up_delay() -> i64 {
 }
 
 fn newest_archive(dir: &Path) -> Option<i64> {
-    crate::archive::list(dir).ok()?.first().map(|a| a.naive)
+    crate::store::list(dir).ok()?.first().map(|a| a.naive)
 }
 
 /// Plans the first run (a catch-up or the next BACKUP_TIME) and publishes it, before the
@@ -247,7 +160,7 @@ pub fn serve(cfg: Config) -> u8 {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
     let tz = Tz::local();
-    if let Err(e) = backup::ensure_dir(&cfg.backup_dir) {
+    if let Err(e) = store::ensure_dir(&cfg.backup_dir) {
         eprintln!(
             "neopro-backup: cannot create BACKUP_DIR {}: {e}",
             cfg.backup_dir.display()
@@ -269,16 +182,16 @@ pub fn serve(cfg: Config) -> u8 {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     // Leftovers of a crash, if no backup is running in another process right now.
-    let lock = fsutil::Lock::acquire(&cfg.backup_dir.join(backup::LOCK_FILE), LockWait::Try);
+    let lock = fsutil::Lock::acquire(&cfg.backup_dir.join(store::LOCK_FILE), LockWait::Try);
     if let Ok(Some(_lock)) = lock
-        && let Ok(removed) = fsutil::remove_leftovers(&cfg.backup_dir)
+        && let Ok(removed) = store::remove_leftovers(&cfg.backup_dir)
     {
         for r in removed {
             log.warn(&format!("removed {r}, left by an interrupted run"));
         }
     }
     let enabled = read_enabled(&cfg.backup_dir, &log);
-    let addr = httpd::local_addr(&listener).map_or(cfg.listen.to_string(), |a| a.to_string());
+    let addr = server::local_addr(&listener).map_or(cfg.listen.to_string(), |a| a.to_string());
     let shared = Arc::new(Shared {
         cfg,
         tz,
@@ -289,7 +202,7 @@ pub fn serve(cfg: Config) -> u8 {
         running: AtomicUsize::new(0),
         cancel: AtomicBool::new(false),
         catch_up_pending: AtomicBool::new(false),
-        stats: Arc::new(httpd::Stats::default()),
+        stats: Arc::new(server::Stats::default()),
     });
     log.info(&format!(
         "neopro-backup {} serving on http://{addr} (schedule {}, daily at {:02}:{:02})",
@@ -311,10 +224,10 @@ pub fn serve(cfg: Config) -> u8 {
         let shared2 = Arc::clone(&shared);
         let stop = Arc::clone(&stop);
         let stats = Arc::clone(&shared.stats);
-        let handler: Arc<httpd::Handler> = Arc::new(move |req| crate::http::route(&shared2, req));
+        let handler: Arc<server::Handler> = Arc::new(move |req| api::route(&shared2, req));
         std::thread::Builder::new()
             .name("http".into())
-            .spawn(move || httpd::serve(listener, handler, &stop, stats))
+            .spawn(move || server::serve(listener, handler, &stop, stats))
     };
     // Offsite copies: sent and retried with backoff by a thread of their own, so that
     // an upload never delays the schedule or the API (CONTRACT §6).

@@ -16,7 +16,7 @@ use ring::{digest, hmac};
 
 use crate::clock;
 use crate::config::Secret;
-use crate::httpc::{self, Body, Timeouts, Url};
+use crate::http::client::{self, Body, Timeouts, Url};
 
 /// SHA-256 of the empty string, the payload hash of a request without body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -29,7 +29,7 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
 
 pub fn hex(bytes: &[u8]) -> String {
-    crate::archive::hex(bytes)
+    crate::units::hex(bytes)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -303,7 +303,7 @@ impl Client {
         body: Body,
         payload_hash: &str,
         ok_404: bool,
-    ) -> Result<httpc::Response, Error> {
+    ) -> Result<client::Response, Error> {
         let path = self.path(key);
         let q = canonical_query(query);
         let date = amz_date(clock::now_unix());
@@ -333,12 +333,11 @@ impl Client {
             format!("{path}?{q}")
         });
         let what = format!("{method} {}", self.describe(key));
-        let resp = httpc::request(method, &url, &headers, body, MAX_ANSWER, Timeouts::S3).map_err(
-            |e| Error {
+        let resp = client::request(method, &url, &headers, body, MAX_ANSWER, Timeouts::S3)
+            .map_err(|e| Error {
                 msg: format!("{what}: {e}"),
                 transport: true,
-            },
-        )?;
+            })?;
         if (200..300).contains(&resp.status) || (ok_404 && resp.status == 404) {
             return Ok(resp);
         }
@@ -349,7 +348,7 @@ impl Client {
     }
 
     /// A readable reason for an S3 error answer.
-    fn explain(&self, resp: &httpc::Response) -> String {
+    fn explain(&self, resp: &client::Response) -> String {
         let text = String::from_utf8_lossy(&resp.body);
         let code = xml_one(&text, "Code").map(xml_unescape).unwrap_or_default();
         let message = xml_one(&text, "Message")
@@ -601,7 +600,7 @@ impl Client {
         // S3 may answer 200 and put the error in the body.
         let text = String::from_utf8_lossy(&r.body);
         if text.contains("<Error>") {
-            let fake = httpc::Response {
+            let fake = client::Response {
                 status: r.status,
                 headers: vec![],
                 body: r.body.clone(),

@@ -7,110 +7,13 @@ use std::path::{Component, Path};
 
 use sha2::{Digest, Sha256};
 
-use crate::clock;
+use crate::units::hex;
 
 pub const MANIFEST: &str = "MANIFEST.sha256";
 
 /// The most `read_entries` keeps in memory, all kept files together (a 20,000-video
 /// inventory and manifest are about 2 MiB).
 const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
-
-/// `^backup-\d{8}-\d{6}\.tar\.gz$`, the only names the API accepts.
-pub fn is_archive_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() == 29
-        && name.starts_with("backup-")
-        && name.ends_with(".tar.gz")
-        && b[15] == b'-'
-        && b[7..15].iter().all(u8::is_ascii_digit)
-        && b[16..22].iter().all(u8::is_ascii_digit)
-}
-
-/// `backup-YYYYMMDD-HHMMSS` for a local (naive) time.
-pub fn stem_for(naive: i64) -> String {
-    let c = clock::civil(naive);
-    format!(
-        "backup-{:04}{:02}{:02}-{:02}{:02}{:02}",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
-}
-
-/// The folder name inside an archive: its name without `.tar.gz`.
-pub fn stem_of(name: &str) -> &str {
-    name.strip_suffix(".tar.gz").unwrap_or(name)
-}
-
-/// The local (naive) time encoded in an archive name, if it is a real date.
-pub fn name_time(name: &str) -> Option<i64> {
-    if !is_archive_name(name) {
-        return None;
-    }
-    let d = |r: std::ops::Range<usize>| name.get(r)?.parse::<u32>().ok();
-    let (y, mo, da) = (d(7..11)?, d(11..13)?, d(13..15)?);
-    let (h, mi, s) = (d(16..18)?, d(18..20)?, d(20..22)?);
-    if !clock::valid_date(i64::from(y), mo, da) || h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
-    Some(clock::naive_secs(i64::from(y), mo, da, h, mi, s))
-}
-
-/// One archive found in BACKUP_DIR.
-#[derive(Debug, Clone)]
-pub struct ArchiveInfo {
-    pub name: String,
-    pub size: u64,
-    /// Modification time, Unix seconds and milliseconds.
-    pub mtime: i64,
-    pub mtime_ms: u32,
-    /// The local time in the name.
-    pub naive: i64,
-}
-
-/// Archives in `dir`, newest (by the time in their name) first. Symlinks, folders and
-/// files that vanish while we look are skipped, never an error.
-pub fn list(dir: &Path) -> io::Result<Vec<ArchiveInfo>> {
-    let mut out = Vec::new();
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for entry in rd {
-        let Ok(entry) = entry else { continue };
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let Some(naive) = name_time(&name) else {
-            continue;
-        };
-        // symlink_metadata: a symlink is not an archive, even when it points to one.
-        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-            continue;
-        };
-        if !meta.file_type().is_file() {
-            continue;
-        }
-        let (mtime, mtime_ms) = match meta
-            .modified()
-            .map(|t| t.duration_since(std::time::UNIX_EPOCH))
-        {
-            Ok(Ok(d)) => (
-                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                d.subsec_millis(),
-            ),
-            _ => (0, 0),
-        };
-        out.push(ArchiveInfo {
-            name,
-            size: meta.len(),
-            mtime,
-            mtime_ms,
-            naive,
-        });
-    }
-    out.sort_by(|a, b| b.name.cmp(&a.name));
-    Ok(out)
-}
 
 /// A path in sha256sum's format: names with `\` or a newline get a leading `\` on the
 /// line and those characters escaped, as GNU sha256sum does.
@@ -333,16 +236,6 @@ pub fn read_entries(
     Ok((top, seen))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(D[usize::from(b >> 4)] as char);
-        s.push(D[usize::from(b & 15)] as char);
-    }
-    s
-}
-
 /// Verifies an archive stream: readable to the end, one top folder, and every file
 /// matching MANIFEST.sha256 (and listed in it).
 pub fn verify(reader: impl Read, expected_top: Option<&str>) -> VerifyReport {
@@ -413,50 +306,9 @@ pub fn check_manifest(seen: &[EntrySeen]) -> VerifyReport {
     }
 }
 
-/// Human size with base 1024: `1.2 MB` with one decimal, `1.20 MB` with two.
-pub fn human_size(bytes: u64, decimals: usize) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.decimals$} {}", UNITS[u])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names() {
-        assert!(is_archive_name("backup-20241218-030000.tar.gz"));
-        for bad in [
-            "backup-2024121-030000.tar.gz",
-            "backup-20241218-030000.tar.gz.age",
-            "../backup-20241218-030000.tar.gz",
-            "backup-20241218-03000a.tar.gz",
-            "backup-20241218_030000.tar.gz",
-            "",
-        ] {
-            assert!(!is_archive_name(bad), "{bad}");
-        }
-        assert_eq!(name_time("backup-20241399-030000.tar.gz"), None);
-        let t = name_time("backup-20241218-030000.tar.gz");
-        assert_eq!(t.map(stem_for).as_deref(), Some("backup-20241218-030000"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_size(1_258_291, 1), "1.2 MB");
-        assert_eq!(human_size(1_258_291, 2), "1.20 MB");
-        assert_eq!(human_size(100, 1), "100 B");
-        assert_eq!(human_size(2048, 1), "2.0 KB");
-    }
 
     #[test]
     fn manifest_escapes_round_trip() {

@@ -1,251 +1,28 @@
-//! One backup: sources in, archive out, atomically.
-//!
-//! The flow, in `run`: lock BACKUP_DIR (one backup at a time) → remove crash leftovers →
-//! pick a name no archive has → stream every source through tar and gzip into a temp
-//! file (no staging copies) → fsync, rename, fsync the directory → retention → status.
-//! A failure at any step removes the temp file, keeps every earlier archive, and is
-//! recorded in the status and the log.
+//! The archive writer: every source streamed through tar and gzip into a temp file in
+//! BACKUP_DIR (no staging copy), then fsync, rename, fsync of the folder. The layout it
+//! writes is docs/format.md, "The archive".
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::alerts;
-use crate::archive::{self, MANIFEST};
+use crate::backup::archive::{self, MANIFEST};
+use crate::backup::{describe_io, inventory, sysinfo};
 use crate::clock::{self, Tz};
 use crate::config::Config;
-use crate::fsutil::{self, Lock, LockWait};
-use crate::inventory;
-use crate::offsite;
-use crate::retention;
-use crate::status::{self, Log, Status};
-use crate::sysinfo;
-
-pub const LOCK_FILE: &str = ".backup.lock";
-
-/// What a run produced: its status (success or failure) and its log lines.
-pub struct Outcome {
-    pub status: Status,
-    pub log: Vec<String>,
-}
-
-/// The run could not start because another backup holds the lock (`LockWait::Try`).
-#[derive(Debug)]
-pub struct Busy;
+use crate::fsutil;
+use crate::status::Log;
+use crate::store;
 
 /// Where the files of one archive come from; the safety backup of a restore uses it too.
 pub struct Sources<'a> {
     pub cfg: &'a Config,
-}
-
-/// Creates BACKUP_DIR (0700: it holds secrets) if needed.
-pub fn ensure_dir(dir: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Takes the backup lock of `dir`.
-pub fn lock(dir: &Path, wait: LockWait, log: &Log) -> io::Result<Option<Lock>> {
-    let path = dir.join(LOCK_FILE);
-    match wait {
-        LockWait::Try => Lock::acquire(&path, LockWait::Try),
-        LockWait::Block => match Lock::acquire(&path, LockWait::Try)? {
-            Some(l) => Ok(Some(l)),
-            None => {
-                log.info("another backup is running: waiting for it to finish");
-                Lock::acquire(&path, LockWait::Block)
-            }
-        },
-    }
-}
-
-/// Makes one backup now, applies retention, writes the status; then, with the lock
-/// released, the alerts (CONTRACT §6). The offsite copy is queued here and sent by the
-/// caller (`offsite::after_run`, or the daemon's worker), never by the backup itself.
-pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result<Outcome, Busy> {
-    let log = Log::new(&cfg.backup_dir, tz);
-    let mut ping = None;
-    let out = run_locked(cfg, tz, wait, cancel, &log, &mut ping)?;
-    alerts::finish(cfg, &out.status, &log, ping);
-    Ok(out)
-}
-
-fn run_locked(
-    cfg: &Config,
-    tz: &Tz,
-    wait: LockWait,
-    cancel: &AtomicBool,
-    log: &Log,
-    ping: &mut Option<alerts::StartPing>,
-) -> Result<Outcome, Busy> {
-    let started = Instant::now();
-    let dir = &cfg.backup_dir;
-    if let Err(e) = ensure_dir(dir) {
-        // Nowhere to write the status: the error goes to stderr and the exit code.
-        let msg = format!("cannot create BACKUP_DIR {}: {e}", dir.display());
-        eprintln!("neopro-backup: {msg}");
-        return Ok(Outcome {
-            status: failed_status(tz, cfg, None, msg, Vec::new(), started),
-            log: vec![],
-        });
-    }
-    let _lock = match lock(dir, wait, log) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Err(Busy),
-        Err(e) => {
-            let msg = format!("cannot lock {}: {e}", dir.join(LOCK_FILE).display());
-            log.error(&msg);
-            return Ok(finish_failure(cfg, tz, log, msg, Vec::new(), started));
-        }
-    };
-    *ping = alerts::start(cfg);
-    match fsutil::remove_leftovers(dir) {
-        Ok(removed) => {
-            for r in removed {
-                log.warn(&format!("removed {r}, left by an interrupted run"));
-            }
-        }
-        Err(e) => log.warn(&format!("cannot clean leftovers in {}: {e}", dir.display())),
-    }
-    log.info("backup started");
-    let mut warnings = Vec::new();
-    match write_archive(&Sources { cfg }, dir, tz, cancel, log, &mut warnings) {
-        Ok(made) => {
-            let count = apply_retention(cfg, tz, &made.name, log, &mut warnings);
-            // The status is dated like the archive: when the run started.
-            let ts = clock::iso_local(made.started, tz);
-            let size = made.size;
-            let st = Status {
-                date: ts.get(..10).unwrap_or_default().to_string(),
-                last_success: Some(ts.clone()),
-                timestamp: ts,
-                success: true,
-                archive: Some(made.name.clone()),
-                size: Some(archive::human_size(size, 1)),
-                size_bytes: Some(size),
-                backups_count: count,
-                retention_days: cfg.retention_days,
-                duration_ms: started.elapsed().as_millis() as u64,
-                warnings,
-                error: None,
-                offsite: offsite::enqueue(cfg, &made.name, log),
-            };
-            log.info(&format!(
-                "backup done: {} ({}, {} ms, {} archive(s) kept)",
-                made.name,
-                archive::human_size(size, 1),
-                st.duration_ms,
-                count
-            ));
-            if let Err(e) = status::write(dir, &st) {
-                log.error(&format!("cannot write {}: {e}", status::STATUS_FILE));
-            }
-            Ok(Outcome {
-                status: st,
-                log: log.captured(),
-            })
-        }
-        Err(msg) => {
-            log.error(&format!("backup failed: {msg}"));
-            Ok(finish_failure(cfg, tz, log, msg, warnings, started))
-        }
-    }
-}
-
-fn failed_status(
-    tz: &Tz,
-    cfg: &Config,
-    previous: Option<Status>,
-    error: String,
-    warnings: Vec<String>,
-    started: Instant,
-) -> Status {
-    let ts = clock::iso_local(clock::now_unix(), tz);
-    let last_success = previous.and_then(|p| p.last_success_stamp().map(str::to_string));
-    Status {
-        date: ts.get(..10).unwrap_or_default().to_string(),
-        timestamp: ts,
-        success: false,
-        archive: None,
-        size: None,
-        size_bytes: None,
-        backups_count: archive::list(&cfg.backup_dir).map_or(0, |l| l.len() as u64),
-        retention_days: cfg.retention_days,
-        duration_ms: started.elapsed().as_millis() as u64,
-        warnings,
-        error: Some(error),
-        last_success,
-        offsite: offsite::summary(cfg),
-    }
-}
-
-fn finish_failure(
-    cfg: &Config,
-    tz: &Tz,
-    log: &Log,
-    error: String,
-    warnings: Vec<String>,
-    started: Instant,
-) -> Outcome {
-    let previous = status::read(&cfg.backup_dir).ok().flatten();
-    let st = failed_status(tz, cfg, previous, error, warnings, started);
-    if let Err(e) = status::write(&cfg.backup_dir, &st) {
-        log.error(&format!("cannot write {}: {e}", status::STATUS_FILE));
-    }
-    Outcome {
-        status: st,
-        log: log.captured(),
-    }
-}
-
-/// Retention after a success; returns how many archives remain.
-fn apply_retention(
-    cfg: &Config,
-    tz: &Tz,
-    just_made: &str,
-    log: &Log,
-    warnings: &mut Vec<String>,
-) -> u64 {
-    let dir = &cfg.backup_dir;
-    let list = match archive::list(dir) {
-        Ok(l) => l,
-        Err(e) => {
-            let w = format!("retention skipped: cannot list {}: {e}", dir.display());
-            log.warn(&w);
-            warnings.push(w);
-            return 0;
-        }
-    };
-    let named: Vec<(String, i64)> = list.iter().map(|a| (a.name.clone(), a.naive)).collect();
-    let now = tz.to_naive(clock::now_unix());
-    let doomed = retention::to_delete(&named, now, cfg.retention_days, Some(just_made));
-    let mut removed = 0u64;
-    for name in &doomed {
-        match std::fs::remove_file(dir.join(name)) {
-            Ok(()) => {
-                removed += 1;
-                log.info(&format!(
-                    "retention: removed {name} (older than {} days)",
-                    cfg.retention_days
-                ));
-            }
-            Err(e) => {
-                let w = format!("retention: cannot remove {name}: {e}");
-                log.warn(&w);
-                warnings.push(w);
-            }
-        }
-    }
-    // No fsync of the folder here: the status written next (atomic_write) syncs it.
-    list.len() as u64 - removed
 }
 
 pub struct Made {
@@ -260,7 +37,7 @@ pub struct Made {
 fn fresh_name(dir: &Path, tz: &Tz) -> (String, i64) {
     loop {
         let now = clock::now_unix();
-        let name = format!("{}.tar.gz", archive::stem_for(tz.to_naive(now)));
+        let name = format!("{}.tar.gz", store::stem_for(tz.to_naive(now)));
         match std::fs::symlink_metadata(dir.join(&name)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (name, now),
             _ => {
@@ -313,20 +90,6 @@ pub fn write_archive(
         let _ = fsutil::fsync_dir(dir);
     }
     res
-}
-
-/// An error message that says what to do about a full disk.
-pub fn describe_io(what: &str, e: &io::Error, dir: &Path) -> String {
-    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-        let free = fsutil::free_bytes(dir)
-            .map_or("unknown".to_string(), |(_, f)| archive::human_size(f, 1));
-        format!(
-            "{what}: no space left on the device holding {} ({free} free); earlier archives were kept — free some space or lower RETENTION_DAYS",
-            dir.display()
-        )
-    } else {
-        format!("{what}: {e}")
-    }
 }
 
 /// A reader that hashes what passes and insists on exactly `len` bytes, so that a
@@ -428,7 +191,7 @@ impl<W: Write> Writer<'_, W> {
             Path::new(std::ffi::OsStr::from_bytes(&path)),
             &mut r,
         )?;
-        let digest = archive::hex(&r.hash.finalize());
+        let digest = crate::units::hex(&r.hash.finalize());
         self.manifest.extend(archive::manifest_line(&digest, inner));
         Ok(())
     }
@@ -484,7 +247,7 @@ fn stream_archive(
         .write(BufWriter::with_capacity(64 * 1024, file), level);
     let mut w = Writer {
         tar: tar::Builder::new(gz),
-        top: archive::stem_of(name).to_string(),
+        top: store::stem_of(name).to_string(),
         manifest: Vec::new(),
         now,
         cancel,

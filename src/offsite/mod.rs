@@ -23,6 +23,9 @@
 // nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
 #![allow(clippy::question_mark)]
 
+pub mod fleet;
+pub mod s3;
+
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,18 +33,14 @@ use std::time::{Duration, Instant};
 
 use nanoserde::{DeJson, SerJson};
 
-use crate::archive;
-use crate::backup;
 use crate::clock::{self, Tz};
 use crate::config::{Config, Offsite};
 use crate::fsutil::{self, Lock, LockWait};
 use crate::retention;
-use crate::s3::{self, Client, Credentials};
 use crate::status::{self, Log};
+use crate::store::{self, OFFSITE_LOCK_FILE, OFFSITE_PENDING_DIR, OFFSITE_STATE_FILE};
+use s3::{Client, Credentials};
 
-pub const PENDING_DIR: &str = "offsite-pending";
-pub const STATE_FILE: &str = "offsite-state.json";
-pub const LOCK_FILE: &str = ".offsite.lock";
 pub const STATUS_OBJECT: &str = "last-backup-status.json";
 /// Longest wait between two attempts.
 const MAX_BACKOFF: i64 = 3600;
@@ -63,15 +62,20 @@ struct State {
 }
 
 fn read_state(dir: &Path) -> State {
-    std::fs::read_to_string(dir.join(STATE_FILE))
+    std::fs::read_to_string(dir.join(OFFSITE_STATE_FILE))
         .ok()
         .and_then(|t| State::deserialize_json(&t).ok())
         .unwrap_or_default()
 }
 
 fn write_state(dir: &Path, st: &State, log: &Log) {
-    if let Err(e) = fsutil::atomic_write(dir, STATE_FILE, st.serialize_json().as_bytes(), 0o600) {
-        log.warn(&format!("offsite: cannot write {STATE_FILE}: {e}"));
+    if let Err(e) = fsutil::atomic_write(
+        dir,
+        OFFSITE_STATE_FILE,
+        st.serialize_json().as_bytes(),
+        0o600,
+    ) {
+        log.warn(&format!("offsite: cannot write {OFFSITE_STATE_FILE}: {e}"));
     }
 }
 
@@ -93,10 +97,10 @@ fn retry_base() -> i64 {
 
 /// The archives waiting to be sent, oldest first.
 pub fn pending(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir.join(PENDING_DIR))
+    let mut out: Vec<String> = std::fs::read_dir(dir.join(OFFSITE_PENDING_DIR))
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| archive::is_archive_name(n))
+                .filter(|n| store::is_archive_name(n))
                 .collect()
         })
         .unwrap_or_default();
@@ -119,8 +123,8 @@ pub fn summary(cfg: &Config) -> Option<status::Offsite> {
 /// in place) and returns the status's `offsite` object.
 pub fn enqueue(cfg: &Config, name: &str, log: &Log) -> Option<status::Offsite> {
     cfg.offsite.as_ref()?;
-    let dir = cfg.backup_dir.join(PENDING_DIR);
-    let res = backup::ensure_dir(&dir)
+    let dir = cfg.backup_dir.join(OFFSITE_PENDING_DIR);
+    let res = store::ensure_dir(&dir)
         .and_then(|_| {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -139,7 +143,7 @@ pub fn enqueue(cfg: &Config, name: &str, log: &Log) -> Option<status::Offsite> {
 }
 
 fn unqueue(dir: &Path, name: &str) {
-    let pdir = dir.join(PENDING_DIR);
+    let pdir = dir.join(OFFSITE_PENDING_DIR);
     let _ = std::fs::remove_file(pdir.join(name));
     let _ = fsutil::fsync_dir(&pdir);
 }
@@ -252,7 +256,7 @@ fn remote_retention(
         .filter_map(|obj| {
             let name = obj.key.strip_prefix(&prefix)?;
             let base = name.strip_suffix(".age").unwrap_or(name);
-            Some((obj.key.clone(), archive::name_time(base)?))
+            Some((obj.key.clone(), store::name_time(base)?))
         })
         .collect();
     let now = tz.to_naive(clock::now_unix());
@@ -303,13 +307,13 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
         return Round::Idle;
     };
     let dir = &cfg.backup_dir;
-    let _lock = match Lock::acquire(&dir.join(LOCK_FILE), LockWait::Try) {
+    let _lock = match Lock::acquire(&dir.join(OFFSITE_LOCK_FILE), LockWait::Try) {
         Ok(Some(l)) => l,
         Ok(None) => return Round::Busy,
         Err(e) => {
             let msg = format!(
                 "offsite: cannot lock {}: {e}",
-                dir.join(LOCK_FILE).display()
+                dir.join(OFFSITE_LOCK_FILE).display()
             );
             log.warn(&msg);
             return Round::Failed(msg);
@@ -344,7 +348,7 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
                 log.info(&format!(
                     "offsite: sent {name} to s3://{}/{key} ({}, {:.1} s)",
                     o.bucket,
-                    archive::human_size(size, 1),
+                    crate::units::human_size(size, 1),
                     started.elapsed().as_secs_f64()
                 ));
             }
@@ -371,7 +375,7 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
     // The status goes to the bucket unless the server is unreachable anyway.
     let reachable = failure.as_ref().is_none_or(|e| !e.transport);
     if !cancel.load(Ordering::Relaxed)
-        && let Ok(Some(_block)) = backup::lock(dir, LockWait::Try, log)
+        && let Ok(Some(_block)) = store::lock(dir, LockWait::Try, || {})
         && let Ok(Some(mut st)) = status::read(dir)
     {
         let fail_msg = failure.as_ref().map(|e| e.msg.clone());
@@ -401,7 +405,7 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
         if status::read(dir).ok().flatten().as_ref() != Some(&st)
             && let Err(e) = status::write(dir, &st)
         {
-            log.warn(&format!("cannot write {}: {e}", status::STATUS_FILE));
+            log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
         }
     }
     let round = match failure {

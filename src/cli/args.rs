@@ -1,0 +1,207 @@
+//! Argument parsing: a pure function from the words after the program name to a
+//! command, unit-tested below. Nothing here reads a file or prints.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+pub const HELP: &str = "\
+neopro-backup — backups of a Neopro kiosk (configuration, sync-agent .env, site.conf)
+
+Usage: neopro-backup [--config PATH] COMMAND [OPTIONS]
+
+Commands:
+  run                        make one backup now, apply retention, write the status
+                             (also accepted as --run)
+  serve                      the daemon: HTTP API on LISTEN and the daily backup at
+                             BACKUP_TIME (what systemd runs)
+  list [--json]              list the archives, newest first
+  status [--json]            show the last run's status
+  verify ARCHIVE             check an archive (gzip, tar, MANIFEST.sha256); ARCHIVE is a
+                             name in BACKUP_DIR or a path
+  restore ARCHIVE [--dry-run] [--only FILE,...]
+                             put the archive's files back (configuration.json,
+                             sync-agent.env, site.conf) after a safety backup
+  check [--max-age-hours N]  monitoring: exit 0 `OK: …` if the last success is fresher
+                             than N hours (default 25), else exit 2 `CRITICAL: …`
+  fleet [--json]             every site's last status, from the S3 bucket; sites whose
+                             last success is over 25 h old are marked STALE
+
+Options:
+  --config PATH   config file (default /etc/neopro/backup.conf); the environment wins
+  -h, --help      this help
+  -V, --version   the version
+
+Configuration keys (environment, then the config file, KEY=VALUE lines):
+  NEOPRO_DIR=/home/pi/neopro  BACKUP_DIR=/home/pi/neopro-backups
+  SITE_CONF=/etc/neopro/site.conf  RETENTION_DAYS=7  BACKUP_TIME=03:00
+  LISTEN=127.0.0.1:8081  API_TOKEN=  INCLUDE_VIDEOS=false
+  SERVICES=\"neopro-app neopro-sync-agent nginx\"
+Offsite copies and alerts (offsite is off while S3_ENDPOINT is unset):
+  S3_ENDPOINT=  S3_BUCKET=  S3_REGION=us-east-1  S3_PREFIX=neopro  S3_ACCESS_KEY=
+  S3_SECRET_KEY=  SITE_ID=(hostname)  S3_RETENTION_DAYS=30  ENCRYPT_TO=(age1… keys)
+  ALERT_WEBHOOK=  PING_URL=  ON_FAILURE_CMD=
+
+Exit codes: 0 success, 1 failed backup or damaged archive, 2 usage or configuration error.
+";
+
+/// A command-line or configuration error: exit 2.
+pub struct Usage(pub String);
+
+impl From<lexopt::Error> for Usage {
+    fn from(e: lexopt::Error) -> Usage {
+        Usage(e.to_string())
+    }
+}
+
+impl From<ConfigError> for Usage {
+    fn from(e: ConfigError) -> Usage {
+        Usage(e.0)
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Cmd {
+    Run,
+    Serve,
+    Restore {
+        archive: PathBuf,
+        dry_run: bool,
+        only: Option<Vec<String>>,
+    },
+    List {
+        json: bool,
+    },
+    Status {
+        json: bool,
+    },
+    Verify {
+        archive: PathBuf,
+    },
+    Check {
+        max_age_hours: u32,
+    },
+    Fleet {
+        json: bool,
+    },
+    Help,
+    Version,
+}
+
+/// Parses the command line (without the program name): a pure function.
+pub fn parse(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<(Cmd, Option<PathBuf>), Usage> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut config = None;
+    let mut cmd_name: Option<String> = None;
+    let mut json = false;
+    let mut max_age: Option<String> = None;
+    let mut dry_run = false;
+    let mut only: Option<Vec<String>> = None;
+    let mut positional: Vec<PathBuf> = Vec::new();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("config") => config = Some(PathBuf::from(p.value()?)),
+            Short('h') | Long("help") => return Ok((Cmd::Help, config)),
+            Short('V') | Long("version") => return Ok((Cmd::Version, config)),
+            Long("run") if cmd_name.is_none() => cmd_name = Some("run".into()),
+            Long("json") => json = true,
+            Long("dry-run") => dry_run = true,
+            Long("only") => {
+                let v = p.value()?.string()?;
+                only = Some(
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                );
+            }
+            Long("max-age-hours") => max_age = Some(p.value()?.string()?),
+            Value(v) if cmd_name.is_none() => cmd_name = Some(v.string()?),
+            Value(v) => positional.push(PathBuf::from(v)),
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let Some(name) = cmd_name else {
+        return Err(Usage("no command given (try --help)".into()));
+    };
+    let no_extra = |cmd: Cmd, positional: &[PathBuf]| match positional.first() {
+        Some(x) => Err(Usage(format!("unexpected argument {:?}", x))),
+        None => Ok(cmd),
+    };
+    let only_for = |flag: bool, what: &str, cmd: &str| {
+        if flag {
+            Err(Usage(format!("{what} is not an option of `{cmd}`")))
+        } else {
+            Ok(())
+        }
+    };
+    if (dry_run || only.is_some()) && name != "restore" {
+        return Err(Usage(format!(
+            "--dry-run and --only are options of `restore`, not `{name}`"
+        )));
+    }
+    let cmd = match name.as_str() {
+        "serve" => {
+            only_for(json || max_age.is_some(), "this option", "serve")?;
+            no_extra(Cmd::Serve, &positional)?
+        }
+        "restore" => {
+            only_for(json || max_age.is_some(), "this option", "restore")?;
+            let mut it = positional.into_iter();
+            let (Some(archive), None) = (it.next(), it.next()) else {
+                return Err(Usage("restore takes exactly one ARCHIVE".into()));
+            };
+            Cmd::Restore {
+                archive,
+                dry_run,
+                only,
+            }
+        }
+        "run" => {
+            only_for(json, "--json", "run")?;
+            only_for(max_age.is_some(), "--max-age-hours", "run")?;
+            no_extra(Cmd::Run, &positional)?
+        }
+        "list" | "status" => {
+            only_for(max_age.is_some(), "--max-age-hours", &name)?;
+            let cmd = if name == "list" {
+                Cmd::List { json }
+            } else {
+                Cmd::Status { json }
+            };
+            no_extra(cmd, &positional)?
+        }
+        "verify" => {
+            only_for(json || max_age.is_some(), "this option", "verify")?;
+            let mut it = positional.into_iter();
+            let (Some(archive), None) = (it.next(), it.next()) else {
+                return Err(Usage("verify takes exactly one ARCHIVE".into()));
+            };
+            Cmd::Verify { archive }
+        }
+        "check" => {
+            only_for(json, "--json", "check")?;
+            let max_age_hours = match max_age {
+                None => 25,
+                Some(v) => match v.parse::<u32>() {
+                    Ok(n) if (1..=8760).contains(&n) => n,
+                    _ => {
+                        return Err(Usage(format!(
+                            "invalid --max-age-hours {v:?}: expected a whole number of hours from 1 to 8760"
+                        )));
+                    }
+                },
+            };
+            no_extra(Cmd::Check { max_age_hours }, &positional)?
+        }
+        "fleet" => {
+            only_for(max_age.is_some(), "--max-age-hours", "fleet")?;
+            no_extra(Cmd::Fleet { json }, &positional)?
+        }
+        other => return Err(Usage(format!("unknown command {other:?} (try --help)"))),
+    };
+    Ok((cmd, config))
+}

@@ -1,0 +1,70 @@
+//! `fleet [--json]`: every site's last status, read from the S3 bucket.
+
+use std::process::ExitCode;
+
+use nanoserde::SerJson;
+
+use crate::cli::args::Usage;
+use crate::clock;
+use crate::config::Config;
+use crate::offsite::fleet::{self, Fleet};
+
+/// `fleet`: needs the offsite keys; exit 1 when the bucket cannot be read.
+pub fn fleet(cfg: &Config, json: bool) -> Result<ExitCode, Usage> {
+    if cfg.offsite.is_none() {
+        return Err(Usage(
+            "fleet reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY".into(),
+        ));
+    }
+    match fleet::build(cfg, clock::now_unix()) {
+        Ok(f) if json => println!("{}", f.serialize_json()),
+        Ok(f) => print!("{}", table(&f)),
+        Err(e) => {
+            eprintln!("neopro-backup: fleet: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn table(f: &Fleet) -> String {
+    let mut rows = vec![[
+        "SITE".to_string(),
+        "LAST SUCCESS".to_string(),
+        "AGE".to_string(),
+        "SIZE".to_string(),
+        "PENDING".to_string(),
+        "STATE".to_string(),
+    ]];
+    for s in &f.sites {
+        let state = match (s.stale, s.last_run_success) {
+            (true, _) if s.last_success.is_none() => "STALE (never)".to_string(),
+            (true, _) => format!("STALE (> {} h)", fleet::STALE_HOURS),
+            (false, Some(false)) => "last run FAILED".to_string(),
+            _ => "ok".to_string(),
+        };
+        rows.push([
+            s.site.clone(),
+            s.last_success.clone().unwrap_or_else(|| "-".into()),
+            s.age_hours.map_or("-".into(), |h| format!("{h:.1} h")),
+            s.size.clone().unwrap_or_else(|| "-".into()),
+            s.pending.to_string(),
+            state,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!("{} site(s), {} stale\n", f.sites.len(), f.stale));
+    out
+}

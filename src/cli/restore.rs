@@ -1,0 +1,265 @@
+//! `verify` and `restore`: what the operator sees over SSH. The work is in restore.rs
+//! and backup/archive.rs; this file prints.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use crate::backup::archive::{self, MANIFEST};
+use crate::backup::inventory;
+use crate::clock::Tz;
+use crate::config::Config;
+use crate::fsutil::LockWait;
+use crate::restore::{self, Abort, Done, DryReport, FileResult, FileState, INVENTORY, Job};
+use crate::store;
+
+fn size(n: u64) -> String {
+    let h = crate::units::human_size(n, 1);
+    if n < 1024 { h } else { format!("{h}, {n} B") }
+}
+
+fn print_dry(name: &str, r: &DryReport) {
+    println!("Dry run of the restore of {name}: nothing is changed.");
+    println!("The archive is intact (gzip, tar and {MANIFEST} checked).");
+    for i in &r.items {
+        let what = match i.state {
+            FileState::Unchanged => "unchanged".to_string(),
+            FileState::Changed => format!(
+                "CHANGED: archive {}, on the Pi {}",
+                size(i.archive_size.unwrap_or(0)),
+                size(i.current_size.unwrap_or(0))
+            ),
+            FileState::MissingOnPi => format!(
+                "MISSING ON THE PI: would be created ({})",
+                size(i.archive_size.unwrap_or(0))
+            ),
+            FileState::MissingInArchive => "not in the archive: would be left as it is".to_string(),
+            FileState::Unreadable => "cannot be compared".to_string(),
+        };
+        println!("  {:<20} {what}  [{}]", i.name, i.target.display());
+        if let Some(p) = &i.problem {
+            println!("  {:<20} PROBLEM: {p}", "");
+        }
+    }
+    match (&r.videos, &r.videos_error) {
+        (_, Some(e)) => println!("Videos: {e}"),
+        (None, None) => println!("Videos: the archive has no {INVENTORY}"),
+        (Some(v), None) => {
+            println!(
+                "Videos of the archive's inventory: {} listed, {} no longer on the Pi, {} changed size",
+                v.listed,
+                v.missing.len(),
+                v.resized.len()
+            );
+            let show = |p: &[u8]| {
+                let mut s = String::new();
+                inventory::escape_path(p, &mut s);
+                s
+            };
+            for (p, s) in &v.missing {
+                println!("  missing  {} ({})", show(p), size(*s));
+            }
+            for (p, a, n) in &v.resized {
+                println!(
+                    "  resized  {} (archive {}, now {})",
+                    show(p),
+                    size(*a),
+                    size(*n)
+                );
+            }
+        }
+    }
+    if r.archived_videos > 0 {
+        println!(
+            "The archive holds {} video file(s): this command never restores videos (extract them with tar).",
+            r.archived_videos
+        );
+    } else {
+        println!("Videos are never restored by this command.");
+    }
+    let would: Vec<&str> = r
+        .items
+        .iter()
+        .filter(|i| i.to_write())
+        .map(|i| i.name)
+        .collect();
+    if would.is_empty() {
+        println!("A real restore would change nothing.");
+    } else {
+        println!(
+            "A real restore would first make a safety backup, then write: {}",
+            would.join(", ")
+        );
+    }
+}
+
+fn print_done(name: &str, d: &Done) {
+    if let Some(s) = &d.safety_backup {
+        println!("Safety backup of the state before the restore: {s}");
+        println!("  (to undo this restore: neopro-backup restore {s})");
+    }
+    for (n, target, r) in &d.files {
+        match r {
+            FileResult::Restored => println!("  restored   {n:<20} -> {}", target.display()),
+            FileResult::Unchanged => {
+                println!(
+                    "  unchanged  {n:<20} ({} already matches)",
+                    target.display()
+                );
+            }
+            FileResult::Skipped => println!(
+                "  skipped    {n:<20} (not in the archive; {} left as it is)",
+                target.display()
+            ),
+            FileResult::Failed(e) => println!("  FAILED     {n:<20} {e}"),
+        }
+    }
+    let restored = d.restored();
+    let failed = d.failed();
+    if !failed.is_empty() {
+        println!(
+            "Restore of {name} INCOMPLETE: {} restored, {} failed ({}).",
+            restored.len(),
+            failed.len(),
+            failed.join(", ")
+        );
+    } else if restored.is_empty() {
+        println!("Nothing to restore: the files already match {name}.");
+    } else {
+        println!("Restore of {name} done: {}.", restored.join(", "));
+    }
+    if restored.is_empty() {
+        return;
+    }
+    match &d.restart {
+        Some(r) if r.ok => println!("neopro-app was restarted (RESTART_CMD: {}).", r.command),
+        Some(r) => {
+            eprintln!(
+                "neopro-backup: warning: RESTART_CMD ({}) failed: {}",
+                r.command, r.output
+            );
+            println!(
+                "neopro-app needs a restart: RESTART_CMD failed, restart it by hand (sudo systemctl restart neopro-app)."
+            );
+        }
+        None if failed.is_empty() => println!(
+            "neopro-app needs a restart to use the restored configuration: sudo systemctl restart neopro-app (or set RESTART_CMD)."
+        ),
+        None => println!(
+            "neopro-app needs a restart to use the restored files (RESTART_CMD is not run after an incomplete restore)."
+        ),
+    }
+}
+
+/// `verify ARCHIVE`: gzip, tar and MANIFEST.sha256; exit 0 intact, 1 damaged.
+pub fn verify(path: &Path) -> ExitCode {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("neopro-backup: cannot open {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let top = store::is_archive_name(name).then(|| store::stem_of(name));
+    let report = archive::verify(file, top);
+    for f in &report.files {
+        println!(
+            "{}  {}  {}",
+            if f.ok { "OK    " } else { "FAILED" },
+            f.sha256,
+            f.name
+        );
+    }
+    match &report.error {
+        None => {
+            println!(
+                "{}: OK ({} files match MANIFEST.sha256)",
+                path.display(),
+                report.files.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Some(e) => {
+            println!("{}: DAMAGED: {e}", path.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `neopro-backup restore ARCHIVE [--dry-run] [--only FILE,...]`. Exit code: 0 every
+/// selected file restored (or already identical), 1 archive refused or a file failed,
+/// 2 usage.
+pub fn cli(cfg: &Config, archive_path: &Path, dry_run: bool, only: Option<Vec<String>>) -> u8 {
+    let files = match restore::select(only.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("neopro-backup: {e}");
+            return 2;
+        }
+    };
+    let file = match File::open(archive_path).and_then(|f| {
+        if f.metadata()?.is_file() {
+            Ok(f)
+        } else {
+            Err(io::Error::other("not a regular file"))
+        }
+    }) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("neopro-backup: cannot open {}: {e}", archive_path.display());
+            return 1;
+        }
+    };
+    let name = archive_path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tz = Tz::local();
+    let never = AtomicBool::new(false);
+    let job = Job {
+        cfg,
+        tz: &tz,
+        expected_top: store::is_archive_name(&name).then(|| store::stem_of(&name).to_string()),
+        name,
+        files,
+        cancel: &never,
+    };
+    if dry_run {
+        return match restore::dry_run(&job, file) {
+            Ok(r) => {
+                print_dry(&job.name, &r);
+                0
+            }
+            Err(e) => {
+                eprintln!("neopro-backup: refusing {}: {e}", archive_path.display());
+                1
+            }
+        };
+    }
+    match restore::run(&job, file, LockWait::Block) {
+        Ok(d) => {
+            print_done(&job.name, &d);
+            u8::from(!d.ok())
+        }
+        Err(Abort::Refused(e)) => {
+            eprintln!(
+                "neopro-backup: refusing {}: {e}; nothing was written",
+                archive_path.display()
+            );
+            1
+        }
+        Err(Abort::Busy) => {
+            eprintln!("neopro-backup: a backup is running; try again in a moment");
+            1
+        }
+        Err(Abort::Failed(e)) => {
+            eprintln!("neopro-backup: restore failed: {e}; nothing was written");
+            1
+        }
+    }
+}

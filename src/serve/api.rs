@@ -1,0 +1,381 @@
+//! The HTTP API of CONTRACT §5: routes and JSON shapes. Every route calls the same
+//! domain functions as the CLI (backup::run, store::build, archive::verify, …).
+//!
+//! Guards, in order: the Host must be an IP literal, `localhost` or this machine's name
+//! (defeats DNS rebinding from a page the kiosk browser opens); /api and /metrics need
+//! the bearer token when API_TOKEN is set (constant-time comparison); a state-changing
+//! request from another origin is 403.
+
+// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
+#![allow(clippy::question_mark)]
+
+use std::sync::atomic::Ordering;
+
+use nanoserde::{DeJson, SerJson};
+
+use crate::backup::archive;
+use crate::fsutil;
+use crate::http::server::{Body, Request, Response};
+use crate::serve::state::Shared;
+use crate::serve::{guard, metrics, page, restore_api};
+use crate::status;
+use crate::store;
+
+const JSON: &str = "application/json; charset=utf-8";
+
+pub fn json(status: u16, body: String) -> Response {
+    Response::new(status, JSON, body.into_bytes())
+}
+
+/// A JSON string literal.
+pub fn jstr(s: &str) -> String {
+    SerJson::serialize_json(&s.to_string())
+}
+
+pub fn error(status: u16, msg: &str) -> Response {
+    json(status, format!("{{\"error\":{}}}", jstr(msg)))
+}
+
+fn bad_name() -> Response {
+    error(400, "Nom de fichier invalide")
+}
+
+fn not_found_backup() -> Response {
+    error(404, "Backup non trouvé")
+}
+
+/// Decodes %XX escapes once; `None` on a malformed escape.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The archive name in a path segment, when it is one (else the 400 response).
+pub fn archive_param(raw: &str) -> Result<String, Response> {
+    let decoded = percent_decode(raw).ok_or_else(bad_name)?;
+    let name = String::from_utf8(decoded).map_err(|_| bad_name())?;
+    if store::is_archive_name(&name) {
+        Ok(name)
+    } else {
+        Err(bad_name())
+    }
+}
+
+fn method_not_allowed(allow: &str) -> Response {
+    error(405, "Méthode non autorisée").with_header("Allow", allow)
+}
+
+/// The routing table.
+pub fn route(shared: &Shared, req: &Request) -> Response {
+    if !guard::host_allowed(req.header("Host")) {
+        return error(403, "Hôte non autorisé");
+    }
+    let path = req.path.as_str();
+    let m = req.method.as_str();
+    let protected = path.starts_with("/api/") || path == "/api" || path == "/metrics";
+    if protected && !guard::authorized(shared, req) {
+        return error(401, "Authentification requise").with_header("WWW-Authenticate", "Bearer");
+    }
+    let changes_state = !matches!(m, "GET" | "HEAD" | "OPTIONS");
+    if changes_state && guard::cross_origin(req) {
+        return error(403, "Origine non autorisée");
+    }
+    let sub = path.strip_prefix("/api/backups");
+    match (m, path, sub) {
+        ("GET", "/healthz", _) => Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec()),
+        (_, "/healthz", _) => method_not_allowed("GET"),
+        ("GET", "/", _) => Response::new(200, "text/html; charset=utf-8", page::PAGE.as_bytes().to_vec())
+            .with_header(
+                "Content-Security-Policy",
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors *",
+            ),
+        (_, "/", _) => method_not_allowed("GET"),
+        ("GET", "/metrics", _) => metrics::metrics(shared),
+        (_, "/metrics", _) => method_not_allowed("GET"),
+        ("GET", _, Some("")) => list(shared),
+        (_, _, Some("")) => method_not_allowed("GET"),
+        ("POST", _, Some("/create")) => create(shared),
+        (_, _, Some("/create")) => method_not_allowed("POST"),
+        ("GET", _, Some("/auto-status")) => auto_status(shared),
+        (_, _, Some("/auto-status")) => method_not_allowed("GET"),
+        ("POST", _, Some("/auto-toggle")) => auto_toggle(shared, req),
+        (_, _, Some("/auto-toggle")) => method_not_allowed("POST"),
+        (_, _, Some(rest)) if rest.starts_with("/download/") => {
+            if m != "GET" {
+                return method_not_allowed("GET");
+            }
+            with_name(&rest["/download/".len()..], |n| download(shared, n))
+        }
+        (_, _, Some(rest)) if rest.starts_with("/verify/") => {
+            if m != "POST" {
+                return method_not_allowed("POST");
+            }
+            with_name(&rest["/verify/".len()..], |n| verify(shared, n))
+        }
+        (_, _, Some(rest)) if rest.starts_with("/restore/") => {
+            if m != "POST" {
+                return method_not_allowed("POST");
+            }
+            with_name(&rest["/restore/".len()..], |n| restore_api::http(shared, n, &req.body))
+        }
+        (_, _, Some(rest)) if rest.starts_with('/') && rest.len() > 1 => {
+            if m != "DELETE" {
+                return method_not_allowed("DELETE");
+            }
+            with_name(&rest[1..], |n| delete(shared, n))
+        }
+        _ => error(404, "Route inconnue"),
+    }
+}
+
+fn with_name(raw: &str, f: impl FnOnce(&str) -> Response) -> Response {
+    match archive_param(raw) {
+        Ok(name) => f(&name),
+        Err(r) => r,
+    }
+}
+
+/// `GET /api/backups`: the same JSON as `store::build` (and `list --json`), with the
+/// `backups` array cached (see `ListCache`); the status is read afresh every time.
+fn list(shared: &Shared) -> Response {
+    let dir = &shared.cfg.backup_dir;
+    let listed = match store::cached_backups(dir, &shared.tz) {
+        Ok(l) => l,
+        Err(e) => return error(500, &format!("Impossible de lister les backups : {e}")),
+    };
+    let status = status::read(dir).ok().flatten().serialize_json();
+    let tail = format!(
+        ",\"status\":{status},\"total\":{},\"totalSize\":{}}}",
+        listed.total, listed.total_size
+    );
+    Response {
+        status: 200,
+        headers: vec![("Content-Type".into(), JSON.into())],
+        body: Body::Parts(vec![
+            std::sync::Arc::from(&b"{\"backups\":"[..]),
+            listed.backups_json,
+            std::sync::Arc::from(tail.into_bytes()),
+        ]),
+    }
+}
+
+#[derive(SerJson)]
+struct Created {
+    success: bool,
+    message: String,
+    output: String,
+    archive: Option<String>,
+}
+
+#[derive(SerJson)]
+struct Failed {
+    success: bool,
+    error: String,
+    details: String,
+}
+
+fn create(shared: &Shared) -> Response {
+    match shared.run_backup() {
+        Err(_) => json(
+            409,
+            Failed {
+                success: false,
+                error: "Un backup est déjà en cours".into(),
+                details: "Réessayez dans quelques instants".into(),
+            }
+            .serialize_json(),
+        ),
+        Ok(out) if out.status.success => json(
+            200,
+            Created {
+                success: true,
+                message: "Backup créé avec succès".into(),
+                output: out.log.join("\n"),
+                archive: out.status.archive,
+            }
+            .serialize_json(),
+        ),
+        Ok(out) => json(
+            500,
+            Failed {
+                success: false,
+                error: "Échec de la création du backup".into(),
+                details: out.status.error.unwrap_or_default(),
+            }
+            .serialize_json(),
+        ),
+    }
+}
+
+/// Opens BACKUP_DIR/name as a regular file, never through a symlink.
+pub fn open_archive(
+    shared: &Shared,
+    name: &str,
+) -> Result<(std::fs::File, std::fs::Metadata), Response> {
+    fsutil::open_regular_nofollow(&shared.cfg.backup_dir.join(name)).map_err(|_| not_found_backup())
+}
+
+fn download(shared: &Shared, name: &str) -> Response {
+    match open_archive(shared, name) {
+        Err(r) => r,
+        Ok((f, meta)) => Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "application/gzip".into()),
+                (
+                    "Content-Disposition".into(),
+                    format!("attachment; filename=\"{name}\""),
+                ),
+            ],
+            body: Body::File(f, meta.len()),
+        },
+    }
+}
+
+fn delete(shared: &Shared, name: &str) -> Response {
+    let dir = &shared.cfg.backup_dir;
+    // Check the entry itself (not what a symlink points to); unlink never follows links.
+    match std::fs::symlink_metadata(dir.join(name)) {
+        Ok(m) if m.file_type().is_file() => {}
+        _ => return not_found_backup(),
+    }
+    match std::fs::remove_file(dir.join(name)) {
+        Ok(()) => {
+            let _ = fsutil::fsync_dir(dir);
+            status::Log::new(dir, &shared.tz).info(&format!("deleted {name} (API)"));
+            json(
+                200,
+                r#"{"success":true,"message":"Backup supprimé"}"#.to_string(),
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => not_found_backup(),
+        Err(e) => error(500, &format!("Suppression impossible : {e}")),
+    }
+}
+
+#[derive(SerJson)]
+struct FileJson {
+    name: String,
+    sha256: String,
+    ok: bool,
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct VerifyJson {
+    ok: bool,
+    files: Vec<FileJson>,
+    error: Option<String>,
+}
+
+fn verify(shared: &Shared, name: &str) -> Response {
+    let (f, _) = match open_archive(shared, name) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = archive::verify(f, Some(store::stem_of(name)));
+    json(
+        200,
+        VerifyJson {
+            ok: r.ok,
+            files: r
+                .files
+                .into_iter()
+                .map(|f| FileJson {
+                    name: f.name,
+                    sha256: f.sha256,
+                    ok: f.ok,
+                })
+                .collect(),
+            error: r.error,
+        }
+        .serialize_json(),
+    )
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct AutoStatus {
+    enabled: bool,
+    active: bool,
+    #[nserde(rename = "nextRun")]
+    next_run: Option<String>,
+    logs: String,
+}
+
+fn auto_status(shared: &Shared) -> Response {
+    let enabled = shared.enabled.load(Ordering::SeqCst);
+    json(
+        200,
+        AutoStatus {
+            enabled,
+            active: enabled && shared.scheduler_alive.load(Ordering::SeqCst),
+            next_run: shared
+                .next_run()
+                .map(|t| crate::schedule::describe(t, &shared.tz)),
+            logs: status::tail(&shared.cfg.backup_dir, 20),
+        }
+        .serialize_json(),
+    )
+}
+
+#[derive(DeJson)]
+struct Toggle {
+    enable: Option<bool>,
+}
+
+fn auto_toggle(shared: &Shared, req: &Request) -> Response {
+    let text = std::str::from_utf8(&req.body).unwrap_or("");
+    let enable = match Toggle::deserialize_json(text) {
+        Ok(Toggle { enable: Some(b) }) => b,
+        _ => return error(400, "Paramètre \"enable\" requis"),
+    };
+    if let Err(e) = shared.set_enabled(enable) {
+        return error(500, &format!("Impossible d'enregistrer le choix : {e}"));
+    }
+    let word = if enable { "activé" } else { "désactivé" };
+    status::Log::new(&shared.cfg.backup_dir, &shared.tz).info(&format!(
+        "automatic backup {} (API)",
+        if enable { "on" } else { "off" }
+    ));
+    json(
+        200,
+        format!(
+            "{{\"success\":true,\"message\":\"Backup automatique {word}\",\"enabled\":{enable}}}"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_paths() {
+        assert!(archive_param("backup-20241218-030000.tar.gz").is_ok());
+        assert!(archive_param("backup-20241218-03000%30.tar.gz").is_ok());
+        for bad in [
+            "..%2F..%2Fetc%2Fpasswd",
+            "%2e%2e%2fbackup-20241218-030000.tar.gz",
+            "backup-20241218-030000.tar.gz%00",
+            "%252e%252e%252f",
+            "backup-20241218-030000.tar.gz%2",
+            "%ff",
+            "",
+        ] {
+            assert!(archive_param(bad).is_err(), "{bad}");
+        }
+    }
+}

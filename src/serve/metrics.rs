@@ -1,0 +1,103 @@
+//! `GET /metrics`: the Prometheus text exposition of the daemon's state (last run,
+//! archives, schedule, HTTP counters, offsite queue).
+
+use std::sync::atomic::Ordering;
+
+use crate::http::server::Response;
+use crate::serve::state::Shared;
+use crate::status::{self, Status};
+use crate::store::cached_backups;
+
+pub fn metrics(shared: &Shared) -> Response {
+    let dir = &shared.cfg.backup_dir;
+    let st = status::read(dir).ok().flatten();
+    // The same cached listing as GET /api/backups: no stat of every archive per scrape.
+    let (count, bytes) =
+        cached_backups(dir, &shared.tz).map_or((0, 0), |l| (l.total, l.total_size));
+    let last_success = st.as_ref().and_then(Status::last_success_unix).unwrap_or(0);
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "neopro_backup_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful backup (0: none).",
+        last_success.to_string(),
+    );
+    metric(
+        "neopro_backup_last_run_success",
+        "gauge",
+        "1 if the last run succeeded, 0 if it failed or none ran.",
+        u8::from(st.as_ref().is_some_and(|s| s.success)).to_string(),
+    );
+    metric(
+        "neopro_backup_last_duration_seconds",
+        "gauge",
+        "Duration of the last run.",
+        format!(
+            "{:.3}",
+            st.as_ref().map_or(0.0, |s| s.duration_ms as f64 / 1000.0)
+        ),
+    );
+    metric(
+        "neopro_backup_last_size_bytes",
+        "gauge",
+        "Size of the last archive.",
+        st.as_ref()
+            .and_then(|s| s.size_bytes)
+            .unwrap_or(0)
+            .to_string(),
+    );
+    metric(
+        "neopro_backup_archives",
+        "gauge",
+        "Archives in BACKUP_DIR.",
+        count.to_string(),
+    );
+    metric(
+        "neopro_backup_archives_bytes",
+        "gauge",
+        "Total size of the archives in BACKUP_DIR.",
+        bytes.to_string(),
+    );
+    metric(
+        "neopro_backup_failures_total",
+        "counter",
+        "Failed runs seen by this daemon since it started.",
+        shared.failures.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
+        "neopro_backup_next_run_timestamp_seconds",
+        "gauge",
+        "Unix time of the next scheduled run (0: schedule off).",
+        shared.next_run().unwrap_or(0).to_string(),
+    );
+    metric(
+        "neopro_backup_schedule_enabled",
+        "gauge",
+        "1 if the automatic daily backup is on.",
+        u8::from(shared.enabled.load(Ordering::SeqCst)).to_string(),
+    );
+    metric(
+        "neopro_backup_offsite_pending",
+        "gauge",
+        "Offsite copies waiting to be sent.",
+        crate::offsite::summary(&shared.cfg)
+            .map_or(0, |o| o.pending)
+            .to_string(),
+    );
+    metric(
+        "neopro_backup_http_connections",
+        "gauge",
+        "Open HTTP connections.",
+        shared.stats.connections.load(Ordering::Relaxed).to_string(),
+    );
+    Response::new(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out.into_bytes(),
+    )
+}

@@ -1,0 +1,414 @@
+//! `POST /api/backups/restore/:filename`: the HTTP face of restore.rs. The body needs
+//! a JSON boolean `dryRun` (a destructive call never guesses); the answer's JSON shapes
+//! are in docs/format.md ("Restore").
+
+// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
+#![allow(clippy::question_mark)]
+
+use nanoserde::{DeJson, SerJson};
+
+use crate::http::server::Response;
+use std::sync::atomic::Ordering;
+
+use crate::backup::inventory;
+use crate::fsutil::LockWait;
+use crate::restore::{self, Abort, Done, DryReport, FILES, FileResult, Job};
+use crate::serve::api::{error, json};
+use crate::serve::state::Shared;
+use crate::store;
+
+#[derive(DeJson)]
+struct RestoreRequest {
+    #[nserde(rename = "dryRun")]
+    dry_run: Option<bool>,
+    only: Option<Vec<String>>,
+}
+
+/// The body of POST /api/backups/restore/:filename: `{"dryRun": bool}` is required (a
+/// JSON boolean), because a restore overwrites files and must never happen by accident;
+/// `"only": ["site.conf", …]` is optional.
+fn parse_body(body: &[u8]) -> Result<(bool, Option<Vec<String>>), ()> {
+    let text = std::str::from_utf8(body).map_err(|_| ())?;
+    match RestoreRequest::deserialize_json(text) {
+        Ok(RestoreRequest {
+            dry_run: Some(d),
+            only,
+        }) => Ok((d, only)),
+        _ => Err(()),
+    }
+}
+
+#[derive(SerJson)]
+struct FailedJson {
+    success: bool,
+    error: String,
+    details: String,
+}
+
+fn failed(status: u16, error: &str, details: &str) -> Response {
+    json(
+        status,
+        FailedJson {
+            success: false,
+            error: error.to_string(),
+            details: details.to_string(),
+        }
+        .serialize_json(),
+    )
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct DryFileJson {
+    name: String,
+    path: String,
+    state: String,
+    #[nserde(rename = "archiveSize")]
+    archive_size: Option<u64>,
+    #[nserde(rename = "currentSize")]
+    current_size: Option<u64>,
+    problem: Option<String>,
+}
+
+#[derive(SerJson)]
+struct MissingVideoJson {
+    path: String,
+    size: u64,
+}
+
+#[derive(SerJson)]
+struct ResizedVideoJson {
+    path: String,
+    #[nserde(rename = "archiveSize")]
+    archive_size: u64,
+    #[nserde(rename = "currentSize")]
+    current_size: u64,
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct VideosJson {
+    inventory: bool,
+    listed: u64,
+    missing: Vec<MissingVideoJson>,
+    #[nserde(rename = "changedSize")]
+    changed_size: Vec<ResizedVideoJson>,
+    #[nserde(rename = "inArchive")]
+    in_archive: u64,
+    error: Option<String>,
+}
+
+#[derive(SerJson)]
+struct DryRunJson {
+    success: bool,
+    #[nserde(rename = "dryRun")]
+    dry_run: bool,
+    archive: String,
+    message: String,
+    #[nserde(rename = "wouldRestore")]
+    would_restore: Vec<String>,
+    files: Vec<DryFileJson>,
+    videos: VideosJson,
+}
+
+fn dry_json(name: &str, r: &DryReport) -> String {
+    let show = |p: &[u8]| {
+        let mut s = String::new();
+        inventory::escape_path(p, &mut s);
+        s
+    };
+    let would: Vec<String> = r
+        .items
+        .iter()
+        .filter(|i| i.to_write())
+        .map(|i| i.name.to_string())
+        .collect();
+    let problems = r.items.iter().filter(|i| i.problem.is_some()).count();
+    let mut message = if would.is_empty() {
+        "Essai : aucun fichier ne serait modifié.".to_string()
+    } else {
+        format!(
+            "Essai : {} fichier(s) seraient restaurés ({}), rien n'a été modifié.",
+            would.len(),
+            would.join(", ")
+        )
+    };
+    if problems > 0 {
+        message.push_str(&format!(
+            " {problems} fichier(s) ne pourraient pas être restaurés."
+        ));
+    }
+    let v = r.videos.as_ref();
+    DryRunJson {
+        success: true,
+        dry_run: true,
+        archive: name.to_string(),
+        message,
+        would_restore: would,
+        files: r
+            .items
+            .iter()
+            .map(|i| DryFileJson {
+                name: i.name.to_string(),
+                path: i.target.display().to_string(),
+                state: i.state.as_str().to_string(),
+                archive_size: i.archive_size,
+                current_size: i.current_size,
+                problem: i.problem.clone(),
+            })
+            .collect(),
+        videos: VideosJson {
+            inventory: v.is_some(),
+            listed: v.map_or(0, |v| v.listed as u64),
+            missing: v.map_or_else(Vec::new, |v| {
+                v.missing
+                    .iter()
+                    .map(|(p, s)| MissingVideoJson {
+                        path: show(p),
+                        size: *s,
+                    })
+                    .collect()
+            }),
+            changed_size: v.map_or_else(Vec::new, |v| {
+                v.resized
+                    .iter()
+                    .map(|(p, a, n)| ResizedVideoJson {
+                        path: show(p),
+                        archive_size: *a,
+                        current_size: *n,
+                    })
+                    .collect()
+            }),
+            in_archive: r.archived_videos as u64,
+            error: r.videos_error.clone(),
+        },
+    }
+    .serialize_json()
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct FileResultJson {
+    name: String,
+    path: String,
+    result: String,
+    error: Option<String>,
+}
+
+#[derive(SerJson)]
+struct RestartJson {
+    command: String,
+    ok: bool,
+    output: String,
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct RestoreJson {
+    success: bool,
+    #[nserde(rename = "dryRun")]
+    dry_run: bool,
+    archive: String,
+    message: String,
+    restored: Vec<String>,
+    unchanged: Vec<String>,
+    skipped: Vec<String>,
+    failed: Vec<String>,
+    #[nserde(rename = "safetyBackup")]
+    safety_backup: Option<String>,
+    files: Vec<FileResultJson>,
+    #[nserde(rename = "restartNeeded")]
+    restart_needed: bool,
+    restart: Option<RestartJson>,
+    error: Option<String>,
+    details: Option<String>,
+}
+
+/// The JSON of a real restore: 200 when every file was restored, else 500.
+fn done_json(name: &str, d: &Done) -> (u16, String) {
+    let restored = d.restored();
+    let failed = d.failed();
+    let ok = failed.is_empty();
+    let mut message = if !ok {
+        format!(
+            "Restauration incomplète : {} fichier(s) restauré(s), {} en échec ({}).",
+            restored.len(),
+            failed.len(),
+            failed.join(", ")
+        )
+    } else if restored.is_empty() {
+        "Rien à restaurer : les fichiers sont déjà identiques à l'archive.".to_string()
+    } else {
+        format!(
+            "Restauration terminée : {} fichier(s) restauré(s) ({}).",
+            restored.len(),
+            restored.join(", ")
+        )
+    };
+    if let Some(s) = &d.safety_backup {
+        message.push_str(&format!(" Sauvegarde de sécurité : {s}."));
+    }
+    if !restored.is_empty() {
+        message.push_str(match &d.restart {
+            Some(r) if r.ok => " neopro-app a été redémarré.",
+            Some(_) => " Le redémarrage de neopro-app a échoué : redémarrez-le manuellement.",
+            None => " Redémarrez neopro-app pour appliquer la configuration.",
+        });
+    }
+    let details: Vec<String> = d
+        .files
+        .iter()
+        .filter_map(|(n, _, r)| match r {
+            FileResult::Failed(e) => Some(format!("{n} : {e}")),
+            _ => None,
+        })
+        .collect();
+    let body = RestoreJson {
+        success: ok,
+        dry_run: false,
+        archive: name.to_string(),
+        message,
+        unchanged: d.names(|r| *r == FileResult::Unchanged),
+        skipped: d.names(|r| *r == FileResult::Skipped),
+        restored,
+        failed: failed.clone(),
+        safety_backup: d.safety_backup.clone(),
+        files: d
+            .files
+            .iter()
+            .map(|(n, t, r)| FileResultJson {
+                name: n.to_string(),
+                path: t.display().to_string(),
+                result: r.as_str().to_string(),
+                error: match r {
+                    FileResult::Failed(e) => Some(e.clone()),
+                    _ => None,
+                },
+            })
+            .collect(),
+        restart_needed: d.files.iter().any(|(_, _, r)| *r == FileResult::Restored)
+            && !d.restart.as_ref().is_some_and(|r| r.ok),
+        restart: d.restart.as_ref().map(|r| RestartJson {
+            command: r.command.clone(),
+            ok: r.ok,
+            output: r.output.clone(),
+        }),
+        error: (!ok).then(|| {
+            format!(
+                "Restauration incomplète : {} fichier(s) en échec",
+                failed.len()
+            )
+        }),
+        details: (!ok).then(|| details.join("; ")),
+    };
+    (if ok { 200 } else { 500 }, body.serialize_json())
+}
+
+/// POST /api/backups/restore/:filename (the name is already checked by the router).
+pub fn http(shared: &Shared, name: &str, body: &[u8]) -> Response {
+    let Ok((dry, only)) = parse_body(body) else {
+        return error(
+            400,
+            "Paramètre \"dryRun\" requis (true pour un essai, false pour restaurer)",
+        );
+    };
+    let files = match restore::select(only.as_deref()) {
+        Ok(f) => f,
+        Err(_) => {
+            return error(
+                400,
+                &format!(
+                    "Paramètre \"only\" invalide : fichiers possibles {}",
+                    FILES.join(", ")
+                ),
+            );
+        }
+    };
+    let (file, _) = match crate::serve::api::open_archive(shared, name) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let job = Job {
+        cfg: &shared.cfg,
+        tz: &shared.tz,
+        name: name.to_string(),
+        expected_top: Some(store::stem_of(name).to_string()),
+        files,
+        cancel: &shared.cancel,
+    };
+    if !dry {
+        // Seen by the shutdown, which waits for (or cancels) the safety backup.
+        shared.running.fetch_add(1, Ordering::SeqCst);
+    }
+    // Compression (the safety backup) wants more stack than a connection thread has.
+    let out = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("restore".into())
+            .stack_size(crate::serve::BACKUP_STACK)
+            .spawn_scoped(s, || {
+                if dry {
+                    match restore::dry_run(&job, file) {
+                        Ok(r) => json(200, dry_json(name, &r)),
+                        Err(e) => failed(500, "Archive refusée", &e),
+                    }
+                } else {
+                    match restore::run(&job, file, LockWait::Try) {
+                        Ok(d) => {
+                            let (status, body) = done_json(name, &d);
+                            json(status, body)
+                        }
+                        Err(Abort::Busy) => failed(
+                            409,
+                            "Un backup est déjà en cours",
+                            "Réessayez dans quelques instants",
+                        ),
+                        Err(Abort::Refused(e)) => {
+                            failed(500, "Archive refusée : rien n'a été restauré", &e)
+                        }
+                        Err(Abort::Failed(e)) => {
+                            failed(500, "Échec de la restauration : rien n'a été restauré", &e)
+                        }
+                    }
+                }
+            })
+            .map(|h| h.join())
+    });
+    if !dry {
+        shared.running.fetch_sub(1, Ordering::SeqCst);
+    }
+    match out {
+        Ok(Ok(r)) => r,
+        _ => failed(
+            500,
+            "Échec de la restauration",
+            "le traitement n'a pas pu démarrer",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_needs_a_json_boolean() {
+        assert_eq!(parse_body(br#"{"dryRun":true}"#), Ok((true, None)));
+        assert_eq!(parse_body(br#"{"dryRun": false}"#), Ok((false, None)));
+        assert_eq!(
+            parse_body(br#"{"dryRun":false,"only":["site.conf"]}"#),
+            Ok((false, Some(vec!["site.conf".to_string()])))
+        );
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"null",
+            br#"{"dryRun":"false"}"#,
+            br#"{"dryRun":0}"#,
+            br#"{"dryRun":null}"#,
+            br#"{"dry_run":false}"#,
+            b"\xff",
+        ] {
+            assert!(parse_body(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

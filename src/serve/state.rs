@@ -1,0 +1,112 @@
+//! The daemon's shared state: the configuration, the schedule switch (persisted in
+//! BACKUP_DIR), the next run, and the one way the API and the schedule loop start a
+//! backup.
+
+// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
+#![allow(clippy::question_mark)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nanoserde::{DeJson, SerJson};
+
+use crate::backup::{self, Busy, Outcome};
+use crate::clock::{self, Tz};
+use crate::config::Config;
+use crate::fsutil::{self, LockWait};
+use crate::http::server::Stats;
+use crate::schedule;
+use crate::status::Log;
+use crate::store::{self, SCHEDULE_FILE};
+
+/// Stack of the thread a backup runs in (compression wants more than a connection's).
+pub const BACKUP_STACK: usize = 8 * 1024 * 1024;
+
+/// The persisted on/off switch of the automatic schedule.
+#[derive(SerJson, DeJson)]
+struct ScheduleFile {
+    enabled: bool,
+}
+
+/// State shared by the HTTP handlers and the schedule loop.
+pub struct Shared {
+    pub cfg: Config,
+    pub tz: Tz,
+    pub enabled: AtomicBool,
+    /// Next scheduled run (Unix seconds), 0 when none.
+    pub next_run: Mutex<i64>,
+    pub scheduler_alive: AtomicBool,
+    pub failures: AtomicU64,
+    /// Backups running in this process (the lock lets only one write at a time).
+    pub running: AtomicUsize,
+    /// Set when the daemon must abandon a running backup.
+    pub cancel: AtomicBool,
+    /// A catch-up run is planned; any successful backup before it makes it moot.
+    pub catch_up_pending: AtomicBool,
+    pub stats: Arc<Stats>,
+}
+
+impl Shared {
+    /// One backup, refused (Busy) when another one holds the lock.
+    pub fn run_backup(&self) -> Result<Outcome, Busy> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        // Compression wants more stack than an HTTP connection thread has: run it in a
+        // thread of its own (scoped, so it borrows `self`).
+        let out = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("backup".into())
+                .stack_size(BACKUP_STACK)
+                .spawn_scoped(s, || {
+                    backup::run(&self.cfg, &self.tz, LockWait::Try, &self.cancel)
+                })
+                .map(|h| h.join())
+        });
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let out = match out {
+            Ok(Ok(r)) => r?,
+            // A thread that cannot start, or a panic (abort in release): report as failure.
+            _ => return Err(Busy),
+        };
+        if !out.status.success {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        } else if self.catch_up_pending.swap(false, Ordering::SeqCst) {
+            // A manual backup did the catch-up's job: the next run is the daily one
+            // (shown at once; the schedule loop replans when it next wakes).
+            let next = schedule::next_after(clock::now_unix(), self.cfg.backup_time, &self.tz);
+            *self.next_run.lock().unwrap_or_else(|p| p.into_inner()) = next;
+        }
+        // The offsite worker sends the copy (and the status) in its own thread.
+        crate::offsite::wake();
+        Ok(out)
+    }
+
+    /// Switches the schedule on or off and persists the choice atomically.
+    pub fn set_enabled(&self, on: bool) -> std::io::Result<()> {
+        let json = ScheduleFile { enabled: on }.serialize_json();
+        store::ensure_dir(&self.cfg.backup_dir)?;
+        fsutil::atomic_write(&self.cfg.backup_dir, SCHEDULE_FILE, json.as_bytes(), 0o644)?;
+        self.enabled.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn next_run(&self) -> Option<i64> {
+        let n = *self.next_run.lock().unwrap_or_else(|p| p.into_inner());
+        (n != 0 && self.enabled.load(Ordering::SeqCst)).then_some(n)
+    }
+}
+
+pub fn read_enabled(dir: &Path, log: &Log) -> bool {
+    match std::fs::read_to_string(dir.join(SCHEDULE_FILE)) {
+        Ok(t) => match ScheduleFile::deserialize_json(&t) {
+            Ok(s) => s.enabled,
+            Err(e) => {
+                log.warn(&format!(
+                    "{SCHEDULE_FILE} is unreadable ({e}): the schedule stays on"
+                ));
+                true
+            }
+        },
+        Err(_) => true,
+    }
+}

@@ -1,0 +1,342 @@
+//! BACKUP_DIR, the store: what lives in it and under which name, the folder's mode, the
+//! backup lock, crash leftovers, the list of archives and its cache. Every other module
+//! names files in BACKUP_DIR through the constants here (docs/format.md, "BACKUP_DIR").
+//!
+//! ```text
+//! BACKUP_DIR/                      0700, created by the first run or the daemon
+//!   backup-YYYYMMDD-HHMMSS.tar.gz  the archives (0600), local time of the start
+//!   .tmp-*                         a write in progress, or a crash leftover
+//!   .backup.lock                   flock: one backup (or restore) at a time
+//!   last-backup-status.json        the last run (status.rs)
+//!   backup.log, backup.log.1       one line per event, rotated past 1 MiB
+//!   auto-backup.json               the daemon's schedule switch
+//!   offsite-pending/               queued offsite copies (offsite/)
+//!   offsite-state.json, .offsite.lock
+//! ```
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use nanoserde::SerJson;
+
+use crate::clock;
+use crate::fsutil::{Lock, LockWait, fsync_dir};
+use crate::units::human_size;
+
+pub use crate::fsutil::TMP_PREFIX;
+
+/// The last run (status.rs), replaced atomically after every run.
+pub const STATUS_FILE: &str = "last-backup-status.json";
+/// One line per event; rotated to `backup.log.1` past 1 MiB.
+pub const LOG_FILE: &str = "backup.log";
+
+/// The backup lock (flock).
+pub const LOCK_FILE: &str = ".backup.lock";
+/// The daemon's schedule switch (`auto-toggle`), kept across restarts.
+pub const SCHEDULE_FILE: &str = "auto-backup.json";
+/// Offsite copies waiting to be sent: one empty marker file per archive name.
+pub const OFFSITE_PENDING_DIR: &str = "offsite-pending";
+/// The offsite queue's retry state.
+pub const OFFSITE_STATE_FILE: &str = "offsite-state.json";
+/// One offsite sender at a time.
+pub const OFFSITE_LOCK_FILE: &str = ".offsite.lock";
+
+#[derive(SerJson)]
+pub struct Entry {
+    pub name: String,
+    pub size: String,
+    #[nserde(rename = "sizeBytes")]
+    pub size_bytes: u64,
+    pub date: String,
+    pub created: String,
+    pub age: String,
+}
+
+/// "0 jours", "1 jour", "12 jours": whole days since the time in the name (never negative).
+pub fn age_days(naive_then: i64, naive_now: i64) -> String {
+    let d = ((naive_now - naive_then) / 86_400).max(0);
+    if d == 1 {
+        "1 jour".to_string()
+    } else {
+        format!("{d} jours")
+    }
+}
+
+pub fn entry(a: &ArchiveInfo, naive_now: i64) -> Entry {
+    Entry {
+        name: a.name.clone(),
+        size: human_size(a.size, 2),
+        size_bytes: a.size,
+        date: clock::plain(a.naive),
+        created: clock::iso_utc_millis(a.mtime, a.mtime_ms),
+        age: age_days(a.naive, naive_now),
+    }
+}
+
+/// `^backup-\d{8}-\d{6}\.tar\.gz$`, the only names the API accepts.
+pub fn is_archive_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 29
+        && name.starts_with("backup-")
+        && name.ends_with(".tar.gz")
+        && b[15] == b'-'
+        && b[7..15].iter().all(u8::is_ascii_digit)
+        && b[16..22].iter().all(u8::is_ascii_digit)
+}
+
+/// `backup-YYYYMMDD-HHMMSS` for a local (naive) time.
+pub fn stem_for(naive: i64) -> String {
+    let c = clock::civil(naive);
+    format!(
+        "backup-{:04}{:02}{:02}-{:02}{:02}{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+/// The folder name inside an archive: its name without `.tar.gz`.
+pub fn stem_of(name: &str) -> &str {
+    name.strip_suffix(".tar.gz").unwrap_or(name)
+}
+
+/// The local (naive) time encoded in an archive name, if it is a real date.
+pub fn name_time(name: &str) -> Option<i64> {
+    if !is_archive_name(name) {
+        return None;
+    }
+    let d = |r: std::ops::Range<usize>| name.get(r)?.parse::<u32>().ok();
+    let (y, mo, da) = (d(7..11)?, d(11..13)?, d(13..15)?);
+    let (h, mi, s) = (d(16..18)?, d(18..20)?, d(20..22)?);
+    if !clock::valid_date(i64::from(y), mo, da) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    Some(clock::naive_secs(i64::from(y), mo, da, h, mi, s))
+}
+
+/// One archive found in BACKUP_DIR.
+#[derive(Debug, Clone)]
+pub struct ArchiveInfo {
+    pub name: String,
+    pub size: u64,
+    /// Modification time, Unix seconds and milliseconds.
+    pub mtime: i64,
+    pub mtime_ms: u32,
+    /// The local time in the name.
+    pub naive: i64,
+}
+
+/// Archives in `dir`, newest (by the time in their name) first. Symlinks, folders and
+/// files that vanish while we look are skipped, never an error.
+pub fn list(dir: &Path) -> io::Result<Vec<ArchiveInfo>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in rd {
+        let Ok(entry) = entry else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some(naive) = name_time(&name) else {
+            continue;
+        };
+        // symlink_metadata: a symlink is not an archive, even when it points to one.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let (mtime, mtime_ms) = match meta
+            .modified()
+            .map(|t| t.duration_since(std::time::UNIX_EPOCH))
+        {
+            Ok(Ok(d)) => (
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_millis(),
+            ),
+            _ => (0, 0),
+        };
+        out.push(ArchiveInfo {
+            name,
+            size: meta.len(),
+            mtime,
+            mtime_ms,
+            naive,
+        });
+    }
+    out.sort_by(|a, b| b.name.cmp(&a.name));
+    Ok(out)
+}
+
+/// Creates BACKUP_DIR (0700: it holds secrets) if needed.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Takes the backup lock of `dir`.
+/// With `LockWait::Block`, `on_wait` is called once before waiting for another backup.
+pub fn lock(dir: &Path, wait: LockWait, on_wait: impl FnOnce()) -> io::Result<Option<Lock>> {
+    let path = dir.join(LOCK_FILE);
+    match wait {
+        LockWait::Try => Lock::acquire(&path, LockWait::Try),
+        LockWait::Block => match Lock::acquire(&path, LockWait::Try)? {
+            Some(l) => Ok(Some(l)),
+            None => {
+                on_wait();
+                Lock::acquire(&path, LockWait::Block)
+            }
+        },
+    }
+}
+
+/// Removes our temporary files left in `dir` by a crashed run. Call with the lock held.
+pub fn remove_leftovers(dir: &Path) -> io::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(TMP_PREFIX) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed.push(name.to_string()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if !removed.is_empty() {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// The `backups` array of the list, serialized, with the folder state it was made from.
+///
+/// Listing stats every archive: with 1,000 archives that is 1,000 `statx` calls a request
+/// (7 ms on a slow VM, more on an SD card), which the admin panel may ask for every few
+/// seconds and several tabs at once. The array is reused while BACKUP_DIR itself is
+/// unchanged (same inode, mtime and ctime: every create, rename, delete or new symlink in
+/// the folder changes them) and for at most `LIST_CACHE_TTL`, which also bounds how late
+/// an in-place change (a `touch`) and the `age` strings can be. A folder changed less
+/// than a second before it was read is not cached at all: a second change within the
+/// same timestamp tick would not move its mtime.
+struct ListCache {
+    dir: std::path::PathBuf,
+    key: DirKey,
+    made: std::time::Instant,
+    backups_json: std::sync::Arc<[u8]>,
+    total: u64,
+    total_size: u64,
+}
+
+pub struct Listed {
+    pub backups_json: std::sync::Arc<[u8]>,
+    pub total: u64,
+    pub total_size: u64,
+}
+
+type DirKey = (u64, u64, i64, i64, i64, i64);
+
+const LIST_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+static LIST_CACHE: std::sync::Mutex<Option<ListCache>> = std::sync::Mutex::new(None);
+
+/// One listing at a time: when the cached array expires under load, every handler in
+/// flight would otherwise stat every archive at once, each with its own copy in memory.
+static LIST_REBUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The folder's identity and change times, and whether it is old enough to cache.
+fn dir_key(dir: &std::path::Path) -> Option<(DirKey, bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir).ok()?;
+    let settled = m
+        .modified()
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age >= std::time::Duration::from_secs(1));
+    let key = (
+        m.dev(),
+        m.ino(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    );
+    Some((key, settled))
+}
+
+/// The cached array, when it was made from this folder in this state not long ago.
+fn cache_hit(dir: &std::path::Path, key: Option<(DirKey, bool)>) -> Option<Listed> {
+    let (k, _) = key?;
+    let cache = LIST_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let c = cache.as_ref()?;
+    (c.key == k && c.dir == dir && c.made.elapsed() < LIST_CACHE_TTL).then(|| Listed {
+        backups_json: std::sync::Arc::clone(&c.backups_json),
+        total: c.total,
+        total_size: c.total_size,
+    })
+}
+
+pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<Listed> {
+    if let Some(l) = cache_hit(dir, dir_key(dir)) {
+        return Ok(l);
+    }
+    let _one = LIST_REBUILD.lock().unwrap_or_else(|p| p.into_inner());
+    // Another handler may have made it while this one waited.
+    let key = dir_key(dir);
+    if let Some(l) = cache_hit(dir, key) {
+        return Ok(l);
+    }
+    let made = std::time::Instant::now();
+    let archives = list(dir)?;
+    let naive_now = tz.to_naive(clock::now_unix());
+    let entries: Vec<Entry> = archives.iter().map(|a| entry(a, naive_now)).collect();
+    // Sized up front (an entry is ~160 bytes): no trail of ever larger buffers.
+    let mut out = nanoserde::SerJsonState::new(String::with_capacity(entries.len() * 192 + 2));
+    entries.ser_json(0, &mut out);
+    let listed = Listed {
+        backups_json: out.out.into_bytes().into(),
+        total: archives.len() as u64,
+        total_size: archives.iter().map(|a| a.size).sum(),
+    };
+    if let Some((k, true)) = key {
+        *LIST_CACHE.lock().unwrap_or_else(|p| p.into_inner()) = Some(ListCache {
+            dir: dir.to_path_buf(),
+            key: k,
+            made,
+            backups_json: std::sync::Arc::clone(&listed.backups_json),
+            total: listed.total,
+            total_size: listed.total_size,
+        });
+    }
+    Ok(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_archive_name("backup-20241218-030000.tar.gz"));
+        for bad in [
+            "backup-2024121-030000.tar.gz",
+            "backup-20241218-030000.tar.gz.age",
+            "../backup-20241218-030000.tar.gz",
+            "backup-20241218-03000a.tar.gz",
+            "backup-20241218_030000.tar.gz",
+            "",
+        ] {
+            assert!(!is_archive_name(bad), "{bad}");
+        }
+        assert_eq!(name_time("backup-20241399-030000.tar.gz"), None);
+        let t = name_time("backup-20241218-030000.tar.gz");
+        assert_eq!(t.map(stem_for).as_deref(), Some("backup-20241218-030000"));
+    }
+}
