@@ -14,7 +14,7 @@ use std::time::Duration;
 use nanoserde::SerJson;
 
 use crate::config::Config;
-use crate::http::client::{self, Body, Timeouts, Url};
+use crate::http::client::{self, Payload, Timeouts, Url};
 use crate::status::{Log, Status};
 
 /// How long ON_FAILURE_CMD may run.
@@ -39,7 +39,7 @@ fn post(url: &Url, content_type: &str, body: &[u8]) -> Result<(), String> {
         "POST",
         url,
         &headers,
-        Body::bytes(body),
+        Payload::bytes(body),
         64 * 1024,
         Timeouts::ALERT,
     )?;

@@ -61,7 +61,7 @@ pub struct Config {
     /// This Pi's name in the bucket and in alerts (SITE_ID, default the hostname).
     pub site_id: String,
     /// Offsite copies; `None` while S3_ENDPOINT is unset.
-    pub offsite: Option<Offsite>,
+    pub offsite: Option<OffsiteSettings>,
     pub alerts: Alerts,
 }
 
@@ -87,7 +87,7 @@ impl fmt::Debug for Secret {
 
 /// The S3 keys of CONTRACT §6.
 #[derive(Debug, Clone)]
-pub struct Offsite {
+pub struct OffsiteSettings {
     pub endpoint: crate::http::client::Url,
     pub bucket: String,
     pub region: String,
@@ -168,16 +168,16 @@ pub fn parse_file(text: &str, origin: &Path) -> Result<Vec<(String, String)>, Co
 }
 
 /// Where the values come from: the environment and the config file.
-pub struct Sources {
+pub struct Lookup {
     env: HashMap<String, String>,
     file: HashMap<String, String>,
     unknown_keys: Vec<String>,
 }
 
-impl Sources {
+impl Lookup {
     /// Reads the real environment and the config file. An explicit `--config` path must
     /// exist; the default path may be absent.
-    pub fn gather(config_path: Option<&Path>) -> Result<Sources, ConfigError> {
+    pub fn gather(config_path: Option<&Path>) -> Result<Lookup, ConfigError> {
         let env: HashMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .filter(|(k, _)| KEYS.contains(&k.as_str()))
@@ -201,14 +201,14 @@ impl Sources {
                 )));
             }
         };
-        Sources::from_parts(env, &text, &path)
+        Lookup::from_parts(env, &text, &path)
     }
 
     pub fn from_parts(
         env: HashMap<String, String>,
         file_text: &str,
         origin: &Path,
-    ) -> Result<Sources, ConfigError> {
+    ) -> Result<Lookup, ConfigError> {
         let mut file = HashMap::new();
         let mut unknown_keys = Vec::new();
         for (k, v) in parse_file(file_text, origin)? {
@@ -217,7 +217,7 @@ impl Sources {
             }
             file.insert(k, v);
         }
-        Ok(Sources {
+        Ok(Lookup {
             env,
             file,
             unknown_keys,
@@ -232,7 +232,7 @@ impl Sources {
     }
 }
 
-fn path_key(src: &Sources, key: &str, default: &str) -> Result<PathBuf, ConfigError> {
+fn path_key(src: &Lookup, key: &str, default: &str) -> Result<PathBuf, ConfigError> {
     let v = src.get(key).unwrap_or(default);
     if v.is_empty() || !v.starts_with('/') {
         return Err(bad(key, v, "an absolute path"));
@@ -285,7 +285,7 @@ fn shown_url(v: &str) -> String {
 }
 
 fn url_key(
-    src: &Sources,
+    src: &Lookup,
     key: &str,
     path_allowed: bool,
 ) -> Result<Option<crate::http::client::Url>, ConfigError> {
@@ -300,7 +300,7 @@ fn url_key(
     Ok(Some(url))
 }
 
-fn days_key(src: &Sources, key: &str, default: &str) -> Result<u32, ConfigError> {
+fn days_key(src: &Lookup, key: &str, default: &str) -> Result<u32, ConfigError> {
     let v = src.get(key).unwrap_or(default);
     match v.parse::<u32>() {
         Ok(n) if (1..=3650).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
@@ -340,7 +340,7 @@ fn valid_prefix(s: &str) -> bool {
             }))
 }
 
-fn site_id_key(src: &Sources) -> Result<String, ConfigError> {
+fn site_id_key(src: &Lookup) -> Result<String, ConfigError> {
     match src.get("SITE_ID").filter(|v| !v.is_empty()) {
         Some(v) if valid_site_id(v) => Ok(v.to_string()),
         Some(v) => Err(bad(
@@ -371,7 +371,7 @@ fn site_id_key(src: &Sources) -> Result<String, ConfigError> {
     }
 }
 
-fn offsite_keys(src: &Sources) -> Result<Option<Offsite>, ConfigError> {
+fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
     let Some(endpoint) = url_key(src, "S3_ENDPOINT", false)? else {
         return Ok(None);
     };
@@ -445,7 +445,7 @@ fn offsite_keys(src: &Sources) -> Result<Option<Offsite>, ConfigError> {
             list
         }
     };
-    Ok(Some(Offsite {
+    Ok(Some(OffsiteSettings {
         endpoint,
         bucket: bucket.to_string(),
         region: region.to_string(),
@@ -459,10 +459,10 @@ fn offsite_keys(src: &Sources) -> Result<Option<Offsite>, ConfigError> {
 
 impl Config {
     pub fn load(config_path: Option<&Path>) -> Result<Config, ConfigError> {
-        Config::from_sources(&Sources::gather(config_path)?)
+        Config::from_sources(&Lookup::gather(config_path)?)
     }
 
-    pub fn from_sources(src: &Sources) -> Result<Config, ConfigError> {
+    pub fn from_sources(src: &Lookup) -> Result<Config, ConfigError> {
         let retention_days = {
             let v = src.get("RETENTION_DAYS").unwrap_or("7");
             match v.parse::<u32>() {
@@ -584,7 +584,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_sources(&Sources::from_parts(env, file, Path::new("test.conf"))?)
+        Config::from_sources(&Lookup::from_parts(env, file, Path::new("test.conf"))?)
     }
 
     #[test]

@@ -23,11 +23,11 @@ pub const HEADER: &str = "# size_bytes\tmtime\tpath (relative to videos/)\n";
 #[derive(Debug, Default)]
 pub struct Videos {
     names: Vec<u8>,
-    items: Vec<Item>,
+    items: Vec<Packed>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Item {
+struct Packed {
     off: u32,
     len: u32,
     size: u64,
@@ -48,7 +48,7 @@ impl Videos {
         self.items.is_empty()
     }
 
-    fn video(&self, i: &Item) -> Video<'_> {
+    fn video(&self, i: &Packed) -> Video<'_> {
         let start = i.off as usize;
         Video {
             rel: &self.names[start..start + i.len as usize],
@@ -66,7 +66,7 @@ impl Videos {
         let off = u32::try_from(self.names.len()).map_err(|_| too_big())?;
         let len = u32::try_from(rel.len()).map_err(|_| too_big())?;
         self.names.extend_from_slice(rel);
-        self.items.push(Item {
+        self.items.push(Packed {
             off,
             len,
             size,
@@ -77,7 +77,7 @@ impl Videos {
 
     fn sort(&mut self) {
         let names = &self.names;
-        let key = |i: &Item| &names[i.off as usize..(i.off + i.len) as usize];
+        let key = |i: &Packed| &names[i.off as usize..(i.off + i.len) as usize];
         self.items.sort_unstable_by(|a, b| key(a).cmp(key(b)));
     }
 }

@@ -136,21 +136,21 @@ impl Url {
 }
 
 /// A request body: a reader of exactly `len` bytes.
-pub struct Body<'a> {
+pub struct Payload<'a> {
     pub reader: Box<dyn Read + 'a>,
     pub len: u64,
 }
 
-impl<'a> Body<'a> {
-    pub fn bytes(b: &'a [u8]) -> Body<'a> {
-        Body {
+impl<'a> Payload<'a> {
+    pub fn bytes(b: &'a [u8]) -> Payload<'a> {
+        Payload {
             reader: Box::new(b),
             len: b.len() as u64,
         }
     }
 
-    pub fn empty() -> Body<'static> {
-        Body {
+    pub fn empty() -> Payload<'static> {
+        Payload {
             reader: Box::new(io::empty()),
             len: 0,
         }
@@ -159,13 +159,13 @@ impl<'a> Body<'a> {
 
 /// A response whose body was read (up to a limit).
 #[derive(Debug)]
-pub struct Response {
+pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
-impl Response {
+impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -337,10 +337,10 @@ pub fn request(
     method: &str,
     url: &Url,
     headers: &[(String, String)],
-    body: Body,
+    body: Payload,
     max_body: usize,
     t: Timeouts,
-) -> Result<Response, String> {
+) -> Result<Reply, String> {
     let mut stream = connect(url, t)?;
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: neopro-backup/{}\r\n",
@@ -378,7 +378,7 @@ pub fn request(
     }
 }
 
-fn read_response(stream: &mut dyn Read, head_only: bool, max_body: usize) -> io::Result<Response> {
+fn read_response(stream: &mut dyn Read, head_only: bool, max_body: usize) -> io::Result<Reply> {
     let mut r = BufReader::with_capacity(16 * 1024, stream);
     // The head: lines up to the empty one, at most 64 KiB.
     let mut raw = Vec::new();
@@ -460,7 +460,7 @@ fn read_response(stream: &mut dyn Read, head_only: bool, max_body: usize) -> io:
             return Err(too_big());
         }
     }
-    Ok(Response {
+    Ok(Reply {
         status,
         headers,
         body,

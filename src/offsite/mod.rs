@@ -25,6 +25,7 @@
 
 pub mod fleet;
 pub mod s3;
+pub mod sigv4;
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use nanoserde::{DeJson, SerJson};
 
 use crate::clock::{self, Tz};
-use crate::config::{Config, Offsite};
+use crate::config::{Config, OffsiteSettings};
 use crate::fsutil::{self, Lock, LockWait};
 use crate::retention;
 use crate::status::{self, Log};
@@ -48,7 +49,7 @@ const MAX_BACKOFF: i64 = 3600;
 /// What the last attempts left behind (offsite-state.json).
 #[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
 #[nserde(default)]
-struct State {
+struct QueueState {
     /// Local time of the last copy sent.
     last_upload: Option<String>,
     /// The last failure, cleared by a success.
@@ -61,14 +62,14 @@ struct State {
     status_sent: String,
 }
 
-fn read_state(dir: &Path) -> State {
+fn read_state(dir: &Path) -> QueueState {
     std::fs::read_to_string(dir.join(OFFSITE_STATE_FILE))
         .ok()
-        .and_then(|t| State::deserialize_json(&t).ok())
+        .and_then(|t| QueueState::deserialize_json(&t).ok())
         .unwrap_or_default()
 }
 
-fn write_state(dir: &Path, st: &State, log: &Log) {
+fn write_state(dir: &Path, st: &QueueState, log: &Log) {
     if let Err(e) = fsutil::atomic_write(
         dir,
         OFFSITE_STATE_FILE,
@@ -148,7 +149,7 @@ fn unqueue(dir: &Path, name: &str) {
     let _ = fsutil::fsync_dir(&pdir);
 }
 
-pub fn client(o: &Offsite) -> Client {
+pub fn client(o: &OffsiteSettings) -> Client {
     Client {
         endpoint: o.endpoint.clone(),
         bucket: o.bucket.clone(),
@@ -161,7 +162,7 @@ pub fn client(o: &Offsite) -> Client {
 }
 
 /// `S3_PREFIX/SITE_ID/` (or `SITE_ID/` with an empty prefix).
-pub fn site_prefix(o: &Offsite, site: &str) -> String {
+pub fn site_prefix(o: &OffsiteSettings, site: &str) -> String {
     if o.prefix.is_empty() {
         format!("{site}/")
     } else {
@@ -170,7 +171,7 @@ pub fn site_prefix(o: &Offsite, site: &str) -> String {
 }
 
 /// The object name of an archive's copy.
-pub fn object_name(o: &Offsite, name: &str) -> String {
+pub fn object_name(o: &OffsiteSettings, name: &str) -> String {
     if o.encrypt_to.is_empty() {
         name.to_string()
     } else {
@@ -181,7 +182,7 @@ pub fn object_name(o: &Offsite, name: &str) -> String {
 /// Sends one archive; `Ok(None)` when the local archive no longer exists.
 fn send_archive(
     client: &Client,
-    o: &Offsite,
+    o: &OffsiteSettings,
     site: &str,
     dir: &Path,
     name: &str,
@@ -243,7 +244,7 @@ fn send_archive(
 /// same rule, and the same pure function, as local retention).
 fn remote_retention(
     client: &Client,
-    o: &Offsite,
+    o: &OffsiteSettings,
     site: &str,
     tz: &Tz,
     log: &Log,
@@ -273,7 +274,7 @@ fn remote_retention(
 /// What one round of `process` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Round {
-    /// Offsite is off, or nothing to do yet (backoff).
+    /// OffsiteSettings is off, or nothing to do yet (backoff).
     Idle,
     /// Another process is sending right now.
     Busy,

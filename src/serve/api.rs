@@ -16,33 +16,11 @@ use nanoserde::{DeJson, SerJson};
 use crate::backup::archive;
 use crate::fsutil;
 use crate::http::server::{Body, Request, Response};
+use crate::serve::reply::{JSON, bad_name, error, json, not_found_backup, open_archive};
 use crate::serve::state::Shared;
 use crate::serve::{guard, metrics, page, restore_api};
 use crate::status;
 use crate::store;
-
-const JSON: &str = "application/json; charset=utf-8";
-
-pub fn json(status: u16, body: String) -> Response {
-    Response::new(status, JSON, body.into_bytes())
-}
-
-/// A JSON string literal.
-pub fn jstr(s: &str) -> String {
-    SerJson::serialize_json(&s.to_string())
-}
-
-pub fn error(status: u16, msg: &str) -> Response {
-    json(status, format!("{{\"error\":{}}}", jstr(msg)))
-}
-
-fn bad_name() -> Response {
-    error(400, "Nom de fichier invalide")
-}
-
-fn not_found_backup() -> Response {
-    error(404, "Backup non trouvé")
-}
 
 /// Decodes %XX escapes once; `None` on a malformed escape.
 pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
@@ -217,14 +195,6 @@ fn create(shared: &Shared) -> Response {
             .serialize_json(),
         ),
     }
-}
-
-/// Opens BACKUP_DIR/name as a regular file, never through a symlink.
-pub fn open_archive(
-    shared: &Shared,
-    name: &str,
-) -> Result<(std::fs::File, std::fs::Metadata), Response> {
-    fsutil::open_regular_nofollow(&shared.cfg.backup_dir.join(name)).map_err(|_| not_found_backup())
 }
 
 fn download(shared: &Shared, name: &str) -> Response {

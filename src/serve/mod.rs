@@ -7,6 +7,7 @@ mod api;
 mod guard;
 mod metrics;
 mod page;
+mod reply;
 mod restore_api;
 pub mod state;
 

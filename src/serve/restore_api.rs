@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use crate::backup::inventory;
 use crate::fsutil::LockWait;
 use crate::restore::{self, Abort, Done, DryReport, FILES, FileResult, Job};
-use crate::serve::api::{error, json};
+use crate::serve::reply::{error, json, open_archive};
 use crate::serve::state::Shared;
 use crate::store;
 
@@ -324,7 +324,7 @@ pub fn http(shared: &Shared, name: &str, body: &[u8]) -> Response {
             );
         }
     };
-    let (file, _) = match crate::serve::api::open_archive(shared, name) {
+    let (file, _) = match open_archive(shared, name) {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -22,297 +22,40 @@
 //! with INCLUDE_VIDEOS), but copying them back is left to the operator; the dry run says
 //! which ones are no longer on the Pi.
 
-use std::collections::{BTreeSet, HashMap};
-use std::ffi::CString;
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::backup::archive::{self, EntrySeen, MANIFEST};
 use crate::backup::inventory;
 use crate::backup::{self, Sources};
 use crate::clock::Tz;
 use crate::config::Config;
-use crate::fsutil::{self, LockWait};
+use crate::fsutil::LockWait;
 use crate::status::Log;
 use crate::store;
+
+mod load;
+mod target;
+
+use load::{Loaded, load};
+pub use target::{FileState, Item};
+use target::{inspect, replace_file};
 
 /// The files this command restores, by their name in the archive, in restore order.
 pub const FILES: [&str; 3] = ["configuration.json", "sync-agent.env", "site.conf"];
 pub const INVENTORY: &str = "videos-inventory.txt";
-const SYSINFO: &str = "system-info.txt";
+pub(crate) const SYSINFO: &str = "system-info.txt";
 /// How long RESTART_CMD may run before it is killed.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
 /// Output of RESTART_CMD kept for the report and the log.
 const RESTART_OUTPUT_MAX: usize = 4096;
-/// Prefix of the temporary file written beside each restored file.
-const TMP_PREFIX: &str = ".tmp-restore-";
-
 // ---------------------------------------------------------------------------------
 // 1. Reading and judging the archive.
 
-/// One of FILES as found in the archive.
-struct Archived {
-    content: Vec<u8>,
-    size: u64,
-    mode: u32,
-}
-
-/// An archive that passed every check.
-struct Loaded {
-    files: HashMap<&'static str, Archived>,
-    /// The archive's video inventory (path, size), when it has one.
-    inventory: Option<Vec<(Vec<u8>, u64)>>,
-    /// Video files held in the archive itself (INCLUDE_VIDEOS); never restored.
-    archived_videos: usize,
-}
-
-fn lossy(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).into_owned()
-}
-
-/// Accepts only what a backup writes inside its top folder: FILES, the inventory,
-/// system-info.txt, MANIFEST.sha256, and regular files and folders under `videos/`.
-/// (Links, devices and unsafe paths never get here: `read_entries` refuses them.)
-fn check_names(seen: &[EntrySeen]) -> Result<(), String> {
-    let mut files = BTreeSet::new();
-    for e in seen {
-        let p = e.path.as_slice();
-        let under_videos = p.strip_prefix(b"videos/").is_some_and(|r| !r.is_empty());
-        let ok = if e.is_dir {
-            p == b"videos" || under_videos
-        } else {
-            under_videos
-                || FILES.iter().any(|f| f.as_bytes() == p)
-                || [INVENTORY, SYSINFO, MANIFEST]
-                    .iter()
-                    .any(|f| f.as_bytes() == p)
-        };
-        if !ok {
-            return Err(format!(
-                "unexpected {} {:?} in the archive (a backup holds only {}, {INVENTORY}, \
-                 {SYSINFO}, {MANIFEST} and videos/)",
-                if e.is_dir { "folder" } else { "file" },
-                lossy(p),
-                FILES.join(", ")
-            ));
-        }
-        if !e.is_dir && !files.insert(p) {
-            return Err(format!("{:?} appears twice in the archive", lossy(p)));
-        }
-    }
-    Ok(())
-}
-
-/// Reads and checks a whole archive; any problem refuses it.
-fn load(reader: impl Read, expected_top: Option<&str>) -> Result<Loaded, String> {
-    let keep = |p: &[u8]| {
-        FILES.iter().any(|f| f.as_bytes() == p)
-            || p == INVENTORY.as_bytes()
-            || p == MANIFEST.as_bytes()
-    };
-    let (_, seen) = archive::read_entries(reader, expected_top, &keep)?;
-    check_names(&seen)?;
-    let report = archive::check_manifest(&seen);
-    if let Some(e) = report.error {
-        return Err(format!("it does not match its {MANIFEST}: {e}"));
-    }
-    let mut loaded = Loaded {
-        files: HashMap::new(),
-        inventory: None,
-        archived_videos: 0,
-    };
-    for e in seen {
-        if e.is_dir {
-            continue;
-        }
-        if e.path.starts_with(b"videos/") {
-            loaded.archived_videos += 1;
-        } else if e.path == INVENTORY.as_bytes() {
-            let text = String::from_utf8_lossy(e.content.as_deref().unwrap_or_default());
-            loaded.inventory = Some(inventory::parse(&text));
-        } else if let Some(name) = FILES.iter().find(|f| f.as_bytes() == e.path) {
-            loaded.files.insert(
-                name,
-                Archived {
-                    content: e.content.unwrap_or_default(),
-                    size: e.size,
-                    mode: e.mode,
-                },
-            );
-        }
-    }
-    Ok(loaded)
-}
-
 // ---------------------------------------------------------------------------------
 // 2. Comparing with the Pi.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileState {
-    Unchanged,
-    Changed,
-    MissingOnPi,
-    MissingInArchive,
-    /// The current file cannot be compared (a link, a folder, unreadable): see `problem`.
-    Unreadable,
-}
-
-impl FileState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileState::Unchanged => "unchanged",
-            FileState::Changed => "changed",
-            FileState::MissingOnPi => "missing-on-pi",
-            FileState::MissingInArchive => "missing-in-archive",
-            FileState::Unreadable => "unreadable",
-        }
-    }
-}
-
-/// One selected file compared with the Pi.
-pub struct Item {
-    pub name: &'static str,
-    pub target: PathBuf,
-    pub state: FileState,
-    pub archive_size: Option<u64>,
-    pub current_size: Option<u64>,
-    /// Why a restore of this file would fail (checked before anything is written).
-    pub problem: Option<String>,
-    /// Mode and owner the restored file gets: the current file's, else the archive's
-    /// mode and the folder's owner (when root).
-    mode: u32,
-    owner: Option<(u32, u32)>,
-}
-
-impl Item {
-    /// A real restore would write this file.
-    pub fn to_write(&self) -> bool {
-        matches!(self.state, FileState::Changed | FileState::MissingOnPi) && self.problem.is_none()
-    }
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// True when the file at `path` holds exactly `expected` (read without following a link).
-fn same_content(path: &Path, expected: &[u8]) -> io::Result<bool> {
-    let (mut f, meta) = fsutil::open_regular_nofollow(path)?;
-    if meta.len() != expected.len() as u64 {
-        return Ok(false);
-    }
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut off = 0;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(off == expected.len());
-        }
-        if off + n > expected.len() || buf[..n] != expected[off..off + n] {
-            return Ok(false);
-        }
-        off += n;
-    }
-}
-
-/// Why a file could not be written into `dir`, when that can be told beforehand.
-fn dir_problem(dir: &Path) -> Option<String> {
-    match std::fs::metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Some(format!("the folder {} does not exist", dir.display()));
-        }
-        Err(e) => return Some(format!("cannot reach the folder {}: {e}", dir.display())),
-        Ok(m) if !m.is_dir() => return Some(format!("{} is not a folder", dir.display())),
-        Ok(_) => {}
-    }
-    let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
-        let e = io::Error::last_os_error();
-        return Some(format!(
-            "the folder {} is not writable ({e})",
-            dir.display()
-        ));
-    }
-    None
-}
-
-fn inspect(name: &'static str, target: PathBuf, archived: Option<&Archived>) -> Item {
-    let mut item = Item {
-        name,
-        target,
-        state: FileState::MissingInArchive,
-        archive_size: archived.map(|a| a.size),
-        current_size: None,
-        problem: None,
-        mode: archived.map_or(0o600, |a| a.mode & 0o777),
-        owner: None,
-    };
-    let t = item.target.display().to_string();
-    let meta = std::fs::symlink_metadata(&item.target);
-    if let Ok(m) = &meta
-        && m.is_file()
-    {
-        item.current_size = Some(m.len());
-        item.mode = m.mode() & 0o7777;
-        item.owner = Some((m.uid(), m.gid()));
-    }
-    let Some(archived) = archived else {
-        return item;
-    };
-    (item.state, item.problem) = match &meta {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => (FileState::MissingOnPi, None),
-        Err(e) => (
-            FileState::Unreadable,
-            Some(format!("cannot inspect {t}: {e}")),
-        ),
-        Ok(m) if m.file_type().is_symlink() => (
-            FileState::Unreadable,
-            Some(format!(
-                "{t} is a symbolic link: it is not replaced (restore this file by hand)"
-            )),
-        ),
-        Ok(m) if !m.is_file() => (
-            FileState::Unreadable,
-            Some(format!("{t} is not a regular file: it is not replaced")),
-        ),
-        Ok(_) => match same_content(&item.target, &archived.content) {
-            Ok(true) => (FileState::Unchanged, None),
-            Ok(false) => (FileState::Changed, None),
-            Err(e) => (FileState::Unreadable, Some(format!("cannot read {t}: {e}"))),
-        },
-    };
-    if !matches!(item.state, FileState::Changed | FileState::MissingOnPi) {
-        return item;
-    }
-    let dir = item.target.parent().unwrap_or(Path::new("/")).to_path_buf();
-    item.problem = dir_problem(&dir);
-    let me = euid();
-    match item.owner {
-        Some((uid, gid)) if me != 0 && uid != me => {
-            item.problem.get_or_insert_with(|| {
-                format!(
-                    "{t} belongs to uid {uid} (gid {gid}): only root can replace it keeping its owner"
-                )
-            });
-        }
-        Some(_) => {}
-        None if me == 0 => {
-            // A new file belongs to the owner of its folder (pi for NEOPRO_DIR), so that
-            // the service reading it still can.
-            item.owner = std::fs::metadata(&dir).ok().map(|m| (m.uid(), m.gid()));
-        }
-        None => {}
-    }
-    item
-}
 
 fn inspect_all(job: &Job, loaded: &Loaded) -> Vec<Item> {
     backup::config_files(job.cfg)
@@ -361,82 +104,6 @@ pub struct DryReport {
 
 // ---------------------------------------------------------------------------------
 // 3. Writing.
-
-/// Replaces `target` with `bytes` atomically. The folder is opened once and every step
-/// (temp file, rename, fsync) happens relative to it, so that a folder swapped while we
-/// work cannot redirect the write; the temp file is created exclusively, never through
-/// a link, and readable by its owner only until it has its final owner and mode.
-fn replace_file(
-    target: &Path,
-    bytes: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> Result<(), String> {
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    let shown = dir.display();
-    let name = target
-        .file_name()
-        .ok_or_else(|| format!("{} names no file", target.display()))?;
-    let d = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)
-        .map_err(|e| format!("cannot open the folder {shown}: {e}"))?;
-    let dfd = d.as_raw_fd();
-    let cname = CString::new(name.as_bytes()).map_err(|_| "bad file name".to_string())?;
-    let mut tmp = TMP_PREFIX.as_bytes().to_vec();
-    tmp.extend_from_slice(name.as_bytes());
-    let ctmp = CString::new(tmp).map_err(|_| "bad file name".to_string())?;
-    // A leftover of an interrupted restore (never followed if it is a link).
-    // SAFETY: dfd is an open folder and ctmp a NUL-terminated name.
-    unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
-    // SAFETY: as above; the mode argument is what O_CREAT reads.
-    let fd = unsafe {
-        libc::openat(
-            dfd,
-            ctmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(format!("cannot write in the folder {shown}: {e}"));
-    }
-    // SAFETY: fd was just opened here and nothing else owns it.
-    let mut f = unsafe { File::from_raw_fd(fd) };
-    let res = (|| {
-        f.write_all(bytes)
-            .map_err(|e| format!("cannot write in the folder {shown}: {e}"))?;
-        if let Some((uid, gid)) = owner {
-            let m = f
-                .metadata()
-                .map_err(|e| format!("cannot stat the temp file: {e}"))?;
-            if (m.uid(), m.gid()) != (uid, gid) {
-                std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(|e| {
-                    format!("cannot keep the owner {uid}:{gid} ({e}); run the restore as root")
-                })?;
-            }
-        }
-        // After the chown, which clears set-id bits.
-        f.set_permissions(Permissions::from_mode(mode))
-            .map_err(|e| format!("cannot set the mode {mode:o}: {e}"))?;
-        f.sync_all()
-            .map_err(|e| format!("cannot sync the new file in {shown}: {e}"))?;
-        // SAFETY: dfd is an open folder; both names are NUL-terminated.
-        if unsafe { libc::renameat(dfd, ctmp.as_ptr(), dfd, cname.as_ptr()) } != 0 {
-            let e = io::Error::last_os_error();
-            return Err(format!("cannot replace {}: {e}", target.display()));
-        }
-        d.sync_all()
-            .map_err(|e| format!("replaced, but cannot sync the folder {shown}: {e}"))
-    })();
-    if res.is_err() {
-        // SAFETY: as above.
-        unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
-    }
-    res
-}
 
 /// What became of one file in a real restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -781,7 +448,9 @@ fn run_restart(cmd: &str, log: &Log) -> Restart {
 
 #[cfg(test)]
 mod tests {
+    use super::load::{check_names, lossy};
     use super::*;
+    use crate::backup::archive::EntrySeen;
 
     fn entry(path: &str, is_dir: bool) -> EntrySeen {
         EntrySeen {
