@@ -1,4 +1,4 @@
-# The backups page (GET /, src/ui.html) end to end in a real browser: Debian's Chromium
+# The backups page (GET /, src/serve/page.html) end to end in a real browser: Debian's Chromium
 # (/usr/bin/chromium) driven by playwright-core from npm (tests/browser/, pinned by its
 # package-lock.json). Needs Node 20+ and npm; .ci/run installs chromium. Screenshots go
 # to tests/artifacts/ (ignored by git).

@@ -1,4 +1,4 @@
-//! Telling someone (CONTRACT §6): PING_URL gets healthchecks.io-style pings
+//! Telling someone (docs/format.md, Offsite): PING_URL gets healthchecks.io-style pings
 //! (`PING_URL/start` when a backup starts, `PING_URL` on success, `PING_URL/fail` on
 //! failure), ALERT_WEBHOOK a JSON POST on each failed run, and ON_FAILURE_CMD runs with
 //! the status JSON on its standard input.

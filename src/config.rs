@@ -1,4 +1,4 @@
-//! Configuration: the keys of CONTRACT §2, read from the environment first and then from
+//! Configuration: the keys of docs/format.md, Configuration, read from the environment first and then from
 //! a `KEY=VALUE` file (the same file serves as systemd's `EnvironmentFile=`).
 //!
 //! Every bad value is an error that names the key, the value and what is expected; no
@@ -23,7 +23,7 @@ pub const KEYS: &[&str] = &[
     "INCLUDE_VIDEOS",
     "SERVICES",
     "RESTART_CMD",
-    // Offsite copies and alerts (CONTRACT §6).
+    // Offsite copies and alerts (docs/format.md, Offsite).
     "S3_ENDPOINT",
     "S3_BUCKET",
     "S3_REGION",
@@ -85,7 +85,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The S3 keys of CONTRACT §6.
+/// The S3 keys of docs/format.md, Offsite.
 #[derive(Debug, Clone)]
 pub struct OffsiteSettings {
     pub endpoint: crate::http::client::Url,

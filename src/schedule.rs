@@ -2,7 +2,7 @@
 //! machine that the daemon's loop feeds with the wall clock once a second at most and
 //! once a minute at least.
 //!
-//! Rules (CONTRACT §4):
+//! Rules (docs/format.md, The schedule):
 //! - the run of a day is the first instant whose local time is BACKUP_TIME; when
 //!   BACKUP_TIME falls in the hour skipped in spring, it is the instant the clock jumps
 //!   (local time is then just past BACKUP_TIME); in the hour repeated in autumn, it is

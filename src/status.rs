@@ -19,7 +19,7 @@ use crate::store::{LOG_FILE, STATUS_FILE};
 
 pub const LOG_ROTATE_BYTES: u64 = 1024 * 1024;
 
-/// The status of the last run. Field names are the contract's (CONTRACT §3);
+/// The status of the last run. Field names are the contract's (docs/format.md, The status);
 /// `last_success` is ours: the timestamp of the last successful run, kept across
 /// failures so that `check` and the catch-up know how old the newest good backup is.
 #[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
@@ -38,7 +38,7 @@ pub struct Status {
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub last_success: Option<String>,
-    /// Offsite copies (CONTRACT §6), only when S3 is configured: the field is absent,
+    /// Offsite copies (docs/format.md, Offsite), only when S3 is configured: the field is absent,
     /// not null, when offsite is off. (A `proxy` field is the one kind of Option that
     /// nanoserde omits when None despite `serialize_none_as_null` on the struct.)
     #[nserde(proxy = "Offsite")]

@@ -38,7 +38,7 @@ pub struct Outcome {
 pub struct Busy;
 
 /// Makes one backup now, applies retention, writes the status; then, with the lock
-/// released, the alerts (CONTRACT §6). The offsite copy is queued here and sent by the
+/// released, the alerts (docs/format.md, Offsite). The offsite copy is queued here and sent by the
 /// caller (`offsite::after_run`, or the daemon's worker), never by the backup itself.
 pub fn run(cfg: &Config, tz: &Tz, wait: LockWait, cancel: &AtomicBool) -> Result<Outcome, Busy> {
     let log = Log::new(&cfg.backup_dir, tz);

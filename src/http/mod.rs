@@ -2,4 +2,5 @@
 //! (`server`) and the small client for S3, webhooks and pings (`client`).
 
 pub mod client;
+pub mod head;
 pub mod server;

@@ -4,10 +4,11 @@
 //! `MAX_IN_FLIGHT` handlers running at once, a deadline for each request head and body,
 //! socket write timeouts, a 16 KiB head and a 64 KiB body limit (413).
 //!
-//! Why not tiny_http, which DESIGN.md lists: tiny_http 0.12 spawns an unbounded thread
-//! per connection, sets no socket timeouts, and its accept thread stops for good at the
-//! first accept error (EMFILE under a connection flood) — the three things this issue
-//! asks us to bound. The routes (src/http.rs) see only `Request` and `Response`.
+//! Why not tiny_http: tiny_http 0.12 spawns an unbounded thread per connection, sets no
+//! socket timeouts, and its accept thread stops for good at the first accept error
+//! (EMFILE under a connection flood): the three things a daemon on a Pi must bound. The
+//! routes (serve/api.rs) see only `Request` and `Response`; the head is parsed by
+//! head.rs, a pure function.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -16,6 +17,8 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use super::head;
 
 pub const MAX_CONNECTIONS: usize = 256;
 pub const MAX_IN_FLIGHT: usize = 16;
@@ -256,63 +259,17 @@ fn read_request(reader: &mut BufReader<TcpStream>, first: bool) -> Head {
             break;
         }
     }
-    let Ok(text) = std::str::from_utf8(&head) else {
-        return Head::Error(400, "{\"error\":\"Requête invalide\"}");
+    let parsed = match head::parse(&head) {
+        Ok(h) => h,
+        Err(r) => return Head::Error(r.status, r.body),
     };
-    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
-    let Some(request_line) = lines.next() else {
-        return Head::Error(400, "{\"error\":\"Requête invalide\"}");
-    };
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Head::Error(400, "{\"error\":\"Requête invalide\"}");
-    };
-    if !version.starts_with("HTTP/1.")
-        || method.is_empty()
-        || !method.bytes().all(|b| b.is_ascii_uppercase())
-    {
-        return Head::Error(400, "{\"error\":\"Requête invalide\"}");
-    }
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let Some((k, v)) = line.split_once(':') else {
-            return Head::Error(400, "{\"error\":\"Requête invalide\"}");
-        };
-        if headers.len() >= 100 {
-            return Head::Error(431, "{\"error\":\"En-têtes trop nombreux\"}");
-        }
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let path = target
-        .split(['?', '#'])
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let len = parsed.content_length;
+    let wants_close = parsed.wants_close;
     let mut req = Request {
-        method: method.to_string(),
-        path,
-        headers,
+        method: parsed.method,
+        path: parsed.path,
+        headers: parsed.headers,
         body: Vec::new(),
-    };
-    let wants_close = match req.header("Connection").map(str::to_ascii_lowercase) {
-        Some(c) if c.contains("close") => true,
-        Some(c) if c.contains("keep-alive") => false,
-        _ => version == "HTTP/1.0",
-    };
-    if req.header("Transfer-Encoding").is_some() {
-        return Head::Error(411, "{\"error\":\"Content-Length requis\"}");
-    }
-    let len = match req.header("Content-Length") {
-        None => 0,
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => return Head::Error(400, "{\"error\":\"Content-Length invalide\"}"),
-        },
     };
     if len > MAX_BODY as u64 {
         return Head::Error(

@@ -1,4 +1,4 @@
-//! Offsite copies (CONTRACT §6): after each successful backup the archive goes to
+//! Offsite copies (docs/format.md, Offsite): after each successful backup the archive goes to
 //! `s3://S3_BUCKET/S3_PREFIX/SITE_ID/<archive>` (`.age` when ENCRYPT_TO is set), then
 //! the status to `…/SITE_ID/last-backup-status.json`; old copies are removed there
 //! after S3_RETENTION_DAYS, never the newest 3.

@@ -1,4 +1,4 @@
-//! The HTTP API of CONTRACT §5: routes and JSON shapes. Every route calls the same
+//! The HTTP API (docs/format.md, API): routes and JSON shapes. Every route calls the same
 //! domain functions as the CLI (backup::run, store::build, archive::verify, …).
 //!
 //! Guards, in order: the Host must be an IP literal, `localhost` or this machine's name

@@ -231,7 +231,7 @@ pub fn serve(cfg: Config) -> u8 {
             .spawn(move || server::serve(listener, handler, &stop, stats))
     };
     // Offsite copies: sent and retried with backoff by a thread of their own, so that
-    // an upload never delays the schedule or the API (CONTRACT §6).
+    // an upload never delays the schedule or the API (docs/format.md, Offsite).
     let offsite = {
         let shared = Arc::clone(&shared);
         let stop = Arc::clone(&stop);
