@@ -205,3 +205,90 @@ pub fn parse(
     };
     Ok((cmd, config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(words: &[&str]) -> Result<(Cmd, Option<PathBuf>), String> {
+        parse(words.iter().map(std::ffi::OsString::from)).map_err(|Usage(m)| m)
+    }
+
+    #[test]
+    fn commands_and_their_options() {
+        assert_eq!(p(&["run"]), Ok((Cmd::Run, None)));
+        assert_eq!(p(&["--run"]), Ok((Cmd::Run, None)));
+        assert_eq!(p(&["serve"]), Ok((Cmd::Serve, None)));
+        assert_eq!(
+            p(&["--config", "/tmp/b.conf", "list", "--json"]),
+            Ok((Cmd::List { json: true }, Some(PathBuf::from("/tmp/b.conf"))))
+        );
+        assert_eq!(p(&["status"]), Ok((Cmd::Status { json: false }, None)));
+        assert_eq!(
+            p(&["verify", "backup-20241218-030000.tar.gz"]),
+            Ok((
+                Cmd::Verify {
+                    archive: PathBuf::from("backup-20241218-030000.tar.gz")
+                },
+                None
+            ))
+        );
+        assert_eq!(
+            p(&[
+                "restore",
+                "a.tar.gz",
+                "--dry-run",
+                "--only",
+                "site.conf, configuration.json,"
+            ]),
+            Ok((
+                Cmd::Restore {
+                    archive: PathBuf::from("a.tar.gz"),
+                    dry_run: true,
+                    only: Some(vec!["site.conf".into(), "configuration.json".into()]),
+                },
+                None
+            ))
+        );
+        assert_eq!(p(&["check"]), Ok((Cmd::Check { max_age_hours: 25 }, None)));
+        assert_eq!(
+            p(&["check", "--max-age-hours", "8760"]),
+            Ok((
+                Cmd::Check {
+                    max_age_hours: 8760
+                },
+                None
+            ))
+        );
+        assert_eq!(
+            p(&["fleet", "--json"]),
+            Ok((Cmd::Fleet { json: true }, None))
+        );
+        assert_eq!(p(&["-h"]), Ok((Cmd::Help, None)));
+        assert_eq!(p(&["list", "--help"]), Ok((Cmd::Help, None)));
+        assert_eq!(p(&["-V"]), Ok((Cmd::Version, None)));
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        let err = |w: &[&str]| p(w).err().unwrap_or_default();
+        assert!(err(&[]).contains("no command"));
+        assert!(err(&["backup"]).contains("unknown command \"backup\""));
+        assert!(err(&["run", "--json"]).contains("--json is not an option of `run`"));
+        assert!(err(&["list", "--dry-run"]).contains("options of `restore`"));
+        assert!(err(&["restore"]).contains("exactly one ARCHIVE"));
+        assert!(err(&["restore", "a", "b"]).contains("exactly one ARCHIVE"));
+        assert!(err(&["verify"]).contains("exactly one ARCHIVE"));
+        assert!(err(&["list", "extra"]).contains("unexpected argument"));
+        assert!(err(&["serve", "--json"]).contains("not an option of `serve`"));
+        for bad in ["0", "8761", "-1", "1.5", "x"] {
+            assert!(
+                err(&["check", "--max-age-hours", bad]).contains("invalid --max-age-hours"),
+                "{bad}"
+            );
+        }
+        assert!(err(&["status", "--max-age-hours", "3"]).contains("--max-age-hours"));
+        assert!(err(&["run", "--bogus"]).contains("--bogus"));
+        assert!(err(&["--config"]).contains("--config"));
+    }
+}

@@ -68,3 +68,33 @@ pub fn table(f: &Fleet) -> String {
     out.push_str(&format!("{} site(s), {} stale\n", f.sites.len(), f.stale));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Status;
+
+    #[test]
+    fn the_table_marks_failed_and_never_seen_sites() {
+        let t = "2024-12-18T03:00:00+01:00";
+        let now = clock::parse_iso(t).unwrap_or_default();
+        let failed = Status {
+            timestamp: t.into(),
+            success: false,
+            error: Some("disk full".into()),
+            last_success: Some(t.into()),
+            ..Status::default()
+        };
+        let f = Fleet {
+            sites: vec![
+                fleet::site_row("b", Some(&failed), now + 3600),
+                fleet::site_row("c", None, now),
+            ],
+            stale: 1,
+        };
+        let text = table(&f);
+        assert!(text.contains("last run FAILED"), "{text}");
+        assert!(text.contains("STALE (never)"), "{text}");
+        assert!(text.starts_with("SITE"), "{text}");
+    }
+}
