@@ -36,11 +36,14 @@ pub const KEYS: &[&str] = &[
     "ALERT_WEBHOOK",
     "PING_URL",
     "ON_FAILURE_CMD",
+    "SMTP_URL",
+    "ALERT_EMAIL_TO",
+    "ALERT_EMAIL_FROM",
 ];
 
 /// Keys whose values are secrets: never echoed, and removed from the environment that
 /// child processes inherit.
-pub const SECRET_KEYS: &[&str] = &["S3_SECRET_KEY", "API_TOKEN"];
+pub const SECRET_KEYS: &[&str] = &["S3_SECRET_KEY", "API_TOKEN", "SMTP_URL"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -100,12 +103,57 @@ pub struct OffsiteSettings {
     pub encrypt_to: Vec<String>,
 }
 
-/// ALERT_WEBHOOK, PING_URL, ON_FAILURE_CMD.
+/// ALERT_WEBHOOK, PING_URL, ON_FAILURE_CMD, and the email keys.
 #[derive(Debug, Clone, Default)]
 pub struct Alerts {
     pub webhook: Option<crate::http::client::Url>,
     pub ping: Option<crate::http::client::Url>,
     pub on_failure_cmd: Option<String>,
+    /// SMTP_URL, ALERT_EMAIL_FROM, ALERT_EMAIL_TO; `None` while SMTP_URL is unset.
+    pub email: Option<Email>,
+}
+
+/// Where alert mails go (docs/format.md, Offsite: "Email alerts").
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub url: crate::smtp::SmtpUrl,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+/// The email keys: all three, or none (SMTP_URL unset).
+fn email_keys(src: &Lookup) -> Result<Option<Email>, ConfigError> {
+    let get = |k: &str| src.get(k).map(str::trim).filter(|v| !v.is_empty());
+    let Some(raw) = get("SMTP_URL") else {
+        if let Some(k) = ["ALERT_EMAIL_TO", "ALERT_EMAIL_FROM"]
+            .into_iter()
+            .find(|k| get(k).is_some())
+        {
+            return Err(ConfigError(format!(
+                "{k} is set but SMTP_URL is not: set SMTP_URL (smtps://user:password@host:465 or smtp://user:password@host:587) or remove {k}"
+            )));
+        }
+        return Ok(None);
+    };
+    let url = crate::smtp::SmtpUrl::parse(raw).map_err(|e| bad("SMTP_URL", &shown_url(raw), &e))?;
+    let Some(to) = get("ALERT_EMAIL_TO") else {
+        return Err(ConfigError(
+            "SMTP_URL is set but ALERT_EMAIL_TO is not: set the addresses that get the alerts (comma-separated)".into(),
+        ));
+    };
+    let to = crate::smtp::parse_address_list(to).map_err(|e| bad("ALERT_EMAIL_TO", to, &e))?;
+    let Some(from) = get("ALERT_EMAIL_FROM") else {
+        return Err(ConfigError(
+            "SMTP_URL is set but ALERT_EMAIL_FROM is not: set the sender address of the alerts"
+                .into(),
+        ));
+    };
+    crate::smtp::check_address(from).map_err(|e| bad("ALERT_EMAIL_FROM", from, &e))?;
+    Ok(Some(Email {
+        url,
+        from: from.to_string(),
+        to,
+    }))
 }
 
 /// A configuration error: always exit code 2.
@@ -527,6 +575,7 @@ impl Config {
                 .get("ON_FAILURE_CMD")
                 .filter(|s| !s.trim().is_empty())
                 .map(str::to_string),
+            email: email_keys(src)?,
         };
         let restart_cmd = src
             .get("RESTART_CMD")

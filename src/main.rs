@@ -25,6 +25,7 @@ mod retention;
 mod schedule;
 mod serve;
 mod shell;
+mod smtp;
 mod status;
 mod store;
 mod units;

@@ -12,6 +12,7 @@
 //!   auto-backup.json               the daemon's schedule switch
 //!   offsite-pending/               queued offsite copies (offsite/)
 //!   offsite-state.json, .offsite.lock
+//!   alert-mail.json                email alerts not sent yet, failing since when
 //! ```
 
 use std::io;
@@ -39,6 +40,8 @@ pub const SCHEDULE_FILE: &str = "auto-backup.json";
 pub const OFFSITE_PENDING_DIR: &str = "offsite-pending";
 /// The offsite queue's retry state.
 pub const OFFSITE_STATE_FILE: &str = "offsite-state.json";
+/// Email alerts: since when runs fail, and mails not sent yet (alerts/email.rs).
+pub const MAIL_STATE_FILE: &str = "alert-mail.json";
 /// One offsite sender at a time.
 pub const OFFSITE_LOCK_FILE: &str = ".offsite.lock";
 

@@ -195,7 +195,7 @@ impl Timeouts {
 
 /// The TLS client configuration, built once per process from the CA bundle.
 #[cfg(feature = "tls")]
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
     CONFIG.get_or_init(build_tls_config).clone()
 }

@@ -85,23 +85,25 @@ if [ -x "$BIN" ]; then
     else
         ko "config/backup.conf.example: exit $rc: $out"
     fi
-    # Every key of CONTRACT §2 and §6 is documented in it.
+    # Every key of docs/format.md (Configuration, Offsite) is documented in it.
     missing=""
     for k in NEOPRO_DIR BACKUP_DIR SITE_CONF RETENTION_DAYS BACKUP_TIME LISTEN API_TOKEN \
         INCLUDE_VIDEOS SERVICES S3_ENDPOINT S3_BUCKET S3_REGION S3_PREFIX S3_ACCESS_KEY \
-        S3_SECRET_KEY SITE_ID S3_RETENTION_DAYS ENCRYPT_TO ALERT_WEBHOOK PING_URL ON_FAILURE_CMD; do
+        S3_SECRET_KEY SITE_ID S3_RETENTION_DAYS ENCRYPT_TO ALERT_WEBHOOK PING_URL ON_FAILURE_CMD \
+        SMTP_URL ALERT_EMAIL_TO ALERT_EMAIL_FROM; do
         grep -q "^#* *$k=" config/backup.conf.example || missing="$missing $k"
     done
     if [ -z "$missing" ]; then ok "every contract key is in the example config"; else ko "keys missing from the example:$missing"; fi
     # Each commented example value, uncommented, is accepted by the binary: one by one,
     # and the S3 keys (which need each other) together. ENCRYPT_TO's example is a
     # placeholder on purpose: a real-looking key would encrypt to a key nobody holds.
-    bad="" s3=""
+    bad="" s3="" mail=""
     while IFS= read -r line; do
         k=${line%%=*}
         case $k in
             ENCRYPT_TO) continue ;;
             S3_* | SITE_ID) s3="$s3$line"$'\n'; continue ;;
+            SMTP_URL | ALERT_EMAIL_*) mail="$mail$line"$'\n'; continue ;;
         esac
         printf '%s\n' "$line" >"$d/one.conf"
         env -i PATH="$PATH" BACKUP_DIR="$d" "$BIN" --config "$d/one.conf" status >/dev/null 2>"$d/err" \
@@ -110,6 +112,9 @@ if [ -x "$BIN" ]; then
     printf '%s' "$s3" >"$d/s3.conf"
     env -i PATH="$PATH" BACKUP_DIR="$d" "$BIN" --config "$d/s3.conf" status >/dev/null 2>"$d/err" \
         && ! grep -qi 'warning' "$d/err" || bad="$bad [the S3 lines together: $(cat "$d/err")]"
+    printf '%s' "$mail" >"$d/mail.conf"
+    env -i PATH="$PATH" BACKUP_DIR="$d" "$BIN" --config "$d/mail.conf" status >/dev/null 2>"$d/err" \
+        && ! grep -qi 'warning' "$d/err" || bad="$bad [the mail lines together: $(cat "$d/err")]"
     if [ -z "$bad" ]; then ok "each example value is valid (the S3 ones together)"; else ko "example values rejected:$bad"; fi
 else
     echo "  skip the config checks: $BIN not built (make build)"

@@ -1,12 +1,16 @@
 //! Telling someone (docs/format.md, Offsite): PING_URL gets healthchecks.io-style pings
 //! (`PING_URL/start` when a backup starts, `PING_URL` on success, `PING_URL/fail` on
 //! failure), ALERT_WEBHOOK a JSON POST on each failed run, and ON_FAILURE_CMD runs with
-//! the status JSON on its standard input.
+//! the status JSON on its standard input; with SMTP_URL, a mail in French on every failed
+//! run and on the first success after a failure (email.rs).
 //!
 //! An alert that cannot be delivered is logged and that is all: it never changes the
 //! outcome of the backup, and every step is bounded in time (HTTP timeouts of seconds,
 //! the command is killed after a minute). Logs show only the scheme and host of a URL:
 //! the path of a webhook or ping URL is usually its secret.
+
+pub mod email;
+pub mod mail;
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -100,6 +104,9 @@ pub fn finish(cfg: &Config, status: &Status, log: &Log, start: Option<StartPing>
         if let Err(e) = post(&url, "text/plain; charset=utf-8", body.as_bytes()) {
             log.warn(&format!("alert: ping failed: {e}"));
         }
+    }
+    if let Some(e) = &a.email {
+        email::notify(cfg, e, status, log);
     }
     if status.success {
         return;

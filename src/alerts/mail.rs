@@ -1,0 +1,234 @@
+//! The French texts of the email alerts: one mail on every failed run, one on the first
+//! success after a failure. Pure functions giving a subject and a plain-text body;
+//! `smtp::build_message` turns them into a message and `smtp::send` sends it.
+//!
+//! The reader is a club volunteer, not an engineer: what happened, since when, whether
+//! local archives are still there, and where to look (the page of the kiosk's backup,
+//! when its address is known).
+
+use crate::clock::{self, Tz};
+
+/// The signature of every alert (after the RFC 3676 `-- ` separator).
+fn signature(site: &str) -> String {
+    format!(
+        "-- \nMessage automatique de neopro-backup sur le site {site}, \
+         merci de ne pas y répondre.\n"
+    )
+}
+
+/// "Archives présentes sur la borne : 3".
+fn archives_line(archives: usize) -> String {
+    format!("Archives présentes sur la borne : {archives}\n")
+}
+
+fn page_line(page_url: Option<&str>) -> String {
+    match page_url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) => format!("Page de la sauvegarde : {u}\n"),
+        None => String::new(),
+    }
+}
+
+/// The mail of a failed run: subject and body.
+pub fn failure_mail(
+    site: &str,
+    error: &str,
+    last_success: Option<&str>,
+    archives: usize,
+    page_url: Option<&str>,
+) -> (String, String) {
+    let subject = format!("Échec de la sauvegarde Neopro – {site}");
+    let error = error.trim();
+    let error = if error.is_empty() {
+        "(aucun détail)"
+    } else {
+        error
+    };
+    let last = last_success
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("aucune");
+    let mut body = format!(
+        "Bonjour,\n\nLa sauvegarde de la borne Neopro du site {site} a échoué.\n\n\
+         Erreur : {error}\n\n\
+         Dernière sauvegarde réussie : {last}\n"
+    );
+    body.push_str(&archives_line(archives));
+    body.push_str(&page_line(page_url));
+    if archives == 0 {
+        body.push_str(
+            "\nAttention : aucune archive n'est présente sur la borne. Tant qu'une \
+             sauvegarde n'aura pas réussi, sa configuration ne pourra pas être restaurée.\n",
+        );
+    }
+    body.push_str(
+        "\nUn message sera envoyé après chaque nouvel échec, et un dernier quand la \
+         sauvegarde fonctionnera de nouveau.\n\n",
+    );
+    body.push_str(&signature(site));
+    (subject, body)
+}
+
+/// The mail of the first successful run after a failure: subject and body.
+/// `failed_since` is when the first failure of the series happened, when known.
+pub fn recovery_mail(
+    site: &str,
+    success_at: &str,
+    failed_since: Option<&str>,
+    archives: usize,
+    page_url: Option<&str>,
+) -> (String, String) {
+    let subject = format!("Sauvegarde Neopro rétablie – {site}");
+    let mut body = format!(
+        "Bonjour,\n\nLa sauvegarde de la borne Neopro du site {site} fonctionne de \
+         nouveau.\n\nDernière sauvegarde réussie : {}\n",
+        success_at.trim()
+    );
+    if let Some(since) = failed_since.map(str::trim).filter(|s| !s.is_empty()) {
+        body.push_str(&format!("En échec depuis : {since}\n"));
+    }
+    body.push_str(&archives_line(archives));
+    body.push_str(&page_line(page_url));
+    body.push_str("\nAucune action n'est nécessaire.\n\n");
+    body.push_str(&signature(site));
+    (subject, body)
+}
+
+/// `mercredi 18 décembre 2024 à 03:00`: a time as the mails show it, in local time.
+pub fn date_fr(unix: i64, tz: &Tz) -> String {
+    const DAYS: [&str; 7] = [
+        "dimanche", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi",
+    ];
+    const MONTHS: [&str; 12] = [
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ];
+    let c = clock::civil(tz.to_naive(unix));
+    let day = if c.day == 1 {
+        "1er".to_string()
+    } else {
+        c.day.to_string()
+    };
+    format!(
+        "{} {day} {} {} à {:02}:{:02}",
+        DAYS[c.weekday as usize % 7],
+        MONTHS[(c.month as usize).saturating_sub(1) % 12],
+        c.year,
+        c.hour,
+        c.minute
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_mail_in_french() {
+        let (subject, body) = failure_mail(
+            "club-lyon",
+            "le dossier /home/pi/neopro est introuvable\n",
+            Some("mardi 17 décembre 2024 à 03:00"),
+            6,
+            Some("http://192.168.1.20:8081/"),
+        );
+        assert_eq!(subject, "Échec de la sauvegarde Neopro – club-lyon");
+        assert_eq!(
+            body,
+            "Bonjour,\n\
+             \n\
+             La sauvegarde de la borne Neopro du site club-lyon a échoué.\n\
+             \n\
+             Erreur : le dossier /home/pi/neopro est introuvable\n\
+             \n\
+             Dernière sauvegarde réussie : mardi 17 décembre 2024 à 03:00\n\
+             Archives présentes sur la borne : 6\n\
+             Page de la sauvegarde : http://192.168.1.20:8081/\n\
+             \n\
+             Un message sera envoyé après chaque nouvel échec, et un dernier quand la \
+             sauvegarde fonctionnera de nouveau.\n\
+             \n\
+             -- \n\
+             Message automatique de neopro-backup sur le site club-lyon, merci de ne pas \
+             y répondre.\n"
+        );
+    }
+
+    #[test]
+    fn failure_mail_without_history_warns() {
+        let (_, body) = failure_mail("club-nice", "  ", None, 0, None);
+        assert!(body.contains("Erreur : (aucun détail)\n"), "{body}");
+        assert!(
+            body.contains("Dernière sauvegarde réussie : aucune\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Archives présentes sur la borne : 0\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("Attention : aucune archive n'est présente sur la borne."),
+            "{body}"
+        );
+        assert!(!body.contains("Page de la sauvegarde"), "{body}");
+        let (_, body) = failure_mail("club-nice", "disque plein", None, 2, Some(" "));
+        assert!(!body.contains("Attention"), "{body}");
+        assert!(!body.contains("Page de la sauvegarde"), "{body}");
+    }
+
+    #[test]
+    fn recovery_mail_in_french() {
+        let (subject, body) = recovery_mail(
+            "club-lyon",
+            "mercredi 18 décembre 2024 à 03:00",
+            Some("lundi 16 décembre 2024 à 03:00"),
+            7,
+            Some("http://192.168.1.20:8081/"),
+        );
+        assert_eq!(subject, "Sauvegarde Neopro rétablie – club-lyon");
+        assert_eq!(
+            body,
+            "Bonjour,\n\
+             \n\
+             La sauvegarde de la borne Neopro du site club-lyon fonctionne de nouveau.\n\
+             \n\
+             Dernière sauvegarde réussie : mercredi 18 décembre 2024 à 03:00\n\
+             En échec depuis : lundi 16 décembre 2024 à 03:00\n\
+             Archives présentes sur la borne : 7\n\
+             Page de la sauvegarde : http://192.168.1.20:8081/\n\
+             \n\
+             Aucune action n'est nécessaire.\n\
+             \n\
+             -- \n\
+             Message automatique de neopro-backup sur le site club-lyon, merci de ne pas \
+             y répondre.\n"
+        );
+        let (_, body) = recovery_mail("x", "hier", None, 1, None);
+        assert!(!body.contains("En échec depuis"), "{body}");
+        assert!(!body.contains("Page de la sauvegarde"), "{body}");
+    }
+
+    #[test]
+    fn dates_in_french_local_time() {
+        let t = clock::parse_iso("2024-12-18T02:00:00Z").unwrap_or_default();
+        assert_eq!(date_fr(t, &Tz::utc()), "mercredi 18 décembre 2024 à 02:00");
+        let Ok(bytes) = std::fs::read("/usr/share/zoneinfo/Europe/Paris") else {
+            panic!("tzdata is needed for this test (apt-get install tzdata)");
+        };
+        let Ok(paris) = Tz::from_tzif(&bytes) else {
+            panic!("Europe/Paris did not parse");
+        };
+        assert_eq!(date_fr(t, &paris), "mercredi 18 décembre 2024 à 03:00");
+        let t = clock::parse_iso("2025-08-01T01:30:00+02:00").unwrap_or_default();
+        assert_eq!(date_fr(t, &paris), "vendredi 1er août 2025 à 01:30");
+    }
+}
