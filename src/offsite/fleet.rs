@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use nanoserde::{DeJson, SerJson};
 
@@ -80,6 +81,9 @@ pub struct Fleet {
 pub struct Cost {
     pub objects: u64,
     pub status_gets: u64,
+    /// Time spent listing, then reading the statuses.
+    pub listing: Duration,
+    pub statuses: Duration,
 }
 
 /// One row from a site's status (pure: `now` is a parameter). The listing's figures
@@ -315,18 +319,22 @@ pub fn build(o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
     } else {
         format!("{}/", o.prefix)
     };
+    let started = Instant::now();
     let mut tally = Tally::new(&root);
     for ob in client.list(&root, None).map_err(|e| e.msg)?.objects {
         tally.add(&ob.key, ob.size);
     }
     let objects = tally.objects;
+    let listing = started.elapsed();
     let wanted: Vec<String> = tally
         .sites
         .iter()
         .filter(|(_, l)| l.status_size.is_some_and(|n| n <= MAX_STATUS_BYTES))
         .map(|(site, _)| format!("{root}{site}/{}", offsite::STATUS_OBJECT))
         .collect();
+    let started = Instant::now();
     let mut answers = fetch_all(&client, &wanted).into_iter();
+    let statuses = started.elapsed();
     let fleet = rows(
         tally.sites,
         |_, l| match l.status_size {
@@ -345,6 +353,8 @@ pub fn build(o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
         Cost {
             objects,
             status_gets: wanted.len() as u64,
+            listing,
+            statuses,
         },
     ))
 }

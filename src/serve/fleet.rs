@@ -213,11 +213,14 @@ impl Cache {
             Ok((f, cost)) => {
                 let v = render(f, now, took, cost);
                 eprintln!(
-                    "neopro-backup fleet: read {} site(s), {} object(s), {} status(es) in {} ms",
+                    "neopro-backup fleet: read {} site(s) in {} ms: {} object(s) listed in {} ms, \
+                     {} status(es) read in {} ms",
                     v.sites,
+                    took.as_millis(),
                     cost.objects,
+                    cost.listing.as_millis(),
                     cost.status_gets,
-                    took.as_millis()
+                    cost.statuses.as_millis()
                 );
                 s.view = Some(Arc::new(v));
                 s.error = None;
