@@ -56,7 +56,8 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    let mut s =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n",
@@ -306,7 +307,10 @@ fn fill_mixed(prefix: &str) {
     for (i, n) in [100usize, 200, 300].iter().enumerate() {
         put_object(&p("club-ok", &archive_name(i as i64)), &vec![1u8; *n]);
     }
-    put_object(&p("club-ok", &format!("{}.age", archive_name(5))), &[2u8; 50]);
+    put_object(
+        &p("club-ok", &format!("{}.age", archive_name(5))),
+        &[2u8; 50],
+    );
     put_object(
         &p("club-ok", "last-backup-status.json"),
         status_json(true, 2, 0).as_bytes(),
@@ -454,7 +458,10 @@ fn worst_first_counts_metrics_and_one_read_for_every_view() {
     )
     .parse()
     .unwrap_or(0);
-    assert!((now_unix() - 50 * 3600 - stale_ts).abs() < 120, "{stale_ts}");
+    assert!(
+        (now_unix() - 50 * 3600 - stale_ts).abs() < 120,
+        "{stale_ts}"
+    );
     assert_eq!(series(&m, "neopro_fleet_site_stale", "club-stale"), "1");
     assert!(m.contains("\nneopro_fleet_bucket_up 1\n"), "{m}");
     assert!(m.contains("\nneopro_fleet_sites 5\n"), "{m}");
@@ -465,7 +472,10 @@ fn worst_first_counts_metrics_and_one_read_for_every_view() {
     let page = String::from_utf8_lossy(&body);
     assert_eq!(st, 200);
     assert!(head.contains("text/html"), "{head}");
-    assert!(head.contains("Content-Security-Policy: default-src 'none'"), "{head}");
+    assert!(
+        head.contains("Content-Security-Policy: default-src 'none'"),
+        "{head}"
+    );
     assert!(page.contains("<html lang=\"fr\">") && page.contains("Filtrer par nom de site"));
     assert!(
         !page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("url("),
@@ -615,7 +625,10 @@ fn one_read_at_a_time_refreshed_after_the_period_and_kept_when_the_bucket_fails(
         "{st} {text}"
     );
     let m = d.metrics(&[]);
-    assert!(m.contains("\nneopro_fleet_bucket_up 0\n") && !m.contains("site=\""), "{m}");
+    assert!(
+        m.contains("\nneopro_fleet_bucket_up 0\n") && !m.contains("site=\""),
+        "{m}"
+    );
 }
 
 #[test]

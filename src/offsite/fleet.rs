@@ -223,7 +223,10 @@ impl Tally {
 }
 
 /// A site's status object: parsed, absent (`Ok(None)`), or why it cannot be read.
-fn fetch_status(client: &s3::Client, key: &str) -> Result<Option<Status>, String> {
+type Fetched = Result<Option<Status>, String>;
+
+/// GETs one status object (twice when the connection failed).
+fn fetch_status(client: &s3::Client, key: &str) -> Fetched {
     let got = match client.get(key) {
         Err(e) if e.transport => client.get(key), // once more: a connection can drop
         r => r,
@@ -241,10 +244,9 @@ fn fetch_status(client: &s3::Client, key: &str) -> Result<Option<Status>, String
 }
 
 /// GETs `keys` with at most `READERS` requests in flight; the answers in order.
-fn fetch_all(client: &s3::Client, keys: &[String]) -> Vec<Result<Option<Status>, String>> {
+fn fetch_all(client: &s3::Client, keys: &[String]) -> Vec<Fetched> {
     let next = AtomicUsize::new(0);
-    let answers: Mutex<Vec<Option<Result<Option<Status>, String>>>> =
-        Mutex::new(keys.iter().map(|_| None).collect());
+    let answers: Mutex<Vec<Option<Fetched>>> = Mutex::new(keys.iter().map(|_| None).collect());
     let work = || {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +276,7 @@ fn fetch_all(client: &s3::Client, keys: &[String]) -> Vec<Result<Option<Status>,
 /// The rows from a folded listing and the statuses (pure).
 pub fn rows(
     listed: BTreeMap<String, Listed>,
-    mut statuses: impl FnMut(&str, &Listed) -> Result<Option<Status>, String>,
+    mut statuses: impl FnMut(&str, &Listed) -> Fetched,
     now: i64,
 ) -> Fleet {
     let mut sites = Vec::with_capacity(listed.len());
