@@ -2,10 +2,12 @@
 //! `neopro-backup fleet` and the central dashboard (`fleet serve`).
 //!
 //! One pass over the bucket, whatever the number of sites: one paginated ListObjectsV2
-//! of the whole `S3_PREFIX/` (1,000 keys a page), folded per site as the keys come (the
-//! archive copies are counted and summed, never kept), then one GET per site of its
+//! of the whole `S3_PREFIX/` (1,000 keys a page), folded per site (`Tally`: the archive
+//! copies are counted and summed, their keys dropped), then one GET per site of its
 //! `last-backup-status.json` only, eight at a time. A status object over 64 KiB is not
 //! read (a real one is under 2 KiB), so a site cannot make the reader hold much.
+//! (`s3::Client::list` returns the whole listing at once: 30,000 keys are about 5 MB
+//! for a moment; a page-by-page listing would let `Tally` take them as they come.)
 //!
 //! A site is a folder directly under the prefix with at least one object of its own
 //! (`S3_PREFIX/<site>/<object>`); deeper keys (such as the shared
