@@ -1,6 +1,7 @@
 //! Argument parsing: a pure function from the words after the program name to a
 //! command, unit-tested below. Nothing here reads a file or prints.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
@@ -26,6 +27,10 @@ Commands:
                              than N hours (default 25), else exit 2 `CRITICAL: …`
   fleet [--json]             every site's last status, from the S3 bucket; sites whose
                              last success is over 25 h old are marked STALE
+  fleet serve [--listen ADDR]
+                             the central dashboard of every site (page, /api/fleet,
+                             /metrics) on ADDR (default 127.0.0.1:8090); read-only S3
+                             keys are enough; off loopback it needs API_TOKEN
 
 Options:
   --config PATH   config file (default /etc/neopro/backup.conf); the environment wins
@@ -44,6 +49,9 @@ Offsite copies and alerts (offsite is off while S3_ENDPOINT is unset):
 
 Exit codes: 0 success, 1 failed backup or damaged archive, 2 usage or configuration error.
 ";
+
+/// Where `fleet serve` listens by default.
+pub const FLEET_LISTEN: &str = "127.0.0.1:8090";
 
 /// A command-line or configuration error: exit 2.
 pub struct Usage(pub String);
@@ -84,6 +92,9 @@ pub enum Cmd {
     Fleet {
         json: bool,
     },
+    FleetServe {
+        listen: SocketAddr,
+    },
     Help,
     Version,
 }
@@ -100,6 +111,7 @@ pub fn parse(
     let mut max_age: Option<String> = None;
     let mut dry_run = false;
     let mut only: Option<Vec<String>> = None;
+    let mut listen: Option<String> = None;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(arg) = p.next()? {
         match arg {
@@ -119,6 +131,7 @@ pub fn parse(
                 );
             }
             Long("max-age-hours") => max_age = Some(p.value()?.string()?),
+            Long("listen") => listen = Some(p.value()?.string()?),
             Value(v) if cmd_name.is_none() => cmd_name = Some(v.string()?),
             Value(v) => positional.push(PathBuf::from(v)),
             _ => return Err(arg.unexpected().into()),
@@ -142,6 +155,11 @@ pub fn parse(
         return Err(Usage(format!(
             "--dry-run and --only are options of `restore`, not `{name}`"
         )));
+    }
+    if listen.is_some()
+        && (name != "fleet" || positional.first().is_none_or(|p| p.as_os_str() != "serve"))
+    {
+        return Err(Usage("--listen is an option of `fleet serve`".into()));
     }
     let cmd = match name.as_str() {
         "serve" => {
@@ -196,6 +214,16 @@ pub fn parse(
                 },
             };
             no_extra(Cmd::Check { max_age_hours }, &positional)?
+        }
+        "fleet" if positional.first().is_some_and(|p| p.as_os_str() == "serve") => {
+            only_for(json || max_age.is_some(), "this option", "fleet serve")?;
+            let v = listen.as_deref().unwrap_or(FLEET_LISTEN);
+            let listen = v.parse::<SocketAddr>().map_err(|_| {
+                Usage(format!(
+                    "invalid --listen {v:?}: expected an IP address and port, e.g. 127.0.0.1:8090 or [::1]:8090"
+                ))
+            })?;
+            no_extra(Cmd::FleetServe { listen }, &positional[1..])?
         }
         "fleet" => {
             only_for(max_age.is_some(), "--max-age-hours", "fleet")?;
@@ -264,6 +292,24 @@ mod tests {
             p(&["fleet", "--json"]),
             Ok((Cmd::Fleet { json: true }, None))
         );
+        assert_eq!(
+            p(&["fleet", "serve"]),
+            Ok((
+                Cmd::FleetServe {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 8090))
+                },
+                None
+            ))
+        );
+        assert_eq!(
+            p(&["fleet", "serve", "--listen", "[::]:9000"]),
+            Ok((
+                Cmd::FleetServe {
+                    listen: "[::]:9000".parse().unwrap()
+                },
+                None
+            ))
+        );
         assert_eq!(p(&["-h"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["list", "--help"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["-V"]), Ok((Cmd::Version, None)));
@@ -290,5 +336,11 @@ mod tests {
         assert!(err(&["status", "--max-age-hours", "3"]).contains("--max-age-hours"));
         assert!(err(&["run", "--bogus"]).contains("--bogus"));
         assert!(err(&["--config"]).contains("--config"));
+        assert!(err(&["fleet", "serve", "--listen", "8090"]).contains("invalid --listen"));
+        assert!(err(&["fleet", "--listen", "127.0.0.1:1"]).contains("`fleet serve`"));
+        assert!(err(&["serve", "--listen", "127.0.0.1:1"]).contains("`fleet serve`"));
+        assert!(err(&["fleet", "serve", "--json"]).contains("not an option of `fleet serve`"));
+        assert!(err(&["fleet", "serve", "x"]).contains("unexpected argument"));
+        assert!(err(&["fleet", "gc"]).contains("unexpected argument"));
     }
 }

@@ -1,5 +1,7 @@
-//! `fleet [--json]`: every site's last status, read from the S3 bucket.
+//! `fleet [--json]`: every site's last status, read from the S3 bucket; `fleet serve`:
+//! the central dashboard (serve/fleet.rs).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use nanoserde::SerJson;
@@ -9,22 +11,50 @@ use crate::clock;
 use crate::config::Config;
 use crate::offsite::fleet::{self, Fleet};
 
-/// `fleet`: needs the offsite keys; exit 1 when the bucket cannot be read.
+const NO_S3: &str =
+    "fleet reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY";
+
+/// `fleet`: needs the offsite keys; exit 1 when the bucket cannot be read, or a site's
+/// status cannot (its row says why).
 pub fn fleet(cfg: &Config, json: bool) -> Result<ExitCode, Usage> {
-    if cfg.offsite.is_none() {
-        return Err(Usage(
-            "fleet reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY".into(),
-        ));
-    }
-    match fleet::build(cfg, clock::now_unix()) {
-        Ok(f) if json => println!("{}", f.serialize_json()),
-        Ok(f) => print!("{}", table(&f)),
+    let Some(o) = &cfg.offsite else {
+        return Err(Usage(NO_S3.into()));
+    };
+    let f = match fleet::build(o, clock::now_unix()) {
+        Ok((f, _)) => f,
         Err(e) => {
             eprintln!("neopro-backup: fleet: {e}");
             return Ok(ExitCode::from(1));
         }
+    };
+    if json {
+        println!("{}", f.serialize_json());
+    } else {
+        print!("{}", table(&f));
+    }
+    if f.unreadable > 0 {
+        eprintln!(
+            "neopro-backup: fleet: the status of {} site(s) could not be read",
+            f.unreadable
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `fleet serve`: the offsite keys (read-only ones are enough), and API_TOKEN unless
+/// `listen` is a loopback address.
+pub fn serve(cfg: Config, listen: SocketAddr) -> Result<ExitCode, Usage> {
+    if cfg.offsite.is_none() {
+        return Err(Usage(NO_S3.into()));
+    }
+    if !listen.ip().is_loopback() && cfg.api_token.is_none() {
+        return Err(Usage(format!(
+            "--listen {listen} is not a loopback address: set API_TOKEN (at least 16 characters) \
+             so that the dashboard is not open to the network"
+        )));
+    }
+    Ok(ExitCode::from(crate::serve::fleet::serve(cfg, listen)))
 }
 
 pub fn table(f: &Fleet) -> String {
@@ -37,11 +67,16 @@ pub fn table(f: &Fleet) -> String {
         "STATE".to_string(),
     ]];
     for s in &f.sites {
-        let state = match (s.stale, s.last_run_success) {
-            (true, _) if s.last_success.is_none() => "STALE (never)".to_string(),
-            (true, _) => format!("STALE (> {} h)", fleet::STALE_HOURS),
-            (false, Some(false)) => "last run FAILED".to_string(),
-            _ => "ok".to_string(),
+        let stale = if s.last_success.is_none() {
+            "STALE (never)".to_string()
+        } else {
+            format!("STALE (> {} h)", fleet::STALE_HOURS)
+        };
+        let state = match (s.last_run_success == Some(false), s.stale) {
+            (true, true) => format!("last run FAILED, {stale}"),
+            (true, false) => "last run FAILED".to_string(),
+            (false, true) => stale,
+            (false, false) => "ok".to_string(),
         };
         rows.push([
             s.site.clone(),
@@ -91,6 +126,8 @@ mod tests {
                 fleet::site_row("c", None, now),
             ],
             stale: 1,
+            failed: 1,
+            unreadable: 0,
         };
         let text = table(&f);
         assert!(text.contains("last run FAILED"), "{text}");

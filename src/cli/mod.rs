@@ -60,6 +60,7 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
             Ok(ExitCode::from(restore::cli(&cfg, &path, dry_run, only)))
         }
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
+        Cmd::FleetServe { listen } => fleet::serve(load(cfg_path)?, listen),
     }
 }
 

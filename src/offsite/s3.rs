@@ -361,6 +361,21 @@ impl Client {
     /// `delimiter`, the common prefixes too.
     pub fn list(&self, prefix: &str, delimiter: Option<&str>) -> Result<Listing, Error> {
         let mut out = Listing::default();
+        let prefixes = self.list_each(prefix, delimiter, |o| out.objects.push(o))?;
+        out.prefixes = prefixes;
+        Ok(out)
+    }
+
+    /// ListObjectsV2, page by page (1,000 keys a page): `each` sees every object as its
+    /// page arrives, so a caller that folds them never holds the whole listing. Returns
+    /// the common prefixes (with a delimiter).
+    pub fn list_each(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut each: impl FnMut(Object),
+    ) -> Result<Vec<String>, Error> {
+        let mut prefixes = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut q: Vec<(&str, &str)> = vec![("list-type", "2"), ("prefix", prefix)];
@@ -376,7 +391,7 @@ impl Client {
                 let Some(key) = xml_one(c, "Key") else {
                     continue;
                 };
-                out.objects.push(Object {
+                each(Object {
                     key: xml_unescape(key),
                     size: xml_one(c, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
                     last_modified: xml_one(c, "LastModified").unwrap_or("").to_string(),
@@ -384,13 +399,13 @@ impl Client {
             }
             for p in xml_all(&text, "CommonPrefixes") {
                 if let Some(p) = xml_one(p, "Prefix") {
-                    out.prefixes.push(xml_unescape(p));
+                    prefixes.push(xml_unescape(p));
                 }
             }
             let truncated = xml_one(&text, "IsTruncated") == Some("true");
             token = xml_one(&text, "NextContinuationToken").map(xml_unescape);
             if !truncated || token.is_none() {
-                return Ok(out);
+                return Ok(prefixes);
             }
         }
     }

@@ -4,6 +4,7 @@
 //! (the temp file is removed; no partial archive), then exits 0.
 
 mod api;
+pub mod fleet;
 mod guard;
 mod metrics;
 mod page;

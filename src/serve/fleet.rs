@@ -1,0 +1,461 @@
+//! `fleet serve`: the central dashboard of every site (docs/format.md, Fleet). A second
+//! daemon, for the operator's machine rather than a Pi: it needs only read access to
+//! the bucket (ListObjectsV2 and GET), and serves
+//! - `GET /`: a self-contained French page (fleet.html), worst sites first;
+//! - `GET /api/fleet`: the JSON the page shows;
+//! - `GET /metrics`: one Prometheus series per site and measure;
+//! - `GET /healthz`.
+//!
+//! The bucket is read at most once per cache period (30 s, `NEOPRO_FLEET_CACHE_SECS`),
+//! by one thread at a time, and each read is rendered once: a page view or a scrape
+//! costs no request to the bucket and no re-rendering, only a copy of shared bytes.
+//! When the view is older than the period, the request that notices starts a new read
+//! in the background and is answered from the previous view at once; only the very
+//! first request waits for a read (the others wait with it). A failed read keeps the
+//! previous view, flagged with the error.
+//!
+//! Guards as for `serve`: a Host that is not an IP address, `localhost` or this
+//! machine's name is 403; with API_TOKEN, `/api/*` and `/metrics` need the bearer token;
+//! a listen address off loopback needs API_TOKEN (checked by the command line).
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use nanoserde::SerJson;
+
+use crate::clock;
+use crate::config::{Config, OffsiteSettings};
+use crate::http::server::{self, Body, Request, Response};
+use crate::offsite::fleet::{self, Cost, Fleet, STATES, Site};
+use crate::serve::guard;
+use crate::serve::reply::{JSON, error, jstr};
+
+pub const PAGE: &str = include_str!("fleet.html");
+
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                   img-src data:; connect-src 'self'; frame-ancestors 'self'";
+
+/// The cache period: NEOPRO_FLEET_CACHE_SECS (1 to 3600), default 30.
+pub fn cache_period() -> Duration {
+    let secs = std::env::var("NEOPRO_FLEET_CACHE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|d| (1..=3600).contains(d))
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// One read of the bucket, rendered.
+pub struct View {
+    /// Unix time of the read.
+    at: i64,
+    took: Duration,
+    cost: Cost,
+    /// `{"total":…,"failed":…,…}`.
+    counts: String,
+    /// The `sites` array, worst first.
+    sites_json: Arc<[u8]>,
+    /// The per-site series.
+    series: Arc<[u8]>,
+    sites: usize,
+}
+
+fn render(f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
+    let mut sites: Vec<Site> = f.sites;
+    // Series by name (stable for Prometheus), the page's list worst first.
+    let series = site_series(&sites);
+    fleet::worst_first(&mut sites);
+    let mut counts = format!("{{\"total\":{}", sites.len());
+    for st in STATES {
+        let n = sites.iter().filter(|s| s.state == st).count();
+        counts.push_str(&format!(",\"{st}\":{n}"));
+    }
+    counts.push('}');
+    View {
+        at,
+        took,
+        cost,
+        counts,
+        sites_json: Arc::from(sites.serialize_json().into_bytes()),
+        series: Arc::from(series.into_bytes()),
+        sites: sites.len(),
+    }
+}
+
+/// A Prometheus label value: `\`, `"` and newlines escaped.
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The per-site metrics (docs/format.md, Fleet).
+fn site_series(sites: &[Site]) -> String {
+    type Value = fn(&Site) -> String;
+    let families: [(&str, &str, Value); 6] = [
+        (
+            "neopro_fleet_site_last_success_timestamp_seconds",
+            "Unix time of the site's last successful backup (0: none known).",
+            |s| s.last_success_unix.unwrap_or(0).to_string(),
+        ),
+        (
+            "neopro_fleet_site_last_run_success",
+            "1 if the site's last run succeeded, 0 if it failed or its status is missing.",
+            |s| u8::from(s.last_run_success == Some(true)).to_string(),
+        ),
+        (
+            "neopro_fleet_site_archives",
+            "Archive copies of the site in the bucket.",
+            |s| s.archives.to_string(),
+        ),
+        (
+            "neopro_fleet_site_archives_bytes",
+            "Total size of the site's archive copies in the bucket.",
+            |s| s.archives_bytes.to_string(),
+        ),
+        (
+            "neopro_fleet_site_offsite_pending",
+            "Copies the site had not sent yet when it sent its status.",
+            |s| s.pending.to_string(),
+        ),
+        (
+            "neopro_fleet_site_stale",
+            "1 if the site's last success is over 25 hours old or unknown.",
+            |s| u8::from(s.stale).to_string(),
+        ),
+    ];
+    let mut out = String::with_capacity(sites.len() * 6 * 96 + 1024);
+    for (name, help, value) in families {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for s in sites {
+            out.push_str(&format!(
+                "{name}{{site=\"{}\"}} {}\n",
+                label(&s.site),
+                value(s)
+            ));
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Slot {
+    view: Option<Arc<View>>,
+    /// When the view (or the last failure) stops being fresh.
+    fresh_until: Option<Instant>,
+    building: bool,
+    /// The last read's error, cleared by a success.
+    error: Option<String>,
+}
+
+/// The bucket's view, read at most once per period, by one thread at a time.
+pub struct Cache {
+    offsite: OffsiteSettings,
+    period: Duration,
+    slot: Mutex<Slot>,
+    done: Condvar,
+}
+
+impl Cache {
+    pub fn new(offsite: OffsiteSettings, period: Duration) -> Cache {
+        Cache {
+            offsite,
+            period,
+            slot: Mutex::new(Slot::default()),
+            done: Condvar::new(),
+        }
+    }
+
+    /// The current view and the last read's error; `Err` when no read has succeeded yet.
+    pub fn get(self: &Arc<Self>) -> Result<(Arc<View>, Option<String>), String> {
+        let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let fresh = s.fresh_until.is_some_and(|t| Instant::now() < t);
+            if let Some(v) = s.view.clone() {
+                if !fresh && !s.building {
+                    s.building = true;
+                    let me = Arc::clone(self);
+                    let spawned = std::thread::Builder::new()
+                        .name("fleet-read".into())
+                        .spawn(move || me.read());
+                    if spawned.is_err() {
+                        s.building = false;
+                    }
+                }
+                return Ok((v, s.error.clone()));
+            }
+            if s.building {
+                s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            if fresh {
+                // The first read failed a moment ago: say so rather than insist.
+                return Err(s.error.clone().unwrap_or_default());
+            }
+            s.building = true;
+            drop(s);
+            self.read();
+            s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Reads the bucket and publishes the result (the caller set `building`).
+    fn read(&self) {
+        let started = Instant::now();
+        let now = clock::now_unix();
+        let got = fleet::build(&self.offsite, now);
+        let took = started.elapsed();
+        let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match got {
+            Ok((f, cost)) => {
+                let v = render(f, now, took, cost);
+                eprintln!(
+                    "neopro-backup fleet: read {} site(s) in {} ms: {} object(s) listed in {} ms, \
+                     {} status(es) read in {} ms",
+                    v.sites,
+                    took.as_millis(),
+                    cost.objects,
+                    cost.listing.as_millis(),
+                    cost.status_gets,
+                    cost.statuses.as_millis()
+                );
+                s.view = Some(Arc::new(v));
+                s.error = None;
+            }
+            Err(e) => {
+                eprintln!("neopro-backup fleet: cannot read the bucket: {e}");
+                s.error = Some(e);
+            }
+        }
+        // A failed first read is retried after a few seconds, not a whole period.
+        let wait = if s.view.is_some() {
+            self.period
+        } else {
+            self.period.min(Duration::from_secs(5))
+        };
+        s.fresh_until = Some(Instant::now() + wait);
+        s.building = false;
+        self.done.notify_all();
+    }
+}
+
+fn authorized(token: Option<&str>, req: &Request) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req.header("Authorization").and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+    });
+    given.is_some_and(|g| guard::ct_eq(g.trim().as_bytes(), token.as_bytes()))
+}
+
+/// `GET /api/fleet`.
+fn api(cache: &Arc<Cache>) -> Response {
+    let (v, err) = match cache.get() {
+        Ok(x) => x,
+        Err(e) => return error(502, &format!("Lecture du seau impossible : {e}")),
+    };
+    let head = format!(
+        "{{\"generated\":{},\"error\":{},\"stale_hours\":{},\"counts\":{},\"sites\":",
+        v.at,
+        err.as_deref().map_or("null".to_string(), jstr),
+        fleet::STALE_HOURS,
+        v.counts
+    );
+    Response {
+        status: 200,
+        headers: vec![("Content-Type".into(), JSON.into())],
+        body: Body::Parts(vec![
+            Arc::from(head.into_bytes()),
+            Arc::clone(&v.sites_json),
+            Arc::from(&b"}"[..]),
+        ]),
+    }
+}
+
+/// `GET /metrics`: the fleet's gauges, then the per-site series of the view.
+fn metrics(cache: &Arc<Cache>) -> Response {
+    let got = cache.get();
+    let (up, v) = match &got {
+        Ok((v, err)) => (err.is_none(), Some(v)),
+        Err(_) => (false, None),
+    };
+    let mut head = String::with_capacity(1024);
+    let mut gauge = |name: &str, help: &str, value: String| {
+        head.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "neopro_fleet_bucket_up",
+        "1 if the last read of the bucket succeeded.",
+        u8::from(up).to_string(),
+    );
+    gauge(
+        "neopro_fleet_last_read_timestamp_seconds",
+        "Unix time of the last successful read of the bucket (0: none yet).",
+        v.map_or(0, |v| v.at).to_string(),
+    );
+    gauge(
+        "neopro_fleet_last_read_duration_seconds",
+        "How long the last successful read of the bucket took.",
+        format!("{:.3}", v.map_or(0.0, |v| v.took.as_secs_f64())),
+    );
+    gauge(
+        "neopro_fleet_bucket_objects",
+        "Objects under the prefix at the last read.",
+        v.map_or(0, |v| v.cost.objects).to_string(),
+    );
+    gauge(
+        "neopro_fleet_sites",
+        "Sites in the bucket at the last read.",
+        v.map_or(0, |v| v.sites).to_string(),
+    );
+    let mut parts: Vec<Arc<[u8]>> = vec![Arc::from(head.into_bytes())];
+    if let Some(v) = v {
+        parts.push(Arc::clone(&v.series));
+    }
+    Response {
+        status: 200,
+        headers: vec![("Content-Type".into(), METRICS_TYPE.into())],
+        body: Body::Parts(parts),
+    }
+}
+
+/// The routing table.
+pub fn route(cache: &Arc<Cache>, token: Option<&str>, req: &Request) -> Response {
+    if !guard::host_allowed(req.header("Host")) {
+        return error(403, "Hôte non autorisé");
+    }
+    let path = req.path.as_str();
+    let protected = path.starts_with("/api/") || path == "/api" || path == "/metrics";
+    if protected && !authorized(token, req) {
+        return error(401, "Authentification requise").with_header("WWW-Authenticate", "Bearer");
+    }
+    let read = matches!(req.method.as_str(), "GET" | "HEAD");
+    if !read && guard::cross_origin(req) {
+        return error(403, "Origine non autorisée");
+    }
+    match (read, path) {
+        (true, "/") => Response::new(200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec())
+            .with_header("Content-Security-Policy", CSP),
+        (true, "/api/fleet") => api(cache),
+        (true, "/metrics") => metrics(cache),
+        (true, "/healthz") => Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec()),
+        (false, "/" | "/api/fleet" | "/metrics" | "/healthz") => {
+            error(405, "Méthode non autorisée").with_header("Allow", "GET, HEAD")
+        }
+        _ => error(404, "Route inconnue"),
+    }
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Runs the dashboard until SIGTERM/SIGINT. The caller checked that `cfg.offsite` is
+/// set and the listen rule. Returns the exit code.
+pub fn serve(cfg: Config, listen: SocketAddr) -> u8 {
+    // As in `serve`: two malloc arenas are plenty (the readers are short-lived).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc tunable; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    let Some(offsite) = cfg.offsite else {
+        eprintln!("neopro-backup: fleet serve: S3_ENDPOINT is not set");
+        return 2;
+    };
+    let listener = match TcpListener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("neopro-backup: fleet serve: cannot listen on {listen}: {e}");
+            return 1;
+        }
+    };
+    // SAFETY: installing an async-signal-safe handler that only stores an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let addr = server::local_addr(&listener).map_or(listen.to_string(), |a| a.to_string());
+    let period = cache_period();
+    let where_ = format!(
+        "s3://{}/{}",
+        offsite.bucket,
+        if offsite.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", offsite.prefix)
+        }
+    );
+    let cache = Arc::new(Cache::new(offsite, period));
+    let token = cfg.api_token;
+    let stop = Arc::new(AtomicBool::new(false));
+    let http = {
+        let stop = Arc::clone(&stop);
+        let handler: Arc<server::Handler> =
+            Arc::new(move |req| route(&cache, token.as_deref(), req));
+        std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || server::serve(listener, handler, &stop, Arc::default()))
+    };
+    let Ok(http) = http else {
+        eprintln!("neopro-backup: fleet serve: cannot start the HTTP thread");
+        return 1;
+    };
+    eprintln!(
+        "neopro-backup {} fleet dashboard serving on http://{addr} ({where_}, read at most every {} s)",
+        env!("CARGO_PKG_VERSION"),
+        period.as_secs()
+    );
+    while !SIGNALLED.load(Ordering::SeqCst) && !http.is_finished() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = http.join();
+    eprintln!("neopro-backup fleet: stopped");
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(label("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn one_series_per_site_and_measure() {
+        let now = clock::parse_iso("2024-12-18T03:00:00+01:00").unwrap_or_default();
+        let st = crate::status::Status {
+            timestamp: "2024-12-18T03:00:00+01:00".into(),
+            success: true,
+            ..Default::default()
+        };
+        let mut a = fleet::site_row("club-a", Some(&st), now + 60);
+        a.archives = 30;
+        let b = fleet::site_row("club\"b", None, now);
+        let text = site_series(&[a, b]);
+        assert!(
+            text.contains(&format!(
+                "neopro_fleet_site_last_success_timestamp_seconds{{site=\"club-a\"}} {now}\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("neopro_fleet_site_archives{site=\"club-a\"} 30\n"));
+        assert!(text.contains("neopro_fleet_site_last_run_success{site=\"club\\\"b\"} 0\n"));
+        assert_eq!(text.matches("# TYPE ").count(), 6);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 12);
+    }
+}

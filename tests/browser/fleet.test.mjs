@@ -1,0 +1,247 @@
+// End-to-end tests of the fleet dashboard (`neopro-backup fleet serve`, src/serve/fleet.html)
+// in Debian's Chromium, driven by playwright-core, against a real S3 server: SeaweedFS
+// on loopback (scripts/seaweedfs.sh). The bucket is filled through SeaweedFS's filer;
+// each test works under a prefix of its own and starts its own dashboard on a port the
+// system picks.
+//
+//   NEOPRO_TEST_S3, NEOPRO_TEST_FILER  SeaweedFS's S3 and filer URLs (required)
+//   NEOPRO_BIN  the binary (default: target/release/neopro-backup)
+//   CHROMIUM    the browser (default: /usr/bin/chromium)
+//   NEOPRO_FLEET_SCREENSHOT  also write the desktop screenshot there (docs/fleet.png)
+// Screenshots go to tests/artifacts/ (ignored by git).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, "../..");
+const BIN = path.resolve(process.env.NEOPRO_BIN || path.join(ROOT, "target/release/neopro-backup"));
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARTIFACTS = path.join(ROOT, "tests/artifacts");
+const S3 = process.env.NEOPRO_TEST_S3 || "";
+const FILER = (process.env.NEOPRO_TEST_FILER || "").replace(/\/$/, "");
+const BUCKET = "neopro-test";
+// The identity of scripts/seaweedfs.sh.
+const ACCESS_KEY = "NEOPROTESTKEY";
+const SECRET_KEY = "neopro-test-secret-0123456789";
+const TOKEN = "fleet-browser-token-0123456789";
+const T = { timeout: 90_000 };
+
+let browser;
+const cleanups = [];
+
+before(async () => {
+  assert.ok(fs.existsSync(BIN), `no binary at ${BIN}: run \`make build\` (or set NEOPRO_BIN)`);
+  assert.ok(fs.existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
+  assert.ok(S3 && FILER, "set NEOPRO_TEST_S3 and NEOPRO_TEST_FILER (SeaweedFS: scripts/seaweedfs.sh start)");
+  const r = await fetch(FILER + "/", { signal: AbortSignal.timeout(5000) }).catch(e => ({ status: 0, e }));
+  assert.ok(r.status > 0, `SeaweedFS's filer does not answer at ${FILER}: scripts/seaweedfs.sh start`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  for (const c of cleanups.reverse()) {
+    try { await c(); } catch { /* best effort */ }
+  }
+  if (browser) await browser.close();
+});
+
+// ---------- the bucket ----------
+
+let n = 0;
+const uniquePrefix = name => `b${process.pid}-${Date.now()}-${n++}-${name}`;
+
+async function put(key, body) {
+  const r = await fetch(`${FILER}/buckets/${BUCKET}/${key}`, { method: "PUT", body });
+  assert.ok(r.ok, `filer PUT ${key}: HTTP ${r.status}`);
+}
+
+const iso = unix => new Date(unix * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+const now = () => Math.floor(Date.now() / 1000);
+function archive(daysAgo) {
+  const d = new Date(Date.now() - daysAgo * 86400_000).toISOString();
+  return `backup-${d.slice(0, 4)}${d.slice(5, 7)}${d.slice(8, 10)}-030000.tar.gz`;
+}
+function status({ success = true, hours = 2, pending = 0, error = null }) {
+  const last = iso(now() - hours * 3600);
+  const ts = success ? last : iso(now() - 600);
+  return JSON.stringify({
+    timestamp: ts, date: ts.slice(0, 10), success, archive: archive(0), size: "1.2 MB",
+    size_bytes: 1258291, backups_count: 7, retention_days: 7, duration_ms: 812, warnings: [],
+    error: success ? null : error, last_success: last,
+    offsite: { pending, last_upload: last, error: pending ? "PUT s3://…: cannot connect" : null },
+  });
+}
+
+// A club fleet: alphabetically, the failed and the stale sites come last, so only the
+// dashboard's ordering can put them first.
+const FLEET = {
+  "club-annecy": { hours: 3 },
+  "club-bordeaux": { hours: 5 },
+  "club-brest": { hours: 4, pending: 2 },
+  "club-dijon": { hours: 1 },
+  "club-lille": { hours: 7 },
+  "club-lyon": { hours: 2 },
+  "club-lyon-gerland": { hours: 6, pending: 1 },
+  "club-marseille": { hours: 2 },
+  "club-nantes": { hours: 9 },
+  "club-xertigny": null, // copies, but never a status
+  "club-yverdon": { hours: 50 },
+  "club-zurich": { success: false, hours: 20, error: "No space left on device (os error 28)" },
+};
+
+async function fill(prefix) {
+  const jobs = [];
+  for (const [site, st] of Object.entries(FLEET)) {
+    for (let d = 0; d < 5; d++) jobs.push(put(`${prefix}/${site}/${archive(d + (st && st.hours > 40 ? 3 : 0))}`, Buffer.alloc(1500 + d * 100, 1)));
+    if (st) jobs.push(put(`${prefix}/${site}/last-backup-status.json`, status(st)));
+  }
+  await Promise.all(jobs);
+}
+
+// ---------- the dashboard ----------
+
+function startDashboard(prefix, extra = {}) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "neopro-fleet-ui-"));
+  fs.writeFileSync(path.join(root, "empty.conf"), "");
+  cleanups.push(() => fs.rmSync(root, { recursive: true, force: true }));
+  const env = {
+    TZ: "UTC", LANG: "C.UTF-8", S3_ENDPOINT: S3, S3_BUCKET: BUCKET, S3_ACCESS_KEY: ACCESS_KEY,
+    S3_SECRET_KEY: SECRET_KEY, S3_PREFIX: prefix, NEOPRO_FLEET_CACHE_SECS: "3600", ...extra,
+  };
+  const proc = spawn(BIN, ["--config", path.join(root, "empty.conf"), "fleet", "serve", "--listen", "127.0.0.1:0"],
+    { env, stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  cleanups.push(() => new Promise(res => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return res();
+    proc.once("exit", res);
+    proc.kill("SIGTERM");
+    setTimeout(() => proc.kill("SIGKILL"), 5000).unref();
+  }));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("fleet serve did not start:\n" + log)), 15_000);
+    proc.stderr.setEncoding("utf8");
+    proc.stderr.on("data", d => {
+      log += d;
+      const m = /serving on (http:\/\/\S+)/.exec(log);
+      if (m) { clearTimeout(timer); resolve({ url: m[1], log: () => log }); }
+    });
+    proc.once("exit", code => { clearTimeout(timer); reject(new Error(`fleet serve exited (${code}):\n${log}`)); });
+  });
+}
+
+/** A fresh browser context on the page; records script errors and requests elsewhere. */
+async function open(d, opts = {}) {
+  const ctx = await browser.newContext({ viewport: opts.viewport || { width: 1280, height: 860 } });
+  cleanups.push(() => ctx.close());
+  const page = await ctx.newPage();
+  const problems = [];
+  const origin = new URL(d.url).origin;
+  page.on("pageerror", e => problems.push("pageerror: " + e.message));
+  page.on("console", m => {
+    if (m.type() === "error" && !/^Failed to load resource: the server responded/.test(m.text())) problems.push("console: " + m.text());
+  });
+  page.on("request", r => { if (!r.url().startsWith(origin) && !r.url().startsWith("data:")) problems.push("request elsewhere: " + r.url()); });
+  page.problems = problems;
+  await page.goto(d.url + "/");
+  return page;
+}
+
+const visible = page => page.$$eval("#rows tr", trs => trs.filter(tr => !tr.hidden).map(tr => tr.cells[0].textContent));
+const waitLoaded = page => page.waitForFunction(() => document.querySelectorAll("#rows tr").length > 0);
+
+// ---------- tests ----------
+
+test("worst first: the failed site, then the stale ones; counts at the top; the filter works", T, async () => {
+  const prefix = uniquePrefix("fleet");
+  await fill(prefix);
+  const d = await startDashboard(prefix);
+  const page = await open(d);
+  await waitLoaded(page);
+  const all = await visible(page);
+  assert.equal(all.length, 12);
+  assert.deepEqual(all.slice(0, 3), ["club-zurich", "club-xertigny", "club-yverdon"]);
+  assert.deepEqual(all.slice(3, 5).sort(), ["club-brest", "club-lyon-gerland"]);
+  const states = await page.$$eval("#rows tr", trs => trs.map(tr => tr.dataset.state));
+  assert.deepEqual(states.slice(0, 5), ["failed", "stale", "stale", "pending", "pending"]);
+  // What a row says.
+  const failed = page.locator("#rows tr").first();
+  assert.match(await failed.innerText(), /Échec/);
+  assert.match(await failed.innerText(), /No space left on device/);
+  assert.match(await failed.innerText(), /il y a 20 h/);
+  const never = page.locator("#rows tr").nth(1);
+  assert.match(await never.innerText(), /Jamais/);
+  assert.match(await never.innerText(), /aucun statut dans le seau/);
+  assert.match(await page.locator("#rows tr").nth(2).innerText(), /> 25 h[\s\S]*il y a 2 jours/);
+  assert.match(await page.locator("#rows tr").last().innerText(), /À jour[\s\S]*Réussi[\s\S]*5 · /);
+  // Counts.
+  const count = id => page.textContent("#n-" + id);
+  assert.equal(await count("total"), "12");
+  assert.equal(await count("failed"), "1");
+  assert.equal(await count("stale"), "2");
+  assert.equal(await count("pending"), "2");
+  assert.equal(await count("ok"), "7");
+  assert.match(await page.textContent("#updated"), /Lu dans le seau/);
+  const shot = path.join(ARTIFACTS, "fleet.png");
+  await page.screenshot({ path: shot });
+  if (process.env.NEOPRO_FLEET_SCREENSHOT) fs.copyFileSync(shot, path.resolve(ROOT, process.env.NEOPRO_FLEET_SCREENSHOT));
+
+  // The filter: by name, case-insensitive, as one types.
+  await page.getByLabel("Filtrer par nom de site").fill("LYON");
+  assert.deepEqual(await visible(page), ["club-lyon-gerland", "club-lyon"]);
+  assert.match(await page.textContent("#shown"), /2 affichés sur 12/);
+  await page.getByLabel("Filtrer par nom de site").fill("nowhere");
+  assert.deepEqual(await visible(page), []);
+  assert.equal(await page.isVisible("#empty"), true);
+  assert.match(await page.textContent("#empty"), /Aucun site ne correspond/);
+  await page.getByLabel("Filtrer par nom de site").fill("");
+  assert.equal((await visible(page)).length, 12);
+  // A count is a filter too.
+  await page.getByRole("button", { name: /en échec/ }).click();
+  assert.deepEqual(await visible(page), ["club-zurich"]);
+  await page.getByRole("button", { name: /plus de 25 h/ }).click();
+  assert.deepEqual(await visible(page), ["club-xertigny", "club-yverdon"]);
+  await page.getByRole("button", { name: /sites en tout/ }).click();
+  assert.equal((await visible(page)).length, 12);
+
+  // The same order as the API and as many rows as sites.
+  const api = await (await fetch(d.url + "/api/fleet")).json();
+  assert.deepEqual(await visible(page), api.sites.map(s => s.site));
+  // Phone width: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 800 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "wider than a phone");
+  await page.screenshot({ path: path.join(ARTIFACTS, "fleet-phone.png"), fullPage: true });
+  assert.deepEqual(page.problems, []);
+});
+
+test("with API_TOKEN the page asks for the token, then shows the fleet", T, async () => {
+  const prefix = uniquePrefix("token");
+  await put(`${prefix}/club-a/last-backup-status.json`, status({ hours: 1 }));
+  const d = await startDashboard(prefix, { API_TOKEN: TOKEN });
+  const page = await open(d);
+  const dialog = page.getByRole("dialog", { name: "Jeton d'accès requis" });
+  await dialog.waitFor();
+  await page.getByLabel("Jeton d'accès", { exact: true }).fill("wrong-token-0123456789");
+  await page.getByRole("button", { name: "Valider" }).click();
+  await page.getByText("Ce jeton a été refusé").waitFor();
+  await page.getByLabel("Jeton d'accès", { exact: true }).fill(TOKEN);
+  await page.getByRole("button", { name: "Valider" }).click();
+  await waitLoaded(page);
+  assert.deepEqual(await visible(page), ["club-a"]);
+  assert.equal(await page.isVisible("#logout"), true);
+  assert.deepEqual(page.problems, []);
+});

@@ -1,0 +1,688 @@
+//! `fleet serve`, the central dashboard (docs/format.md, Fleet), against a real S3
+//! server: SeaweedFS on loopback (scripts/seaweedfs.sh; NEOPRO_TEST_S3 and
+//! NEOPRO_TEST_FILER say where), never a mock. The bucket is filled through SeaweedFS's
+//! filer, not through our own S3 client. Between the dashboard and SeaweedFS sits a
+//! small TCP relay of the test's own that records the request line of every connection
+//! (our client opens one per request), so the tests see exactly which requests a read
+//! of the bucket costs, and can make the bucket unreachable.
+//!
+//! Each test works under a prefix of its own in the one bucket. Ignored in a plain
+//! `cargo test` (no server there); run them with
+//! `NEOPRO_TEST_S3=… NEOPRO_TEST_FILER=… cargo test --test fleet -- --include-ignored`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BUCKET: &str = "neopro-test";
+// The identity of scripts/seaweedfs.sh.
+const ACCESS_KEY: &str = "NEOPROTESTKEY";
+const SECRET_KEY: &str = "neopro-test-secret-0123456789";
+const API_TOKEN: &str = "fleet-token-never-shown-0123456789";
+
+fn s3_endpoint() -> String {
+    std::env::var("NEOPRO_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:8333".into())
+}
+
+fn filer() -> (String, u16) {
+    let url = std::env::var("NEOPRO_TEST_FILER").unwrap_or_else(|_| "http://127.0.0.1:8888".into());
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    let (h, p) = hostport.rsplit_once(':').unwrap_or((hostport, "80"));
+    (h.to_string(), p.parse().unwrap_or(80))
+}
+
+static PREFIX_N: AtomicU32 = AtomicU32::new(0);
+
+fn unique_prefix(name: &str) -> String {
+    format!(
+        "f{}-{}-{name}",
+        std::process::id(),
+        PREFIX_N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One HTTP/1.0 exchange: (status, headers, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, raw[split + 4..].to_vec())
+}
+
+fn put_object(key: &str, data: &[u8]) {
+    let (h, p) = filer();
+    let (st, _, body) = http(
+        &format!("{h}:{p}"),
+        "PUT",
+        &format!("/buckets/{BUCKET}/{key}"),
+        &[],
+        data,
+    );
+    assert!(
+        (200..300).contains(&st),
+        "filer PUT {key}: HTTP {st}: {}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+/// A status like a Pi's: success or not, the last success `hours` ago, `pending` copies.
+fn status_json(success: bool, hours: i64, pending: u64) -> String {
+    let last = iso_utc(now_unix() - hours * 3600);
+    let (ts, err) = if success {
+        (last.clone(), "null".to_string())
+    } else {
+        (iso_utc(now_unix() - 600), "\"disk full\"".to_string())
+    };
+    format!(
+        r#"{{"timestamp":"{ts}","date":"{}","success":{success},"archive":"backup-x.tar.gz","size":"1.0 MB","size_bytes":1000000,"backups_count":3,"retention_days":7,"duration_ms":5,"warnings":[],"error":{err},"last_success":"{last}","offsite":{{"pending":{pending},"last_upload":null,"error":null}}}}"#,
+        &ts[..10]
+    )
+}
+
+fn archive_name(days_ago: i64) -> String {
+    let t = iso_utc(now_unix() - days_ago * 86_400);
+    format!("backup-{}{}{}-030000.tar.gz", &t[..4], &t[5..7], &t[8..10])
+}
+
+/// A relay to SeaweedFS's S3 port on a port of its own: records the first line of each
+/// connection, and drops every connection while `down` is set.
+struct Relay {
+    addr: String,
+    seen: Arc<Mutex<Vec<String>>>,
+    down: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let to = s3_endpoint().trim_start_matches("http://").to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let down = Arc::new(AtomicBool::new(false));
+        let (seen2, down2) = (Arc::clone(&seen), Arc::clone(&down));
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                let Ok(c) = c else { continue };
+                if down2.load(Ordering::SeqCst) {
+                    drop(c);
+                    continue;
+                }
+                let (to, seen) = (to.clone(), Arc::clone(&seen2));
+                std::thread::spawn(move || relay(c, &to, &seen));
+            }
+        });
+        Relay { addr, seen, down }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+fn relay(client: TcpStream, to: &str, seen: &Mutex<Vec<String>>) {
+    let Ok(upstream) = TcpStream::connect(to) else {
+        return;
+    };
+    let mut reader = BufReader::new(match client.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    if let Ok(mut v) = seen.lock() {
+        v.push(first.trim_end().to_string());
+    }
+    let mut up_w = match upstream.try_clone() {
+        Ok(u) => u,
+        Err(_) => return,
+    };
+    if up_w.write_all(first.as_bytes()).is_err() {
+        return;
+    }
+    let mut up_r = upstream;
+    let mut client_w = client;
+    let t = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut up_w);
+        let _ = up_w.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up_r, &mut client_w);
+    let _ = client_w.shutdown(std::net::Shutdown::Write);
+    let _ = t.join();
+}
+
+/// A running `fleet serve`, killed when dropped.
+struct Dashboard {
+    child: Child,
+    addr: String,
+    _tree: Tree,
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Dashboard {
+    /// Starts `fleet serve --listen 127.0.0.1:0` (a port the system picks) over
+    /// `endpoint`/`prefix` and waits for its "serving on" line.
+    fn start(endpoint: &str, prefix: &str, extra: &[(&str, &str)]) -> Dashboard {
+        let t = Tree::bare("fleet-serve");
+        let mut c = t.command(&["fleet", "serve", "--listen", "127.0.0.1:0"]);
+        c.env("S3_ENDPOINT", endpoint)
+            .env("S3_BUCKET", BUCKET)
+            .env("S3_ACCESS_KEY", ACCESS_KEY)
+            .env("S3_SECRET_KEY", SECRET_KEY)
+            .env("S3_PREFIX", prefix)
+            .env("NEOPRO_FLEET_CACHE_SECS", "3600");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("fleet serve: {e}"));
+        let stderr = child.stderr.take();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            if let Some(e) = stderr {
+                // Read to the end, so the daemon never writes to a closed pipe.
+                for line in BufReader::new(e).lines().map_while(Result::ok) {
+                    eprintln!("[fleet serve] {line}");
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut log = String::new();
+        let mut d = Dashboard {
+            child,
+            addr: String::new(),
+            _tree: t,
+        };
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("serving on http://").nth(1) {
+                        d.addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        return d;
+                    }
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        panic!("fleet serve did not start:\n{log}");
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+        http(&self.addr, "GET", path, headers, b"")
+    }
+
+    fn fleet(&self, headers: &[(&str, &str)]) -> Json {
+        let (st, _, body) = self.get("/api/fleet", headers);
+        let text = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(st, 200, "{text}");
+        parse_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    fn metrics(&self, headers: &[(&str, &str)]) -> String {
+        let (st, head, body) = self.get("/metrics", headers);
+        assert_eq!(st, 200);
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        String::from_utf8_lossy(&body).to_string()
+    }
+}
+
+/// The value of one series in a Prometheus text (panics when absent).
+fn series(text: &str, name: &str, site: &str) -> String {
+    let want = format!("{name}{{site=\"{site}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no {want} in\n{text}"))
+}
+
+fn sites_of(j: &Json) -> Vec<String> {
+    j.get("sites")
+        .arr()
+        .iter()
+        .map(|s| s.get("site").str().to_string())
+        .collect()
+}
+
+/// Five sites, one of each kind, plus objects that are not sites.
+fn fill_mixed(prefix: &str) {
+    let p = |site: &str, name: &str| format!("{prefix}/{site}/{name}");
+    for (i, n) in [100usize, 200, 300].iter().enumerate() {
+        put_object(&p("club-ok", &archive_name(i as i64)), &vec![1u8; *n]);
+    }
+    put_object(
+        &p("club-ok", &format!("{}.age", archive_name(5))),
+        &[2u8; 50],
+    );
+    put_object(
+        &p("club-ok", "last-backup-status.json"),
+        status_json(true, 2, 0).as_bytes(),
+    );
+    put_object(&p("club-failed", &archive_name(1)), &[3u8; 70]);
+    put_object(
+        &p("club-failed", "last-backup-status.json"),
+        status_json(false, 20, 0).as_bytes(),
+    );
+    put_object(&p("club-stale", &archive_name(3)), &[4u8; 10]);
+    put_object(
+        &p("club-stale", "last-backup-status.json"),
+        status_json(true, 50, 0).as_bytes(),
+    );
+    put_object(
+        &p("club-pending", "last-backup-status.json"),
+        status_json(true, 1, 2).as_bytes(),
+    );
+    put_object(&p("club-never", &archive_name(0)), &[5u8; 40]);
+    put_object(&p("club-never", &archive_name(1)), &[5u8; 60]);
+    // Not sites: shared video objects (nested), a loose object.
+    put_object(&format!("{prefix}/videos/sha256/ab/abcdef"), b"video");
+    put_object(&format!("{prefix}/README"), b"hello");
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: NEOPRO_TEST_S3=… cargo test --test fleet -- --include-ignored"]
+fn worst_first_counts_metrics_and_one_read_for_every_view() {
+    let prefix = unique_prefix("mixed");
+    fill_mixed(&prefix);
+    let relay = Relay::start();
+    let d = Dashboard::start(&relay.url(), &prefix, &[]);
+
+    let j = d.fleet(&[]);
+    // Failed first, then stale (never seen before 50 h old), then pending, then ok.
+    assert_eq!(
+        sites_of(&j),
+        [
+            "club-failed",
+            "club-never",
+            "club-stale",
+            "club-pending",
+            "club-ok"
+        ]
+    );
+    let c = j.get("counts");
+    assert_eq!(
+        [
+            c.get("total").u64(),
+            c.get("failed").u64(),
+            c.get("stale").u64(),
+            c.get("pending").u64(),
+            c.get("ok").u64()
+        ],
+        [5, 1, 2, 1, 1]
+    );
+    assert!(j.get("error").is_null());
+    assert_eq!(j.get("stale_hours").u64(), 25);
+    let site = |name: &str| {
+        j.get("sites")
+            .arr()
+            .iter()
+            .find(|s| s.get("site").str() == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let ok = site("club-ok");
+    assert_eq!(
+        (ok.get("archives").u64(), ok.get("archives_bytes").u64()),
+        (4, 650)
+    );
+    assert_eq!(ok.get("state").str(), "ok");
+    assert_eq!(ok.get("newest_archive").str(), archive_name(0));
+    let failed = site("club-failed");
+    assert_eq!(failed.get("error").str(), "disk full");
+    assert!(!failed.get("last_run_success").bool());
+    let never = site("club-never");
+    assert!(never.get("last_success").is_null() && never.get("last_run_success").is_null());
+    assert_eq!(
+        (never.get("archives").u64(), never.get("size_bytes").u64()),
+        (2, 40)
+    );
+    assert_eq!(site("club-pending").get("pending").u64(), 2);
+
+    // One listing and one GET per status: nothing else, and only reads.
+    let first = relay.requests();
+    assert_eq!(
+        first.iter().filter(|r| r.contains("list-type=2")).count(),
+        1,
+        "{first:#?}"
+    );
+    let gets: Vec<&String> = first
+        .iter()
+        .filter(|r| r.contains("last-backup-status.json"))
+        .collect();
+    assert_eq!(gets.len(), 4, "{first:#?}");
+    assert_eq!(first.len(), 5, "{first:#?}");
+    assert!(first.iter().all(|r| r.starts_with("GET ")), "{first:#?}");
+
+    // Every view after that comes from the cache.
+    let m = d.metrics(&[]);
+    for _ in 0..10 {
+        d.fleet(&[]);
+        let (st, _, _) = d.get("/", &[]);
+        assert_eq!(st, 200);
+    }
+    assert_eq!(d.metrics(&[]), m);
+    assert_eq!(relay.requests().len(), 5, "a view read the bucket again");
+
+    // One series per site for each of the contract's three metrics.
+    for name in [
+        "neopro_fleet_site_last_success_timestamp_seconds",
+        "neopro_fleet_site_last_run_success",
+        "neopro_fleet_site_archives",
+    ] {
+        assert_eq!(
+            m.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count(),
+            5,
+            "{name}:\n{m}"
+        );
+    }
+    assert_eq!(series(&m, "neopro_fleet_site_archives", "club-ok"), "4");
+    assert_eq!(
+        series(&m, "neopro_fleet_site_last_run_success", "club-ok"),
+        "1"
+    );
+    assert_eq!(
+        series(&m, "neopro_fleet_site_last_run_success", "club-failed"),
+        "0"
+    );
+    assert_eq!(
+        series(
+            &m,
+            "neopro_fleet_site_last_success_timestamp_seconds",
+            "club-never"
+        ),
+        "0"
+    );
+    let stale_ts: i64 = series(
+        &m,
+        "neopro_fleet_site_last_success_timestamp_seconds",
+        "club-stale",
+    )
+    .parse()
+    .unwrap_or(0);
+    assert!(
+        (now_unix() - 50 * 3600 - stale_ts).abs() < 120,
+        "{stale_ts}"
+    );
+    assert_eq!(series(&m, "neopro_fleet_site_stale", "club-stale"), "1");
+    assert!(m.contains("\nneopro_fleet_bucket_up 1\n"), "{m}");
+    assert!(m.contains("\nneopro_fleet_sites 5\n"), "{m}");
+    assert!(!m.contains("videos") && !m.contains("README"), "{m}");
+
+    // The page: French, self-contained, with a CSP.
+    let (st, head, body) = d.get("/", &[]);
+    let page = String::from_utf8_lossy(&body);
+    assert_eq!(st, 200);
+    assert!(head.contains("text/html"), "{head}");
+    assert!(
+        head.contains("Content-Security-Policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(page.contains("<html lang=\"fr\">") && page.contains("Filtrer par nom de site"));
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("url("),
+        "the page loads something from elsewhere"
+    );
+    // Guards.
+    let (st, _, _) = d.get("/api/fleet", &[("Host", "evil.example")]);
+    assert_eq!(st, 403);
+    let (st, head, _) = http(&d.addr, "POST", "/api/fleet", &[], b"");
+    assert!(st == 405 && head.contains("Allow: GET, HEAD"), "{head}");
+    let (st, _, _) = http(
+        &d.addr,
+        "POST",
+        "/api/fleet",
+        &[("Origin", "http://evil.example")],
+        b"",
+    );
+    assert_eq!(st, 403);
+    let (st, _, _) = d.get("/nope", &[]);
+    assert_eq!(st, 404);
+    let (st, _, body) = d.get("/healthz", &[]);
+    assert!(st == 200 && body == b"ok");
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: NEOPRO_TEST_S3=… cargo test --test fleet -- --include-ignored"]
+fn token_and_loopback_rules() {
+    let prefix = unique_prefix("token");
+    put_object(
+        &format!("{prefix}/club-a/last-backup-status.json"),
+        status_json(true, 1, 0).as_bytes(),
+    );
+    let d = Dashboard::start(&s3_endpoint(), &prefix, &[("API_TOKEN", API_TOKEN)]);
+    for path in ["/api/fleet", "/metrics"] {
+        let (st, head, _) = d.get(path, &[]);
+        assert!(
+            st == 401 && head.contains("WWW-Authenticate: Bearer"),
+            "{path}: {head}"
+        );
+        let (st, _, _) = d.get(path, &[("Authorization", "Bearer wrong-token-0123456789")]);
+        assert_eq!(st, 401, "{path}");
+        let (st, _, body) = d.get(path, &[("Authorization", &format!("bearer {API_TOKEN}"))]);
+        assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    // The page itself is public: it asks for the token.
+    let (st, _, body) = d.get("/", &[]);
+    assert!(st == 200 && String::from_utf8_lossy(&body).contains("Jeton d'accès requis"));
+    assert_eq!(
+        sites_of(&d.fleet(&[("Authorization", &format!("Bearer {API_TOKEN}"))])),
+        ["club-a"]
+    );
+    drop(d);
+
+    let t = Tree::bare("fleet-rules");
+    let s3 = [
+        ("S3_ENDPOINT", s3_endpoint()),
+        ("S3_BUCKET", BUCKET.to_string()),
+        ("S3_ACCESS_KEY", ACCESS_KEY.to_string()),
+        ("S3_SECRET_KEY", SECRET_KEY.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Off loopback without a token: refused before anything listens.
+    let out = t.run_env(&env, &["fleet", "serve", "--listen", "0.0.0.0:0"]);
+    out.expect_code(2, "fleet serve off loopback without API_TOKEN");
+    assert!(out.stderr.contains("API_TOKEN"), "{out}");
+    // No bucket configured.
+    let out = t.run(&["fleet", "serve"]);
+    out.expect_code(2, "fleet serve without S3");
+    assert!(out.stderr.contains("S3_ENDPOINT"), "{out}");
+    let out = t.run_env(&env, &["fleet", "serve", "--listen", "nowhere"]);
+    out.expect_code(2, "a bad --listen");
+    assert!(out.stderr.contains("invalid --listen"), "{out}");
+    let out = t.run_env(&env, &["fleet", "serve", "--json"]);
+    out.expect_code(2, "--json");
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: NEOPRO_TEST_S3=… cargo test --test fleet -- --include-ignored"]
+fn one_read_at_a_time_refreshed_after_the_period_and_kept_when_the_bucket_fails() {
+    let prefix = unique_prefix("cache");
+    put_object(
+        &format!("{prefix}/club-a/last-backup-status.json"),
+        status_json(true, 1, 0).as_bytes(),
+    );
+    let relay = Relay::start();
+    let d = Dashboard::start(&relay.url(), &prefix, &[("NEOPRO_FLEET_CACHE_SECS", "1")]);
+    // Eight views at once on a cold cache: one read of the bucket serves them all.
+    let addr = d.addr.clone();
+    let views: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || http(&addr, "GET", "/api/fleet", &[], b"").0)
+        })
+        .collect();
+    for v in views {
+        assert_eq!(v.join().unwrap_or(0), 200);
+    }
+    let lists = || {
+        relay
+            .requests()
+            .iter()
+            .filter(|r| r.contains("list-type=2"))
+            .count()
+    };
+    assert_eq!(lists(), 1, "{:#?}", relay.requests());
+    // A new site shows once the period is over.
+    put_object(
+        &format!("{prefix}/club-b/last-backup-status.json"),
+        status_json(false, 30, 0).as_bytes(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let j = d.fleet(&[]);
+        if sites_of(&j) == ["club-b", "club-a"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "club-b never showed: {j:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = lists();
+    assert!(before >= 2);
+    // The bucket becomes unreachable: the last view stays, flagged.
+    relay.down.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let j = loop {
+        let j = d.fleet(&[]);
+        if !j.get("error").is_null() {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the failed read never showed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sites_of(&j), ["club-b", "club-a"]);
+    let m = d.metrics(&[]);
+    assert!(m.contains("\nneopro_fleet_bucket_up 0\n"), "{m}");
+    assert_eq!(
+        series(&m, "neopro_fleet_site_last_run_success", "club-b"),
+        "0"
+    );
+    drop(d);
+    // A dashboard that has never read the bucket says why.
+    let d = Dashboard::start(&relay.url(), &prefix, &[]);
+    let (st, _, body) = d.get("/api/fleet", &[]);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        st == 502 && text.contains("Lecture du seau impossible"),
+        "{st} {text}"
+    );
+    let m = d.metrics(&[]);
+    assert!(
+        m.contains("\nneopro_fleet_bucket_up 0\n") && !m.contains("site=\""),
+        "{m}"
+    );
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: NEOPRO_TEST_S3=… cargo test --test fleet -- --include-ignored"]
+fn every_page_of_the_listing_is_counted() {
+    // 2 × 650 archives: the listing takes two pages (1,000 keys each at most).
+    let prefix = unique_prefix("pages");
+    let p = prefix.as_str();
+    let keys: Vec<String> = ["club-a", "club-b"]
+        .iter()
+        .flat_map(|site| {
+            (0..650).map(move |i| {
+                let t = iso_utc(1_700_000_000 - i * 86_400);
+                format!(
+                    "{p}/{site}/backup-{}{}{}-030000.tar.gz",
+                    &t[..4],
+                    &t[5..7],
+                    &t[8..10]
+                )
+            })
+        })
+        .collect();
+    let keys = Arc::new(keys);
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let keys = Arc::clone(&keys);
+            std::thread::spawn(move || {
+                for k in keys.iter().skip(w).step_by(8) {
+                    put_object(k, b"0123456789");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap_or_else(|_| panic!("an upload failed"));
+    }
+    put_object(
+        &format!("{prefix}/club-b/last-backup-status.json"),
+        status_json(true, 1, 0).as_bytes(),
+    );
+    let relay = Relay::start();
+    let d = Dashboard::start(&relay.url(), &prefix, &[]);
+    let j = d.fleet(&[]);
+    let arr = j.get("sites").arr();
+    assert_eq!(sites_of(&j), ["club-a", "club-b"]);
+    for s in arr {
+        assert_eq!(s.get("archives").u64(), 650, "{s:?}");
+        assert_eq!(s.get("archives_bytes").u64(), 6500, "{s:?}");
+    }
+    let lists: Vec<String> = relay
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("list-type=2"))
+        .collect();
+    assert_eq!(lists.len(), 2, "{lists:#?}");
+    assert!(lists[1].contains("continuation-token="), "{lists:#?}");
+}
