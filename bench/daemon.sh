@@ -189,7 +189,7 @@ done
 # ---------------------------------------------------------------- table
 f() { awk -v i="$3" '{ print $i }' <<<"${R[$1,$2]}"; }
 pct() { awk -v a="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f %%", 100 * a / n; else print "—" }'; }
-secs() { awk -v m="$1" 'BEGIN { if (m >= 1000) printf "%.1f s", m / 1000; else printf "%.0f ms", m }'; }
+secs() { awk -v m="$1" 'BEGIN { if (m >= 1000) printf "%.1f s", m / 1000; else if (m >= 10) printf "%.0f ms", m; else printf "%.1f ms", m }'; }
 FAILED=0
 verdict() { if [ "$1" = 1 ]; then echo PASS; else FAILED=1; echo FAIL; fi; }
 a_ok=$(awk -v a="$(f a after 2)" -v n="$(f a after 1)" -v p="$(f a after 4)" 'BEGIN { print (n > 0 && a / n >= 0.99 && p < 1000) ? 1 : 0 }')
