@@ -16,4 +16,7 @@ if [ -f bench/api.sh ]; then
     bash bench/api.sh || status=1
 fi
 
+# 3. Fair connections and the health lane, before and after the daemon hardening.
+bash bench/daemon.sh || status=1
+
 exit $status

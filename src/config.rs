@@ -20,6 +20,7 @@ pub const KEYS: &[&str] = &[
     "BACKUP_TIME",
     "LISTEN",
     "API_TOKEN",
+    "FRAME_ANCESTORS",
     "INCLUDE_VIDEOS",
     "SERVICES",
     "RESTART_CMD",
@@ -55,6 +56,8 @@ pub struct Config {
     pub backup_time: (u32, u32),
     pub listen: SocketAddr,
     pub api_token: Option<String>,
+    /// Origins (besides the page's own) allowed to frame the page (`scheme://host[:port]`).
+    pub frame_ancestors: Vec<String>,
     pub include_videos: bool,
     pub services: Vec<String>,
     /// Command run after a successful restore (e.g. `systemctl restart neopro-app`).
@@ -348,6 +351,38 @@ fn url_key(
     Ok(Some(url))
 }
 
+/// `http(s)://host[:port]`: a host name, an IPv4 address or a bracketed IPv6 one, as a
+/// CSP source for `frame-ancestors`; nothing else (no path, no wildcard, no quote).
+pub fn valid_origin(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host_ok, port) = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((v6, after)) => (
+            v6.parse::<std::net::Ipv6Addr>().is_ok()
+                && (after.is_empty() || after.starts_with(':')),
+            after.strip_prefix(':'),
+        ),
+        None => {
+            let (host, port) = rest
+                .split_once(':')
+                .map_or((rest, None), |(h, p)| (h, Some(p)));
+            let label_ok = |l: &str| {
+                (1..=63).contains(&l.len())
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            (host.len() <= 253 && host.split('.').all(label_ok), port)
+        }
+    };
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    host_ok && port.is_none_or(|p| digits(p) && p.parse::<u16>().is_ok_and(|n| n > 0))
+}
+
 fn days_key(src: &Lookup, key: &str, default: &str) -> Result<u32, ConfigError> {
     let v = src.get(key).unwrap_or(default);
     match v.parse::<u32>() {
@@ -550,6 +585,19 @@ impl Config {
             }
             Some(t) => Some(t.to_string()),
         };
+        let frame_ancestors = {
+            let v = src.get("FRAME_ANCESTORS").unwrap_or("");
+            let list: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+            if list.len() > 16 || !list.iter().all(|o| valid_origin(o)) {
+                return Err(bad(
+                    "FRAME_ANCESTORS",
+                    v,
+                    "space-separated origins scheme://host[:port] (http or https, no path), \
+                     at most 16; the page's own origin is always allowed",
+                ));
+            }
+            list
+        };
         let include_videos = {
             let v = src.get("INCLUDE_VIDEOS").unwrap_or("false");
             parse_bool(v).ok_or_else(|| bad("INCLUDE_VIDEOS", v, "true or false"))?
@@ -589,6 +637,7 @@ impl Config {
             backup_time,
             listen,
             api_token,
+            frame_ancestors,
             include_videos,
             services,
             restart_cmd,
@@ -646,6 +695,10 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(c.services, ["neopro-app", "neopro-sync-agent", "nginx"]);
         assert!(!c.include_videos && c.api_token.is_none());
+        assert!(c.frame_ancestors.is_empty());
+        let v = "https://admin.neopro.example http://192.168.1.10:3000 http://[fe80::1]:8080 https://[::1]";
+        let c = cfg(&[("FRAME_ANCESTORS", v)], "").map_err(|e| e.0);
+        assert_eq!(c.unwrap_or_else(|e| panic!("{e}")).frame_ancestors.len(), 4);
     }
 
     #[test]
@@ -671,6 +724,14 @@ mod tests {
             ("INCLUDE_VIDEOS", "maybe"),
             ("NEOPRO_DIR", "relative/dir"),
             ("SERVICES", "nginx;rm -rf /"),
+            ("FRAME_ANCESTORS", "*"),
+            ("FRAME_ANCESTORS", "'self'"),
+            ("FRAME_ANCESTORS", "https://panel.example/admin"),
+            ("FRAME_ANCESTORS", "https://*.example.org"),
+            ("FRAME_ANCESTORS", "panel.example:8080"),
+            ("FRAME_ANCESTORS", "https://ok.example http://bad:99999"),
+            ("FRAME_ANCESTORS", "https://a;script-src"),
+            ("FRAME_ANCESTORS", "http://host:+80"),
         ] {
             let Err(e) = cfg(&[(k, v)], "") else {
                 panic!("{k}={v} was accepted");

@@ -18,7 +18,7 @@ use crate::fsutil;
 use crate::http::server::{Body, Request, Response};
 use crate::serve::reply::{JSON, bad_name, error, json, not_found_backup, open_archive};
 use crate::serve::state::Shared;
-use crate::serve::{guard, metrics, page, restore_api};
+use crate::serve::{download, guard, metrics, page, restore_api};
 use crate::status;
 use crate::store;
 
@@ -51,8 +51,21 @@ pub fn archive_param(raw: &str) -> Result<String, Response> {
     }
 }
 
+/// 405, with the methods the path takes (every GET route also answers HEAD).
 fn method_not_allowed(allow: &str) -> Response {
+    let allow = if allow == "GET" { "GET, HEAD" } else { allow };
     error(405, "Méthode non autorisée").with_header("Allow", allow)
+}
+
+fn healthz() -> Response {
+    Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec())
+}
+
+/// The quick lane: answers the server gives on the connection's own thread, never
+/// queued behind busy handlers (long verifies, restores): `GET /healthz`.
+pub fn quick(_shared: &Shared, req: &Request) -> Option<Response> {
+    let get = matches!(req.method.as_str(), "GET" | "HEAD");
+    (get && req.path == "/healthz" && guard::host_allowed(req.header("Host"))).then(healthz)
 }
 
 /// The routing table.
@@ -61,7 +74,11 @@ pub fn route(shared: &Shared, req: &Request) -> Response {
         return error(403, "Hôte non autorisé");
     }
     let path = req.path.as_str();
-    let m = req.method.as_str();
+    // HEAD is GET without the body (the server leaves the body out).
+    let m = match req.method.as_str() {
+        "HEAD" => "GET",
+        m => m,
+    };
     let protected = path.starts_with("/api/") || path == "/api" || path == "/metrics";
     if protected && !guard::authorized(shared, req) {
         return error(401, "Authentification requise").with_header("WWW-Authenticate", "Bearer");
@@ -72,13 +89,17 @@ pub fn route(shared: &Shared, req: &Request) -> Response {
     }
     let sub = path.strip_prefix("/api/backups");
     match (m, path, sub) {
-        ("GET", "/healthz", _) => Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec()),
+        ("GET", "/healthz", _) => healthz(),
         (_, "/healthz", _) => method_not_allowed("GET"),
-        ("GET", "/", _) => Response::new(200, "text/html; charset=utf-8", page::PAGE.as_bytes().to_vec())
-            .with_header(
-                "Content-Security-Policy",
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors *",
-            ),
+        ("GET", "/", _) => Response::new(
+            200,
+            "text/html; charset=utf-8",
+            page::PAGE.as_bytes().to_vec(),
+        )
+        .with_header(
+            "Content-Security-Policy",
+            &page::csp(&shared.cfg.frame_ancestors),
+        ),
         (_, "/", _) => method_not_allowed("GET"),
         ("GET", "/metrics", _) => metrics::metrics(shared),
         (_, "/metrics", _) => method_not_allowed("GET"),
@@ -94,7 +115,9 @@ pub fn route(shared: &Shared, req: &Request) -> Response {
             if m != "GET" {
                 return method_not_allowed("GET");
             }
-            with_name(&rest["/download/".len()..], |n| download(shared, n))
+            with_name(&rest["/download/".len()..], |n| {
+                download::download(shared, req, n)
+            })
         }
         (_, _, Some(rest)) if rest.starts_with("/verify/") => {
             if m != "POST" {
@@ -106,7 +129,9 @@ pub fn route(shared: &Shared, req: &Request) -> Response {
             if m != "POST" {
                 return method_not_allowed("POST");
             }
-            with_name(&rest["/restore/".len()..], |n| restore_api::http(shared, n, &req.body))
+            with_name(&rest["/restore/".len()..], |n| {
+                restore_api::http(shared, n, &req.body)
+            })
         }
         (_, _, Some(rest)) if rest.starts_with('/') && rest.len() > 1 => {
             if m != "DELETE" {
@@ -194,23 +219,6 @@ fn create(shared: &Shared) -> Response {
             }
             .serialize_json(),
         ),
-    }
-}
-
-fn download(shared: &Shared, name: &str) -> Response {
-    match open_archive(shared, name) {
-        Err(r) => r,
-        Ok((f, meta)) => Response {
-            status: 200,
-            headers: vec![
-                ("Content-Type".into(), "application/gzip".into()),
-                (
-                    "Content-Disposition".into(),
-                    format!("attachment; filename=\"{name}\""),
-                ),
-            ],
-            body: Body::File(f, meta.len()),
-        },
     }
 }
 

@@ -242,17 +242,6 @@ impl Cache {
     }
 }
 
-fn authorized(token: Option<&str>, req: &Request) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let given = req.header("Authorization").and_then(|v| {
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then_some(rest)
-    });
-    given.is_some_and(|g| guard::ct_eq(g.trim().as_bytes(), token.as_bytes()))
-}
-
 /// `GET /api/fleet`.
 fn api(cache: &Arc<Cache>) -> Response {
     let (v, err) = match cache.get() {
@@ -333,7 +322,7 @@ pub fn route(cache: &Arc<Cache>, token: Option<&str>, req: &Request) -> Response
     }
     let path = req.path.as_str();
     let protected = path.starts_with("/api/") || path == "/api" || path == "/metrics";
-    if protected && !authorized(token, req) {
+    if protected && !guard::token_ok(token, req) {
         return error(401, "Authentification requise").with_header("WWW-Authenticate", "Bearer");
     }
     let read = matches!(req.method.as_str(), "GET" | "HEAD");
@@ -401,11 +390,13 @@ pub fn serve(cfg: Config, listen: SocketAddr) -> u8 {
     let stop = Arc::new(AtomicBool::new(false));
     let http = {
         let stop = Arc::clone(&stop);
-        let handler: Arc<server::Handler> =
-            Arc::new(move |req| route(&cache, token.as_deref(), req));
+        let routes = Arc::new(server::Routes {
+            quick: Box::new(|_| None),
+            handler: Box::new(move |req| route(&cache, token.as_deref(), req)),
+        });
         std::thread::Builder::new()
             .name("http".into())
-            .spawn(move || server::serve(listener, handler, &stop, Arc::default()))
+            .spawn(move || server::serve(listener, routes, &stop, Arc::default()))
     };
     let Ok(http) = http else {
         eprintln!("neopro-backup: fleet serve: cannot start the HTTP thread");

@@ -72,16 +72,25 @@ pub fn cross_origin(req: &Request) -> bool {
 }
 
 pub fn authorized(shared: &Shared, req: &Request) -> bool {
-    let Some(token) = shared.cfg.api_token.as_deref() else {
+    token_ok(shared.cfg.api_token.as_deref(), req)
+}
+
+/// True without a token, else when the request carries `Bearer <token>`.
+pub fn token_ok(token: Option<&str>, req: &Request) -> bool {
+    let Some(token) = token else {
         return true;
     };
-    let Some(given) = req
-        .header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    ct_eq(given.trim().as_bytes(), token.as_bytes())
+    req.header("Authorization")
+        .and_then(bearer_credentials)
+        .is_some_and(|given| ct_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// The credentials of `Bearer <token>`: the scheme is case-insensitive and followed by
+/// one or more spaces (RFC 9110, 11.1 and 11.4).
+pub fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    let given = rest.trim_matches(' ');
+    (scheme.eq_ignore_ascii_case("Bearer") && !given.is_empty()).then_some(given)
 }
 
 #[cfg(test)]
@@ -104,5 +113,18 @@ mod tests {
         ));
         assert!(!same_origin("http://127.0.0.1:8081", None));
         assert!(ct_eq(b"abc", b"abc") && !ct_eq(b"abc", b"abd") && !ct_eq(b"abc", b"ab"));
+        for v in ["Bearer tok", "bearer tok", "BEARER  tok ", "BeArEr tok"] {
+            assert_eq!(bearer_credentials(v), Some("tok"), "{v}");
+        }
+        for v in [
+            "Bearertok",
+            "Basic tok",
+            "Bearer ",
+            "tok",
+            "Bearer\ttok",
+            "",
+        ] {
+            assert_eq!(bearer_credentials(v), None, "{v}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! (the temp file is removed; no partial archive), then exits 0.
 
 mod api;
+mod download;
 pub mod fleet;
 mod guard;
 mod metrics;
@@ -27,6 +28,9 @@ use crate::schedule::{self, Scheduler, Tick};
 use crate::status::{self, Log, Status};
 use crate::store;
 use state::{BACKUP_STACK, Shared, read_enabled};
+
+/// The accept loop is taken for stuck when it has not gone round for this long.
+const ACCEPT_STALE: Duration = Duration::from_secs(2);
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
@@ -226,10 +230,14 @@ pub fn serve(cfg: Config) -> u8 {
         let shared2 = Arc::clone(&shared);
         let stop = Arc::clone(&stop);
         let stats = Arc::clone(&shared.stats);
-        let handler: Arc<server::Handler> = Arc::new(move |req| api::route(&shared2, req));
+        let shared3 = Arc::clone(&shared);
+        let routes = Arc::new(server::Routes {
+            quick: Box::new(move |req| api::quick(&shared3, req)),
+            handler: Box::new(move |req| api::route(&shared2, req)),
+        });
         std::thread::Builder::new()
             .name("http".into())
-            .spawn(move || server::serve(listener, handler, &stop, stats))
+            .spawn(move || server::serve(listener, routes, &stop, stats))
     };
     // Offsite copies: sent and retried with backoff by a thread of their own, so that
     // an upload never delays the schedule or the API (docs/format.md, Offsite).
@@ -254,9 +262,9 @@ pub fn serve(cfg: Config) -> u8 {
     while !SIGNALLED.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
         if let Some(every) = watchdog {
-            // Ping only while the accept loop is alive (it beats every 500 ms).
-            let beat = shared.stats.heartbeat.load(Ordering::Relaxed);
-            if last_ping.elapsed() >= every && clock::now_unix().abs_diff(beat) < 5 {
+            // Ping only while the accept loop goes round (at least every 500 ms, busy
+            // handlers or not): a stuck accept loop lets systemd restart the daemon.
+            if last_ping.elapsed() >= every && shared.stats.accept_loop_alive(ACCEPT_STALE) {
                 sd_notify("WATCHDOG=1");
                 last_ping = std::time::Instant::now();
             }

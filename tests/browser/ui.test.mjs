@@ -598,3 +598,63 @@ test("screenshots: desktop, phone and the Pi's 800×480 screen, nothing wider th
     clean(page);
   }
 });
+
+// ---------- framing (clickjacking) ----------
+
+/** A tiny site on another free port (another origin): `/?src=URL` is a page that frames URL. */
+async function framingSite() {
+  const http = await import("node:http");
+  const server = http.createServer((req, res) => {
+    const src = new URL(req.url, "http://x").searchParams.get("src") || "about:blank";
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+    res.end(`<!doctype html><title>other site</title><iframe id="f" width="800" height="600" src="${src.replace(/"/g, "&quot;")}"></iframe>`);
+  });
+  await new Promise(res => server.listen(0, "127.0.0.1", res));
+  cleanups.push(() => new Promise(res => server.close(res)));
+  return `http://127.0.0.1:${server.address().port}`;
+}
+
+/** Opens `site` framing the daemon's page; resolves with { blocked, loaded }:
+ *  blocked = Chromium refused the frame for its CSP frame-ancestors (console message),
+ *  loaded = the framed page ran and showed its data. */
+async function frameFrom(site, d) {
+  const ctx = await browser.newContext();
+  cleanups.push(() => ctx.close());
+  const page = await ctx.newPage();
+  const refused = [];
+  page.on("console", m => { if (/frame-ancestors/.test(m.text())) refused.push(m.text()); });
+  await page.goto(`${site}/?src=${encodeURIComponent(d.url + "/")}`);
+  const frame = () => page.frames().find(f => f !== page.mainFrame());
+  // Either the frame's own script fills #updated, or Chromium says it refused the frame.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const f = frame();
+    const loaded = f && f.url().startsWith(d.url) &&
+      await f.evaluate(() => /Mis à jour/.test(document.querySelector("#updated")?.textContent || "")).catch(() => false);
+    if (loaded || refused.length) return { blocked: refused.length > 0, loaded: Boolean(loaded), refused, url: f && f.url() };
+    if (Date.now() > deadline) throw new Error("the frame neither loaded nor was refused within 20 s");
+    await page.waitForTimeout(100);
+  }
+}
+
+test("framing: another site cannot frame the page (frame-ancestors 'self')", T, async () => {
+  const tree = makeTree();
+  const site = await framingSite();
+  const d = await startDaemon(tree);
+  const r = await fetch(d.url + "/");
+  assert.match(r.headers.get("content-security-policy"), /frame-ancestors 'self'$/);
+  const got = await frameFrom(site, d);
+  assert.ok(got.blocked && !got.loaded, `a foreign origin framed the page: ${JSON.stringify(got)}`);
+});
+
+test("framing: an origin in FRAME_ANCESTORS (the admin panel) can frame the page, others still cannot", T, async () => {
+  const tree = makeTree();
+  runBackup(tree);
+  const panel = await framingSite();
+  const other = await framingSite();
+  const d = await startDaemon(tree, { FRAME_ANCESTORS: `https://admin.example.org ${panel}` });
+  const got = await frameFrom(panel, d);
+  assert.ok(got.loaded && !got.blocked, `the panel's origin could not frame the page: ${JSON.stringify(got)}`);
+  const foreign = await frameFrom(other, d);
+  assert.ok(foreign.blocked && !foreign.loaded, `a foreign origin framed the page: ${JSON.stringify(foreign)}`);
+});
