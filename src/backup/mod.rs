@@ -223,8 +223,8 @@ fn apply_retention(
 /// An error message that says what to do about a full disk.
 pub fn describe_io(what: &str, e: &io::Error, dir: &Path) -> String {
     if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-        let free = fsutil::free_bytes(dir).map_or("unknown".to_string(), |(_, f)| {
-            crate::units::human_size(f, 1)
+        let free = fsutil::disk_use(dir).map_or("unknown".to_string(), |d| {
+            crate::units::human_size(d.avail, 1)
         });
         format!(
             "{what}: no space left on the device holding {} ({free} free); earlier archives were kept — free some space or lower RETENTION_DAYS",
