@@ -85,12 +85,17 @@ impl Status {
     }
 }
 
-/// Reads the status file; `Ok(None)` when there is none yet.
+/// The most a status file may hold (one holds a few hundred bytes, more with warnings).
+const STATUS_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Reads the status file; `Ok(None)` when there is none yet. Never waits on a FIFO and
+/// never reads more than 1 MiB (fsutil::read_small).
 pub fn read(dir: &Path) -> io::Result<Option<Status>> {
-    let text = match std::fs::read_to_string(dir.join(STATUS_FILE)) {
-        Ok(t) => t,
+    let path = dir.join(STATUS_FILE);
+    let text = match fsutil::read_small(&path, true, STATUS_MAX_BYTES) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{STATUS_FILE} {e}"))),
     };
     Status::deserialize_json(&text)
         .map(Some)
@@ -107,7 +112,7 @@ pub fn write(dir: &Path, status: &Status) -> io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
                 .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
                 .open(dir.join(STATUS_FILE))
                 .map_err(|_| e)?;
             f.write_all(json.as_bytes())?;
@@ -170,7 +175,8 @@ impl Log {
             .create(true)
             .append(true)
             .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            // O_NONBLOCK: a FIFO in place of the log fails at once instead of blocking.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&self.path)?;
         f.write_all(format!("{line}\n").as_bytes())
     }
@@ -184,7 +190,7 @@ impl Log {
 /// The last `n` lines of backup.log (reading only its tail).
 pub fn tail(dir: &Path, n: usize) -> String {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(dir.join(LOG_FILE)) else {
+    let Ok((mut f, _)) = fsutil::open_regular(&dir.join(LOG_FILE), true) else {
         return String::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);

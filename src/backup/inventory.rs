@@ -153,7 +153,16 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
             };
             let meta = match meta {
                 Ok(m) if m.is_file() => m,
-                Ok(_) => continue,
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) => {
+                    // A FIFO, socket or device named like a video: never opened.
+                    warnings.push(format!(
+                        "{} is {}, not a regular file: not a video",
+                        entry.path().display(),
+                        crate::fsutil::kind_of(m.file_type())
+                    ));
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if ft.is_symlink() {
                         warnings.push(format!("dangling video link {}", entry.path().display()));

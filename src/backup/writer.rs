@@ -258,7 +258,9 @@ fn stream_archive(
         warnings.push(msg);
     };
     for (inner, path) in config_files(cfg) {
-        match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
+        // Never blocks: a FIFO or a device at a source path is a warning, not a run that
+        // waits for ever while it holds the backup lock (fsutil::open_read).
+        match fsutil::open_read(&path, false) {
             Ok((f, meta)) if meta.is_file() => {
                 let mode = meta.mode() & 0o7777;
                 w.stream(
@@ -271,9 +273,10 @@ fn stream_archive(
                 )
                 .map_err(|e| describe_io(&format!("copying {} failed", path.display()), &e, dir))?;
             }
-            Ok(_) => warn(format!(
-                "{} is not a regular file: {inner} not backed up",
-                path.display()
+            Ok((_, meta)) => warn(format!(
+                "{} is {}, not a regular file: {inner} not in this backup",
+                path.display(),
+                fsutil::kind_of(meta.file_type())
             )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 warn(format!(
@@ -332,14 +335,15 @@ fn stream_archive(
                 }
             }
             let abs = inventory::abs_path(&root, v.rel);
-            let f = match File::open(&abs) {
-                Ok(f) => f,
+            // Listed as a regular file, but it may have been swapped since: the type is
+            // checked on the opened handle, and the open never waits.
+            let (f, meta) = match fsutil::open_regular(&abs, false) {
+                Ok(x) => x,
                 Err(e) => {
                     warn(format!("cannot read video {}: {e}", abs.display()));
                     continue;
                 }
             };
-            let meta = f.metadata().map_err(io_err)?;
             w.stream(
                 &inner,
                 f,

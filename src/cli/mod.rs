@@ -48,7 +48,8 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
         Cmd::Check { max_age_hours } => Ok(backup::check(&load(cfg_path)?, max_age_hours)),
         Cmd::Verify { archive } => {
             let cfg = load(cfg_path)?;
-            Ok(restore::verify(&resolve_archive(&cfg, &archive)))
+            let (path, in_store) = resolve_archive(&cfg, &archive);
+            Ok(restore::verify(&path, in_store))
         }
         Cmd::Restore {
             archive,
@@ -56,8 +57,10 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
             only,
         } => {
             let cfg = load(cfg_path)?;
-            let path = resolve_archive(&cfg, &archive);
-            Ok(ExitCode::from(restore::cli(&cfg, &path, dry_run, only)))
+            let (path, in_store) = resolve_archive(&cfg, &archive);
+            Ok(ExitCode::from(restore::cli(
+                &cfg, &path, in_store, dry_run, only,
+            )))
         }
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
     }
@@ -77,10 +80,13 @@ fn load(config: Option<&Path>) -> Result<Config, Usage> {
     Ok(cfg)
 }
 
-/// A bare archive name is looked up in BACKUP_DIR; anything else is a path.
-fn resolve_archive(cfg: &Config, arg: &Path) -> PathBuf {
+/// A bare archive name is looked up in BACKUP_DIR (true: a symlink there is not an
+/// archive, as in the list and the API); anything else is a path the operator chose.
+fn resolve_archive(cfg: &Config, arg: &Path) -> (PathBuf, bool) {
     match arg.to_str() {
-        Some(s) if store::is_archive_name(s) && !arg.exists() => cfg.backup_dir.join(s),
-        _ => arg.to_path_buf(),
+        Some(s) if store::is_archive_name(s) && std::fs::symlink_metadata(arg).is_err() => {
+            (cfg.backup_dir.join(s), true)
+        }
+        _ => (arg.to_path_buf(), false),
     }
 }

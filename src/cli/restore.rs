@@ -2,7 +2,6 @@
 //! and backup/archive.rs; this file prints.
 
 use std::fs::File;
-use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -11,7 +10,7 @@ use crate::backup::archive::{self, MANIFEST};
 use crate::backup::inventory;
 use crate::clock::Tz;
 use crate::config::Config;
-use crate::fsutil::LockWait;
+use crate::fsutil::{self, LockWait};
 use crate::restore::{self, Abort, Done, DryReport, FileResult, FileState, INVENTORY, Job};
 use crate::store;
 
@@ -153,12 +152,20 @@ fn print_done(name: &str, d: &Done) {
     }
 }
 
+/// Opens an archive for reading: never waits (a FIFO named like an archive is refused
+/// at once), never a symlink in BACKUP_DIR, and only a regular file.
+fn open_archive(path: &Path, in_store: bool) -> Result<File, String> {
+    fsutil::open_regular(path, in_store)
+        .map(|(f, _)| f)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
 /// `verify ARCHIVE`: gzip, tar and MANIFEST.sha256; exit 0 intact, 1 damaged.
-pub fn verify(path: &Path) -> ExitCode {
-    let file = match File::open(path) {
+pub fn verify(path: &Path, in_store: bool) -> ExitCode {
+    let file = match open_archive(path, in_store) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("neopro-backup: cannot open {}: {e}", path.display());
+            eprintln!("neopro-backup: {e}");
             return ExitCode::from(1);
         }
     };
@@ -195,7 +202,13 @@ pub fn verify(path: &Path) -> ExitCode {
 /// `neopro-backup restore ARCHIVE [--dry-run] [--only FILE,...]`. Exit code: 0 every
 /// selected file restored (or already identical), 1 archive refused or a file failed,
 /// 2 usage.
-pub fn cli(cfg: &Config, archive_path: &Path, dry_run: bool, only: Option<Vec<String>>) -> u8 {
+pub fn cli(
+    cfg: &Config,
+    archive_path: &Path,
+    in_store: bool,
+    dry_run: bool,
+    only: Option<Vec<String>>,
+) -> u8 {
     let files = match restore::select(only.as_deref()) {
         Ok(f) => f,
         Err(e) => {
@@ -203,16 +216,10 @@ pub fn cli(cfg: &Config, archive_path: &Path, dry_run: bool, only: Option<Vec<St
             return 2;
         }
     };
-    let file = match File::open(archive_path).and_then(|f| {
-        if f.metadata()?.is_file() {
-            Ok(f)
-        } else {
-            Err(io::Error::other("not a regular file"))
-        }
-    }) {
+    let file = match open_archive(archive_path, in_store) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("neopro-backup: cannot open {}: {e}", archive_path.display());
+            eprintln!("neopro-backup: {e}");
             return 1;
         }
     };
