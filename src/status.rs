@@ -19,6 +19,11 @@ use crate::store::{LOG_FILE, STATUS_FILE};
 
 pub const LOG_ROTATE_BYTES: u64 = 1024 * 1024;
 
+/// A success dated more than this ahead of the clock is not a fresh one: it was made
+/// while the clock was wrong, or the clock is wrong now (an hour of slack for a clock
+/// that NTP nudged back).
+pub const FUTURE_SLACK: i64 = 3600;
+
 /// The status of the last run. Field names are the contract's (docs/format.md, The status);
 /// `last_success` is ours: the timestamp of the last successful run, kept across
 /// failures so that `check` and the catch-up know how old the newest good backup is.
@@ -78,6 +83,13 @@ impl Status {
     /// `last_success_stamp` as Unix seconds.
     pub fn last_success_unix(&self) -> Option<i64> {
         self.last_success_stamp().and_then(clock::parse_iso)
+    }
+
+    /// The last success as a fresh success can be counted at `now`: none when it is
+    /// dated more than `FUTURE_SLACK` in the future (docs/format.md, The schedule).
+    pub fn credible_success_unix(&self, now: i64) -> Option<i64> {
+        self.last_success_unix()
+            .filter(|&t| t - now <= FUTURE_SLACK)
     }
 
     pub fn to_json(&self) -> String {
@@ -276,7 +288,7 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
     // A Pi without a real-time clock may have made that backup while it believed it was
     // 2099: a success dated in the future says nothing about today, and would otherwise
     // count as fresh for years. (An hour of slack for a clock that NTP nudged back.)
-    if t - now > 3600 {
+    if t - now > FUTURE_SLACK {
         return (
             false,
             format!(

@@ -160,3 +160,510 @@ fn tar_list(path: &Path) -> Vec<String> {
     out.expect_code(0, "tar -tzf");
     out.stdout.lines().map(str::to_string).collect()
 }
+
+// ---------------------------------------------------------------------------------
+// Helpers: valid archives and junk at chosen dates, libfaketime, the daemon.
+
+/// `backup-YYYYMMDD-HHMMSS.tar.gz` for a Unix time (TZ=UTC in these tests).
+fn name_at(unix: i64) -> String {
+    let iso = iso_utc(unix); // 2024-12-18T03:00:00+00:00
+    let d: String = iso.chars().filter(char::is_ascii_digit).take(14).collect();
+    format!("backup-{}-{}.tar.gz", &d[..8], &d[8..14])
+}
+
+/// Unix time of a UTC date and time.
+fn utc(y: i64, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let m = i64::from(mo);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60
+}
+
+/// A valid archive (a copy of a real one) under the name of `unix`.
+fn plant_valid(t: &Tree, model: &Path, unix: i64) -> String {
+    let name = name_at(unix);
+    fs::copy(model, t.archive_path(&name)).unwrap_or_else(|e| panic!("copy: {e}"));
+    name
+}
+
+/// libfaketime's preload library, or None (the test says it is skipped, and fails
+/// when CI=true).
+fn libfaketime() -> Option<String> {
+    let found = fs::read_dir("/usr/lib").ok().and_then(|rd| {
+        rd.filter_map(Result::ok)
+            .map(|e| e.path().join("faketime/libfaketime.so.1"))
+            .chain(std::iter::once(
+                Path::new("/usr/lib/faketime/libfaketime.so.1").to_path_buf(),
+            ))
+            .find(|p| p.is_file())
+    });
+    match found {
+        Some(p) => Some(p.to_string_lossy().into_owned()),
+        None => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "libfaketime is needed for the clock tests (apt-get install libfaketime)"
+            );
+            eprintln!("SKIPPED: libfaketime is not installed (apt-get install libfaketime)");
+            None
+        }
+    }
+}
+
+/// The environment that runs the binary at `spec` (libfaketime's FAKETIME syntax).
+fn faked<'a>(lib: &'a str, spec: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("LD_PRELOAD", lib),
+        ("FAKETIME", spec),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("NO_FAKE_STAT", "1"),
+    ]
+}
+
+/// `list --json`'s backups: (name, format).
+fn listed(t: &Tree) -> Vec<(String, String)> {
+    let out = quick(t, &[], &["list", "--json"]);
+    out.expect_code(0, "list --json");
+    let j = parse_json(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    j.get("backups")
+        .arr()
+        .iter()
+        .map(|b| {
+            // Absent for an archive of the current format (the contract's exact shape).
+            let format = b.try_get("format").map_or("current", Json::str);
+            (b.get("name").str().to_string(), format.to_string())
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// 3. Retention counts only valid archives among the newest 3.
+
+#[test]
+fn empty_or_foreign_files_never_count_among_the_newest_three() {
+    let t = Tree::new("retention-junk");
+    let model = t.archive_path(&t.backup(&[]));
+    let now = now_unix();
+    let keep9 = plant_valid(&t, &model, now - 9 * 86_400);
+    let gone10 = plant_valid(&t, &model, now - 10 * 86_400);
+    let recent = plant_valid(&t, &model, now - 86_400);
+    fs::remove_file(&model).unwrap_or_else(|e| panic!("{e}"));
+    // Newer than all of them: an empty file, a text file, a folder-free junk name.
+    let empty = name_at(now - 3 * 3600);
+    let foreign = name_at(now - 2 * 3600);
+    let truncated = name_at(now - 3600);
+    write_file(&t.archive_path(&empty), b"");
+    write_file(&t.archive_path(&foreign), b"this is not gzip at all\n");
+    write_file(&t.archive_path(&truncated), b"\x1f");
+    let made = t.backup(&[("RETENTION_DAYS", "7")]);
+    let left = archives(&t.backups);
+    // The newest 3 valid: this run, yesterday's, and the one of 9 days ago (older
+    // than 7 days, but junk does not push it out); the one of 10 days ago goes.
+    for n in [&made, &recent, &keep9, &empty, &foreign, &truncated] {
+        assert!(left.contains(n), "{n} was removed: {left:?}");
+    }
+    assert!(!left.contains(&gone10), "{gone10} kept: {left:?}");
+    assert_eq!(
+        t.status().get("backups_count").u64(),
+        3,
+        "valid archives kept"
+    );
+    // The list says which are not archives.
+    let formats = listed(&t);
+    for (n, f) in &formats {
+        let want = if [&empty, &foreign, &truncated].contains(&n) {
+            "invalid"
+        } else {
+            "current"
+        };
+        assert_eq!(f, want, "{n}: {formats:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// 2. Clock rules: 1970, 2099 and back, two days forward, two minutes back.
+
+#[test]
+fn a_run_whose_clock_jumped_ahead_deletes_nothing_and_1970_deletes_nothing() {
+    let Some(lib) = libfaketime() else { return };
+    let t = Tree::new("clock-retention");
+    let model = t.archive_path(&t.backup(&[]));
+    let now = now_unix();
+    // Ten minutes short of whole days, so that "7 days old" is not a race with the clock.
+    let mut planted: Vec<String> = (1..=10)
+        .map(|k| plant_valid(&t, &model, now - k * 86_400 + 600))
+        .collect();
+    fs::remove_file(&model).unwrap_or_else(|e| panic!("{e}"));
+    planted.sort();
+    // 2099: every archive is decades "old"; none may go.
+    let made = t.backup(&faked(&lib, "@2099-01-01 12:00:00"));
+    assert!(made.starts_with("backup-20990101-12"), "{made}");
+    let left = archives(&t.backups);
+    for p in &planted {
+        assert!(left.contains(p), "the 2099 run removed {p}: {left:?}");
+    }
+    let w = warnings(&t);
+    assert!(
+        w.iter()
+            .any(|x| x.contains("retention skipped") && x.contains("48 h")),
+        "{w:?}"
+    );
+    fs::remove_file(t.archive_path(&made)).unwrap_or_else(|e| panic!("{e}"));
+    // Three days forward (the newest archive is a day old): more than 48 h, nothing goes.
+    let made = t.backup(&faked(&lib, "+3d"));
+    let left = archives(&t.backups);
+    for p in &planted {
+        assert!(left.contains(p), "a run 3 days ahead removed {p}: {left:?}");
+    }
+    fs::remove_file(t.archive_path(&made)).unwrap_or_else(|e| panic!("{e}"));
+    // 1970: everything is in the future, nothing is old.
+    let made = t.backup(&faked(&lib, "@1970-01-01 00:00:10"));
+    assert!(made.starts_with("backup-19700101-"), "{made}");
+    let left = archives(&t.backups);
+    for p in &planted {
+        assert!(left.contains(p), "the 1970 run removed {p}: {left:?}");
+    }
+    // Back to the real clock: the usual rule, which the 1970 and real ones obey.
+    let made = t.backup(&[]);
+    let left = archives(&t.backups);
+    assert!(left.contains(&made));
+    assert_eq!(
+        left.iter().filter(|n| planted.contains(n)).count(),
+        7,
+        "archives older than 7 days go, the newest 3 stay: {left:?}"
+    );
+}
+
+/// `serve` on 127.0.0.1:0, stderr collected; killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    addr: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(t: &Tree, env: &[(&str, &str)]) -> Daemon {
+        use std::io::BufRead;
+        let mut c = t.command(&["serve"]);
+        c.env("LISTEN", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start serve: {e}"));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = std::sync::Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut l = log2.lock().unwrap_or_else(|p| p.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut d = Daemon {
+            child,
+            addr: String::new(),
+            log,
+        };
+        let line = d.wait_log("serving on http://", Duration::from_secs(30));
+        d.addr = line
+            .split("serving on http://")
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        d
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for a stderr line holding `needle` (after those already seen by an earlier
+    /// call with the same needle is the caller's business) and returns it.
+    fn wait_log(&mut self, needle: &str, limit: Duration) -> String {
+        self.wait_log_count(needle, 1, limit)
+    }
+
+    /// Waits until `n` lines hold `needle`; returns the n-th.
+    fn wait_log_count(&mut self, needle: &str, n: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.log();
+            if let Some(l) = log.lines().filter(|l| l.contains(needle)).nth(n - 1) {
+                return l.to_string();
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("the daemon exited ({st}) while waiting for {needle:?}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line #{n} with {needle:?} within {limit:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET `path`: (status, body).
+    fn get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, body.to_string())
+    }
+
+    fn auto_status(&self) -> Json {
+        let (st, body) = self.get("/api/backups/auto-status");
+        assert_eq!(st, 200, "{body}");
+        parse_json(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    /// The value of a metric of /metrics.
+    fn metric(&self, name: &str) -> f64 {
+        let (st, body) = self.get("/metrics");
+        assert_eq!(st, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name}:\n{body}"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A wall clock for the daemon under test: libfaketime reads `spec` (an offset and a
+/// rate) again whenever it changes. The fake time of a process is
+/// `start + (real - start) * RATE + offset`, `start` being when the process started.
+struct FakeClock {
+    spec: std::path::PathBuf,
+    start: f64,
+}
+
+/// The daemon's clock runs this many times faster than the real one: its one-minute
+/// naps last a second, a few fake minutes pass in a few real seconds.
+const RATE: i64 = 60;
+
+fn real_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl FakeClock {
+    fn new(dir: &Path) -> FakeClock {
+        FakeClock {
+            spec: dir.join("faketime.spec"),
+            start: real_now(),
+        }
+    }
+
+    /// Sets the daemon's clock to `target` (Unix seconds) now; it then runs at RATE.
+    fn set(&self, target: i64) {
+        let r = real_now();
+        let offset = target as f64 - self.start - (r - self.start) * RATE as f64;
+        let tmp = self.spec.with_extension("tmp");
+        fs::write(&tmp, format!("{:+} x{RATE}\n", offset.round() as i64))
+            .unwrap_or_else(|e| panic!("{e}"));
+        fs::rename(&tmp, &self.spec).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn with_prefix(names: &[String], prefix: &str) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| n.starts_with(prefix))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_schedule_survives_1970_2099_and_back_two_days_forward_and_two_minutes_back() {
+    let Some(lib) = libfaketime() else { return };
+    let t = Tree::new("clock-schedule");
+    // Ten daily backups before day D (2031-03-10), made at 03:00 by the real binary.
+    let d = utc(2031, 3, 10, 3, 0);
+    let mut seeded = Vec::new();
+    for k in (1..=10).rev() {
+        let spec = format!("@{} 03:00:00", &iso_utc(d - k * 86_400)[..10]);
+        seeded.push(t.backup(&[
+            ("LD_PRELOAD", lib.as_str()),
+            ("FAKETIME", spec.as_str()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ("NO_FAKE_STAT", "1"),
+            ("RETENTION_DAYS", "30"),
+        ]));
+    }
+    assert_eq!(archives(&t.backups), seeded);
+    let clock = FakeClock::new(&t.root);
+    clock.set(10); // 1970-01-01 00:00:10: a Pi without RTC before NTP answers
+    let spec = clock.spec.to_string_lossy().into_owned();
+    let mut daemon = Daemon::start(
+        &t,
+        &[
+            ("LD_PRELOAD", lib.as_str()),
+            ("FAKETIME_TIMESTAMP_FILE", spec.as_str()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ("NO_FAKE_STAT", "1"),
+            ("NEOPRO_CATCHUP_DELAY", "0"),
+            ("BACKUP_TIME", "03:00"),
+            ("RETENTION_DAYS", "30"),
+        ],
+    );
+    let phase = Duration::from_secs(40);
+    // 1970: the catch-up is due, but waits for the clock; the wait is visible.
+    daemon.wait_log("the clock does not look set", phase);
+    let a = daemon.auto_status();
+    let w = a.try_get("clockWarning").map_or("", Json::str);
+    assert!(w.contains("1970"), "{a:?}");
+    assert_eq!(daemon.metric("neopro_backup_clock_warning"), 1.0);
+    assert_eq!(archives(&t.backups), seeded, "nothing ran in 1970");
+
+    // A bad NTP answer: 2099. The catch-up runs, and deletes nothing.
+    clock.set(utc(2099, 1, 1, 12, 0));
+    let line = daemon.wait_log("backup done: backup-2099", phase);
+    let now = archives(&t.backups);
+    for s in &seeded {
+        assert!(now.contains(s), "the 2099 run removed {s}: {now:?}\n{line}");
+    }
+    assert_eq!(with_prefix(&now, "backup-2099").len(), 1, "{now:?}");
+
+    // Back to the real date D, five minutes before BACKUP_TIME: D's backup runs at
+    // 03:00, although an archive of 2099 is in the folder.
+    clock.set(d - 300);
+    daemon.wait_log("backup done: backup-20310310-0300", phase);
+    let a = daemon.auto_status();
+    let w = a.try_get("clockWarning").map_or("", Json::str);
+    assert!(
+        w.contains("backup-20990101"),
+        "the archive of 2099 is pointed out: {a:?}"
+    );
+    assert_eq!(daemon.metric("neopro_backup_clock_warning"), 1.0);
+    let ls = daemon.metric("neopro_backup_last_success_timestamp_seconds");
+    assert!(
+        (ls - d as f64).abs() < 600.0,
+        "the last success is D 03:00, never 2099: {ls}"
+    );
+
+    // Two minutes back, just after that run: 03:00 comes again and must not run twice.
+    // (A negative can only be watched for a while: five fake minutes, 5 s here.)
+    clock.set(d - 120 + 30);
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        with_prefix(&archives(&t.backups), "backup-20310310").len(),
+        1,
+        "D ran twice after the clock stepped back 2 minutes:\n{}",
+        daemon.log()
+    );
+
+    // Two days forward: the missed run happens once, and deletes nothing.
+    clock.set(d + 2 * 86_400 + 300);
+    daemon.wait_log("backup done: backup-20310312-03", phase);
+    // The next day still runs at 03:00.
+    clock.set(d + 3 * 86_400 - 180);
+    daemon.wait_log("backup done: backup-20310313-0300", phase);
+    let now = archives(&t.backups);
+    for s in &seeded {
+        assert!(now.contains(s), "{s} was lost: {now:?}");
+    }
+    for (prefix, n) in [
+        ("backup-1970", 0),
+        ("backup-20990101", 1),
+        ("backup-20310310", 1),
+        ("backup-20310311", 0),
+        ("backup-20310312", 1),
+        ("backup-20310313", 1),
+    ] {
+        assert_eq!(
+            with_prefix(&now, prefix).len(),
+            n,
+            "{prefix}: {now:?}\n{}",
+            daemon.log()
+        );
+    }
+    assert_eq!(now.len(), seeded.len() + 4, "{now:?}");
+}
+
+#[test]
+fn an_archive_and_a_success_dated_2099_never_stop_the_schedule_nor_count_as_fresh() {
+    let t = Tree::new("future-status");
+    let made = t.backup(&[]);
+    // What a run under a clock in 2099 leaves behind: its archive and its status.
+    let future = name_at(utc(2099, 1, 1, 3, 0));
+    fs::copy(t.archive_path(&made), t.archive_path(&future)).unwrap_or_else(|e| panic!("{e}"));
+    let status = format!(
+        "{{\"timestamp\":\"2099-01-01T03:00:00+00:00\",\"date\":\"2099-01-01\",\"success\":true,\
+         \"archive\":\"{future}\",\"size\":\"1.1 KB\",\"size_bytes\":1100,\"backups_count\":2,\
+         \"retention_days\":7,\"duration_ms\":5,\"warnings\":[],\"error\":null,\
+         \"last_success\":\"2099-01-01T03:00:00+00:00\"}}\n"
+    );
+    write_file(
+        &t.backups.join("last-backup-status.json"),
+        status.as_bytes(),
+    );
+    let out = quick(&t, &[], &["check"]);
+    out.expect_code(2, "check with a success dated 2099");
+    assert!(
+        out.stdout.starts_with("CRITICAL:") && out.stdout.contains("future"),
+        "{out}"
+    );
+    let out = quick(&t, &[], &["status"]);
+    assert!(
+        out.stdout.contains("clock:") && out.stdout.contains("WARNING"),
+        "{out}"
+    );
+    let mut daemon = Daemon::start(&t, &[("NEOPRO_CATCHUP_DELAY", "3600")]);
+    assert_eq!(
+        daemon.metric("neopro_backup_last_success_timestamp_seconds"),
+        0.0,
+        "a success of 2099 is not a fresh one"
+    );
+    assert_eq!(daemon.metric("neopro_backup_clock_warning"), 1.0);
+    let a = daemon.auto_status();
+    let w = a.try_get("clockWarning").map_or("", Json::str);
+    assert!(w.contains("2099"), "{a:?}");
+    drop(daemon);
+    // The schedule is not stopped: the catch-up (the last success is not credible)
+    // runs although the newest archive is dated 2099.
+    daemon = Daemon::start(&t, &[("NEOPRO_CATCHUP_DELAY", "0")]);
+    daemon.wait_log("backup done:", QUICK);
+    let ls = daemon.metric("neopro_backup_last_success_timestamp_seconds");
+    assert!((ls - now_unix() as f64).abs() < 600.0, "{ls}");
+}

@@ -16,7 +16,7 @@ use nanoserde::{DeJson, SerJson};
 use crate::backup::archive;
 use crate::fsutil;
 use crate::http::server::{Body, Request, Response};
-use crate::serve::reply::{JSON, bad_name, error, json, not_found_backup, open_archive};
+use crate::serve::reply::{JSON, bad_name, error, json, jstr, not_found_backup, open_archive};
 use crate::serve::state::Shared;
 use crate::serve::{guard, metrics, page, restore_api};
 use crate::status;
@@ -285,20 +285,43 @@ struct AutoStatus {
     logs: String,
 }
 
+/// The clock warning of this daemon now: the clock, the newest archive, the status.
+pub fn clock_warning(shared: &Shared) -> Option<crate::schedule::ClockWarning> {
+    let dir = &shared.cfg.backup_dir;
+    let st = status::read(dir).ok().flatten();
+    let success = st.as_ref().and_then(|s| {
+        let stamp = s.last_success_stamp()?;
+        Some((stamp.to_string(), crate::clock::parse_iso(stamp)?))
+    });
+    let newest = store::newest(dir);
+    crate::schedule::clock_warning(
+        crate::clock::now_unix(),
+        &shared.tz,
+        newest.as_ref().map(|(n, t)| (n.as_str(), *t)),
+        success.as_ref().map(|(s, t)| (s.as_str(), *t)),
+    )
+}
+
+/// `auto-status`: the contract's four members, and `clockWarning` (French) after them
+/// only while the clock looks wrong (docs/format.md, API).
 fn auto_status(shared: &Shared) -> Response {
     let enabled = shared.enabled.load(Ordering::SeqCst);
-    json(
-        200,
-        AutoStatus {
-            enabled,
-            active: enabled && shared.scheduler_alive.load(Ordering::SeqCst),
-            next_run: shared
-                .next_run()
-                .map(|t| crate::schedule::describe(t, &shared.tz)),
-            logs: status::tail(&shared.cfg.backup_dir, 20),
-        }
-        .serialize_json(),
-    )
+    let mut body = AutoStatus {
+        enabled,
+        active: enabled && shared.scheduler_alive.load(Ordering::SeqCst),
+        next_run: shared
+            .next_run()
+            .map(|t| crate::schedule::describe(t, &shared.tz)),
+        logs: status::tail(&shared.cfg.backup_dir, 20),
+    }
+    .serialize_json();
+    if let Some(w) = clock_warning(shared)
+        && body.ends_with('}')
+    {
+        body.pop();
+        body.push_str(&format!(",\"clockWarning\":{}}}", jstr(&w.french())));
+    }
+    json(200, body)
 }
 
 #[derive(DeJson)]
