@@ -75,7 +75,13 @@ fn load(config: Option<&Path>) -> Result<Config, Usage> {
         unsafe { std::env::remove_var(k) };
     }
     for k in &cfg.unknown_keys {
-        eprintln!("neopro-backup: warning: unknown key {k} in the config file (ignored)");
+        eprintln!(
+            "neopro-backup: warning: unknown key {} in the config file (ignored)",
+            config::shown(k)
+        );
+    }
+    for w in &cfg.warnings {
+        eprintln!("neopro-backup: warning: {w}");
     }
     Ok(cfg)
 }

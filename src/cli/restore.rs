@@ -21,7 +21,15 @@ fn size(n: u64) -> String {
 
 fn print_dry(name: &str, r: &DryReport) {
     println!("Dry run of the restore of {name}: nothing is changed.");
-    println!("The archive is intact (gzip, tar and {MANIFEST} checked).");
+    if r.old_format {
+        println!(
+            "The archive is readable: old format, no manifest (written by the old \
+             auto-backup.sh; gzip and tar checked, there is no {MANIFEST} to check the files \
+             against; video sizes from its `ls -lh` inventory are approximate)."
+        );
+    } else {
+        println!("The archive is intact (gzip, tar and {MANIFEST} checked).");
+    }
     for i in &r.items {
         let what = match i.state {
             FileState::Unchanged => "unchanged".to_string(),
@@ -175,25 +183,46 @@ pub fn verify(path: &Path, in_store: bool) -> ExitCode {
         .unwrap_or_default();
     let top = store::is_archive_name(name).then(|| store::stem_of(name));
     let report = archive::verify(file, top);
+    let unchecked = report.old_format && report.ok && report.error.is_none();
     for f in &report.files {
-        println!(
-            "{}  {}  {}",
-            if f.ok { "OK    " } else { "FAILED" },
-            f.sha256,
-            f.name
-        );
+        // Without a manifest the files were read, not checked against anything.
+        let mark = match (unchecked, f.ok) {
+            (true, _) => "READ  ",
+            (false, true) => "OK    ",
+            (false, false) => "FAILED",
+        };
+        println!("{mark}  {}  {}", f.sha256, inventory::shown(&f.name));
     }
     match &report.error {
-        None => {
+        None if report.old_format && unchecked => {
             println!(
-                "{}: OK ({} files match MANIFEST.sha256)",
-                path.display(),
+                "{}: OK, old format, no manifest ({} files; gzip and tar read to the end; \
+                 written by the old auto-backup.sh, so there is no MANIFEST.sha256 to check \
+                 them against)",
+                inventory::shown(&path.display().to_string()),
                 report.files.len()
             );
             ExitCode::SUCCESS
         }
+        None => {
+            println!(
+                "{}: OK ({} files match MANIFEST.sha256{})",
+                inventory::shown(&path.display().to_string()),
+                report.files.len(),
+                if report.old_format {
+                    ", old format"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
         Some(e) => {
-            println!("{}: DAMAGED: {e}", path.display());
+            println!(
+                "{}: DAMAGED: {}",
+                inventory::shown(&path.display().to_string()),
+                inventory::shown(e)
+            );
             ExitCode::from(1)
         }
     }

@@ -250,29 +250,41 @@ struct VerifyJson {
     error: Option<String>,
 }
 
+/// `verify`: the contract's `{"ok","files","error"}`; an archive of the old
+/// auto-backup.sh adds `"format":"old"` and a `note` (docs/format.md, Old-format
+/// archives).
 fn verify(shared: &Shared, name: &str) -> Response {
     let (f, _) = match open_archive(shared, name) {
         Ok(x) => x,
         Err(r) => return r,
     };
     let r = archive::verify(f, Some(store::stem_of(name)));
-    json(
-        200,
-        VerifyJson {
-            ok: r.ok,
-            files: r
-                .files
-                .into_iter()
-                .map(|f| FileJson {
-                    name: f.name,
-                    sha256: f.sha256,
-                    ok: f.ok,
-                })
-                .collect(),
-            error: r.error,
-        }
-        .serialize_json(),
-    )
+    let old = r.old_format;
+    let unchecked = old && r.ok && r.error.is_none();
+    let mut body = VerifyJson {
+        ok: r.ok,
+        files: r
+            .files
+            .into_iter()
+            .map(|f| FileJson {
+                name: f.name,
+                sha256: f.sha256,
+                ok: f.ok,
+            })
+            .collect(),
+        error: r.error,
+    }
+    .serialize_json();
+    if old && body.ends_with('}') {
+        let note = if unchecked {
+            "Ancien format (sans MANIFEST.sha256) : gzip et tar lus jusqu'au bout, sans empreinte à comparer."
+        } else {
+            "Ancien format."
+        };
+        body.pop();
+        body.push_str(&format!(",\"format\":\"old\",\"note\":{}}}", jstr(note)));
+    }
+    json(200, body)
 }
 
 #[derive(SerJson)]
