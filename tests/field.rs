@@ -1011,3 +1011,95 @@ fn the_config_file_must_be_a_small_regular_file_and_errors_cut_values() {
     let out = quick(&t, &[], &["status"]);
     assert!(!out.stderr.contains("readable by every user"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------
+// 4. Restore: new files 0600 owned like their folder; no symlinked folder followed.
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(p).map_or(0, |m| m.mode() & 0o7777)
+}
+
+#[test]
+fn a_file_missing_on_the_pi_is_restored_0600_and_owned_like_its_folder() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Tree::new("restore-new-file-mode");
+    // The archive records .env as 0777 (it was so on the Pi that day).
+    fs::set_permissions(t.sync_agent_env(), fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let archive = t.backup(&[]);
+    fs::remove_file(t.sync_agent_env()).unwrap_or_else(|e| panic!("{e}"));
+    let folder = t.sync_agent_env().parent().unwrap_or(&t.root).to_path_buf();
+    let root = unsafe_euid() == 0;
+    if root {
+        std::os::unix::fs::chown(&folder, Some(1234), Some(2345)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = quick(&t, &[], &["restore", &archive, "--only", "sync-agent.env"]);
+    out.expect_code(0, "restore of a missing .env");
+    assert_eq!(
+        fs::read(t.sync_agent_env()).ok().as_deref(),
+        Some(SYNC_AGENT_ENV)
+    );
+    assert_eq!(mode_of(&t.sync_agent_env()), 0o600, "{out}");
+    if root {
+        let m = fs::metadata(t.sync_agent_env()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((m.uid(), m.gid()), (1234, 2345), "owned like its folder");
+    }
+}
+
+fn unsafe_euid() -> u32 {
+    let out = tool("id", &["-u".as_ref()], Path::new("/"));
+    out.stdout.trim().parse().unwrap_or(u32::MAX)
+}
+
+#[test]
+fn restore_never_follows_a_symlinked_folder_to_write_elsewhere() {
+    let t = Tree::new("restore-symlinked-folder");
+    let archive = t.backup(&[]);
+    // webapp/ becomes a link to another folder (e.g. made by the unprivileged user that
+    // owns NEOPRO_DIR, hoping for a root restore), and so does SITE_CONF's folder.
+    let elsewhere = t.root.join("elsewhere");
+    let elsewhere_etc = t.root.join("elsewhere-etc");
+    fs::create_dir_all(&elsewhere).unwrap_or_else(|e| panic!("{e}"));
+    fs::create_dir_all(&elsewhere_etc).unwrap_or_else(|e| panic!("{e}"));
+    let webapp = t
+        .configuration_json()
+        .parent()
+        .unwrap_or(&t.root)
+        .to_path_buf();
+    fs::remove_dir_all(&webapp).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&elsewhere, &webapp).unwrap_or_else(|e| panic!("{e}"));
+    let etc = t.site_conf.parent().unwrap_or(&t.root).to_path_buf();
+    let etc_real = t.root.join("etc-real");
+    fs::rename(&etc, &etc_real).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&elsewhere_etc, &etc).unwrap_or_else(|e| panic!("{e}"));
+    write_file(&t.sync_agent_env(), b"SYNC_TOKEN=changed\n");
+
+    // (The tree's config file moved with etc/: use one beside it.)
+    let conf = t.root.join("backup.conf");
+    write_file(&conf, b"");
+    let run = |args: &[&str]| {
+        let mut c = t.command_with_config(Some(&conf), args);
+        run_within(&mut c, QUICK, &args.join(" "))
+    };
+    let out = run(&["restore", &archive]);
+    assert!(
+        names_in(&elsewhere).is_empty() && names_in(&elsewhere_etc).is_empty(),
+        "a restore wrote through a symlinked folder: {:?} {:?}\n{out}",
+        names_in(&elsewhere),
+        names_in(&elsewhere_etc)
+    );
+    out.expect_code(1, "restore with two symlinked folders");
+    assert!(
+        out.stdout.contains("FAILED") && out.stdout.contains("symbolic link"),
+        "{out}"
+    );
+    let out = run(&["restore", &archive, "--dry-run"]);
+    out.expect_code(0, "dry run");
+    assert!(out.stdout.contains("symbolic link"), "{out}");
+    // The file whose folder is real was restored.
+    assert_eq!(
+        fs::read(t.sync_agent_env()).ok().as_deref(),
+        Some(SYNC_AGENT_ENV)
+    );
+}

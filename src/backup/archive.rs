@@ -189,7 +189,6 @@ pub struct EntrySeen {
     pub is_dir: bool,
     pub sha256: String,
     pub size: u64,
-    pub mode: u32,
     /// The content, kept only for files for which `keep` said yes.
     pub content: Option<Vec<u8>>,
 }
@@ -286,7 +285,6 @@ pub fn read_entries(
                         is_dir: true,
                         sha256: String::new(),
                         size: 0,
-                        mode: entry.header().mode().unwrap_or(0o700),
                         content: None,
                     });
                 }
@@ -316,7 +314,6 @@ pub fn read_entries(
             if !is_video && config_total.saturating_add(entry.size()) > MAX_CONFIG_BYTES {
                 return Err(too_big());
             }
-            let mode = entry.header().mode().unwrap_or(0o600);
             let want = keep(&inner_bytes);
             let mut content = want.then(Vec::new);
             let mut h = Sha256::new();
@@ -345,7 +342,6 @@ pub fn read_entries(
                 is_dir: false,
                 sha256: hex(&h.finalize()),
                 size,
-                mode,
                 content,
             });
         }

@@ -16,7 +16,6 @@ use super::{FILES, INVENTORY, SYSINFO};
 pub(super) struct Archived {
     pub(super) content: Vec<u8>,
     pub(super) size: u64,
-    pub(super) mode: u32,
 }
 
 /// An archive that passed every check.
@@ -115,7 +114,6 @@ pub(super) fn load(
                 Archived {
                     content: e.content.unwrap_or_default(),
                     size: e.size,
-                    mode: e.mode,
                 },
             );
         }

@@ -13,7 +13,8 @@
 //! 3. Under the backup lock: a safety backup of the current state (a normal archive,
 //!    without the videos, which a restore never touches), then each changed file
 //!    replaced atomically in its own folder (temp, fsync, rename, fsync of the folder),
-//!    keeping the current owner and mode. A file that cannot be written is a per-file
+//!    keeping the current owner and mode (a missing one is created 0600, owned like its
+//!    folder); folders are reached without following any symlink (target::open_dir). A file that cannot be written is a per-file
 //!    error; the others are still restored. Unchanged files are not rewritten.
 //! 4. Log everything to backup.log, report, and run RESTART_CMD when every file was
 //!    restored.
@@ -475,7 +476,6 @@ mod tests {
             is_dir,
             sha256: String::new(),
             size: 0,
-            mode: 0o644,
             content: None,
         }
     }
