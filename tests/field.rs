@@ -1103,3 +1103,71 @@ fn restore_never_follows_a_symlinked_folder_to_write_elsewhere() {
         Some(SYNC_AGENT_ENV)
     );
 }
+
+// ---------------------------------------------------------------------------------
+// 6. `check`, a Nagios plugin: one line, escaped; exit 3 for usage and config errors.
+
+#[test]
+fn check_prints_one_escaped_line_and_exits_3_on_usage_or_config_errors() {
+    let t = Tree::new("check-nagios");
+    t.backup(&[]);
+    // A failed run whose error names a hostile video (what a copy error records).
+    let evil = t.videos().join("evil\nOK: all good.mp4");
+    let status = format!(
+        "{{\"timestamp\":\"{}\",\"date\":\"2024-12-18\",\"success\":false,\"archive\":null,\
+         \"size\":null,\"size_bytes\":null,\"backups_count\":1,\"retention_days\":7,\
+         \"duration_ms\":5,\"warnings\":[],\"error\":\"{}\",\"last_success\":null}}\n",
+        iso_utc(now_unix()),
+        format!(
+            "copying video {} failed: the file shrank while it was being read\r\x1b[32mOK",
+            evil.display()
+        )
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+        .replace('\x1b', "\\u001b")
+    );
+    write_file(
+        &t.backups.join("last-backup-status.json"),
+        status.as_bytes(),
+    );
+    let out = quick(&t, &[], &["check"]);
+    out.expect_code(2, "check after a failed run");
+    assert_eq!(out.stdout.lines().count(), 1, "exactly one line: {out}");
+    assert!(out.stdout.starts_with("CRITICAL:"), "{out}");
+    assert!(
+        out.stdout.contains("evil\\nOK: all good.mp4"),
+        "escaped: {out}"
+    );
+    assert!(
+        !out.stdout.contains('\r') && !out.stdout.contains('\x1b'),
+        "no control character: {:?}",
+        out.stdout
+    );
+
+    // Usage and configuration errors: UNKNOWN, exit 3, one line on stdout.
+    let missing = t.root.join("nope.conf");
+    let missing = missing.to_string_lossy().into_owned();
+    for (env, args) in [
+        (vec![], vec!["check", "--max-age-hours", "0"]),
+        (vec![], vec!["check", "--max-age-hours", "x\ny"]),
+        (vec![], vec!["check", "extra"]),
+        (vec![], vec!["check", "--json"]),
+        (vec![("RETENTION_DAYS", "seven")], vec!["check"]),
+        (vec![], vec!["--config", missing.as_str(), "check"]),
+    ] {
+        let mut c = if args[0] == "--config" {
+            t.command_with_config(None, &args)
+        } else {
+            t.command(&args)
+        };
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let out = run_within(&mut c, QUICK, &args.join(" "));
+        out.expect_code(3, &format!("{env:?} {}", args.join(" ")));
+        assert_eq!(out.stdout.lines().count(), 1, "{out}");
+        assert!(out.stdout.starts_with("UNKNOWN: "), "{out}");
+    }
+    // Other commands keep exit 2 for the same errors.
+    quick(&t, &[], &["status", "--max-age-hours", "3"]).expect_code(2, "status usage");
+}

@@ -119,17 +119,28 @@ pub fn status(cfg: &Config, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `check [--max-age-hours N]`: a Nagios plugin, one line, exit 0 or 2.
+/// One line for a Nagios plugin's stdout: control characters (newlines, escapes) of
+/// file names or error messages written `\n`, `\xHH` (and `\` as `\\`), so that a
+/// hostile name can never start a line of its own, such as a forged `OK:`.
+pub fn one_line(s: &str) -> String {
+    crate::backup::inventory::shown(s)
+}
+
+/// `check [--max-age-hours N]`: a Nagios plugin, exactly one line, exit 0 or 2 (3 for a
+/// usage or configuration error, see `cli::main`).
 pub fn check(cfg: &Config, max_age_hours: u32) -> ExitCode {
     let st = match status::read(&cfg.backup_dir) {
         Ok(st) => st,
         Err(e) => {
-            println!("CRITICAL: cannot read the status: {e}");
+            println!(
+                "{}",
+                one_line(&format!("CRITICAL: cannot read the status: {e}"))
+            );
             return ExitCode::from(2);
         }
     };
     let (ok, line) = status::check(st.as_ref(), clock::now_unix(), max_age_hours);
-    println!("{line}");
+    println!("{}", one_line(&line));
     if ok {
         ExitCode::SUCCESS
     } else {

@@ -17,9 +17,17 @@ mod restore;
 use args::{Cmd, HELP, Usage};
 
 pub fn main() -> ExitCode {
-    let parsed = args::parse(std::env::args_os().skip(1));
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `check` is a Nagios plugin: its usage and configuration errors are one
+    // `UNKNOWN: …` line on stdout and exit 3 (docs/format.md, Exit codes).
+    let is_check = args::command_word(&argv).as_deref() == Some("check");
+    let parsed = args::parse(argv);
     match parsed.and_then(|(cmd, config)| dispatch(cmd, config.as_deref())) {
         Ok(code) => code,
+        Err(Usage(msg)) if is_check => {
+            println!("{}", backup::one_line(&format!("UNKNOWN: {msg}")));
+            ExitCode::from(3)
+        }
         Err(Usage(msg)) => {
             eprintln!("neopro-backup: {msg}");
             ExitCode::from(2)
