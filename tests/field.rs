@@ -1171,3 +1171,185 @@ fn check_prints_one_escaped_line_and_exits_3_on_usage_or_config_errors() {
     // Other commands keep exit 2 for the same errors.
     quick(&t, &[], &["status", "--max-age-hours", "3"]).expect_code(2, "status usage");
 }
+
+// ---------------------------------------------------------------------------------
+// 9. Disk figures as df computes them; folder modes kept; `created` from the name.
+
+/// A small ext4 file system with 25 % of its blocks reserved for root, mounted on
+/// `at` for the length of a test (needs root and a loop device, as in CI).
+struct Ext4 {
+    at: std::path::PathBuf,
+}
+
+impl Ext4 {
+    fn mount(image: &Path, at: &Path) -> Option<Ext4> {
+        fs::create_dir_all(at).unwrap_or_else(|e| panic!("{e}"));
+        let f = fs::File::create(image).unwrap_or_else(|e| panic!("{e}"));
+        f.set_len(64 << 20).unwrap_or_else(|e| panic!("{e}"));
+        let mkfs = tool(
+            "mkfs.ext4",
+            &[
+                "-q".as_ref(),
+                "-F".as_ref(),
+                "-m".as_ref(),
+                "25".as_ref(),
+                image.as_os_str(),
+            ],
+            Path::new("/"),
+        );
+        let mount = (mkfs.code == 0).then(|| {
+            tool(
+                "mount",
+                &[
+                    "-o".as_ref(),
+                    "loop".as_ref(),
+                    image.as_os_str(),
+                    at.as_os_str(),
+                ],
+                Path::new("/"),
+            )
+        });
+        match mount {
+            Some(m) if m.code == 0 => Some(Ext4 {
+                at: at.to_path_buf(),
+            }),
+            other => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "cannot mount an ext4 image (needs root and a loop device): {mkfs} {:?}",
+                    other.map(|o| o.to_string())
+                );
+                eprintln!("SKIPPED: cannot mount an ext4 image (needs root and a loop device)");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        }
+    }
+}
+
+#[test]
+fn system_info_gives_the_disk_figures_of_df() {
+    let t = Tree::bare("disk-df");
+    let Some(_fs) = Ext4::mount(&t.root.join("card.img"), &t.neopro) else {
+        return;
+    };
+    write_file(&t.configuration_json(), CONFIGURATION_JSON);
+    let made = t.backup(&[]);
+    let info = read_member(
+        &t.archive_path(&made),
+        &format!("{}/system-info.txt", &made[..made.len() - 7]),
+    );
+    let info = String::from_utf8_lossy(&info).into_owned();
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("disk ("))
+        .unwrap_or_else(|| panic!("no disk line:\n{info}"));
+    let pct: u64 = line
+        .rsplit('(')
+        .next()
+        .and_then(|p| p.split('%').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no percentage in {line:?}"));
+    let df = tool(
+        "df",
+        &[
+            "-B1".as_ref(),
+            "--output=size,used,avail,pcent".as_ref(),
+            t.neopro.as_os_str(),
+        ],
+        Path::new("/"),
+    );
+    df.expect_code(0, "df");
+    let f: Vec<u64> = df
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|v| v.trim_end_matches('%').parse().ok())
+        .collect();
+    assert_eq!(f.len(), 4, "{df}");
+    assert_eq!(pct, f[3], "{line:?} but df says {}", df.stdout);
+    // Reserved blocks are neither used nor free: a fresh card is a few % used, not 25.
+    assert!(pct < 10, "{line:?}");
+    assert!(line.contains(" used of "), "{line:?}");
+}
+
+#[test]
+fn video_folders_keep_their_mode_in_the_archive() {
+    let t = Tree::new("folder-modes");
+    let modes = [
+        ("Match", 0o755),
+        ("Match/2024", 0o750),
+        ("archive/old", 0o711),
+    ];
+    for (d, m) in modes {
+        fs::set_permissions(t.videos().join(d), fs::Permissions::from_mode(m))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    fs::set_permissions(t.videos(), fs::Permissions::from_mode(0o775))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let made = t.backup(&[("INCLUDE_VIDEOS", "true")]);
+    let out = python(
+        "import sys, tarfile\n\
+         for m in tarfile.open(sys.argv[1]):\n\
+         \x20   if m.isdir(): print(m.name, oct(m.mode))",
+        &[t.archive_path(&made).as_os_str()],
+    );
+    out.expect_code(0, "tarfile");
+    let top = &made[..made.len() - 7];
+    let mode_of = |inner: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| {
+                let key = if inner.is_empty() {
+                    format!("{top} ")
+                } else {
+                    format!("{top}/{inner} ")
+                };
+                l.strip_prefix(&key)
+            })
+            .unwrap_or_else(|| panic!("no folder {inner}:\n{}", out.stdout))
+            .to_string()
+    };
+    assert_eq!(mode_of(""), "0o700", "the top folder holds secrets");
+    assert_eq!(mode_of("videos"), "0o775");
+    for (d, m) in modes {
+        assert_eq!(mode_of(&format!("videos/{d}")), format!("{m:#o}"), "{d}");
+    }
+}
+
+#[test]
+fn the_list_dates_created_from_the_name_not_the_mtime() {
+    let t = Tree::new("created-from-name");
+    let made = t.backup(&[]);
+    let planted = "backup-20241218-030000.tar.gz";
+    fs::copy(t.archive_path(&made), t.archive_path(planted)).unwrap_or_else(|e| panic!("{e}"));
+    set_mtime(&t.archive_path(planted), 1_000_000_000); // 2001: a copy that reset it
+    for (tz, created) in [
+        ("UTC", "2024-12-18T03:00:00.000Z"),
+        ("Europe/Paris", "2024-12-18T02:00:00.000Z"),
+    ] {
+        let out = quick(&t, &[("TZ", tz)], &["list", "--json"]);
+        let j = parse_json(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let b = j
+            .get("backups")
+            .arr()
+            .iter()
+            .find(|b| b.get("name").str() == planted)
+            .unwrap_or_else(|| panic!("{planted} not listed: {out}"));
+        assert_eq!(b.get("created").str(), created, "{tz}");
+        assert_eq!(b.get("date").str(), "2024-12-18 03:00:00");
+    }
+}
