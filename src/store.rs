@@ -114,12 +114,6 @@ impl Format {
             Format::Invalid => "invalid",
         }
     }
-
-    /// docs/format.md, Retention: a non-empty regular file that starts with the gzip
-    /// magic is a valid archive (it may still be damaged further on).
-    pub fn valid(self) -> bool {
-        self != Format::Invalid
-    }
 }
 
 /// `YYYYMMDD-HHMMSS`: the top folder of an old-format archive.
@@ -129,6 +123,17 @@ pub fn is_old_top(s: &str) -> bool {
         && b[8] == b'-'
         && b[..8].iter().all(u8::is_ascii_digit)
         && b[9..].iter().all(u8::is_ascii_digit)
+}
+
+/// docs/format.md, Retention: a non-empty regular file (not a symlink) that starts with
+/// the gzip magic. Reads two bytes, never waits on a FIFO.
+pub fn is_valid(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok((mut f, meta)) = crate::fsutil::open_regular(path, true) else {
+        return false;
+    };
+    let mut magic = [0u8; 2];
+    meta.len() > 0 && f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b]
 }
 
 /// The most compressed bytes `sniff` reads to find the first tar header.
@@ -461,6 +466,48 @@ pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<
 mod tests {
     use super::*;
 
+    /// A .tar.gz whose first entry is the folder `top/`.
+    fn targz(top: &str) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o700);
+        let r = b
+            .append_data(&mut h, format!("{top}/"), io::empty())
+            .and_then(|_| b.into_inner())
+            .and_then(|gz| gz.finish());
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn formats_are_judged_from_the_first_bytes() {
+        let dir = std::env::temp_dir().join(format!("neopro-sniff-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        for (name, bytes, want) in [
+            ("empty", Vec::new(), Format::Invalid),
+            ("text", b"not gzip".to_vec(), Format::Invalid),
+            ("magic-only", vec![0x1f, 0x8b], Format::Unknown),
+            ("current", targz("backup-20241218-030000"), Format::Current),
+            ("old", targz("20241218-030000"), Format::Old),
+            ("foreign", targz("home"), Format::Unknown),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, &bytes).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(sniff(&p), want, "{name}");
+            assert_eq!(is_valid(&p), want != Format::Invalid, "{name}");
+        }
+        let _ = std::os::unix::fs::symlink(dir.join("current"), dir.join("link"));
+        assert_eq!(
+            sniff(&dir.join("link")),
+            Format::Invalid,
+            "a symlink is not an archive"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn names() {
         assert!(is_archive_name("backup-20241218-030000.tar.gz"));
@@ -474,6 +521,7 @@ mod tests {
         ] {
             assert!(!is_archive_name(bad), "{bad}");
         }
+        assert!(is_old_top("20241218-030000") && !is_old_top("backup-20241218-030000"));
         assert_eq!(name_time("backup-20241399-030000.tar.gz"), None);
         let t = name_time("backup-20241218-030000.tar.gz");
         assert_eq!(t.map(stem_for).as_deref(), Some("backup-20241218-030000"));

@@ -203,7 +203,7 @@ fn apply_retention(
         .map(|a| retention::Candidate {
             name: a.name.clone(),
             naive: a.naive,
-            valid: store::sniff(&dir.join(&a.name)).valid(),
+            valid: store::is_valid(&dir.join(&a.name)),
         })
         .collect();
     let valid = candidates.iter().filter(|c| c.valid).count() as u64;
