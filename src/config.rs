@@ -206,12 +206,27 @@ pub struct Lookup {
     warnings: Vec<String>,
 }
 
-/// Reads the config file: a regular file (a FIFO or a device never blocks nor floods:
-/// `fsutil::read_small`) of at most `CONFIG_MAX_BYTES`. Returns it and its mode.
+/// Reads the config file: a regular file of at most `CONFIG_MAX_BYTES`, opened without
+/// blocking (a FIFO or a device is refused at once, never read for ever); `/dev/null`
+/// reads as empty. Returns it and its mode.
 fn read_config_file(path: &Path) -> std::io::Result<(Vec<u8>, u32)> {
     use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
     use std::os::unix::fs::MetadataExt;
-    let (f, meta) = crate::fsutil::open_regular(path, false)?;
+    let (f, meta) = crate::fsutil::open_read(path, false)?;
+    // `--config /dev/null` (no file, only the environment) is an empty file.
+    if meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3) {
+        return Ok((Vec::new(), 0));
+    }
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "is {}, not a regular file",
+                crate::fsutil::kind_of(meta.file_type())
+            ),
+        ));
+    }
     let too_big = || {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
