@@ -206,6 +206,18 @@ pub struct Lookup {
     warnings: Vec<String>,
 }
 
+/// Whether another user can get to `path`: every folder above it searchable by others
+/// (a 0644 file in a 0700 folder is not readable by them).
+fn reachable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return true;
+    };
+    real.ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).map_or(true, |m| m.permissions().mode() & 0o001 != 0))
+}
+
 /// Reads the config file: a regular file of at most `CONFIG_MAX_BYTES`, opened without
 /// blocking (a FIFO or a device is refused at once, never read for ever); `/dev/null`
 /// reads as empty. Returns it and its mode.
@@ -285,7 +297,7 @@ impl Lookup {
             .copied()
             .filter(|k| lookup.file.get(*k).is_some_and(|v| !v.is_empty()))
             .collect();
-        if mode & 0o004 != 0 && !secrets.is_empty() {
+        if mode & 0o004 != 0 && !secrets.is_empty() && reachable_by_others(&path) {
             lookup.warnings.push(format!(
                 "{} holds {} and is readable by every user (mode {:04o}): chmod 600 (or 640 \
                  root:<service group>) it",

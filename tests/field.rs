@@ -1013,6 +1013,13 @@ fn the_config_file_must_be_a_small_regular_file_and_errors_cut_values() {
         .unwrap_or_else(|e| panic!("{e}"));
     let out = quick(&t, &[], &["status"]);
     assert!(!out.stderr.contains("readable by every user"), "{out}");
+    // 0644 in a folder closed to others: nobody else can read it.
+    fs::set_permissions(&t.config_file, fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let etc = t.config_file.parent().unwrap_or(&t.root).to_path_buf();
+    fs::set_permissions(&etc, fs::Permissions::from_mode(0o700)).unwrap_or_else(|e| panic!("{e}"));
+    let out = quick(&t, &[], &["status"]);
+    assert!(!out.stderr.contains("readable by every user"), "{out}");
 }
 
 // ---------------------------------------------------------------------------------
