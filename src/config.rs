@@ -206,59 +206,6 @@ pub struct Lookup {
     warnings: Vec<String>,
 }
 
-/// Whether another user can get to `path`: every folder above it searchable by others
-/// (a 0644 file in a 0700 folder is not readable by them).
-fn reachable_by_others(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(real) = std::fs::canonicalize(path) else {
-        return true;
-    };
-    real.ancestors()
-        .skip(1)
-        .all(|dir| std::fs::metadata(dir).map_or(true, |m| m.permissions().mode() & 0o001 != 0))
-}
-
-/// Reads the config file: a regular file of at most `CONFIG_MAX_BYTES`, opened without
-/// blocking (a FIFO or a device is refused at once, never read for ever); `/dev/null`
-/// reads as empty. Returns it and its mode.
-fn read_config_file(path: &Path) -> std::io::Result<(Vec<u8>, u32)> {
-    use std::io::Read;
-    use std::os::unix::fs::FileTypeExt;
-    use std::os::unix::fs::MetadataExt;
-    let (f, meta) = crate::fsutil::open_read(path, false)?;
-    // `--config /dev/null` (no file, only the environment) is an empty file.
-    if meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3) {
-        return Ok((Vec::new(), 0));
-    }
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "is {}, not a regular file",
-                crate::fsutil::kind_of(meta.file_type())
-            ),
-        ));
-    }
-    let too_big = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "it is larger than {} MiB: not a configuration file",
-                CONFIG_MAX_BYTES >> 20
-            ),
-        )
-    };
-    if meta.len() > CONFIG_MAX_BYTES {
-        return Err(too_big());
-    }
-    let mut buf = Vec::new();
-    f.take(CONFIG_MAX_BYTES + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > CONFIG_MAX_BYTES {
-        return Err(too_big());
-    }
-    Ok((buf, meta.mode()))
-}
-
 impl Lookup {
     /// Reads the real environment and the config file. An explicit `--config` path must
     /// exist; the default path may be absent.
@@ -271,7 +218,8 @@ impl Lookup {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
         };
-        let (text, mode) = match read_config_file(&path) {
+        let read = crate::fsutil::read_small(&path, false, CONFIG_MAX_BYTES);
+        let (text, mode) = match read {
             Ok((bytes, mode)) => (
                 String::from_utf8(bytes).map_err(|_| {
                     ConfigError(format!(
@@ -297,7 +245,7 @@ impl Lookup {
             .copied()
             .filter(|k| lookup.file.get(*k).is_some_and(|v| !v.is_empty()))
             .collect();
-        if mode & 0o004 != 0 && !secrets.is_empty() && reachable_by_others(&path) {
+        if mode & 0o004 != 0 && !secrets.is_empty() && crate::fsutil::reachable_by_others(&path) {
             lookup.warnings.push(format!(
                 "{} holds {} and is readable by every user (mode {:04o}): chmod 600 (or 640 \
                  root:<service group>) it",

@@ -124,15 +124,30 @@ pub fn open_regular_nofollow(path: &Path) -> io::Result<(File, std::fs::Metadata
 }
 
 /// Reads a whole small file that must be regular, never waiting on a FIFO and never
-/// reading more than `max` bytes (a `/dev/zero` or a runaway file is an error, not an
-/// out-of-memory).
-pub fn read_small(path: &Path, nofollow: bool, max: u64) -> io::Result<Vec<u8>> {
+/// reading more than `max` bytes (a device or a runaway file is an error, not an
+/// out-of-memory); `/dev/null` reads as empty. Returns it and its mode.
+pub fn read_small(path: &Path, nofollow: bool, max: u64) -> io::Result<(Vec<u8>, u32)> {
     use std::io::Read;
-    let (f, meta) = open_regular(path, nofollow)?;
+    use std::os::unix::fs::FileTypeExt;
+    let (f, meta) = open_read(path, nofollow)?;
+    // `--config /dev/null` (no file, only the environment) is an empty file.
+    if meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3) {
+        return Ok((Vec::new(), 0));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {}, not a regular file", kind_of(meta.file_type())),
+        ));
+    }
     let too_big = || {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("is larger than {} bytes", max),
+            if max >= 1 << 20 && max.is_multiple_of(1 << 20) {
+                format!("is larger than {} MiB", max >> 20)
+            } else {
+                format!("is larger than {max} bytes")
+            },
         )
     };
     if meta.len() > max {
@@ -143,7 +158,19 @@ pub fn read_small(path: &Path, nofollow: bool, max: u64) -> io::Result<Vec<u8>> 
     if buf.len() as u64 > max {
         return Err(too_big());
     }
-    Ok(buf)
+    Ok((buf, meta.mode()))
+}
+
+/// Whether another user can get to `path`: every folder above it searchable by others
+/// (a 0644 file in a 0700 folder is not readable by them).
+pub fn reachable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return true;
+    };
+    real.ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).map_or(true, |m| m.permissions().mode() & 0o001 != 0))
 }
 
 /// Disk use of the file system holding `path`, computed as `df` does it.

@@ -105,7 +105,7 @@ const STATUS_MAX_BYTES: u64 = 1024 * 1024;
 pub fn read(dir: &Path) -> io::Result<Option<Status>> {
     let path = dir.join(STATUS_FILE);
     let text = match fsutil::read_small(&path, true, STATUS_MAX_BYTES) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Ok((b, _)) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io::Error::new(e.kind(), format!("{STATUS_FILE} {e}"))),
     };
