@@ -65,7 +65,8 @@ pub enum ClockWarning {
     /// The clock reads a date before this program existed (a Pi boots in 1970 until
     /// NTP answers): scheduled backups wait.
     NotSet { now: String },
-    /// An archive is dated more than `FUTURE_IGNORED` ahead of the clock.
+    /// An archive is dated more than an hour ahead of the clock (up to `FUTURE_IGNORED`
+    /// ahead the schedule waits for the clock to pass it; further ahead it is ignored).
     FutureArchive { name: String },
     /// The last success is dated in the future (more than an hour ahead).
     FutureSuccess { stamp: String },
@@ -80,8 +81,8 @@ impl ClockWarning {
                  NTP answer); scheduled backups wait for it"
             ),
             ClockWarning::FutureArchive { name } => format!(
-                "{name} is dated more than 24 h in the future: the clock was wrong when it \
-                 was made, or is wrong now"
+                "{name} is dated in the future: the clock was wrong when it was made, or \
+                 is wrong now"
             ),
             ClockWarning::FutureSuccess { stamp } => format!(
                 "the last success is dated {stamp}, in the future: the clock was wrong then, \
@@ -98,8 +99,8 @@ impl ClockWarning {
                  réponse NTP). Les backups automatiques attendent."
             ),
             ClockWarning::FutureArchive { name } => format!(
-                "{name} est daté de plus de 24 h dans le futur : l'horloge du boîtier était \
-                 fausse quand il a été fait, ou l'est maintenant."
+                "{name} est daté dans le futur : l'horloge du boîtier était fausse quand \
+                 il a été fait, ou l'est maintenant."
             ),
             ClockWarning::FutureSuccess { stamp } => format!(
                 "Le dernier backup réussi est daté du {stamp}, dans le futur : l'horloge du \
@@ -131,7 +132,7 @@ pub fn clock_warning(
         });
     }
     match newest_archive {
-        Some((name, t)) if t - naive > FUTURE_IGNORED => Some(ClockWarning::FutureArchive {
+        Some((name, t)) if t - naive > 3600 => Some(ClockWarning::FutureArchive {
             name: name.to_string(),
         }),
         _ => None,
