@@ -64,6 +64,8 @@ pub struct Config {
     pub restart_cmd: Option<String>,
     /// Lines of the config file that name no known key (reported as warnings).
     pub unknown_keys: Vec<String>,
+    /// Other warnings about the configuration (a secret in a world-readable file).
+    pub warnings: Vec<String>,
     /// This Pi's name in the bucket and in alerts (SITE_ID, default the hostname).
     pub site_id: String,
     /// Offsite copies; `None` while S3_ENDPOINT is unset.
@@ -169,9 +171,36 @@ impl fmt::Display for ConfigError {
     }
 }
 
-fn bad(key: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError(format!("invalid {key}={value:?}: expected {expected}"))
+/// The most characters of a value an error shows: a runaway line is cut, not echoed
+/// whole.
+const SHOWN_MAX_CHARS: usize = 64;
+
+/// A value as errors show it: quoted, cut after `SHOWN_MAX_CHARS` characters.
+pub fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_MAX_CHARS) {
+        None => format!("{value:?}"),
+        Some((at, _)) => format!("{:?}… ({} bytes in all)", &value[..at], value.len()),
+    }
 }
+
+fn bad(key: &str, value: &str, expected: &str) -> ConfigError {
+    ConfigError(format!(
+        "invalid {}={}: expected {expected}",
+        cut(key),
+        shown(value)
+    ))
+}
+
+/// A key name as errors show it (a "key" may be a whole runaway line).
+fn cut(s: &str) -> &str {
+    match s.char_indices().nth(SHOWN_MAX_CHARS) {
+        None => s,
+        Some((at, _)) => &s[..at],
+    }
+}
+
+/// The most a config file may hold: a real one is a few hundred bytes.
+pub const CONFIG_MAX_BYTES: u64 = 1024 * 1024;
 
 /// Parses the text of a config file into key/value pairs.
 pub fn parse_file(text: &str, origin: &Path) -> Result<Vec<(String, String)>, ConfigError> {
@@ -184,19 +213,19 @@ pub fn parse_file(text: &str, origin: &Path) -> Result<Vec<(String, String)>, Co
         let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
         let Some((key, value)) = line.split_once('=') else {
             return Err(ConfigError(format!(
-                "{}:{}: expected KEY=VALUE, found {:?}",
+                "{}:{}: expected KEY=VALUE, found {}",
                 origin.display(),
                 i + 1,
-                raw
+                shown(raw)
             )));
         };
         let key = key.trim();
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(ConfigError(format!(
-                "{}:{}: {:?} is not a valid key name",
+                "{}:{}: {} is not a valid key name",
                 origin.display(),
                 i + 1,
-                key
+                shown(key)
             )));
         }
         let value = value.trim();
@@ -206,9 +235,10 @@ pub fn parse_file(text: &str, origin: &Path) -> Result<Vec<(String, String)>, Co
             }
             [b'"' | b'\'', ..] => {
                 return Err(ConfigError(format!(
-                    "{}:{}: unterminated quote in the value of {key}",
+                    "{}:{}: unterminated quote in the value of {}",
                     origin.display(),
-                    i + 1
+                    i + 1,
+                    cut(key)
                 )));
             }
             _ => value,
@@ -223,6 +253,8 @@ pub struct Lookup {
     env: HashMap<String, String>,
     file: HashMap<String, String>,
     unknown_keys: Vec<String>,
+    /// Said on stderr at every start (a secret in a world-readable file).
+    warnings: Vec<String>,
 }
 
 impl Lookup {
@@ -237,14 +269,18 @@ impl Lookup {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
         };
-        let text = match std::fs::read(&path) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|_| {
-                ConfigError(format!(
-                    "{}: the config file is not valid UTF-8",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+        let read = crate::fsutil::read_small(&path, false, CONFIG_MAX_BYTES);
+        let (text, mode) = match read {
+            Ok((bytes, mode)) => (
+                String::from_utf8(bytes).map_err(|_| {
+                    ConfigError(format!(
+                        "{}: the config file is not valid UTF-8",
+                        path.display()
+                    ))
+                })?,
+                mode,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => (String::new(), 0),
             Err(e) => {
                 return Err(ConfigError(format!(
                     "cannot read the config file {}: {e}",
@@ -252,7 +288,24 @@ impl Lookup {
                 )));
             }
         };
-        Lookup::from_parts(env, &text, &path)
+        let mut lookup = Lookup::from_parts(env, &text, &path)?;
+        // A secret in a file every user of the Pi can read (the kiosk browser, a
+        // player plug-in) is a leak waiting to happen: say so, every time.
+        let secrets: Vec<&str> = SECRET_KEYS
+            .iter()
+            .copied()
+            .filter(|k| lookup.file.get(*k).is_some_and(|v| !v.is_empty()))
+            .collect();
+        if mode & 0o004 != 0 && !secrets.is_empty() && crate::fsutil::reachable_by_others(&path) {
+            lookup.warnings.push(format!(
+                "{} holds {} and is readable by every user (mode {:04o}): chmod 600 (or 640 \
+                 root:<service group>) it",
+                path.display(),
+                secrets.join(" and "),
+                mode & 0o7777
+            ));
+        }
+        Ok(lookup)
     }
 
     pub fn from_parts(
@@ -272,6 +325,7 @@ impl Lookup {
             env,
             file,
             unknown_keys,
+            warnings: Vec::new(),
         })
     }
 
@@ -642,6 +696,7 @@ impl Config {
             services,
             restart_cmd,
             unknown_keys: src.unknown_keys.clone(),
+            warnings: src.warnings.clone(),
             site_id: site_id_key(src)?,
             offsite: offsite_keys(src)?,
             alerts,

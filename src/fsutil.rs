@@ -52,32 +52,153 @@ pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Resu
     res
 }
 
-/// Opens `dir/name` for reading only if it is a regular file and not a symlink
-/// (`O_NOFOLLOW`, then a check on the opened handle, so no race can swap it).
-pub fn open_regular_nofollow(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
+/// What a file is, in words, for messages ("a FIFO", "a folder").
+pub fn kind_of(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a folder"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading without ever waiting: `O_NONBLOCK`, so that a FIFO or a
+/// device at the path answers at once instead of blocking the caller (and the backup
+/// lock it may hold) for ever. With `nofollow`, a symbolic link at the last component
+/// is refused (`ELOOP`). Returns the metadata of the opened handle, so that the type
+/// check cannot be raced: the caller judges the file it actually reads. (On a regular
+/// file O_NONBLOCK changes nothing.)
+pub fn open_read(path: &Path, nofollow: bool) -> io::Result<(File, std::fs::Metadata)> {
+    let mut flags = libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
+    }
     let f = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                io::Error::new(io::ErrorKind::NotFound, "is a symbolic link")
-            } else {
-                e
-            }
-        })?;
+        .custom_flags(flags)
+        .open(path)?;
     let meta = f.metadata()?;
+    Ok((f, meta))
+}
+
+/// `open_read`, insisting on a regular file: anything else is an `InvalidInput` error
+/// that says what it is ("is a FIFO (named pipe), not a regular file").
+pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<(File, std::fs::Metadata)> {
+    let (f, meta) = open_read(path, nofollow).map_err(|e| {
+        if nofollow && e.raw_os_error() == Some(libc::ELOOP) {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a symbolic link, not a regular file",
+            )
+        } else {
+            e
+        }
+    })?;
     if !meta.file_type().is_file() {
         return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "not a regular file",
+            io::ErrorKind::InvalidInput,
+            format!("is {}, not a regular file", kind_of(meta.file_type())),
         ));
     }
     Ok((f, meta))
 }
 
-/// Bytes free for an unprivileged writer on the file system holding `path`.
-pub fn free_bytes(path: &Path) -> Option<(u64, u64)> {
+/// Opens `dir/name` for reading only if it is a regular file and not a symlink
+/// (`O_NOFOLLOW`, `O_NONBLOCK`, then a check on the opened handle, so no race can swap
+/// it). Anything else is `NotFound`, as the API answers it.
+pub fn open_regular_nofollow(path: &Path) -> io::Result<(File, std::fs::Metadata)> {
+    open_regular(path, true).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
+        _ => e,
+    })
+}
+
+/// Reads a whole small file that must be regular, never waiting on a FIFO and never
+/// reading more than `max` bytes (a device or a runaway file is an error, not an
+/// out-of-memory); `/dev/null` reads as empty. Returns it and its mode.
+pub fn read_small(path: &Path, nofollow: bool, max: u64) -> io::Result<(Vec<u8>, u32)> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let (f, meta) = open_read(path, nofollow)?;
+    // `--config /dev/null` (no file, only the environment) is an empty file.
+    if meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3) {
+        return Ok((Vec::new(), 0));
+    }
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {}, not a regular file", kind_of(meta.file_type())),
+        ));
+    }
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            if max >= 1 << 20 && max.is_multiple_of(1 << 20) {
+                format!("is larger than {} MiB", max >> 20)
+            } else {
+                format!("is larger than {max} bytes")
+            },
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big());
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    f.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(too_big());
+    }
+    Ok((buf, meta.mode()))
+}
+
+/// Whether another user can get to `path`: every folder above it searchable by others
+/// (a 0644 file in a 0700 folder is not readable by them).
+pub fn reachable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return true;
+    };
+    real.ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).map_or(true, |m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// Disk use of the file system holding `path`, computed as `df` does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUse {
+    /// Size of the file system (df's "Size").
+    pub total: u64,
+    /// Blocks in use (total minus free, reserved blocks not counted: df's "Used").
+    pub used: u64,
+    /// Free for an unprivileged writer (df's "Avail").
+    pub avail: u64,
+}
+
+impl DiskUse {
+    /// df's "Use%": used / (used + avail), rounded up; the blocks reserved for root are
+    /// neither used nor available.
+    pub fn percent(&self) -> u64 {
+        let denom = self.used + self.avail;
+        if denom == 0 {
+            0
+        } else {
+            (self.used * 100).div_ceil(denom)
+        }
+    }
+}
+
+/// `df` figures for the file system holding `path`.
+pub fn disk_use(path: &Path) -> Option<DiskUse> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -87,7 +208,12 @@ pub fn free_bytes(path: &Path) -> Option<(u64, u64)> {
         return None;
     }
     let frsize = st.f_frsize as u64;
-    Some((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
+    let blocks = st.f_blocks as u64;
+    Some(DiskUse {
+        total: blocks * frsize,
+        used: blocks.saturating_sub(st.f_bfree as u64) * frsize,
+        avail: st.f_bavail as u64 * frsize,
+    })
 }
 
 /// An exclusive `flock` on a file; the kernel drops it when the process dies, so a

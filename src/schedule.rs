@@ -42,12 +42,101 @@ pub fn next_after(t: i64, hhmm: (u32, u32), tz: &Tz) -> i64 {
         .unwrap_or(t + 86_400)
 }
 
+/// 2025-01-01T00:00:00Z: no real backup can be older than this program.
+pub const MIN_SANE: i64 = 1_735_689_600;
+
+/// An archive dated more than this far in the future is a clock excursion: it never
+/// stops the schedule and never counts as a fresh success (docs/format.md, The schedule).
+pub const FUTURE_IGNORED: i64 = 24 * 3600;
+
 /// Whether the wall clock can be trusted: systemd-timesyncd says it is synchronized, or
 /// it is past this program's minimum date and not earlier than the newest archive.
+/// (All local naive seconds.) An archive dated more than `FUTURE_IGNORED` ahead is
+/// ignored here: left by a clock that was wrong (a bad NTP answer, a wrong RTC), it
+/// would otherwise stop every backup until that date.
 pub fn clock_sane(now: i64, newest_archive: Option<i64>, timesync_flag: bool) -> bool {
-    /// 2025-01-01T00:00:00Z: no real backup can be older than this program.
-    const MIN_SANE: i64 = 1_735_689_600;
-    timesync_flag || (now >= MIN_SANE && newest_archive.is_none_or(|n| now + 3600 >= n))
+    let newest = newest_archive.filter(|&n| n - now <= FUTURE_IGNORED);
+    timesync_flag || (now >= MIN_SANE && newest.is_none_or(|n| now + 3600 >= n))
+}
+
+/// Why the clock looks wrong, for auto-status, the page and /metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClockWarning {
+    /// The clock reads a date before this program existed (a Pi boots in 1970 until
+    /// NTP answers): scheduled backups wait.
+    NotSet { now: String },
+    /// An archive is dated more than an hour ahead of the clock (up to `FUTURE_IGNORED`
+    /// ahead the schedule waits for the clock to pass it; further ahead it is ignored).
+    FutureArchive { name: String },
+    /// The last success is dated in the future (more than an hour ahead).
+    FutureSuccess { stamp: String },
+}
+
+impl ClockWarning {
+    /// In English, for the log and the CLI.
+    pub fn english(&self) -> String {
+        match self {
+            ClockWarning::NotSet { now } => format!(
+                "the clock reads {now}, before this program existed: it is not set yet (no \
+                 NTP answer); scheduled backups wait for it"
+            ),
+            ClockWarning::FutureArchive { name } => format!(
+                "{name} is dated in the future: the clock was wrong when it was made, or \
+                 is wrong now"
+            ),
+            ClockWarning::FutureSuccess { stamp } => format!(
+                "the last success is dated {stamp}, in the future: the clock was wrong then, \
+                 or is wrong now; it does not count as a fresh backup"
+            ),
+        }
+    }
+
+    /// In French, for the page (the API's messages are in French).
+    pub fn french(&self) -> String {
+        match self {
+            ClockWarning::NotSet { now } => format!(
+                "L'horloge du boîtier indique {now} : elle n'est pas encore à l'heure (pas de \
+                 réponse NTP). Les backups automatiques attendent."
+            ),
+            ClockWarning::FutureArchive { name } => format!(
+                "{name} est daté dans le futur : l'horloge du boîtier était fausse quand \
+                 il a été fait, ou l'est maintenant."
+            ),
+            ClockWarning::FutureSuccess { stamp } => format!(
+                "Le dernier backup réussi est daté du {stamp}, dans le futur : l'horloge du \
+                 boîtier était fausse, ou l'est maintenant. Il ne compte pas comme récent."
+            ),
+        }
+    }
+}
+
+/// The clock warning, if any. `now`: Unix seconds; `newest_archive`: (name, local time
+/// in the name); `last_success`: (timestamp as written, Unix seconds).
+pub fn clock_warning(
+    now: i64,
+    tz: &Tz,
+    newest_archive: Option<(&str, i64)>,
+    last_success: Option<(&str, i64)>,
+) -> Option<ClockWarning> {
+    let naive = tz.to_naive(now);
+    if naive < MIN_SANE {
+        return Some(ClockWarning::NotSet {
+            now: clock::plain(naive),
+        });
+    }
+    if let Some((stamp, t)) = last_success
+        && t - now > crate::status::FUTURE_SLACK
+    {
+        return Some(ClockWarning::FutureSuccess {
+            stamp: stamp.to_string(),
+        });
+    }
+    match newest_archive {
+        Some((name, t)) if t - naive > 3600 => Some(ClockWarning::FutureArchive {
+            name: name.to_string(),
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -246,7 +335,27 @@ mod tests {
         assert!(!clock_sane(0, None, false));
         assert!(clock_sane(0, None, true));
         assert!(clock_sane(t, Some(t - 86_400), false));
+        assert!(!clock_sane(t, Some(t + 7200), false));
         assert!(!clock_sane(t, Some(t + 86_400), false));
+        // An archive of 2099 never stops the schedule by itself.
+        assert!(clock_sane(t, Some(at("2099-01-01T03:00:00Z")), false));
+        assert!(clock_sane(t, Some(t + 86_401), false));
         let _ = naive_secs(2025, 1, 1, 0, 0, 0);
+    }
+
+    #[test]
+    fn clock_warnings() {
+        let tz = Tz::utc();
+        let t = at("2025-06-01T12:00:00Z");
+        assert_eq!(clock_warning(t, &tz, None, None), None);
+        let w = clock_warning(60, &tz, None, None);
+        assert!(matches!(w, Some(ClockWarning::NotSet { .. })), "{w:?}");
+        let far = at("2099-01-01T03:00:00Z");
+        let w = clock_warning(t, &tz, Some(("backup-20990101-030000.tar.gz", far)), None);
+        assert!(w.is_some_and(|w| w.english().contains("backup-20990101")));
+        assert_eq!(clock_warning(t, &tz, Some(("x", t + 3600)), None), None);
+        let w = clock_warning(t, &tz, None, Some(("2099-01-01T03:00:00+00:00", far)));
+        assert!(w.is_some_and(|w| w.french().contains("2099-01-01")));
+        assert_eq!(clock_warning(t, &tz, None, Some(("now", t + 60))), None);
     }
 }

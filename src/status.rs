@@ -19,6 +19,11 @@ use crate::store::{LOG_FILE, STATUS_FILE};
 
 pub const LOG_ROTATE_BYTES: u64 = 1024 * 1024;
 
+/// A success dated more than this ahead of the clock is not a fresh one: it was made
+/// while the clock was wrong, or the clock is wrong now (an hour of slack for a clock
+/// that NTP nudged back).
+pub const FUTURE_SLACK: i64 = 3600;
+
 /// The status of the last run. Field names are the contract's (docs/format.md, The status);
 /// `last_success` is ours: the timestamp of the last successful run, kept across
 /// failures so that `check` and the catch-up know how old the newest good backup is.
@@ -80,17 +85,29 @@ impl Status {
         self.last_success_stamp().and_then(clock::parse_iso)
     }
 
+    /// The last success as a fresh success can be counted at `now`: none when it is
+    /// dated more than `FUTURE_SLACK` in the future (docs/format.md, The schedule).
+    pub fn credible_success_unix(&self, now: i64) -> Option<i64> {
+        self.last_success_unix()
+            .filter(|&t| t - now <= FUTURE_SLACK)
+    }
+
     pub fn to_json(&self) -> String {
         SerJson::serialize_json(self)
     }
 }
 
-/// Reads the status file; `Ok(None)` when there is none yet.
+/// The most a status file may hold (one holds a few hundred bytes, more with warnings).
+const STATUS_MAX_BYTES: u64 = 1024 * 1024;
+
+/// Reads the status file; `Ok(None)` when there is none yet. Never waits on a FIFO and
+/// never reads more than 1 MiB (fsutil::read_small).
 pub fn read(dir: &Path) -> io::Result<Option<Status>> {
-    let text = match std::fs::read_to_string(dir.join(STATUS_FILE)) {
-        Ok(t) => t,
+    let path = dir.join(STATUS_FILE);
+    let text = match fsutil::read_small(&path, true, STATUS_MAX_BYTES) {
+        Ok((b, _)) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{STATUS_FILE} {e}"))),
     };
     Status::deserialize_json(&text)
         .map(Some)
@@ -107,7 +124,7 @@ pub fn write(dir: &Path, status: &Status) -> io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
                 .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
                 .open(dir.join(STATUS_FILE))
                 .map_err(|_| e)?;
             f.write_all(json.as_bytes())?;
@@ -170,7 +187,8 @@ impl Log {
             .create(true)
             .append(true)
             .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            // O_NONBLOCK: a FIFO in place of the log fails at once instead of blocking.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&self.path)?;
         f.write_all(format!("{line}\n").as_bytes())
     }
@@ -184,7 +202,7 @@ impl Log {
 /// The last `n` lines of backup.log (reading only its tail).
 pub fn tail(dir: &Path, n: usize) -> String {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(dir.join(LOG_FILE)) else {
+    let Ok((mut f, _)) = fsutil::open_regular(&dir.join(LOG_FILE), true) else {
         return String::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -270,7 +288,7 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
     // A Pi without a real-time clock may have made that backup while it believed it was
     // 2099: a success dated in the future says nothing about today, and would otherwise
     // count as fresh for years. (An hour of slack for a clock that NTP nudged back.)
-    if t - now > 3600 {
+    if t - now > FUTURE_SLACK {
         return (
             false,
             format!(

@@ -54,6 +54,10 @@ pub struct Entry {
     pub date: String,
     pub created: String,
     pub age: String,
+    /// Absent for an archive of the current format (the contract's exact shape); else
+    /// `old` (written by the old auto-backup.sh), `unknown` (gzip, but not a layout we
+    /// know) or `invalid` (empty, or not gzip: not an archive at all).
+    pub format: Option<String>,
 }
 
 /// "0 jours", "1 jour", "12 jours": whole days since the time in the name (never negative).
@@ -66,14 +70,109 @@ pub fn age_days(naive_then: i64, naive_now: i64) -> String {
     }
 }
 
-pub fn entry(a: &ArchiveInfo, naive_now: i64) -> Entry {
+/// The instant a local (naive) time in a name stands for: the first of two in the
+/// hour repeated in autumn, the moment the clock jumped for one in the hour skipped in
+/// spring.
+pub fn name_unix(naive: i64, tz: &clock::Tz) -> i64 {
+    match tz.unix_of_naive(naive).first() {
+        Some(&t) => t,
+        None => naive - i64::from(tz.offset_secs(naive - 86_400)),
+    }
+}
+
+/// One line of the list. `date`, `created`, `age` and the order all come from the time
+/// in the name (what the user sees, and what survives a copy that resets mtime).
+pub fn entry(a: &ArchiveInfo, format: Format, naive_now: i64, tz: &clock::Tz) -> Entry {
     Entry {
         name: a.name.clone(),
         size: human_size(a.size, 2),
         size_bytes: a.size,
         date: clock::plain(a.naive),
-        created: clock::iso_utc_millis(a.mtime, a.mtime_ms),
+        created: clock::iso_utc_millis(name_unix(a.naive, tz), 0),
         age: age_days(a.naive, naive_now),
+        format: (format != Format::Current).then(|| format.as_str().to_string()),
+    }
+}
+
+/// What a file named like an archive holds, judged from its first bytes (`sniff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One top folder `backup-YYYYMMDD-HHMMSS/` (docs/format.md, The archive).
+    Current,
+    /// Written by the old auto-backup.sh: top folder `YYYYMMDD-HHMMSS/`, no manifest.
+    Old,
+    /// A gzip stream, but its first entry is not a top folder we know (or unreadable).
+    Unknown,
+    /// Empty, not a regular file, or not gzip: not an archive, and never one of the
+    /// newest 3 that retention keeps.
+    Invalid,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Current => "current",
+            Format::Old => "old",
+            Format::Unknown => "unknown",
+            Format::Invalid => "invalid",
+        }
+    }
+}
+
+/// `YYYYMMDD-HHMMSS`: the top folder of an old-format archive.
+pub fn is_old_top(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 15
+        && b[8] == b'-'
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[9..].iter().all(u8::is_ascii_digit)
+}
+
+/// docs/format.md, Retention: a non-empty regular file (not a symlink) that starts with
+/// the gzip magic. Reads two bytes, never waits on a FIFO.
+pub fn is_valid(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok((mut f, meta)) = crate::fsutil::open_regular(path, true) else {
+        return false;
+    };
+    let mut magic = [0u8; 2];
+    meta.len() > 0 && f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b]
+}
+
+/// The most compressed bytes `sniff` reads to find the first tar header.
+const SNIFF_MAX_INPUT: u64 = 64 * 1024;
+
+/// Judges the file at `path` by its first bytes, without following a symlink and
+/// without waiting on a FIFO: the gzip magic, then the name of the first tar entry
+/// (inflating at most 64 KiB of input for its 512 bytes).
+pub fn sniff(path: &Path) -> Format {
+    use std::io::Read;
+    let Ok((f, meta)) = crate::fsutil::open_regular(path, true) else {
+        return Format::Invalid;
+    };
+    if meta.len() == 0 {
+        return Format::Invalid;
+    }
+    let mut r = f.take(SNIFF_MAX_INPUT);
+    let mut magic = [0u8; 2];
+    if r.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
+        return Format::Invalid;
+    }
+    let gz = flate2::read::GzDecoder::new(io::Cursor::new(magic).chain(r));
+    let mut header = [0u8; 512];
+    if gz.take(512).read_exact(&mut header).is_err() {
+        return Format::Unknown;
+    }
+    let name_field = &header[..100];
+    let name = &name_field[..name_field.iter().position(|&b| b == 0).unwrap_or(100)];
+    let first = name.split(|&b| b == b'/').next().unwrap_or_default();
+    let Ok(first) = std::str::from_utf8(first) else {
+        return Format::Unknown;
+    };
+    match first.strip_prefix("backup-") {
+        Some(stamp) if is_old_top(stamp) => Format::Current,
+        None if is_old_top(first) => Format::Old,
+        _ => Format::Unknown,
     }
 }
 
@@ -121,11 +220,11 @@ pub fn name_time(name: &str) -> Option<i64> {
 pub struct ArchiveInfo {
     pub name: String,
     pub size: u64,
-    /// Modification time, Unix seconds and milliseconds.
-    pub mtime: i64,
-    pub mtime_ms: u32,
     /// The local time in the name.
     pub naive: i64,
+    /// Inode and change time: what `sniff`'s memo is keyed on.
+    pub ino: u64,
+    pub ctime: (i64, i64),
 }
 
 /// Archives in `dir`, newest (by the time in their name) first. Symlinks, folders and
@@ -152,26 +251,67 @@ pub fn list(dir: &Path) -> io::Result<Vec<ArchiveInfo>> {
         if !meta.file_type().is_file() {
             continue;
         }
-        let (mtime, mtime_ms) = match meta
-            .modified()
-            .map(|t| t.duration_since(std::time::UNIX_EPOCH))
-        {
-            Ok(Ok(d)) => (
-                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                d.subsec_millis(),
-            ),
-            _ => (0, 0),
-        };
+        use std::os::unix::fs::MetadataExt;
         out.push(ArchiveInfo {
             name,
             size: meta.len(),
-            mtime,
-            mtime_ms,
             naive,
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
         });
     }
     out.sort_by(|a, b| b.name.cmp(&a.name));
     Ok(out)
+}
+
+/// The newest archive name in `dir` (by the time in the name) that is a regular file,
+/// with that time; reads only the names, and stats only a name newer than the best so
+/// far. For the daemon's clock checks, called per request.
+pub fn newest(dir: &Path) -> Option<(String, i64)> {
+    let mut best: Option<(String, i64)> = None;
+    for entry in std::fs::read_dir(dir).ok()? {
+        let Ok(entry) = entry else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Some(naive) = name_time(&name) else {
+            continue;
+        };
+        if best.as_ref().is_some_and(|(_, b)| *b >= naive) {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            best = Some((name, naive));
+        }
+    }
+    best
+}
+
+/// `sniff` results of the last listing, keyed on name, size, inode and ctime (any
+/// rewrite changes the ctime): the list is asked for every few seconds, the archives
+/// rarely change.
+type FormatMemo = std::collections::HashMap<String, (u64, u64, (i64, i64), Format)>;
+static FORMATS: std::sync::Mutex<Option<FormatMemo>> = std::sync::Mutex::new(None);
+
+/// The format of each archive of `list` (same order), sniffing only those not seen
+/// unchanged by the previous call.
+pub fn formats(dir: &Path, list: &[ArchiveInfo]) -> Vec<Format> {
+    let mut memo = FORMATS.lock().unwrap_or_else(|p| p.into_inner());
+    let old = memo.take().unwrap_or_default();
+    let mut fresh = FormatMemo::with_capacity(list.len());
+    let out = list
+        .iter()
+        .map(|a| {
+            let f = match old.get(&a.name) {
+                Some(&(size, ino, ctime, f)) if (size, ino, ctime) == (a.size, a.ino, a.ctime) => f,
+                _ => sniff(&dir.join(&a.name)),
+            };
+            fresh.insert(a.name.clone(), (a.size, a.ino, a.ctime, f));
+            f
+        })
+        .collect();
+    *memo = Some(fresh);
+    out
 }
 
 /// Creates BACKUP_DIR (0700: it holds secrets) if needed.
@@ -299,7 +439,11 @@ pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<
     let made = std::time::Instant::now();
     let archives = list(dir)?;
     let naive_now = tz.to_naive(clock::now_unix());
-    let entries: Vec<Entry> = archives.iter().map(|a| entry(a, naive_now)).collect();
+    let entries: Vec<Entry> = archives
+        .iter()
+        .zip(formats(dir, &archives))
+        .map(|(a, f)| entry(a, f, naive_now, tz))
+        .collect();
     // Sized up front (an entry is ~160 bytes): no trail of ever larger buffers.
     let mut out = nanoserde::SerJsonState::new(String::with_capacity(entries.len() * 192 + 2));
     entries.ser_json(0, &mut out);
@@ -325,6 +469,48 @@ pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<
 mod tests {
     use super::*;
 
+    /// A .tar.gz whose first entry is the folder `top/`.
+    fn targz(top: &str) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o700);
+        let r = b
+            .append_data(&mut h, format!("{top}/"), io::empty())
+            .and_then(|_| b.into_inner())
+            .and_then(|gz| gz.finish());
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn formats_are_judged_from_the_first_bytes() {
+        let dir = std::env::temp_dir().join(format!("neopro-sniff-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        for (name, bytes, want) in [
+            ("empty", Vec::new(), Format::Invalid),
+            ("text", b"not gzip".to_vec(), Format::Invalid),
+            ("magic-only", vec![0x1f, 0x8b], Format::Unknown),
+            ("current", targz("backup-20241218-030000"), Format::Current),
+            ("old", targz("20241218-030000"), Format::Old),
+            ("foreign", targz("home"), Format::Unknown),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, &bytes).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(sniff(&p), want, "{name}");
+            assert_eq!(is_valid(&p), want != Format::Invalid, "{name}");
+        }
+        let _ = std::os::unix::fs::symlink(dir.join("current"), dir.join("link"));
+        assert_eq!(
+            sniff(&dir.join("link")),
+            Format::Invalid,
+            "a symlink is not an archive"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn names() {
         assert!(is_archive_name("backup-20241218-030000.tar.gz"));
@@ -338,6 +524,7 @@ mod tests {
         ] {
             assert!(!is_archive_name(bad), "{bad}");
         }
+        assert!(is_old_top("20241218-030000") && !is_old_top("backup-20241218-030000"));
         assert_eq!(name_time("backup-20241399-030000.tar.gz"), None);
         let t = name_time("backup-20241218-030000.tar.gz");
         assert_eq!(t.map(stem_for).as_deref(), Some("backup-20241218-030000"));

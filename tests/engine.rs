@@ -454,8 +454,7 @@ fn exit_codes_for_usage_help_and_version() {
         &["run", "extra"],
         &["verify"],
         &["verify", "a", "b"],
-        &["check", "--max-age-hours", "0"],
-        &["check", "--max-age-hours", "soon"],
+        // (`check`'s usage errors are UNKNOWN, exit 3, on stdout: tests/field.rs.)
         &["list", "--bogus"],
     ] {
         let out = t.run(args);
@@ -676,10 +675,18 @@ fn name_at(unix: i64) -> String {
     format!("backup-{}-{}.tar.gz", &digits[..8], &digits[8..])
 }
 
+/// A planted archive: retention counts a file as an archive only when it starts with the
+/// gzip magic (docs/format.md, Retention).
+const PLANTED: &[u8] = b"\x1f\x8b planted";
+
 #[test]
 fn retention_removes_old_keeps_future_and_never_the_newest_three() {
     let t = Tree::new("retention");
     fs::create_dir_all(&t.backups).unwrap_or_else(|e| panic!("{e}"));
+    // An archive of an hour ago: without one, this run's clock would be decades ahead of
+    // the newest earlier archive, and such a run deletes nothing (docs/format.md, Retention).
+    let recent = name_at(now_unix() - 3600);
+    write_file(&t.backups.join(&recent), PLANTED);
     let planted = [
         "backup-20200101-030000.tar.gz",
         "backup-20200102-030000.tar.gz",
@@ -691,14 +698,17 @@ fn retention_removes_old_keeps_future_and_never_the_newest_three() {
         "backup-2020.tar.gz",
         "backup-20200101-030000.tar.gz.bak",
     ];
-    for n in planted.iter().chain(&bystanders) {
+    for n in planted.iter() {
+        write_file(&t.backups.join(n), PLANTED);
+    }
+    for n in bystanders.iter() {
         write_file(&t.backups.join(n), b"planted");
     }
     let first = t.backup(&[]);
-    // Newest three by the time in the name: 2099, the new one, 2020-01-03.
+    // Newest three by the time in the name: 2099, the new one, the one of an hour ago.
     let mut want = vec![
         first.clone(),
-        "backup-20200103-030000.tar.gz".to_string(),
+        recent.clone(),
         "backup-20990101-030000.tar.gz".to_string(),
     ];
     want.sort();
@@ -711,7 +721,12 @@ fn retention_removes_old_keeps_future_and_never_the_newest_three() {
     );
 
     let second = t.backup(&[]);
-    let mut want = vec![first, second, "backup-20990101-030000.tar.gz".to_string()];
+    let mut want = vec![
+        first,
+        second,
+        recent,
+        "backup-20990101-030000.tar.gz".to_string(),
+    ];
     want.sort();
     assert_eq!(
         archives(&t.backups),
@@ -735,12 +750,17 @@ fn retention_removes_old_keeps_future_and_never_the_newest_three() {
         "backup-20990103-030000.tar.gz",
         "backup-20990104-030000.tar.gz",
     ];
-    for n in future.iter().chain(&["backup-20200101-030000.tar.gz"]) {
-        write_file(&t.backups.join(n), b"planted");
+    let recent = name_at(now_unix() - 3600);
+    for n in future
+        .iter()
+        .chain(&["backup-20200101-030000.tar.gz", recent.as_str()])
+    {
+        write_file(&t.backups.join(n), PLANTED);
     }
     let made = t.backup(&[]);
     let mut want: Vec<String> = future.iter().map(|s| s.to_string()).collect();
     want.push(made);
+    want.push(recent);
     want.sort();
     assert_eq!(
         archives(&t.backups),
@@ -758,7 +778,7 @@ fn retention_honours_retention_days_and_keeps_at_least_three() {
         "backup-19990101-000000.tar.gz",
         "backup-20000101-000000.tar.gz",
     ] {
-        write_file(&t.backups.join(n), b"planted");
+        write_file(&t.backups.join(n), PLANTED);
     }
     let made = t.backup(&[("RETENTION_DAYS", "1")]);
     let mut want = vec![
@@ -778,7 +798,7 @@ fn retention_honours_retention_days_and_keeps_at_least_three() {
         .map(|d| name_at(now - d * 86_400))
         .collect();
     for n in &aged {
-        write_file(&t.backups.join(n), b"planted");
+        write_file(&t.backups.join(n), PLANTED);
     }
     let made = t.backup(&[("RETENTION_DAYS", "4")]);
     let mut want = vec![made, aged[0].clone(), aged[1].clone(), aged[2].clone()];

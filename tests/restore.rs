@@ -216,12 +216,12 @@ fn round_trip_restores_bytes_and_keeps_owner_and_mode() {
     for (p, want) in targets(&t).iter().zip(&originals) {
         assert_eq!(&read(p), want, "{} is not byte-equal\n{out}", p.display());
     }
-    // Existing files keep their current owner and mode; a new one gets the archive's
-    // mode and its folder's owner.
+    // Existing files keep their current owner and mode; a new one is 0600 (it may hold
+    // secrets, whatever mode the archive recorded) and gets its folder's owner.
     assert_eq!(mode(&t.configuration_json()), 0o640);
     assert_eq!(owner(&t.configuration_json()), (1234, 2345));
     assert_eq!(mode(&t.sync_agent_env()), 0o600);
-    assert_eq!(mode(&t.site_conf), 0o604);
+    assert_eq!(mode(&t.site_conf), 0o600);
     assert_eq!(owner(&t.site_conf), (4321, 5432));
     // No temporary file left beside the targets.
     for p in targets(&t) {

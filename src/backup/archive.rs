@@ -1,5 +1,6 @@
-//! Archives: their names, the listing of BACKUP_DIR, the manifest format, and reading an
-//! archive back to verify it (gzip CRC, tar structure, one top folder, MANIFEST.sha256).
+//! Archives: the manifest format, and reading an archive back to verify it (gzip CRC,
+//! tar structure, one top folder, MANIFEST.sha256), within bounds (docs/format.md,
+//! Reading an archive back).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -7,13 +8,75 @@ use std::path::{Component, Path};
 
 use sha2::{Digest, Sha256};
 
+use crate::store;
 use crate::units::hex;
 
 pub const MANIFEST: &str = "MANIFEST.sha256";
 
-/// The most `read_entries` keeps in memory, all kept files together (a 20,000-video
-/// inventory and manifest are about 2 MiB).
-const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
+/// The most `read_entries` reads of the files outside `videos/`, all together, and so
+/// the most it keeps in memory (a 20,000-video inventory and manifest are about 2 MiB):
+/// an archive whose configuration files inflate past it is refused (docs/format.md,
+/// Reading an archive back).
+pub const MAX_CONFIG_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Past `MAX_CONFIG_BYTES`, the whole stream may not inflate to more than this many
+/// times the compressed bytes read so far. Videos hardly compress (about 1:1) and
+/// text compresses about 10:1; only a decompression bomb (up to 1032:1 with zeros) gets
+/// near it. With it, reading an archive takes time in proportion to its size on disk:
+/// a 4 MB archive that would inflate to 4 GiB is refused after about 17 MiB.
+pub const MAX_INFLATION: u64 = 64;
+
+/// Data the gzip stream may still hold after the end of the tar archive (GNU tar pads
+/// to a 10 KiB record; anything far past that is not a tar we wrote).
+const MAX_TRAILING_BYTES: u64 = 1024 * 1024;
+
+/// The most entries an archive may hold (20,000 videos and their folders fit easily).
+pub const MAX_ENTRIES: usize = 200_000;
+
+/// Counts the compressed bytes read from the file.
+struct CountIn<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for CountIn<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// The inflated stream, refused as soon as it grows past `MAX_CONFIG_BYTES` plus
+/// `MAX_INFLATION` times the compressed bytes read (a decompression bomb).
+struct Bounded<R> {
+    inner: R,
+    compressed: std::rc::Rc<std::cell::Cell<u64>>,
+    inflated: u64,
+    bomb: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.inflated += n as u64;
+        let allowed =
+            MAX_CONFIG_BYTES.saturating_add(self.compressed.get().saturating_mul(MAX_INFLATION));
+        if self.inflated > allowed {
+            self.bomb.set(true);
+            return Err(io::Error::other(bomb_message()));
+        }
+        Ok(n)
+    }
+}
+
+fn bomb_message() -> String {
+    format!(
+        "the archive inflates to more than {MAX_INFLATION} times its compressed size \
+         (past the first {} MiB): a decompression bomb, not a backup (refused)",
+        MAX_CONFIG_BYTES >> 20
+    )
+}
 
 /// A path in sha256sum's format: names with `\` or a newline get a leading `\` on the
 /// line and those characters escaped, as GNU sha256sum does.
@@ -89,6 +152,9 @@ pub struct VerifyReport {
     pub ok: bool,
     pub files: Vec<FileCheck>,
     pub error: Option<String>,
+    /// Written by the old auto-backup.sh: top folder `YYYYMMDD-HHMMSS`; without a
+    /// manifest, `files` are only read (gzip and tar), not checked against one.
+    pub old_format: bool,
 }
 
 /// Checks a path from a tar entry: relative, no `..`, no root, under `top`.
@@ -123,34 +189,73 @@ pub struct EntrySeen {
     pub is_dir: bool,
     pub sha256: String,
     pub size: u64,
-    pub mode: u32,
     /// The content, kept only for files for which `keep` said yes.
     pub content: Option<Vec<u8>>,
 }
 
+/// The top folder an archive must have, given the one expected from its name: the
+/// name's own (`backup-YYYYMMDD-HHMMSS`), or the old auto-backup.sh's `YYYYMMDD-HHMMSS`
+/// (docs/format.md, Old-format archives).
+fn top_matches(first: &str, expected: &str) -> bool {
+    first == expected
+        || (expected
+            .strip_prefix("backup-")
+            .is_some_and(|stamp| stamp == first && store::is_old_top(first)))
+}
+
 /// Reads a whole .tar.gz stream, checking gzip, tar and path safety, hashing every
 /// regular file. Only directories and regular files are allowed; everything must sit in
-/// one top folder (named `expected_top` when given). Folders below the top one are
-/// listed too (`is_dir`), so that a caller can judge every name. `keep` chooses which
-/// small files' content to return. The gzip trailer (CRC, length) is checked to the
-/// last byte.
+/// one top folder (named `expected_top` when given, or its old-format twin, see
+/// `top_matches`). Folders below the top one are listed too (`is_dir`), so that a caller
+/// can judge every name. `keep` chooses which small files' content to return. The gzip
+/// trailer (CRC, length) is checked to the last byte.
+///
+/// Bounds, so that a hostile archive is refused in seconds, never read for minutes nor
+/// held in memory: the files outside `videos/` may inflate to `MAX_CONFIG_BYTES` in
+/// all; the stream as a whole may not inflate past `MAX_INFLATION` times its
+/// compressed size; at most `MAX_ENTRIES` entries. Video entries are streamed and
+/// hashed, never held.
 pub fn read_entries(
     reader: impl Read,
     expected_top: Option<&str>,
     keep: &dyn Fn(&[u8]) -> bool,
 ) -> Result<(String, Vec<EntrySeen>), String> {
-    let gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(64 * 1024, reader));
-    let mut ar = tar::Archive::new(gz);
-    let mut top: Option<String> = expected_top.map(str::to_string);
+    let compressed = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let bomb = std::rc::Rc::new(std::cell::Cell::new(false));
+    let counted = CountIn {
+        inner: reader,
+        count: std::rc::Rc::clone(&compressed),
+    };
+    let gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(64 * 1024, counted));
+    let bounded = Bounded {
+        inner: gz,
+        compressed,
+        inflated: 0,
+        bomb: std::rc::Rc::clone(&bomb),
+    };
+    let mut ar = tar::Archive::new(bounded);
+    let mut top: Option<String> = None;
     let mut seen = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let mut kept_total = 0usize;
+    let mut config_total = 0u64;
+    let damaged = |what: String, e: &dyn std::fmt::Display| {
+        if bomb.get() {
+            bomb_message()
+        } else {
+            format!("{what}: {e}")
+        }
+    };
     {
         let entries = ar
             .entries()
-            .map_err(|e| format!("not a readable tar.gz: {e}"))?;
+            .map_err(|e| damaged("not a readable tar.gz".into(), &e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| format!("damaged archive: {e}"))?;
+            let mut entry = entry.map_err(|e| damaged("damaged archive".into(), &e))?;
+            if seen.len() >= MAX_ENTRIES {
+                return Err(format!(
+                    "the archive holds more than {MAX_ENTRIES} entries: not a backup (refused)"
+                ));
+            }
             let path = entry
                 .path()
                 .map_err(|e| format!("entry with an unreadable path: {e}"))?
@@ -161,7 +266,11 @@ pub fn read_entries(
                     let Some(Component::Normal(first)) = path.components().next() else {
                         return Err(format!("entry {path:?} has an absolute or unsafe path"));
                     };
-                    let t = first.to_string_lossy().into_owned();
+                    let first = first.to_string_lossy().into_owned();
+                    let t = match expected_top {
+                        Some(e) if !top_matches(&first, e) => e.to_string(),
+                        _ => first,
+                    };
                     top = Some(t.clone());
                     t
                 }
@@ -176,7 +285,6 @@ pub fn read_entries(
                         is_dir: true,
                         sha256: String::new(),
                         size: 0,
-                        mode: entry.header().mode().unwrap_or(0o700),
                         content: None,
                     });
                 }
@@ -194,7 +302,18 @@ pub fn read_entries(
             }
             use std::os::unix::ffi::OsStrExt;
             let inner_bytes = inner.as_os_str().as_bytes().to_vec();
-            let mode = entry.header().mode().unwrap_or(0o600);
+            let is_video = inner_bytes.starts_with(b"videos/");
+            let too_big = || {
+                format!(
+                    "{path:?} and the other files outside videos/ inflate past {} MiB: \
+                     not a configuration backup (refused)",
+                    MAX_CONFIG_BYTES >> 20
+                )
+            };
+            // Judged on the header first: a claimed 4 GiB site.conf is refused unread.
+            if !is_video && config_total.saturating_add(entry.size()) > MAX_CONFIG_BYTES {
+                return Err(too_big());
+            }
             let want = keep(&inner_bytes);
             let mut content = want.then(Vec::new);
             let mut h = Sha256::new();
@@ -202,20 +321,19 @@ pub fn read_entries(
             loop {
                 let n = entry
                     .read(&mut buf)
-                    .map_err(|e| format!("damaged archive while reading {path:?}: {e}"))?;
+                    .map_err(|e| damaged(format!("damaged archive while reading {path:?}"), &e))?;
                 if n == 0 {
                     break;
                 }
                 h.update(&buf[..n]);
                 size += n as u64;
-                if let Some(c) = content.as_mut() {
-                    // All kept files together: a hostile archive cannot eat a Pi Zero's RAM.
-                    kept_total += n;
-                    if kept_total > MAX_KEPT_BYTES {
-                        return Err(format!(
-                            "{path:?} is too large for a configuration or manifest file"
-                        ));
+                if !is_video {
+                    config_total += n as u64;
+                    if config_total > MAX_CONFIG_BYTES {
+                        return Err(too_big());
                     }
+                }
+                if let Some(c) = content.as_mut() {
                     c.extend_from_slice(&buf[..n]);
                 }
             }
@@ -224,30 +342,64 @@ pub fn read_entries(
                 is_dir: false,
                 sha256: hex(&h.finalize()),
                 size,
-                mode,
                 content,
             });
         }
     }
-    // Drain to the end so that the gzip CRC and length are checked.
-    let mut rest = ar.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| format!("damaged gzip stream: {e}"))?;
+    // Drain to the end so that the gzip CRC and length are checked; after the tar's end
+    // there is only its padding.
+    let rest = ar.into_inner();
+    let mut rest = rest.take(MAX_TRAILING_BYTES + 1);
+    let trailing = io::copy(&mut rest, &mut io::sink())
+        .map_err(|e| damaged("damaged gzip stream".into(), &e))?;
+    if trailing > MAX_TRAILING_BYTES {
+        return Err(format!(
+            "more than {} MiB of data after the end of the tar archive: not a backup (refused)",
+            MAX_TRAILING_BYTES >> 20
+        ));
+    }
     let top = top.ok_or_else(|| "the archive is empty".to_string())?;
     Ok((top, seen))
 }
 
 /// Verifies an archive stream: readable to the end, one top folder, and every file
-/// matching MANIFEST.sha256 (and listed in it).
+/// matching MANIFEST.sha256 (and listed in it). An archive of the old auto-backup.sh
+/// (top folder `YYYYMMDD-HHMMSS`) has no manifest: gzip and tar are checked, and the
+/// report says so (`old_format`).
 pub fn verify(reader: impl Read, expected_top: Option<&str>) -> VerifyReport {
     let keep = |p: &[u8]| p == MANIFEST.as_bytes();
     match read_entries(reader, expected_top, &keep) {
-        Ok((_, seen)) => check_manifest(&seen),
+        Ok((top, seen)) if store::is_old_top(&top) && !has_manifest(&seen) => VerifyReport {
+            ok: true,
+            files: seen
+                .iter()
+                .filter(|e| !e.is_dir)
+                .map(|e| FileCheck {
+                    name: String::from_utf8_lossy(&e.path).into_owned(),
+                    sha256: e.sha256.clone(),
+                    ok: true,
+                })
+                .collect(),
+            error: None,
+            old_format: true,
+        },
+        Ok((top, seen)) => VerifyReport {
+            old_format: store::is_old_top(&top),
+            ..check_manifest(&seen)
+        },
         Err(e) => VerifyReport {
             ok: false,
             files: Vec::new(),
             error: Some(e),
+            old_format: false,
         },
     }
+}
+
+/// Whether the files read hold a MANIFEST.sha256.
+pub fn has_manifest(seen: &[EntrySeen]) -> bool {
+    seen.iter()
+        .any(|e| !e.is_dir && e.path == MANIFEST.as_bytes())
 }
 
 /// Checks the files read by `read_entries` (with MANIFEST.sha256's content kept)
@@ -257,22 +409,18 @@ pub fn check_manifest(seen: &[EntrySeen]) -> VerifyReport {
         .iter()
         .find(|e| !e.is_dir && e.path == MANIFEST.as_bytes())
         .and_then(|e| e.content.as_deref());
+    let fail = |e: String| VerifyReport {
+        ok: false,
+        files: Vec::new(),
+        error: Some(e),
+        old_format: false,
+    };
     let Some(manifest) = manifest else {
-        return VerifyReport {
-            ok: false,
-            files: Vec::new(),
-            error: Some("MANIFEST.sha256 is missing".to_string()),
-        };
+        return fail("MANIFEST.sha256 is missing".to_string());
     };
     let mut expected = match parse_manifest(manifest) {
         Ok(m) => m,
-        Err(e) => {
-            return VerifyReport {
-                ok: false,
-                files: Vec::new(),
-                error: Some(e),
-            };
-        }
+        Err(e) => return fail(e),
     };
     let mut files = Vec::new();
     for e in seen
@@ -303,6 +451,7 @@ pub fn check_manifest(seen: &[EntrySeen]) -> VerifyReport {
         ok: error.is_none(),
         files,
         error,
+        old_format: false,
     }
 }
 

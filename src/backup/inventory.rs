@@ -153,7 +153,16 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
             };
             let meta = match meta {
                 Ok(m) if m.is_file() => m,
-                Ok(_) => continue,
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) => {
+                    // A FIFO, socket or device named like a video: never opened.
+                    warnings.push(format!(
+                        "{} is {}, not a regular file: not a video",
+                        entry.path().display(),
+                        crate::fsutil::kind_of(m.file_type())
+                    ));
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if ft.is_symlink() {
                         warnings.push(format!("dangling video link {}", entry.path().display()));
@@ -194,6 +203,14 @@ pub fn escape_path(rel: &[u8], out: &mut String) {
             out.push_str(&format!("\\x{byte:02x}"));
         }
     }
+}
+
+/// A name for one line of output: control characters escaped as in the inventory
+/// (`\n`, `\t`, `\xHH`), so that a hostile file name cannot start a line of its own.
+pub fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape_path(s.as_bytes(), &mut out);
+    out
 }
 
 /// Reverses `escape_path`.
@@ -311,9 +328,79 @@ pub fn parse(text: &str) -> Vec<(Vec<u8>, u64)> {
         .collect()
 }
 
+/// The inventory of the old auto-backup.sh: one `ls -lh` line per video
+/// (`-rw-r--r-- 1 pi pi 1.2G Dec 18 03:00 /home/pi/neopro/videos/a.mp4`, in any locale),
+/// or `Aucune vidéo`. Returns (path relative to videos/, size in bytes); `ls -h` sizes
+/// are rounded, so a size is only approximate. A path is made relative to `videos_dir`
+/// when it is under it, else to its first `/videos/` folder; other lines are skipped.
+pub fn parse_old(text: &[u8], videos_dir: &Path) -> Vec<(Vec<u8>, u64)> {
+    let mut prefix = videos_dir.as_os_str().as_bytes().to_vec();
+    prefix.push(b'/');
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        // The name is the rest of the line from the first ` /` (find printed absolute
+        // paths); the size is the fifth field.
+        let Some(at) = line.windows(2).position(|w| w == b" /") else {
+            continue;
+        };
+        let path = &line[at + 1..];
+        let rel = match path.strip_prefix(prefix.as_slice()) {
+            Some(r) => r,
+            None => match path.windows(8).position(|w| w == b"/videos/") {
+                Some(i) => &path[i + 8..],
+                None => continue,
+            },
+        };
+        if rel.is_empty() {
+            continue;
+        }
+        let size = line[..at]
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|f| !f.is_empty())
+            .nth(4)
+            .and_then(human_bytes)
+            .unwrap_or(0);
+        out.push((rel.to_vec(), size));
+    }
+    out.sort();
+    out
+}
+
+/// `1.2G`, `4,0K`, `512` (as `ls -h` prints sizes, in any locale) in bytes.
+fn human_bytes(field: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(field).ok()?.replace(',', ".");
+    let (num, mult) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        'T' => (&s[..s.len() - 1], 1 << 40),
+        c if c.is_ascii_digit() => (s.as_str(), 1),
+        _ => return None,
+    };
+    let v: f64 = num.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_inventory_lines() {
+        let text = "-rw-r--r-- 1 pi pi 1.2G Dec 18 03:00 /home/pi/neopro/videos/Match/final.mp4\n\
+                    -rw-r--r-- 1 pi pi 4,0K 18 déc.  03:00 /home/pi/neopro/videos/a b.mkv\n\
+                    -rw-r--r-- 1 pi pi 512 Dec 18  2023 /mnt/old/videos/x.avi\n\
+                    Aucune vidéo\n";
+        let v = parse_old(text.as_bytes(), Path::new("/home/pi/neopro/videos"));
+        assert_eq!(
+            v,
+            vec![
+                (b"Match/final.mp4".to_vec(), 1_288_490_188),
+                (b"a b.mkv".to_vec(), 4096),
+                (b"x.avi".to_vec(), 512),
+            ]
+        );
+    }
 
     #[test]
     fn extensions() {

@@ -178,7 +178,8 @@ fn finish_failure(
     }
 }
 
-/// Retention after a success; returns how many archives remain.
+/// Retention after a success (docs/format.md, Retention); returns how many valid
+/// archives remain.
 fn apply_retention(
     cfg: &Config,
     tz: &Tz,
@@ -196,16 +197,38 @@ fn apply_retention(
             return 0;
         }
     };
-    let named: Vec<(String, i64)> = list.iter().map(|a| (a.name.clone(), a.naive)).collect();
+    // Judged afresh (no memo): which files are archives at all decides what is kept.
+    let candidates: Vec<retention::Candidate> = list
+        .iter()
+        .map(|a| retention::Candidate {
+            name: a.name.clone(),
+            naive: a.naive,
+            valid: store::is_valid(&dir.join(&a.name)),
+        })
+        .collect();
+    let valid = candidates.iter().filter(|c| c.valid).count() as u64;
     let now = tz.to_naive(clock::now_unix());
-    let doomed = retention::to_delete(&named, now, cfg.retention_days, Some(just_made));
+    let plan = retention::plan(&candidates, now, cfg.retention_days, Some(just_made));
+    if let Some(newest) = &plan.clock_ahead_of {
+        let w = format!(
+            "retention skipped: the clock ({}) is more than {} h ahead of the newest earlier \
+             archive {newest}; nothing was deleted (a clock that jumped forward must not \
+             cost data; the next run deletes as usual)",
+            clock::plain(now),
+            retention::CLOCK_AHEAD_MAX / 3600
+        );
+        log.warn(&w);
+        warnings.push(w);
+    }
     let mut removed = 0u64;
-    for name in &doomed {
+    for name in &plan.delete {
+        let was_valid = candidates.iter().any(|c| &c.name == name && c.valid);
         match std::fs::remove_file(dir.join(name)) {
             Ok(()) => {
-                removed += 1;
+                removed += u64::from(was_valid);
                 log.info(&format!(
-                    "retention: removed {name} (older than {} days)",
+                    "retention: removed {name} ({}older than {} days)",
+                    if was_valid { "" } else { "not an archive, " },
                     cfg.retention_days
                 ));
             }
@@ -217,14 +240,14 @@ fn apply_retention(
         }
     }
     // No fsync of the folder here: the status written next (atomic_write) syncs it.
-    list.len() as u64 - removed
+    valid - removed
 }
 
 /// An error message that says what to do about a full disk.
 pub fn describe_io(what: &str, e: &io::Error, dir: &Path) -> String {
     if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-        let free = fsutil::free_bytes(dir).map_or("unknown".to_string(), |(_, f)| {
-            crate::units::human_size(f, 1)
+        let free = fsutil::disk_use(dir).map_or("unknown".to_string(), |d| {
+            crate::units::human_size(d.avail, 1)
         });
         format!(
             "{what}: no space left on the device holding {} ({free} free); earlier archives were kept — free some space or lower RETENTION_DAYS",

@@ -113,16 +113,17 @@ pub fn render(now: i64, tz: &Tz, neopro_dir: &Path, services: &[String]) -> Stri
     if let Ok(m) = std::fs::read_to_string("/proc/device-tree/model") {
         s.push_str(&format!("model: {}\n", m.trim_end_matches('\0').trim()));
     }
-    match fsutil::free_bytes(neopro_dir) {
-        Some((total, free)) if total > 0 => {
-            let used = total.saturating_sub(free);
+    // The figures of `df`: "used" leaves out the blocks reserved for root (5 % of an
+    // ext4 card), and the percentage is used / (used + available), rounded up.
+    match fsutil::disk_use(neopro_dir) {
+        Some(d) if d.total > 0 => {
             s.push_str(&format!(
                 "disk ({}): {} used of {}, {} free ({}% used)\n",
                 neopro_dir.display(),
-                human_size(used, 1),
-                human_size(total, 1),
-                human_size(free, 1),
-                used * 100 / total
+                human_size(d.used, 1),
+                human_size(d.total, 1),
+                human_size(d.avail, 1),
+                d.percent()
             ));
         }
         _ => s.push_str(&format!("disk ({}): unknown\n", neopro_dir.display())),

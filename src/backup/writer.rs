@@ -152,14 +152,20 @@ impl<W: Write> Writer<'_, W> {
         h
     }
 
+    /// The top folder: 0700, it holds secrets.
     fn dir(&mut self, inner: &[u8]) -> io::Result<()> {
+        self.dir_as(inner, 0o700, self.now, own_ids())
+    }
+
+    /// A folder with the mode, mtime and owner it has on the Pi (folders of videos/).
+    fn dir_as(&mut self, inner: &[u8], mode: u32, mtime: i64, owner: (u32, u32)) -> io::Result<()> {
         let mut path = self.top.as_bytes().to_vec();
         if !inner.is_empty() {
             path.push(b'/');
             path.extend_from_slice(inner);
         }
         path.push(b'/');
-        let mut h = Self::header(tar::EntryType::Directory, 0, 0o700, self.now, own_ids());
+        let mut h = Self::header(tar::EntryType::Directory, 0, mode, mtime, owner);
         self.tar.append_data(
             &mut h,
             Path::new(std::ffi::OsStr::from_bytes(&path)),
@@ -258,7 +264,9 @@ fn stream_archive(
         warnings.push(msg);
     };
     for (inner, path) in config_files(cfg) {
-        match File::open(&path).and_then(|f| f.metadata().map(|m| (f, m))) {
+        // Never blocks: a FIFO or a device at a source path is a warning, not a run that
+        // waits for ever while it holds the backup lock (fsutil::open_read).
+        match fsutil::open_read(&path, false) {
             Ok((f, meta)) if meta.is_file() => {
                 let mode = meta.mode() & 0o7777;
                 w.stream(
@@ -271,9 +279,10 @@ fn stream_archive(
                 )
                 .map_err(|e| describe_io(&format!("copying {} failed", path.display()), &e, dir))?;
             }
-            Ok(_) => warn(format!(
-                "{} is not a regular file: {inner} not backed up",
-                path.display()
+            Ok((_, meta)) => warn(format!(
+                "{} is {}, not a regular file: {inner} not in this backup",
+                path.display(),
+                fsutil::kind_of(meta.file_type())
             )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 warn(format!(
@@ -312,8 +321,19 @@ fn stream_archive(
     w.bytes("system-info.txt", info.as_bytes(), 0o644)
         .map_err(io_err)?;
     if cfg.include_videos && !videos.is_empty() {
-        w.dir(b"videos").map_err(io_err)?;
         let root = cfg.videos_dir();
+        // Folders keep their mode, owner and mtime on the Pi (an extractor recreates
+        // them so); one that cannot be read is 0700, ours.
+        let folder = |inner: &[u8]| -> (u32, i64, (u32, u32)) {
+            let rel = inner.strip_prefix(b"videos").unwrap_or(inner);
+            let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+            match std::fs::symlink_metadata(inventory::abs_path(&root, rel)) {
+                Ok(m) if m.is_dir() => (m.mode() & 0o7777, m.mtime(), fsutil::owner(&m)),
+                _ => (0o700, now, own_ids()),
+            }
+        };
+        let (mode, mtime, owner) = folder(b"videos");
+        w.dir_as(b"videos", mode, mtime, owner).map_err(io_err)?;
         let mut made_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
         for v in videos.iter() {
             if cancel.load(Ordering::Relaxed) {
@@ -327,19 +347,21 @@ fn stream_archive(
                 let parent = inner[..idx + p].to_vec();
                 idx += p + 1;
                 if parent != b"videos" && !made_dirs.contains(&parent) {
-                    w.dir(&parent).map_err(io_err)?;
+                    let (mode, mtime, owner) = folder(&parent);
+                    w.dir_as(&parent, mode, mtime, owner).map_err(io_err)?;
                     made_dirs.insert(parent);
                 }
             }
             let abs = inventory::abs_path(&root, v.rel);
-            let f = match File::open(&abs) {
-                Ok(f) => f,
+            // Listed as a regular file, but it may have been swapped since: the type is
+            // checked on the opened handle, and the open never waits.
+            let (f, meta) = match fsutil::open_regular(&abs, false) {
+                Ok(x) => x,
                 Err(e) => {
                     warn(format!("cannot read video {}: {e}", abs.display()));
                     continue;
                 }
             };
-            let meta = f.metadata().map_err(io_err)?;
             w.stream(
                 &inner,
                 f,

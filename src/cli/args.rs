@@ -23,8 +23,10 @@ Commands:
   restore ARCHIVE [--dry-run] [--only FILE,...]
                              put the archive's files back (configuration.json,
                              sync-agent.env, site.conf) after a safety backup
-  check [--max-age-hours N]  monitoring: exit 0 `OK: …` if the last success is fresher
-                             than N hours (default 25), else exit 2 `CRITICAL: …`
+  check [--max-age-hours N]  monitoring (a Nagios plugin, one line): exit 0 `OK: …` if
+                             the last success is fresher than N hours (default 25),
+                             else exit 2 `CRITICAL: …`; exit 3 `UNKNOWN: …` on a usage
+                             or configuration error
   fleet [--json]             every site's last status, from the S3 bucket; sites whose
                              last success is over 25 h old are marked STALE
   fleet serve [--listen ADDR]
@@ -47,7 +49,8 @@ Offsite copies and alerts (offsite is off while S3_ENDPOINT is unset):
   S3_SECRET_KEY=  SITE_ID=(hostname)  S3_RETENTION_DAYS=30  ENCRYPT_TO=(age1… keys)
   ALERT_WEBHOOK=  PING_URL=  ON_FAILURE_CMD=
 
-Exit codes: 0 success, 1 failed backup or damaged archive, 2 usage or configuration error.
+Exit codes: 0 success, 1 failed backup or damaged archive, 2 usage or configuration error
+(`check`: 0 OK, 2 CRITICAL, 3 UNKNOWN).
 ";
 
 /// Where `fleet serve` listens by default.
@@ -97,6 +100,26 @@ pub enum Cmd {
     },
     Help,
     Version,
+}
+
+/// The command word of a command line, as `parse` would find it (the first word that
+/// is not an option or an option's value), even when the line has an error: `check`
+/// reports its own usage errors as a Nagios plugin does.
+pub fn command_word(args: &[std::ffi::OsString]) -> Option<String> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_str()?;
+        match s {
+            "--config" | "--only" | "--max-age-hours" => {
+                it.next();
+            }
+            "--run" => return Some("run".into()),
+            "--" => return it.next().and_then(|a| a.to_str()).map(str::to_string),
+            _ if s.starts_with('-') => {}
+            _ => return Some(s.to_string()),
+        }
+    }
+    None
 }
 
 /// Parses the command line (without the program name): a pure function.
@@ -313,6 +336,26 @@ mod tests {
         assert_eq!(p(&["-h"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["list", "--help"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["-V"]), Ok((Cmd::Version, None)));
+    }
+
+    #[test]
+    fn the_command_word_is_found_even_in_a_bad_line() {
+        let w = |v: &[&str]| {
+            let v: Vec<std::ffi::OsString> = v.iter().map(|s| (*s).into()).collect();
+            command_word(&v)
+        };
+        assert_eq!(
+            w(&["check", "--max-age-hours", "0"]).as_deref(),
+            Some("check")
+        );
+        assert_eq!(w(&["--config", "check", "list"]).as_deref(), Some("list"));
+        assert_eq!(
+            w(&["--max-age-hours", "x", "check"]).as_deref(),
+            Some("check")
+        );
+        assert_eq!(w(&["--bogus", "check", "extra"]).as_deref(), Some("check"));
+        assert_eq!(w(&["--run"]).as_deref(), Some("run"));
+        assert_eq!(w(&["--config"]), None);
     }
 
     #[test]

@@ -98,6 +98,18 @@ pub fn status(cfg: &Config, json: bool) -> ExitCode {
             for w in &st.warnings {
                 println!("warning:       {w}");
             }
+            let success = st
+                .last_success_stamp()
+                .and_then(|s| Some((s, clock::parse_iso(s)?)));
+            let newest = store::newest(&cfg.backup_dir);
+            if let Some(w) = crate::schedule::clock_warning(
+                clock::now_unix(),
+                &Tz::local(),
+                newest.as_ref().map(|(n, t)| (n.as_str(), *t)),
+                success,
+            ) {
+                println!("clock:         WARNING: {}", w.english());
+            }
         }
         Err(e) => {
             eprintln!("neopro-backup: {e}");
@@ -107,17 +119,28 @@ pub fn status(cfg: &Config, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `check [--max-age-hours N]`: a Nagios plugin, one line, exit 0 or 2.
+/// One line for a Nagios plugin's stdout: control characters (newlines, escapes) of
+/// file names or error messages written `\n`, `\xHH` (and `\` as `\\`), so that a
+/// hostile name can never start a line of its own, such as a forged `OK:`.
+pub fn one_line(s: &str) -> String {
+    crate::backup::inventory::shown(s)
+}
+
+/// `check [--max-age-hours N]`: a Nagios plugin, exactly one line, exit 0 or 2 (3 for a
+/// usage or configuration error, see `cli::main`).
 pub fn check(cfg: &Config, max_age_hours: u32) -> ExitCode {
     let st = match status::read(&cfg.backup_dir) {
         Ok(st) => st,
         Err(e) => {
-            println!("CRITICAL: cannot read the status: {e}");
+            println!(
+                "{}",
+                one_line(&format!("CRITICAL: cannot read the status: {e}"))
+            );
             return ExitCode::from(2);
         }
     };
     let (ok, line) = status::check(st.as_ref(), clock::now_unix(), max_age_hours);
-    println!("{line}");
+    println!("{}", one_line(&line));
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -142,7 +165,11 @@ pub fn build(dir: &Path, now: i64, tz: &Tz) -> io::Result<List> {
     Ok(List {
         total: archives.len() as u64,
         total_size: archives.iter().map(|a| a.size).sum(),
-        backups: archives.iter().map(|a| entry(a, naive_now)).collect(),
+        backups: archives
+            .iter()
+            .zip(store::formats(dir, &archives))
+            .map(|(a, f)| entry(a, f, naive_now, tz))
+            .collect(),
         status: status::read(dir).ok().flatten(),
     })
 }
@@ -154,8 +181,14 @@ pub fn table(list: &List) -> String {
     }
     let mut s = format!("{:<31} {:>10}  {:<19}  {}\n", "NAME", "SIZE", "DATE", "AGE");
     for b in &list.backups {
+        let note = match b.format.as_deref().unwrap_or("current") {
+            "old" => "  (old format, no manifest)",
+            "unknown" => "  (not a known archive layout)",
+            "invalid" => "  (NOT AN ARCHIVE: empty or not gzip)",
+            _ => "",
+        };
         s.push_str(&format!(
-            "{:<31} {:>10}  {:<19}  {}\n",
+            "{:<31} {:>10}  {:<19}  {}{note}\n",
             b.name, b.size, b.date, b.age
         ));
     }

@@ -17,9 +17,17 @@ mod restore;
 use args::{Cmd, HELP, Usage};
 
 pub fn main() -> ExitCode {
-    let parsed = args::parse(std::env::args_os().skip(1));
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `check` is a Nagios plugin: its usage and configuration errors are one
+    // `UNKNOWN: …` line on stdout and exit 3 (docs/format.md, Exit codes).
+    let is_check = args::command_word(&argv).as_deref() == Some("check");
+    let parsed = args::parse(argv);
     match parsed.and_then(|(cmd, config)| dispatch(cmd, config.as_deref())) {
         Ok(code) => code,
+        Err(Usage(msg)) if is_check => {
+            println!("{}", backup::one_line(&format!("UNKNOWN: {msg}")));
+            ExitCode::from(3)
+        }
         Err(Usage(msg)) => {
             eprintln!("neopro-backup: {msg}");
             ExitCode::from(2)
@@ -48,7 +56,8 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
         Cmd::Check { max_age_hours } => Ok(backup::check(&load(cfg_path)?, max_age_hours)),
         Cmd::Verify { archive } => {
             let cfg = load(cfg_path)?;
-            Ok(restore::verify(&resolve_archive(&cfg, &archive)))
+            let (path, in_store) = resolve_archive(&cfg, &archive);
+            Ok(restore::verify(&path, in_store))
         }
         Cmd::Restore {
             archive,
@@ -56,8 +65,10 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
             only,
         } => {
             let cfg = load(cfg_path)?;
-            let path = resolve_archive(&cfg, &archive);
-            Ok(ExitCode::from(restore::cli(&cfg, &path, dry_run, only)))
+            let (path, in_store) = resolve_archive(&cfg, &archive);
+            Ok(ExitCode::from(restore::cli(
+                &cfg, &path, in_store, dry_run, only,
+            )))
         }
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
         Cmd::FleetServe { listen } => fleet::serve(load(cfg_path)?, listen),
@@ -73,15 +84,24 @@ fn load(config: Option<&Path>) -> Result<Config, Usage> {
         unsafe { std::env::remove_var(k) };
     }
     for k in &cfg.unknown_keys {
-        eprintln!("neopro-backup: warning: unknown key {k} in the config file (ignored)");
+        eprintln!(
+            "neopro-backup: warning: unknown key {} in the config file (ignored)",
+            config::shown(k)
+        );
+    }
+    for w in &cfg.warnings {
+        eprintln!("neopro-backup: warning: {w}");
     }
     Ok(cfg)
 }
 
-/// A bare archive name is looked up in BACKUP_DIR; anything else is a path.
-fn resolve_archive(cfg: &Config, arg: &Path) -> PathBuf {
+/// A bare archive name is looked up in BACKUP_DIR (true: a symlink there is not an
+/// archive, as in the list and the API); anything else is a path the operator chose.
+fn resolve_archive(cfg: &Config, arg: &Path) -> (PathBuf, bool) {
     match arg.to_str() {
-        Some(s) if store::is_archive_name(s) && !arg.exists() => cfg.backup_dir.join(s),
-        _ => arg.to_path_buf(),
+        Some(s) if store::is_archive_name(s) && std::fs::symlink_metadata(arg).is_err() => {
+            (cfg.backup_dir.join(s), true)
+        }
+        _ => (arg.to_path_buf(), false),
     }
 }

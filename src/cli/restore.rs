@@ -2,7 +2,6 @@
 //! and backup/archive.rs; this file prints.
 
 use std::fs::File;
-use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -11,7 +10,7 @@ use crate::backup::archive::{self, MANIFEST};
 use crate::backup::inventory;
 use crate::clock::Tz;
 use crate::config::Config;
-use crate::fsutil::LockWait;
+use crate::fsutil::{self, LockWait};
 use crate::restore::{self, Abort, Done, DryReport, FileResult, FileState, INVENTORY, Job};
 use crate::store;
 
@@ -22,7 +21,15 @@ fn size(n: u64) -> String {
 
 fn print_dry(name: &str, r: &DryReport) {
     println!("Dry run of the restore of {name}: nothing is changed.");
-    println!("The archive is intact (gzip, tar and {MANIFEST} checked).");
+    if r.old_format {
+        println!(
+            "The archive is readable: old format, no manifest (written by the old \
+             auto-backup.sh; gzip and tar checked, there is no {MANIFEST} to check the files \
+             against; video sizes from its `ls -lh` inventory are approximate)."
+        );
+    } else {
+        println!("The archive is intact (gzip, tar and {MANIFEST} checked).");
+    }
     for i in &r.items {
         let what = match i.state {
             FileState::Unchanged => "unchanged".to_string(),
@@ -153,12 +160,20 @@ fn print_done(name: &str, d: &Done) {
     }
 }
 
+/// Opens an archive for reading: never waits (a FIFO named like an archive is refused
+/// at once), never a symlink in BACKUP_DIR, and only a regular file.
+fn open_archive(path: &Path, in_store: bool) -> Result<File, String> {
+    fsutil::open_regular(path, in_store)
+        .map(|(f, _)| f)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
 /// `verify ARCHIVE`: gzip, tar and MANIFEST.sha256; exit 0 intact, 1 damaged.
-pub fn verify(path: &Path) -> ExitCode {
-    let file = match File::open(path) {
+pub fn verify(path: &Path, in_store: bool) -> ExitCode {
+    let file = match open_archive(path, in_store) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("neopro-backup: cannot open {}: {e}", path.display());
+            eprintln!("neopro-backup: {e}");
             return ExitCode::from(1);
         }
     };
@@ -168,25 +183,46 @@ pub fn verify(path: &Path) -> ExitCode {
         .unwrap_or_default();
     let top = store::is_archive_name(name).then(|| store::stem_of(name));
     let report = archive::verify(file, top);
+    let unchecked = report.old_format && report.ok && report.error.is_none();
     for f in &report.files {
-        println!(
-            "{}  {}  {}",
-            if f.ok { "OK    " } else { "FAILED" },
-            f.sha256,
-            f.name
-        );
+        // Without a manifest the files were read, not checked against anything.
+        let mark = match (unchecked, f.ok) {
+            (true, _) => "READ  ",
+            (false, true) => "OK    ",
+            (false, false) => "FAILED",
+        };
+        println!("{mark}  {}  {}", f.sha256, inventory::shown(&f.name));
     }
     match &report.error {
-        None => {
+        None if report.old_format && unchecked => {
             println!(
-                "{}: OK ({} files match MANIFEST.sha256)",
-                path.display(),
+                "{}: OK, old format, no manifest ({} files; gzip and tar read to the end; \
+                 written by the old auto-backup.sh, so there is no MANIFEST.sha256 to check \
+                 them against)",
+                inventory::shown(&path.display().to_string()),
                 report.files.len()
             );
             ExitCode::SUCCESS
         }
+        None => {
+            println!(
+                "{}: OK ({} files match MANIFEST.sha256{})",
+                inventory::shown(&path.display().to_string()),
+                report.files.len(),
+                if report.old_format {
+                    ", old format"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
         Some(e) => {
-            println!("{}: DAMAGED: {e}", path.display());
+            println!(
+                "{}: DAMAGED: {}",
+                inventory::shown(&path.display().to_string()),
+                inventory::shown(e)
+            );
             ExitCode::from(1)
         }
     }
@@ -195,7 +231,13 @@ pub fn verify(path: &Path) -> ExitCode {
 /// `neopro-backup restore ARCHIVE [--dry-run] [--only FILE,...]`. Exit code: 0 every
 /// selected file restored (or already identical), 1 archive refused or a file failed,
 /// 2 usage.
-pub fn cli(cfg: &Config, archive_path: &Path, dry_run: bool, only: Option<Vec<String>>) -> u8 {
+pub fn cli(
+    cfg: &Config,
+    archive_path: &Path,
+    in_store: bool,
+    dry_run: bool,
+    only: Option<Vec<String>>,
+) -> u8 {
     let files = match restore::select(only.as_deref()) {
         Ok(f) => f,
         Err(e) => {
@@ -203,16 +245,10 @@ pub fn cli(cfg: &Config, archive_path: &Path, dry_run: bool, only: Option<Vec<St
             return 2;
         }
     };
-    let file = match File::open(archive_path).and_then(|f| {
-        if f.metadata()?.is_file() {
-            Ok(f)
-        } else {
-            Err(io::Error::other("not a regular file"))
-        }
-    }) {
+    let file = match open_archive(archive_path, in_store) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("neopro-backup: cannot open {}: {e}", archive_path.display());
+            eprintln!("neopro-backup: {e}");
             return 1;
         }
     };

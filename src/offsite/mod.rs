@@ -251,17 +251,30 @@ fn remote_retention(
 ) -> Result<(), s3::Error> {
     let prefix = site_prefix(o, site);
     let listing = client.list(&prefix, None)?;
-    let named: Vec<(String, i64)> = listing
+    // A remote copy counts among the newest 3 when it is not empty; the clock rule of
+    // local retention applies too (docs/format.md, Retention): a clock far ahead of the
+    // newest copy deletes nothing.
+    let candidates: Vec<retention::Candidate> = listing
         .objects
         .iter()
         .filter_map(|obj| {
             let name = obj.key.strip_prefix(&prefix)?;
             let base = name.strip_suffix(".age").unwrap_or(name);
-            Some((obj.key.clone(), store::name_time(base)?))
+            Some(retention::Candidate {
+                name: obj.key.clone(),
+                naive: store::name_time(base)?,
+                valid: obj.size > 0,
+            })
         })
         .collect();
     let now = tz.to_naive(clock::now_unix());
-    for key in retention::to_delete(&named, now, o.retention_days, None) {
+    let plan = retention::plan(&candidates, now, o.retention_days, None);
+    if let Some(newest) = &plan.clock_ahead_of {
+        log.warn(&format!(
+            "offsite: remote retention skipped: the clock is more than 48 h ahead of {newest}"
+        ));
+    }
+    for key in plan.delete {
         client.delete(&key)?;
         log.info(&format!(
             "offsite: removed s3://{}/{key} (older than {} days)",

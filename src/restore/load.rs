@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
+use std::path::Path;
 
 use crate::backup::archive::{self, EntrySeen, MANIFEST};
 use crate::backup::inventory;
+use crate::store;
 
 use super::{FILES, INVENTORY, SYSINFO};
 
@@ -14,11 +16,12 @@ use super::{FILES, INVENTORY, SYSINFO};
 pub(super) struct Archived {
     pub(super) content: Vec<u8>,
     pub(super) size: u64,
-    pub(super) mode: u32,
 }
 
 /// An archive that passed every check.
 pub(super) struct Loaded {
+    /// Written by the old auto-backup.sh (top folder `YYYYMMDD-HHMMSS`, no manifest).
+    pub(super) old_format: bool,
     pub(super) files: HashMap<&'static str, Archived>,
     /// The archive's video inventory (path, size), when it has one.
     pub(super) inventory: Option<Vec<(Vec<u8>, u64)>>,
@@ -63,20 +66,31 @@ pub(super) fn check_names(seen: &[EntrySeen]) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads and checks a whole archive; any problem refuses it.
-pub(super) fn load(reader: impl Read, expected_top: Option<&str>) -> Result<Loaded, String> {
+/// Reads and checks a whole archive; any problem refuses it. An archive of the old
+/// auto-backup.sh passes the same checks (one top folder, safe paths, only files and
+/// folders, only the names a backup holds, within the bounds of `read_entries`), but
+/// it has no manifest to compare with (docs/format.md, Old-format archives).
+pub(super) fn load(
+    reader: impl Read,
+    expected_top: Option<&str>,
+    videos_dir: &Path,
+) -> Result<Loaded, String> {
     let keep = |p: &[u8]| {
         FILES.iter().any(|f| f.as_bytes() == p)
             || p == INVENTORY.as_bytes()
             || p == MANIFEST.as_bytes()
     };
-    let (_, seen) = archive::read_entries(reader, expected_top, &keep)?;
+    let (top, seen) = archive::read_entries(reader, expected_top, &keep)?;
     check_names(&seen)?;
-    let report = archive::check_manifest(&seen);
-    if let Some(e) = report.error {
-        return Err(format!("it does not match its {MANIFEST}: {e}"));
+    let old_format = store::is_old_top(&top);
+    if !old_format || archive::has_manifest(&seen) {
+        let report = archive::check_manifest(&seen);
+        if let Some(e) = report.error {
+            return Err(format!("it does not match its {MANIFEST}: {e}"));
+        }
     }
     let mut loaded = Loaded {
+        old_format,
         files: HashMap::new(),
         inventory: None,
         archived_videos: 0,
@@ -88,15 +102,18 @@ pub(super) fn load(reader: impl Read, expected_top: Option<&str>) -> Result<Load
         if e.path.starts_with(b"videos/") {
             loaded.archived_videos += 1;
         } else if e.path == INVENTORY.as_bytes() {
-            let text = String::from_utf8_lossy(e.content.as_deref().unwrap_or_default());
-            loaded.inventory = Some(inventory::parse(&text));
+            let raw = e.content.as_deref().unwrap_or_default();
+            loaded.inventory = Some(if raw.starts_with(b"#") || !old_format {
+                inventory::parse(&String::from_utf8_lossy(raw))
+            } else {
+                inventory::parse_old(raw, videos_dir)
+            });
         } else if let Some(name) = FILES.iter().find(|f| f.as_bytes() == e.path) {
             loaded.files.insert(
                 name,
                 Archived {
                     content: e.content.unwrap_or_default(),
                     size: e.size,
-                    mode: e.mode,
                 },
             );
         }

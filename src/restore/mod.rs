@@ -13,7 +13,8 @@
 //! 3. Under the backup lock: a safety backup of the current state (a normal archive,
 //!    without the videos, which a restore never touches), then each changed file
 //!    replaced atomically in its own folder (temp, fsync, rename, fsync of the folder),
-//!    keeping the current owner and mode. A file that cannot be written is a per-file
+//!    keeping the current owner and mode (a missing one is created 0600, owned like its
+//!    folder); folders are reached without following any symlink (target::open_dir). A file that cannot be written is a per-file
 //!    error; the others are still restored. Unchanged files are not rewritten.
 //! 4. Log everything to backup.log, report, and run RESTART_CMD when every file was
 //!    restored.
@@ -94,6 +95,8 @@ pub fn compare_videos(archived: &[(Vec<u8>, u64)], now: &[(Vec<u8>, u64)]) -> Vi
 
 /// What the dry run found.
 pub struct DryReport {
+    /// Written by the old auto-backup.sh: checked without a manifest.
+    pub old_format: bool,
     pub items: Vec<Item>,
     /// None when the archive has no inventory.
     pub videos: Option<VideoDiff>,
@@ -214,14 +217,15 @@ pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
         .backup_dir
         .is_dir()
         .then(|| Log::new(&job.cfg.backup_dir, job.tz));
-    let loaded = load(reader, job.expected_top.as_deref()).inspect_err(|e| {
-        if let Some(log) = &log {
-            log.error(&format!(
-                "restore dry run of {}: archive refused: {e}",
-                job.name
-            ));
-        }
-    })?;
+    let loaded =
+        load(reader, job.expected_top.as_deref(), &job.cfg.videos_dir()).inspect_err(|e| {
+            if let Some(log) = &log {
+                log.error(&format!(
+                    "restore dry run of {}: archive refused: {e}",
+                    job.name
+                ));
+            }
+        })?;
     let items = inspect_all(job, &loaded);
     let (videos, videos_error) = match &loaded.inventory {
         None => (None, None),
@@ -231,7 +235,12 @@ pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
                 Ok(now) => {
                     let now: Vec<(Vec<u8>, u64)> =
                         now.iter().map(|v| (v.rel.to_vec(), v.size)).collect();
-                    (Some(compare_videos(inv, &now)), None)
+                    let mut diff = compare_videos(inv, &now);
+                    if loaded.old_format {
+                        // `ls -h` sizes are rounded: only presence can be compared.
+                        diff.resized.clear();
+                    }
+                    (Some(diff), None)
                 }
                 Err(e) => (
                     None,
@@ -253,6 +262,7 @@ pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
         ));
     }
     Ok(DryReport {
+        old_format: loaded.old_format,
         items,
         videos,
         videos_error,
@@ -289,7 +299,15 @@ pub fn run(job: &Job, reader: impl Read, wait: LockWait) -> Result<Done, Abort> 
         }
         abort
     };
-    let loaded = load(reader, job.expected_top.as_deref()).map_err(|e| fail(Abort::Refused(e)))?;
+    let loaded = load(reader, job.expected_top.as_deref(), &job.cfg.videos_dir())
+        .map_err(|e| fail(Abort::Refused(e)))?;
+    if loaded.old_format {
+        log.warn(&format!(
+            "{} is an old-format archive (written by the old auto-backup.sh): no manifest \
+             to check its files against; gzip and tar were checked",
+            job.name
+        ));
+    }
     if !job.files.iter().any(|f| loaded.files.contains_key(f)) {
         return Err(fail(Abort::Failed(format!(
             "the archive holds none of the files to restore ({})",
@@ -458,7 +476,6 @@ mod tests {
             is_dir,
             sha256: String::new(),
             size: 0,
-            mode: 0o644,
             content: None,
         }
     }

@@ -16,7 +16,7 @@ use nanoserde::{DeJson, SerJson};
 use crate::backup::archive;
 use crate::fsutil;
 use crate::http::server::{Body, Request, Response};
-use crate::serve::reply::{JSON, bad_name, error, json, not_found_backup, open_archive};
+use crate::serve::reply::{JSON, bad_name, error, json, jstr, not_found_backup, open_archive};
 use crate::serve::state::Shared;
 use crate::serve::{download, guard, metrics, page, restore_api};
 use crate::status;
@@ -258,29 +258,41 @@ struct VerifyJson {
     error: Option<String>,
 }
 
+/// `verify`: the contract's `{"ok","files","error"}`; an archive of the old
+/// auto-backup.sh adds `"format":"old"` and a `note` (docs/format.md, Old-format
+/// archives).
 fn verify(shared: &Shared, name: &str) -> Response {
     let (f, _) = match open_archive(shared, name) {
         Ok(x) => x,
         Err(r) => return r,
     };
     let r = archive::verify(f, Some(store::stem_of(name)));
-    json(
-        200,
-        VerifyJson {
-            ok: r.ok,
-            files: r
-                .files
-                .into_iter()
-                .map(|f| FileJson {
-                    name: f.name,
-                    sha256: f.sha256,
-                    ok: f.ok,
-                })
-                .collect(),
-            error: r.error,
-        }
-        .serialize_json(),
-    )
+    let old = r.old_format;
+    let unchecked = old && r.ok && r.error.is_none();
+    let mut body = VerifyJson {
+        ok: r.ok,
+        files: r
+            .files
+            .into_iter()
+            .map(|f| FileJson {
+                name: f.name,
+                sha256: f.sha256,
+                ok: f.ok,
+            })
+            .collect(),
+        error: r.error,
+    }
+    .serialize_json();
+    if old && body.ends_with('}') {
+        let note = if unchecked {
+            "Ancien format (sans MANIFEST.sha256) : gzip et tar lus jusqu'au bout, sans empreinte à comparer."
+        } else {
+            "Ancien format."
+        };
+        body.pop();
+        body.push_str(&format!(",\"format\":\"old\",\"note\":{}}}", jstr(note)));
+    }
+    json(200, body)
 }
 
 #[derive(SerJson)]
@@ -293,20 +305,43 @@ struct AutoStatus {
     logs: String,
 }
 
+/// The clock warning of this daemon now: the clock, the newest archive, the status.
+pub fn clock_warning(shared: &Shared) -> Option<crate::schedule::ClockWarning> {
+    let dir = &shared.cfg.backup_dir;
+    let st = status::read(dir).ok().flatten();
+    let success = st.as_ref().and_then(|s| {
+        let stamp = s.last_success_stamp()?;
+        Some((stamp.to_string(), crate::clock::parse_iso(stamp)?))
+    });
+    let newest = store::newest(dir);
+    crate::schedule::clock_warning(
+        crate::clock::now_unix(),
+        &shared.tz,
+        newest.as_ref().map(|(n, t)| (n.as_str(), *t)),
+        success.as_ref().map(|(s, t)| (s.as_str(), *t)),
+    )
+}
+
+/// `auto-status`: the contract's four members, and `clockWarning` (French) after them
+/// only while the clock looks wrong (docs/format.md, API).
 fn auto_status(shared: &Shared) -> Response {
     let enabled = shared.enabled.load(Ordering::SeqCst);
-    json(
-        200,
-        AutoStatus {
-            enabled,
-            active: enabled && shared.scheduler_alive.load(Ordering::SeqCst),
-            next_run: shared
-                .next_run()
-                .map(|t| crate::schedule::describe(t, &shared.tz)),
-            logs: status::tail(&shared.cfg.backup_dir, 20),
-        }
-        .serialize_json(),
-    )
+    let mut body = AutoStatus {
+        enabled,
+        active: enabled && shared.scheduler_alive.load(Ordering::SeqCst),
+        next_run: shared
+            .next_run()
+            .map(|t| crate::schedule::describe(t, &shared.tz)),
+        logs: status::tail(&shared.cfg.backup_dir, 20),
+    }
+    .serialize_json();
+    if let Some(w) = clock_warning(shared)
+        && body.ends_with('}')
+    {
+        body.pop();
+        body.push_str(&format!(",\"clockWarning\":{}}}", jstr(&w.french())));
+    }
+    json(200, body)
 }
 
 #[derive(DeJson)]

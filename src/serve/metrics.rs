@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use crate::http::server::Response;
 use crate::serve::state::Shared;
-use crate::status::{self, Status};
+use crate::status;
 use crate::store::cached_backups;
 
 pub fn metrics(shared: &Shared) -> Response {
@@ -14,7 +14,14 @@ pub fn metrics(shared: &Shared) -> Response {
     // The same cached listing as GET /api/backups: no stat of every archive per scrape.
     let (count, bytes) =
         cached_backups(dir, &shared.tz).map_or((0, 0), |l| (l.total, l.total_size));
-    let last_success = st.as_ref().and_then(Status::last_success_unix).unwrap_or(0);
+    // A success dated in the future (made while the clock was wrong) is not a fresh one:
+    // it would hold an age-based alert off for years (docs/format.md, Metrics).
+    let now = crate::clock::now_unix();
+    let last_success = st
+        .as_ref()
+        .and_then(|s| s.credible_success_unix(now))
+        .unwrap_or(0);
+    let clock_warning = crate::serve::api::clock_warning(shared);
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         out.push_str(&format!(
@@ -24,7 +31,7 @@ pub fn metrics(shared: &Shared) -> Response {
     metric(
         "neopro_backup_last_success_timestamp_seconds",
         "gauge",
-        "Unix time of the last successful backup (0: none).",
+        "Unix time of the last successful backup (0: none, or only one dated in the future).",
         last_success.to_string(),
     );
     metric(
@@ -88,6 +95,12 @@ pub fn metrics(shared: &Shared) -> Response {
         crate::offsite::summary(&shared.cfg)
             .map_or(0, |o| o.pending)
             .to_string(),
+    );
+    metric(
+        "neopro_backup_clock_warning",
+        "gauge",
+        "1 when the clock looks wrong: not set (1970), or an archive or the last success dated in the future.",
+        u8::from(clock_warning.is_some()).to_string(),
     );
     metric(
         "neopro_backup_http_connections",

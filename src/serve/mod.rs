@@ -83,7 +83,13 @@ fn plan_schedule(shared: &Shared) -> (Scheduler, bool) {
     let catch_up = schedule::catch_up_due(now, last_success, failed);
     let sched = Scheduler::new(now, shared.cfg.backup_time, tz, catch_up, catch_up_delay());
     if catch_up {
-        log.info("the last successful backup is older than a day: catching up soon");
+        let why = match (last_success, failed) {
+            (_, true) => "the last run failed",
+            (None, _) => "no backup has succeeded yet",
+            (Some(t), _) if t > now => "the last success is dated after the clock",
+            _ => "the last successful backup is older than a day",
+        };
+        log.info(&format!("{why}: catching up soon"));
     }
     shared.catch_up_pending.store(catch_up, Ordering::SeqCst);
     *shared.next_run.lock().unwrap_or_else(|p| p.into_inner()) = sched.next;

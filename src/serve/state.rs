@@ -97,8 +97,9 @@ impl Shared {
 }
 
 pub fn read_enabled(dir: &Path, log: &Log) -> bool {
-    match std::fs::read_to_string(dir.join(SCHEDULE_FILE)) {
-        Ok(t) => match ScheduleFile::deserialize_json(&t) {
+    // Read without blocking or following a link: a FIFO there must not hang the start.
+    match fsutil::read_small(&dir.join(SCHEDULE_FILE), true, 64 * 1024) {
+        Ok((bytes, _)) => match ScheduleFile::deserialize_json(&String::from_utf8_lossy(&bytes)) {
             Ok(s) => s.enabled,
             Err(e) => {
                 log.warn(&format!(
@@ -107,6 +108,12 @@ pub fn read_enabled(dir: &Path, log: &Log) -> bool {
                 true
             }
         },
-        Err(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            log.warn(&format!(
+                "{SCHEDULE_FILE} is unreadable ({e}): the schedule stays on"
+            ));
+            true
+        }
     }
 }
