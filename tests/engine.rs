@@ -840,6 +840,9 @@ fn four_concurrent_runs_make_four_distinct_archives_that_all_verify() {
 
 #[test]
 fn full_disk_fails_cleanly_and_keeps_earlier_archives() {
+    if !need_root("full_disk_fails_cleanly_and_keeps_earlier_archives") {
+        return;
+    }
     let t = Tree::new("full-disk");
     let _mnt = Tmpfs::mount(&t.backups, 2 << 20, "");
     let first = t.backup(&[]);
@@ -912,6 +915,9 @@ fn full_disk_fails_cleanly_and_keeps_earlier_archives() {
 
 #[test]
 fn read_only_backup_dir_is_a_failed_run_with_a_clear_message() {
+    if !need_root("read_only_backup_dir_is_a_failed_run_with_a_clear_message") {
+        return;
+    }
     let t = Tree::new("read-only");
     let mnt = Tmpfs::mount(&t.backups, 4 << 20, "");
     let first = t.backup(&[]);
