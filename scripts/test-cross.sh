@@ -108,7 +108,7 @@ TLS_PORT= TLS_WHY= TLS_BROKEN=
 if ! "$REF" --help | grep -q '^ *fleet'; then
     TLS_BROKEN=1 TLS_WHY="the x86_64 binary has no 'fleet' command"
 elif ! command -v openssl >/dev/null; then
-    TLS_WHY="openssl is missing (apt-get install openssl, or make test-deps)"
+    TLS_WHY="openssl is missing (scripts/test-deps.sh cross installs it)"
 else
     mkdir -p "$W/tls"
     (
