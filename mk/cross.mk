@@ -2,7 +2,8 @@
 # and the install script, each with its test. Included by the top Makefile.
 #   make cross-deps   toolchain pieces (rustup targets, rust-src; zig + cargo-zigbuild
 #                     from PyPI into .xtools/) — idempotent, a second or two when done
-#   make cross        target/<triple>/release/neopro-backup for the four triples below
+#   make cross        target/cross/<triple>/release/neopro-backup for the four triples
+#                     below (a target directory of their own: see scripts/cross-build.sh)
 #   make test-cross   each binary under qemu-user on its Pi's CPU: backup, verify, serve
 #   make test-systemd systemd-analyze verify + security (exposure <= 2.0) of the unit
 #   make test-systemd-boot  the unit under a real systemd (nspawn container): sandbox,
@@ -21,14 +22,14 @@ cross-deps:
 cross: cross-deps
 	bash scripts/cross-build.sh $(CROSS_TARGETS)
 
-test-cross: cross
+test-cross: deps-cross cross
 	bash scripts/test-cross.sh $(CROSS_TARGETS)
 
-test-systemd: build
+test-systemd: deps-systemd build
 	bash tests/systemd/test-unit.sh
 
-test-systemd-boot: cross
+test-systemd-boot: deps-systemd cross
 	bash tests/systemd/test-boot.sh
 
-test-install: build
+test-install: deps-check build
 	bash tests/install/test-install.sh

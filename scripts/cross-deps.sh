@@ -25,6 +25,7 @@ command -v rustup >/dev/null || { log "rustup not found: install Rust with rustu
 
 if [ ! -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
     rustup component add rust-src >&2
+    installed=1
 fi
 
 if ! "$XTOOLS/venv/bin/python" -c 'import ziglang' 2>/dev/null \
@@ -36,5 +37,6 @@ if ! "$XTOOLS/venv/bin/python" -c 'import ziglang' 2>/dev/null \
     "$XTOOLS/venv/bin/pip" install -q --disable-pip-version-check \
         "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" >&2
     echo "$ZIGLANG_VERSION" >"$XTOOLS/venv/.ziglang-version"
+    installed=1
 fi
-log "ready"
+[ -z "${installed:-}" ] || log "ready"

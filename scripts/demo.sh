@@ -25,7 +25,16 @@ export NEOPRO_DIR=$D/neopro BACKUP_DIR=$D/backups SITE_CONF=$D/etc/site.conf
 export LISTEN=127.0.0.1:0 NEOPRO_CATCHUP_DELAY=3600
 unset API_TOKEN INCLUDE_VIDEOS RETENTION_DAYS BACKUP_TIME SERVICES
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings on a terminal only (and not with NO_COLOR): a log or a pipe gets plain text.
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+step() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
+# A word as the shell reads it back: as is when it is plain, else in single quotes.
+quote() {
+    case $1 in
+    '' | *[!A-Za-z0-9_./:=@%+,-]*) printf "'%s'" "${1//\'/\'\\\'\'}" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
 
 step "neopro-backup run"
 "$BIN" run
@@ -53,7 +62,13 @@ trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q 'serving on' "$LOG" && break; sleep 0.1; done
 URL=$(grep -o 'http://[0-9.:]*' "$LOG" | head -1)
 echo "daemon pid $PID on $URL"
-show() { echo "\$ curl $*"; curl -fsS "$@"; echo; }
+show() { # prints the command line, paste-able, then runs it
+    printf '$ curl'
+    for a in "$@"; do printf ' %s' "$(quote "$a")"; done
+    echo
+    curl -fsS "$@"
+    echo
+}
 show "$URL/healthz"
 show -X POST "$URL/api/backups/create"
 show "$URL/api/backups"

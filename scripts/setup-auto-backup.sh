@@ -30,7 +30,7 @@
 # Environment (defaults in brackets):
 #   SSH   [ssh -o ConnectTimeout=10]   the command that runs a shell command on HOST
 #   SCP   [scp -q -o ConnectTimeout=10] the command that copies files to HOST:DIR/
-#   DIST  [<repo>/target]              where <triple>/release/neopro-backup are (make cross)
+#   DIST  [<repo>/target/cross]        where <triple>/release/neopro-backup are (make cross)
 #   NEOPRO_ROOT  []                    a prefix for every path on HOST (the install tests
 #                                      use a temp folder; also useful on a mounted image)
 set -euo pipefail
@@ -38,7 +38,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SSH=${SSH:-ssh -o ConnectTimeout=10}
 SCP=${SCP:-scp -q -o ConnectTimeout=10}
-DIST=${DIST:-$REPO/target}
+DIST=${DIST:-$REPO/target/cross}
 R=${NEOPRO_ROOT:-}
 PI_USER=pi
 

@@ -1,4 +1,4 @@
-//! Black-box tests of `neopro-backup serve` (CONTRACT §4 and §5, issue 3): the daemon is
+//! Black-box tests of `neopro-backup serve` (docs/format.md: the schedule, HTTP, API): the daemon is
 //! started on 127.0.0.1:0 with a throwaway tree and spoken to over raw TCP, as the admin
 //! panel, a hostile page in the kiosk browser or a slow client would.
 //!

@@ -41,31 +41,6 @@ fn venv_python() -> Option<PathBuf> {
     }
 }
 
-/// A CA and a server certificate for 127.0.0.1 and localhost, in `dir`.
-fn make_pki(dir: &Path) -> bool {
-    let script = "set -e
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-          -keyout ca.key -out ca.pem -days 2 -subj /CN=neopro-email-test-ca 2>/dev/null
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-          -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
-        openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-          -out srv.pem -days 2 -extfile ext.cnf 2>/dev/null";
-    match Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => panic!("openssl: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => {
-            unavailable(&format!("no openssl: {e}"));
-            false
-        }
-    }
-}
-
 /// tests/smtp/server.py (clear text, AUTH required) on a port it picks; stopped when
 /// dropped.
 struct Server {
@@ -134,14 +109,14 @@ fn closed_port() -> u16 {
 
 struct Setup {
     tree: Tree,
-    pki: PathBuf,
+    servers: PathBuf,
 }
 
 fn setup(name: &str) -> Option<Setup> {
     let tree = Tree::new(name);
-    let pki = tree.root.join("pki");
-    fs::create_dir_all(&pki).unwrap_or_else(|e| panic!("mkdir: {e}"));
-    make_pki(&pki).then_some(Setup { tree, pki })
+    let servers = tree.root.join("smtp");
+    fs::create_dir_all(&servers).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    Some(Setup { tree, servers })
 }
 
 impl Setup {
@@ -157,10 +132,6 @@ impl Setup {
             ),
             ("ALERT_EMAIL_FROM".into(), "borne@club.fr".into()),
             ("SITE_ID".into(), "stade-municipal".into()),
-            (
-                "SSL_CERT_FILE".into(),
-                self.pki.join("ca.pem").to_string_lossy().into_owned(),
-            ),
         ]
     }
 
@@ -188,7 +159,7 @@ impl Setup {
 #[test]
 fn a_mail_on_every_failure_and_one_on_recovery_in_french() {
     let Some(s) = setup("email-flow") else { return };
-    let Some(server) = Server::start(&s.pki, &[]) else {
+    let Some(server) = Server::start(&s.servers, &[]) else {
         return;
     };
     s.tree.backup(&[]);
@@ -274,7 +245,7 @@ fn a_server_down_or_refusing_auth_changes_nothing_but_a_log_line_and_the_mail_wa
     );
 
     // AUTH refused: a log line, the mail kept.
-    let Some(refusing) = Server::start(&s.pki, &["--refuse-auth"]) else {
+    let Some(refusing) = Server::start(&s.servers, &["--refuse-auth"]) else {
         return;
     };
     let out = s.run(refusing.port);
@@ -285,7 +256,7 @@ fn a_server_down_or_refusing_auth_changes_nothing_but_a_log_line_and_the_mail_wa
     drop(refusing);
 
     // The server is back: the waiting mails go first, then this run's.
-    let Some(server) = Server::start(&s.pki, &[]) else {
+    let Some(server) = Server::start(&s.servers, &[]) else {
         return;
     };
     s.break_runs(false);

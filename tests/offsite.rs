@@ -1,4 +1,4 @@
-//! Offsite copies and alerts (CONTRACT §6) against a real S3 server: SeaweedFS on
+//! Offsite copies and alerts (docs/format.md, Offsite) against a real S3 server: SeaweedFS on
 //! loopback, started by `make test-offsite` (scripts/seaweedfs.sh), never a mock. Objects
 //! are read back through SeaweedFS's filer, not through our own S3 client, so a bug in
 //! our signing or upload cannot hide itself. Every test works under a prefix of its own
@@ -25,12 +25,21 @@ const ACCESS_KEY: &str = "NEOPROTESTKEY";
 const SECRET_KEY: &str = "neopro-test-secret-0123456789";
 const API_TOKEN: &str = "api-token-never-shown-0123456789";
 
+/// Where SeaweedFS listens: free ports picked by scripts/seaweedfs.sh, published in
+/// target/seaweedfs/env, which `make test-offsite` passes on. No default port: a server
+/// of someone else's on a well-known port is never taken for ours.
+fn test_server_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run `make test-offsite`, which starts SeaweedFS on free ports")
+    })
+}
+
 fn s3_endpoint() -> String {
-    std::env::var("NEOPRO_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:8333".into())
+    test_server_var("NEOPRO_TEST_S3")
 }
 
 fn filer() -> (String, u16) {
-    let url = std::env::var("NEOPRO_TEST_FILER").unwrap_or_else(|_| "http://127.0.0.1:8888".into());
+    let url = test_server_var("NEOPRO_TEST_FILER");
     let hostport = url.trim_start_matches("http://").trim_end_matches('/');
     let (h, p) = hostport.rsplit_once(':').unwrap_or((hostport, "80"));
     (h.to_string(), p.parse().unwrap_or(80))
@@ -688,7 +697,7 @@ fn tls_with_a_ca_the_test_generates() {
     let s3_port = s3_endpoint()
         .rsplit(':')
         .next()
-        .unwrap_or("8333")
+        .unwrap_or_default()
         .trim_end_matches('/')
         .to_string();
     let mut c = Command::new("python3");

@@ -196,6 +196,9 @@ fn hostile(t: &Tree, name: &str, kind: &str, extra: &Path) -> String {
 
 #[test]
 fn round_trip_restores_bytes_and_keeps_owner_and_mode() {
+    if !common::need_root("round_trip_restores_bytes_and_keeps_owner_and_mode") {
+        return;
+    }
     let t = Tree::new("restore-round-trip");
     chmod(&t.site_conf, 0o604);
     let archive = t.backup(&[]);
@@ -451,6 +454,9 @@ fn read_only_site_conf(t: &Tree) -> (common::Tmpfs, PathBuf, String) {
 
 #[test]
 fn a_read_only_folder_is_a_per_file_error_and_the_others_are_restored() {
+    if !common::need_root("a_read_only_folder_is_a_per_file_error_and_the_others_are_restored") {
+        return;
+    }
     let t = Tree::new("restore-read-only");
     // The mount is declared after the tree: unmounted before the tree is removed.
     let (mount, site, archive) = read_only_site_conf(&t);
@@ -734,6 +740,9 @@ fn api_restore_end_to_end() {
 
 #[test]
 fn api_reports_a_per_file_failure_as_500_with_what_was_restored() {
+    if !common::need_root("api_reports_a_per_file_failure_as_500_with_what_was_restored") {
+        return;
+    }
     let t = Tree::new("restore-api-partial");
     let (mount, site, archive) = read_only_site_conf(&t);
     let env = [("SITE_CONF", site.to_str().unwrap_or_default())];

@@ -458,6 +458,31 @@ pub fn iso_utc(unix: i64) -> String {
     )
 }
 
+/// Whether this process runs as root (the owner of /proc/self is its effective uid).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// For a test that needs root (a tmpfs mount, a chown to another user): true when root.
+/// Otherwise it says on the terminal that `test` is skipped (written to stderr directly,
+/// past the test harness's capture, so that the skip is never silent) and returns false,
+/// for the test to return; under CI=true, where every test must run, it fails instead.
+pub fn need_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root (mount, chown) and CI=true: it must run, run the tests as root"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP {test}: needs root (mount, chown); run the tests as root, as CI does"
+    );
+    false
+}
+
 /// A tmpfs mounted for the length of a test, unmounted on drop (even when the test
 /// panics). Needs root, as in CI.
 pub struct Tmpfs {

@@ -1,5 +1,5 @@
 // The admin panel's own calls (seed-backup-system.md, "Via l'Admin Panel") made with
-// Node 20's built-in fetch against the real binary, and the JSON shapes of CONTRACT §5
+// Node 20's built-in fetch against the real binary, and the JSON shapes of docs/format.md (API)
 // checked field by field. Run: `make test-node`, or
 //   NEOPRO_BACKUP_BIN=target/release/neopro-backup node --test tests/node/
 // No npm packages: node:test, node:assert and node:child_process only.
@@ -132,7 +132,7 @@ function checkEntry(b) {
 }
 
 function checkStatus(s) {
-  // last-backup-status.json (CONTRACT §3): these keys with these types; later issues
+  // last-backup-status.json (docs/format.md, The status): these keys with these types; later issues
   // may add members (offsite), so extra keys are allowed here.
   const types = {
     timestamp: 'string',

@@ -19,7 +19,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 
-BIN=${BIN:-target/x86_64-unknown-linux-musl/release/neopro-backup}
+BIN=${BIN:-target/cross/x86_64-unknown-linux-musl/release/neopro-backup}
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "  ok   $*"; }
 ko() { fail=$((fail + 1)); echo "  FAIL $*"; }
