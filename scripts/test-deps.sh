@@ -53,7 +53,7 @@ check    faketime         faketime          libfaketime moves the clock in the f
 check    mkfs.ext4        e2fsprogs         the ext4 image of the disk-figure test
 check    mkfifo           coreutils         FIFOs where files should be
 check    venv             python3-venv      the venv that holds aiosmtpd (email tests)
-check    openssl          openssl           the test CA of the SMTP client's TLS tests
+check    openssl          openssl           the test CA of the SMTP client TLS tests
 node     node             nodejs            the API tests from Node (fetch, node:test)
 node     npm              npm               installs playwright-core (and Node 22 if needed)
 browser  chromium         chromium          the browser test of the web page
