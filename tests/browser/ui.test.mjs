@@ -199,10 +199,12 @@ test("« Créer un backup » shows a busy state, adds a row and shows the output
   const tree = makeTree();
   runBackup(tree);
   const d = await startDaemon(tree);
+  // The request is held until the busy state has been seen (an event, not a delay).
+  let release;
+  const held = new Promise(r => { release = r; });
   const page = await open(d, {
-    // Hold the request a little so that the busy state can be seen.
     before: pg => pg.route("**/api/backups/create", async route => {
-      await new Promise(r => setTimeout(r, 700));
+      await held;
       await route.continue();
     }),
   });
@@ -213,6 +215,7 @@ test("« Créer un backup » shows a busy state, adds a row and shows the output
   await page.waitForFunction(() => document.querySelector("#create").getAttribute("aria-busy") === "true");
   assert.equal(await page.isDisabled("#create"), true);
   assert.match(await page.textContent("#create"), /Backup en cours/);
+  release();
   await waitRows(page, 2);
   await page.waitForFunction(() => !document.querySelector("#create").disabled);
   assert.equal(await page.textContent("#create .lbl"), "Créer un backup");
