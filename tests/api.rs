@@ -1669,6 +1669,92 @@ fn the_daemon_creates_backup_dir_0700() {
     assert_eq!(mode, 0o700, "BACKUP_DIR mode {mode:o}");
 }
 
+/// libfaketime, which lets a test move the daemon's wall clock while it runs (Debian's
+/// `faketime` package). None when it is missing: the test says so, and fails in CI.
+fn libfaketime() -> Option<&'static str> {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    if Path::new(lib).exists() {
+        return Some(lib);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{lib} is missing: apt-get install faketime"
+    );
+    eprintln!("SKIPPED: {lib} is missing (apt-get install faketime)");
+    None
+}
+
+/// Sets the daemon's wall clock (through libfaketime's timestamp file) to `fake` now.
+fn set_fake_clock(file: &Path, fake: i64) {
+    let offset = fake - common::now_unix();
+    common::write_file(file, format!("{offset:+}\n").as_bytes());
+}
+
+#[test]
+fn the_daemon_wakes_by_itself_and_runs_a_run_the_clock_jumped_over_once() {
+    let Some(lib) = libfaketime() else { return };
+    let tree = Tree::new("clockjump");
+    let clock = tree.root.join("faketime");
+    // 2025-06-01 02:59:50 UTC, ten seconds before BACKUP_TIME; the last success an hour
+    // ago (no catch-up).
+    let t0 = common::naive_utc(2025, 6, 1, 2, 59, 50);
+    write_status(&tree, t0 - 3600, true);
+    set_fake_clock(&clock, t0);
+    let clock_env = clock.to_string_lossy().into_owned();
+    let d = Daemon::start(
+        &tree,
+        &[
+            ("LD_PRELOAD", lib),
+            ("FAKETIME_TIMESTAMP_FILE", &clock_env),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("DONT_FAKE_MONOTONIC", "1"),
+            ("BACKUP_TIME", "03:00"),
+        ],
+    );
+    let st = d.get("/api/backups/auto-status").json();
+    assert_eq!(
+        st.get("nextRun").str(),
+        "Sun 2025-06-01 03:00:00 UTC",
+        "{}",
+        d.log()
+    );
+    // While it sleeps towards 03:00, NTP steps the clock six hours forward, past the run.
+    set_fake_clock(&clock, common::naive_utc(2025, 6, 1, 9, 0, 0));
+    wait_for(
+        "the run the clock jumped over",
+        Duration::from_secs(30),
+        || archives(&tree.backups).len() == 1 && temp_files(&tree.backups).is_empty(),
+    );
+    let name = archives(&tree.backups).remove(0);
+    assert!(
+        name.starts_with("backup-20250601-0900"),
+        "run once, when the clock says 09:00: {name}\n{}",
+        d.log()
+    );
+    // Then the next run is tomorrow's, not a second one today.
+    wait_for("tomorrow's run planned", Duration::from_secs(10), || {
+        d.get("/api/backups/auto-status").json().get("nextRun")
+            == &Json::Str("Mon 2025-06-02 03:00:00 UTC".into())
+    });
+    assert_eq!(archives(&tree.backups), std::slice::from_ref(&name));
+    verify_cli(&tree, &name);
+
+    // The clock steps to tomorrow, ten seconds before 03:00: the daemon re-reads the
+    // wall clock and wakes for the 03:00 run by itself. (That its sleeps never exceed a
+    // minute is checked by schedule.rs's unit tests: from outside, the moment it goes
+    // into a long sleep cannot be seen without a fixed delay.)
+    set_fake_clock(&clock, common::naive_utc(2025, 6, 2, 2, 59, 50));
+    wait_for("the 03:00 run", Duration::from_secs(80), || {
+        archives(&tree.backups).len() == 2 && temp_files(&tree.backups).is_empty()
+    });
+    let second = archives(&tree.backups).remove(1);
+    assert!(
+        second.starts_with("backup-20250602-0300"),
+        "the daily run at 03:00: {second}\n{}",
+        d.log()
+    );
+}
+
 #[test]
 fn sd_notify_ready_then_watchdog_pings() {
     let tree = Tree::new("notify");
