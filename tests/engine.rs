@@ -1400,16 +1400,19 @@ fn without_tz_the_zone_comes_from_etc_localtime() {
     let zone = Path::new("/usr/share/zoneinfo/Asia/Tokyo");
     assert!(zone.exists(), "tzdata is needed (apt-get install tzdata)");
     // In a mount namespace of its own, /etc/localtime says Tokyo (UTC+9, no DST); the
-    // binary runs there with no TZ in its environment.
+    // binary runs there with `tz` as its TZ (None: no TZ at all).
     let script = "mount --bind \"$1\" /etc/localtime && shift && exec \"$@\"";
-    let mut c = std::process::Command::new("unshare");
-    c.arg("--mount")
-        .arg("--propagation")
-        .arg("private")
-        .arg("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("sh")
+    let run_in_tokyo = |tz: Option<&str>| {
+        let mut c = std::process::Command::new("unshare");
+        c.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .arg(zone)
         .arg(BIN)
         .arg("--config")
@@ -1421,8 +1424,13 @@ fn without_tz_the_zone_comes_from_etc_localtime() {
         .env("SITE_CONF", &t.site_conf)
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::null());
+        if let Some(tz) = tz {
+            c.env("TZ", tz);
+        }
+        output(&mut c)
+    };
     let before = now_unix();
-    let out = output(&mut c);
+    let out = run_in_tokyo(None);
     let after = now_unix();
     out.expect_code(0, "run with /etc/localtime = Asia/Tokyo and no TZ");
     let st = t.status();
@@ -1436,6 +1444,13 @@ fn without_tz_the_zone_comes_from_etc_localtime() {
         tokyo(before),
         tokyo(after)
     );
+    // TZ set but empty counts as unset; a TZ that names a zone wins over the file.
+    for (tz, offset) in [("", "+09:00"), ("Asia/Kolkata", "+05:30")] {
+        run_in_tokyo(Some(tz)).expect_code(0, &format!("run with TZ={tz:?}"));
+        let st = t.status();
+        let ts = st.get("timestamp").str();
+        assert!(ts.ends_with(offset), "TZ={tz:?}: {ts}");
+    }
     // And the host's own /etc/localtime was not touched.
     let host = fs::read("/etc/localtime").unwrap_or_default();
     assert!(host != fs::read(zone).unwrap_or_default() || host.is_empty());
