@@ -463,7 +463,10 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     });
     // The daemon's children inherit neither secret: restore through the API, which runs
     // RESTART_CMD, and read what it saw.
-    write_file(&t.configuration_json(), b"{\"changed since the backup\": true}\n");
+    write_file(
+        &t.configuration_json(),
+        b"{\"changed since the backup\": true}\n",
+    );
     let (st, body) = http(
         "127.0.0.1",
         port,
