@@ -44,12 +44,15 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// `serve` on 127.0.0.1:0 with this tree, no catch-up run (unless `env` says
-    /// otherwise), and `env` on top.
+    /// `serve` on 127.0.0.1:0 with this tree, no catch-up run and BACKUP_TIME twelve
+    /// hours away (unless `env` says otherwise), and `env` on top.
     fn start(tree: &Tree, env: &[(&str, &str)]) -> Daemon {
         let mut c = tree.command(&["serve"]);
+        // The daily run twelve hours away: no scheduled backup lands in a test that
+        // happens to run at 03:00 (tests that need a BACKUP_TIME set their own).
         c.env("LISTEN", "127.0.0.1:0")
             .env("NEOPRO_CATCHUP_DELAY", "3600")
+            .env("BACKUP_TIME", far_backup_time())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {
