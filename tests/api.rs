@@ -1688,9 +1688,13 @@ fn libfaketime() -> Option<&'static str> {
 }
 
 /// Sets the daemon's wall clock (through libfaketime's timestamp file) to `fake` now.
+/// Replaced atomically: the daemon never reads a half-written file (which libfaketime
+/// would take for no offset at all, the real date).
 fn set_fake_clock(file: &Path, fake: i64) {
     let offset = fake - common::now_unix();
-    common::write_file(file, format!("{offset:+}\n").as_bytes());
+    let tmp = file.with_extension("new");
+    common::write_file(&tmp, format!("{offset:+}\n").as_bytes());
+    std::fs::rename(&tmp, file).unwrap_or_else(|e| panic!("rename {}: {e}", tmp.display()));
 }
 
 #[test]
