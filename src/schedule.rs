@@ -256,6 +256,11 @@ mod tests {
         let n = next_after(at("2012-09-30T00:00:00+13:00"), (3, 30), &tz);
         assert_eq!(iso_local(n, &tz), "2012-09-30T04:00:00+14:00");
         assert_eq!(n, at("2012-09-29T14:00:00Z"));
+        // A gap before 1970 (negative Unix times): New York sprang forward from 02:00 to
+        // 03:00 on 1969-04-27.
+        let ny = zone("America/New_York");
+        let n = next_after(at("1969-04-27T00:00:00-05:00"), (2, 30), &ny);
+        assert_eq!(iso_local(n, &ny), "1969-04-27T03:00:00-04:00");
         // And Paris' gap through `instance` directly.
         let paris = paris();
         let day = naive_secs(2025, 3, 30, 0, 0, 0) / 86_400;
