@@ -519,4 +519,51 @@ mod tests {
         // it with a /etc/localtime of Tokyo).
         assert_eq!(local_zone_with(Some("")), local_zone_with(None));
     }
+
+    /// Prints `now_unix`, for the test below (run with a faked wall clock).
+    #[test]
+    fn child_prints_now() {
+        if std::env::var_os("NEOPRO_CLOCK_CHILD").is_some() {
+            println!("NOW={}=", now_unix());
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_before_1970_is_negative() {
+        // libfaketime (Debian's faketime) sets the child's wall clock to 1969.
+        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+        if !std::path::Path::new(lib).exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{lib} is missing: apt-get install faketime"
+            );
+            eprintln!("SKIPPED: {lib} is missing (apt-get install faketime)");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "clock::tests::child_prints_now",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("NEOPRO_CLOCK_CHILD", "1")
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME", "@1969-12-31 23:00:00")
+            .env("TZ", "UTC")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let now: i64 = text
+            .split("NOW=")
+            .nth(1)
+            .and_then(|r| r.split('=').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no time printed: {text}"));
+        assert!(
+            (-3600..-3500).contains(&now),
+            "1969-12-31T23:00Z is -3600, got {now}"
+        );
+    }
 }
