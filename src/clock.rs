@@ -367,6 +367,26 @@ mod tests {
     }
 
     #[test]
+    fn the_last_day_of_a_400_year_era() {
+        // Feb 29 of a year divisible by 400 is the era's day 146 096, where the civil
+        // algorithm's century corrections meet (the round-trip sweep steps over it).
+        for (y, before, after) in [
+            (2000, (2, 28), (3, 1)),
+            (1600, (2, 28), (3, 1)),
+            (2400, (2, 28), (3, 1)),
+        ] {
+            let d = days_from_civil(y, 2, 29);
+            let c = civil(d * 86_400);
+            assert_eq!((c.year, c.month, c.day), (y, 2, 29), "{y}-02-29");
+            let c = civil((d - 1) * 86_400);
+            assert_eq!((c.year, c.month, c.day), (y, before.0, before.1));
+            let c = civil((d + 1) * 86_400);
+            assert_eq!((c.year, c.month, c.day), (y, after.0, after.1));
+        }
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+    }
+
+    #[test]
     fn offsets_east_and_west_with_minutes() {
         let t = 1_750_000_000; // 2025-06-15T15:06:40Z
         assert_eq!(iso_local(t, &Tz::utc()), "2025-06-15T15:06:40+00:00");
