@@ -325,4 +325,265 @@ mod tests {
         );
         assert_eq!(tz.unix_of_naive(naive_secs(2025, 7, 1, 3, 0, 0)).len(), 1);
     }
+
+    fn zone(name: &str) -> Tz {
+        let path = format!("/usr/share/zoneinfo/{name}");
+        let Ok(bytes) = std::fs::read(&path) else {
+            panic!("tzdata is needed for this test (apt-get install tzdata): {path}");
+        };
+        Tz::from_tzif(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn naive_seconds_and_dates() {
+        assert_eq!(naive_secs(2024, 12, 18, 3, 4, 5), 1_734_491_045);
+        assert_eq!(naive_secs(1969, 7, 20, 20, 17, 40), -14_182_940);
+        assert_eq!(naive_secs(1970, 1, 1, 0, 0, 59), 59);
+        let c = civil(1_734_491_045);
+        assert_eq!(
+            (
+                c.year, c.month, c.day, c.hour, c.minute, c.second, c.weekday
+            ),
+            (2024, 12, 18, 3, 4, 5, 3)
+        );
+        for (y, m, d, ok) in [
+            (2024, 2, 29, true),
+            (2023, 2, 29, false),
+            (2023, 2, 28, true),
+            (2000, 2, 29, true),
+            (1900, 2, 29, false),
+            (2100, 2, 29, false),
+            (2024, 4, 31, false),
+            (2024, 4, 30, true),
+            (2024, 12, 31, true),
+            (2024, 1, 31, true),
+            (2024, 1, 32, false),
+            (2024, 0, 1, false),
+            (2024, 13, 1, false),
+            (2024, 6, 0, false),
+        ] {
+            assert_eq!(valid_date(y, m, d), ok, "{y}-{m}-{d}");
+        }
+    }
+
+    #[test]
+    fn the_last_day_of_a_400_year_era() {
+        // Feb 29 of a year divisible by 400 is the era's day 146 096, where the civil
+        // algorithm's century corrections meet (the round-trip sweep steps over it).
+        for (y, before, after) in [
+            (2000, (2, 28), (3, 1)),
+            (1600, (2, 28), (3, 1)),
+            (2400, (2, 28), (3, 1)),
+        ] {
+            let d = days_from_civil(y, 2, 29);
+            let c = civil(d * 86_400);
+            assert_eq!((c.year, c.month, c.day), (y, 2, 29), "{y}-02-29");
+            let c = civil((d - 1) * 86_400);
+            assert_eq!((c.year, c.month, c.day), (y, before.0, before.1));
+            let c = civil((d + 1) * 86_400);
+            assert_eq!((c.year, c.month, c.day), (y, after.0, after.1));
+        }
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+    }
+
+    #[test]
+    fn offsets_east_and_west_with_minutes() {
+        let t = 1_750_000_000; // 2025-06-15T15:06:40Z
+        assert_eq!(iso_local(t, &Tz::utc()), "2025-06-15T15:06:40+00:00");
+        assert_eq!(
+            iso_local(t, &zone("Asia/Kolkata")),
+            "2025-06-15T20:36:40+05:30"
+        );
+        assert_eq!(
+            iso_local(t, &zone("America/St_Johns")),
+            "2025-06-15T12:36:40-02:30"
+        );
+        assert_eq!(
+            iso_local(t, &zone("America/New_York")),
+            "2025-06-15T11:06:40-04:00"
+        );
+        assert_eq!(
+            systemd_style(t, &zone("America/New_York")),
+            "Sun 2025-06-15 11:06:40 EDT"
+        );
+        assert_eq!(systemd_style(t, &Tz::utc()), "Sun 2025-06-15 15:06:40 UTC");
+        assert_eq!(Tz::utc().offset(t), (0, "UTC".to_string()));
+        assert_eq!(zone("Asia/Kolkata").offset(t), (19_800, "IST".to_string()));
+        assert_eq!(zone("America/St_Johns").offset_secs(t), -9000);
+        assert_eq!(zone("America/St_Johns").to_naive(t), t - 9000);
+        assert_eq!(
+            plain(naive_secs(2024, 2, 29, 23, 59, 58)),
+            "2024-02-29 23:59:58"
+        );
+        assert_eq!(iso_utc_millis(-1, 999), "1969-12-31T23:59:59.999Z");
+        // A time that exists once, in a zone west of UTC.
+        let ny = zone("America/New_York");
+        assert_eq!(
+            ny.unix_of_naive(naive_secs(2025, 6, 15, 11, 6, 40)),
+            [t],
+            "the one instant of an ordinary local time"
+        );
+        // New York's repeated hour (2025-11-02 01:30 EDT, then EST): both, in order.
+        let two = ny.unix_of_naive(naive_secs(2025, 11, 2, 1, 30, 0));
+        assert_eq!(
+            two.iter().map(|&u| iso_local(u, &ny)).collect::<Vec<_>>(),
+            ["2025-11-02T01:30:00-04:00", "2025-11-02T01:30:00-05:00"]
+        );
+    }
+
+    #[test]
+    fn now_is_the_wall_clock() {
+        let sys = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        assert!((now_unix() - sys).abs() <= 1, "{} vs {sys}", now_unix());
+    }
+
+    #[test]
+    fn iso_parsing_rejects_every_malformed_part() {
+        let base = "2024-12-18T03:04:05";
+        assert_eq!(parse_iso(&format!("{base}Z")), Some(1_734_491_045));
+        assert_eq!(parse_iso(&format!("{base}+00:00")), Some(1_734_491_045));
+        assert_eq!(
+            parse_iso(&format!("{base}-02:30")),
+            Some(1_734_491_045 + 9000)
+        );
+        assert_eq!(
+            parse_iso(&format!("{base}+05:30")),
+            Some(1_734_491_045 - 19_800)
+        );
+        assert_eq!(parse_iso(&format!("{base}.5Z")), Some(1_734_491_045));
+        assert_eq!(
+            parse_iso(&format!("{base}.123456+01:00")),
+            Some(1_734_487_445)
+        );
+        assert_eq!(
+            parse_iso("2024-12-31T23:59:60Z"),
+            Some(1_735_689_600),
+            "a leap second"
+        );
+        for bad in [
+            "2024-12-18T03:04:05",
+            "2024-12-18T03:04:5Z",
+            "2024/12-18T03:04:05Z",
+            "2024-12/18T03:04:05Z",
+            "2024-12-18 03:04:05Z",
+            "2024-12-18T03-04:05Z",
+            "2024-12-18T03:04-05Z",
+            "2024-12-18T24:00:00Z",
+            "2024-12-18T23:60:00Z",
+            "2024-12-18T23:59:61Z",
+            "2024-13-18T03:04:05Z",
+            "2024-12-32T03:04:05Z",
+            "2024-12-18T03:04:05.Z",
+            "2024-12-18T03:04:05z",
+            "2024-12-18T03:04:05*01:00",
+            "2024-12-18T03:04:05+0100",
+            "2024-12-18T03:04:05+01:000",
+            "2024-12-18T03:04:05+01-00",
+            "2024-12-18T03:04:05+1a:00",
+            "2024-12-18T03:04:05ZZ",
+            "+024-12-18T03:04:05Z",
+            "2024-1a-18T03:04:05Z",
+            "2024-12-18T0a:04:05Z",
+            "2024-12-18T03:04:05+01:0a",
+        ] {
+            assert_eq!(parse_iso(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Prints the zone `Tz::local` finds, for the test below (which runs this test
+    /// binary again with another TZ: the environment of this process stays untouched).
+    #[test]
+    fn child_prints_the_local_zone() {
+        if std::env::var_os("NEOPRO_CLOCK_CHILD").is_some() {
+            println!("ZONE={}=", iso_local(1_750_000_000, &Tz::local()));
+        }
+    }
+
+    fn local_zone_with(tz: Option<&str>) -> String {
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let mut c = std::process::Command::new(exe);
+        c.args([
+            "--exact",
+            "clock::tests::child_prints_the_local_zone",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("NEOPRO_CLOCK_CHILD", "1")
+        .env_remove("TZ");
+        if let Some(tz) = tz {
+            c.env("TZ", tz);
+        }
+        let out = c.output().unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split("ZONE=")
+            .nth(1)
+            .and_then(|r| r.split('=').next())
+            .unwrap_or_else(|| panic!("no zone printed: {text}"))
+            .to_string()
+    }
+
+    #[test]
+    fn the_zone_comes_from_tz_first_and_a_bad_tz_is_utc() {
+        assert_eq!(
+            local_zone_with(Some("Europe/Paris")),
+            "2025-06-15T17:06:40+02:00"
+        );
+        assert_eq!(local_zone_with(Some("UTC-3")), "2025-06-15T18:06:40+03:00");
+        assert_eq!(
+            local_zone_with(Some("Not/A_Zone")),
+            "2025-06-15T15:06:40+00:00"
+        );
+        // Unset or empty: /etc/localtime, whatever this host has (tests/engine.rs checks
+        // it with a /etc/localtime of Tokyo).
+        assert_eq!(local_zone_with(Some("")), local_zone_with(None));
+    }
+
+    /// Prints `now_unix`, for the test below (run with a faked wall clock).
+    #[test]
+    fn child_prints_now() {
+        if std::env::var_os("NEOPRO_CLOCK_CHILD").is_some() {
+            println!("NOW={}=", now_unix());
+        }
+    }
+
+    #[test]
+    fn a_wall_clock_before_1970_is_negative() {
+        // libfaketime (Debian's faketime) sets the child's wall clock to 1969.
+        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+        if !std::path::Path::new(lib).exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{lib} is missing: apt-get install faketime"
+            );
+            eprintln!("SKIPPED: {lib} is missing (apt-get install faketime)");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "clock::tests::child_prints_now",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("NEOPRO_CLOCK_CHILD", "1")
+            .env("LD_PRELOAD", lib)
+            .env("FAKETIME", "@1969-12-31 23:00:00")
+            .env("TZ", "UTC")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let now: i64 = text
+            .split("NOW=")
+            .nth(1)
+            .and_then(|r| r.split('=').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no time printed: {text}"));
+        assert!(
+            (-3600..-3500).contains(&now),
+            "1969-12-31T23:00Z is -3600, got {now}"
+        );
+    }
 }

@@ -906,4 +906,411 @@ mod tests {
             ["TYPO_DAYS"]
         );
     }
+
+    /// S3_OK with `extra` on top (any lifetime).
+    fn s3<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut v: Vec<(&str, &str)> = S3_OK.to_vec();
+        for (k, val) in extra {
+            v.retain(|(k2, _)| k2 != k);
+            v.push((k, val));
+        }
+        v
+    }
+
+    fn err(env: &[(&str, &str)], file: &str) -> String {
+        match cfg(env, file) {
+            Ok(_) => panic!("{env:?} / {file:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn ok(env: &[(&str, &str)], file: &str) -> Config {
+        cfg(env, file).unwrap_or_else(|e| panic!("{env:?} / {file:?}: {e}"))
+    }
+
+    #[test]
+    fn secrets_and_errors_show_what_they_should() {
+        let s = Secret::new("s3cr3t".into());
+        assert_eq!(s.expose(), "s3cr3t");
+        assert_eq!(format!("{s:?}"), "[secret]");
+        let e = ConfigError("invalid X=\"y\": expected z".into());
+        assert_eq!(e.to_string(), "invalid X=\"y\": expected z");
+        assert_eq!(
+            bad("KEY", "v a l", "a thing"),
+            ConfigError("invalid KEY=\"v a l\": expected a thing".into())
+        );
+    }
+
+    #[test]
+    fn file_syntax() {
+        let o = Path::new("/etc/x.conf");
+        let parsed = |t: &str| parse_file(t, o).unwrap_or_else(|e| panic!("{t:?}: {e}"));
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            parsed(
+                "  # c\n\nA=1\n  export B = two words \nC=\"q\"\nD='s'\nE=\"\"\nF=a\"b\nG=x=y\n"
+            ),
+            [
+                kv("A", "1"),
+                kv("B", "two words"),
+                kv("C", "q"),
+                kv("D", "s"),
+                kv("E", ""),
+                kv("F", "a\"b"),
+                kv("G", "x=y"),
+            ]
+        );
+        assert_eq!(parsed(""), []);
+        assert_eq!(parsed("#A=1\n   \n"), []);
+        for bad_line in [
+            "NOEQUALS",
+            "=value",
+            " =value",
+            "BAD-KEY=1",
+            "BAD KEY=1",
+            "K=\"",
+            "K='x",
+            "K=\"x'",
+        ] {
+            let Err(e) = parse_file(&format!("A=1\n{bad_line}\n"), o) else {
+                panic!("{bad_line:?} accepted");
+            };
+            assert!(e.0.starts_with("/etc/x.conf:2: "), "{e}");
+        }
+        // Known keys are not reported as unknown; unknown ones are, in order.
+        let src = Sources::from_parts(HashMap::new(), "RETENTION_DAYS=3\nZZ=1\nAA=2\n", o)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(src.unknown_keys, ["ZZ", "AA"]);
+        assert_eq!(src.get("RETENTION_DAYS"), Some("3"));
+        assert_eq!(src.get("SITE_CONF"), None);
+    }
+
+    #[test]
+    fn gather_reads_the_file_and_an_explicit_path_must_exist() {
+        let dir = std::env::temp_dir().join(format!("neopro-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.join("backup.conf");
+        std::fs::write(&file, "BACKUP_TIME=04:15\nTYPO=1\n").unwrap_or_else(|e| panic!("{e}"));
+        let src = Sources::gather(Some(&file)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(src.get("BACKUP_TIME"), Some("04:15"));
+        assert_eq!(src.unknown_keys, ["TYPO"]);
+        let missing = dir.join("missing.conf");
+        let Err(e) = Sources::gather(Some(&missing)) else {
+            panic!("a missing --config file was accepted");
+        };
+        assert!(e.0.contains("cannot read the config file"), "{e}");
+        std::fs::write(&file, b"A=\xff\n").unwrap_or_else(|e| panic!("{e}"));
+        let Err(e) = Sources::gather(Some(&file)) else {
+            panic!("a non-UTF-8 file was accepted");
+        };
+        assert!(e.0.contains("not valid UTF-8"), "{e}");
+        // The default path may be absent (then: no file values at all).
+        if !Path::new(DEFAULT_CONFIG_PATH).exists() {
+            let src = Sources::gather(None).unwrap_or_else(|e| panic!("{e}"));
+            assert!(src.file.is_empty() && src.unknown_keys.is_empty());
+        } else {
+            eprintln!("{DEFAULT_CONFIG_PATH} exists here: its absence is not checked");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn paths_must_be_absolute() {
+        assert!(err(&[("BACKUP_DIR", "")], "").contains("BACKUP_DIR"));
+        assert!(err(&[("SITE_CONF", "etc/site.conf")], "").contains("SITE_CONF"));
+        let c = ok(&[("NEOPRO_DIR", "/srv/n")], "");
+        assert_eq!(c.neopro_dir, Path::new("/srv/n"));
+        assert_eq!(c.backup_dir, Path::new("/home/pi/neopro-backups"));
+        assert_eq!(c.site_conf, Path::new("/etc/neopro/site.conf"));
+        assert_eq!(
+            c.configuration_json(),
+            Path::new("/srv/n/webapp/configuration.json")
+        );
+        assert_eq!(c.sync_agent_env(), Path::new("/srv/n/sync-agent/.env"));
+        assert_eq!(c.videos_dir(), Path::new("/srv/n/videos"));
+    }
+
+    #[test]
+    fn hhmm_and_booleans() {
+        for (v, want) in [
+            ("03:00", Some((3, 0))),
+            ("3:00", Some((3, 0))),
+            ("0:00", Some((0, 0))),
+            ("23:59", Some((23, 59))),
+            ("12:34", Some((12, 34))),
+            ("24:00", None),
+            ("23:60", None),
+            ("003:00", None),
+            ("03:0", None),
+            ("03:000", None),
+            (":00", None),
+            ("+3:00", None),
+            ("03:5x", None),
+            ("0300", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_hhmm(v), want, "{v:?}");
+        }
+        for (v, want) in [
+            ("true", Some(true)),
+            ("TRUE", Some(true)),
+            ("1", Some(true)),
+            ("yes", Some(true)),
+            ("On", Some(true)),
+            ("false", Some(false)),
+            ("0", Some(false)),
+            ("No", Some(false)),
+            ("off", Some(false)),
+            ("", None),
+            ("2", None),
+            ("vrai", None),
+        ] {
+            assert_eq!(parse_bool(v), want, "{v:?}");
+        }
+        assert!(ok(&[("INCLUDE_VIDEOS", "1")], "").include_videos);
+        assert!(!ok(&[("INCLUDE_VIDEOS", "off")], "").include_videos);
+    }
+
+    #[test]
+    fn unit_names_and_service_lists() {
+        let long = "a".repeat(256);
+        for good in [
+            "nginx",
+            "neopro-app",
+            "a@b.service",
+            "x\\x2d:y_z",
+            long.as_str(),
+        ] {
+            assert!(valid_unit_name(good), "{good:?}");
+        }
+        let too_long = "a".repeat(257);
+        for bad_name in ["", "-x", "a/b", "a;b", "a$b", too_long.as_str()] {
+            assert!(!valid_unit_name(bad_name), "{bad_name:?}");
+        }
+        let many = vec!["s"; 32].join(" ");
+        assert_eq!(ok(&[("SERVICES", &many)], "").services.len(), 32);
+        let too_many = vec!["s"; 33].join(" ");
+        assert!(err(&[("SERVICES", &too_many)], "").contains("at most 32"));
+        assert!(ok(&[("SERVICES", "")], "").services.is_empty());
+    }
+
+    #[test]
+    fn urls_in_errors_show_scheme_and_host_only() {
+        for (v, shown) in [
+            ("http://host", "http://host"),
+            ("http://host/", "http://host/…"),
+            ("https://hooks.example/T0K3N/x", "https://hooks.example/…"),
+            ("http://user:pw@host", "http://host/…"),
+            ("http://host?q=1", "http://host/…"),
+            ("twelve-chars", "twelve-chars"),
+            ("thirteen-char", "(value not shown)"),
+            ("a@b", "(value not shown)"),
+            ("", ""),
+        ] {
+            assert_eq!(shown_url(v), shown, "{v:?}");
+        }
+        // A query is refused where it could not work (PING_URL), kept for a webhook.
+        assert!(err(&[("PING_URL", "http://h/p?x=1")], "").contains("without ?query"));
+        let c = ok(
+            &[("ALERT_WEBHOOK", "http://h/p?x=1"), ("PING_URL", " ")],
+            "",
+        );
+        assert_eq!(c.alerts.webhook.map(|u| u.path), Some("/p?x=1".to_string()));
+        assert!(c.alerts.ping.is_none(), "a blank URL is no URL");
+        let c = ok(&[("PING_URL", "http://h:8080/ping/x")], "");
+        let ping = c.alerts.ping.unwrap_or_else(|| panic!("no ping URL"));
+        assert_eq!((ping.host.as_str(), ping.port), ("h", 8080));
+    }
+
+    #[test]
+    fn day_counts_and_tokens_at_their_limits() {
+        for key in ["RETENTION_DAYS", "S3_RETENTION_DAYS"] {
+            let days = |v: &str| {
+                cfg(&s3(&[(key, v)]), "").map(|c| {
+                    if key == "RETENTION_DAYS" {
+                        c.retention_days
+                    } else {
+                        c.offsite.map_or(0, |o| o.retention_days)
+                    }
+                })
+            };
+            assert_eq!(days("1"), Ok(1), "{key}");
+            assert_eq!(days("3650"), Ok(3650), "{key}");
+            for bad_v in ["0", "3651", "+5", " 5", "5d", ""] {
+                let Err(e) = days(bad_v) else {
+                    panic!("{key}={bad_v:?} accepted");
+                };
+                assert!(e.0.contains(key) && e.0.contains("1 to 3650"), "{e}");
+            }
+        }
+        let t16 = "0123456789abcdef";
+        assert_eq!(
+            ok(&[("API_TOKEN", t16)], "").api_token.as_deref(),
+            Some(t16)
+        );
+        assert!(ok(&[("API_TOKEN", "")], "").api_token.is_none());
+        for bad_t in [
+            "0123456789abcde",
+            "0123456789abcdef ghij",
+            "0123456789abcdef\tx",
+        ] {
+            let e = err(&[("API_TOKEN", bad_t)], "");
+            assert!(e.contains("API_TOKEN") && !e.contains(bad_t), "{e}");
+        }
+        assert_eq!(
+            ok(
+                &[
+                    ("ON_FAILURE_CMD", "logger x"),
+                    ("RESTART_CMD", "systemctl restart a")
+                ],
+                ""
+            )
+            .alerts
+            .on_failure_cmd
+            .as_deref(),
+            Some("logger x")
+        );
+        let c = ok(&[("ON_FAILURE_CMD", "  "), ("RESTART_CMD", " ")], "");
+        assert!(c.alerts.on_failure_cmd.is_none() && c.restart_cmd.is_none());
+        assert_eq!(
+            ok(&[("RESTART_CMD", "systemctl restart a")], "")
+                .restart_cmd
+                .as_deref(),
+            Some("systemctl restart a")
+        );
+    }
+
+    #[test]
+    fn listen_needs_a_token_off_loopback_only() {
+        let t16 = ("API_TOKEN", "0123456789abcdef");
+        for (listen, token, allowed) in [
+            ("127.0.0.1:8081", None, true),
+            ("[::1]:8081", None, true),
+            ("127.0.0.2:1", None, true),
+            ("0.0.0.0:8081", None, false),
+            ("[::]:8081", None, false),
+            ("0.0.0.0:8081", Some(t16), true),
+            ("192.0.2.1:80", Some(t16), true),
+        ] {
+            let mut env = vec![("LISTEN", listen)];
+            env.extend(token);
+            let c = ok(&env, "");
+            assert_eq!(
+                c.check_listen_security().is_ok(),
+                allowed,
+                "{listen} token {token:?}"
+            );
+        }
+        assert!(err(&[("LISTEN", "127.0.0.1")], "").contains("LISTEN"));
+    }
+
+    #[test]
+    fn names_for_the_bucket() {
+        let s64 = "a".repeat(64);
+        let s65 = "a".repeat(65);
+        for (v, good) in [
+            ("a", true),
+            ("Club.Site_01-b", true),
+            (s64.as_str(), true),
+            (s65.as_str(), false),
+            ("", false),
+            (".a", false),
+            ("-a", false),
+            ("a/b", false),
+            ("a b", false),
+        ] {
+            assert_eq!(valid_site_id(v), good, "site id {v:?}");
+        }
+        let b63 = "b".repeat(63);
+        let b64 = "b".repeat(64);
+        for (v, good) in [
+            ("abc", true),
+            ("a-b.c9", true),
+            ("9ab", true),
+            (b63.as_str(), true),
+            ("ab", false),
+            (b64.as_str(), false),
+            ("-ab", false),
+            ("ab-", false),
+            ("ab.", false),
+            ("Abc", false),
+            ("a_b", false),
+        ] {
+            assert_eq!(valid_bucket(v), good, "bucket {v:?}");
+        }
+        let p200 = "p".repeat(200);
+        let p201 = "p".repeat(201);
+        for (v, good) in [
+            ("", true),
+            ("neopro", true),
+            ("a/b.c/d_e-f", true),
+            (p200.as_str(), true),
+            (p201.as_str(), false),
+            ("a//b", false),
+            ("./a", false),
+            ("a/..", false),
+            ("a/b/", false),
+            ("a b", false),
+        ] {
+            assert_eq!(valid_prefix(v), good, "prefix {v:?}");
+        }
+        // No SITE_ID: the hostname, when it is already a fit name.
+        let host = crate::sysinfo::hostname();
+        let c = ok(&[("SITE_ID", "")], "");
+        if valid_site_id(&host) {
+            assert_eq!(c.site_id, host);
+        } else {
+            assert!(valid_site_id(&c.site_id), "{}", c.site_id);
+        }
+        assert_eq!(ok(&[("SITE_ID", "club-7")], "").site_id, "club-7");
+    }
+
+    #[test]
+    fn offsite_regions_keys_and_recipients() {
+        let r32 = "r".repeat(32);
+        let c = ok(&s3(&[("S3_REGION", "eu-west-3"), ("S3_PREFIX", "")]), "");
+        let o = c.offsite.unwrap_or_else(|| panic!("offsite off"));
+        assert_eq!((o.region.as_str(), o.prefix.as_str()), ("eu-west-3", ""));
+        assert_eq!(o.bucket, "club-backups");
+        assert_eq!(o.access_key, "AKIDEXAMPLE");
+        assert_eq!(
+            o.secret_key.expose(),
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+        );
+        assert_eq!(o.endpoint.port, 8333);
+        assert!(o.encrypt_to.is_empty());
+        assert!(ok(&s3(&[("S3_REGION", &r32)]), "").offsite.is_some());
+        let r33 = "r".repeat(33);
+        for region in ["", "EU", "eu_west", r33.as_str()] {
+            assert!(err(&s3(&[("S3_REGION", region)]), "").contains("S3_REGION"));
+        }
+        let k256 = "k".repeat(256);
+        let k257 = "k".repeat(257);
+        for key in ["S3_ACCESS_KEY", "S3_SECRET_KEY"] {
+            assert!(ok(&s3(&[(key, &k256)]), "").offsite.is_some(), "{key}");
+            for v in ["has space", k257.as_str()] {
+                let e = err(&s3(&[(key, v)]), "");
+                assert!(e.contains(key) && !e.contains(v), "{e}");
+            }
+            let e = err(&s3(&[(key, "")]), "");
+            assert!(e.contains(key) && e.contains("missing"), "{e}");
+        }
+        // Recipients: real age keys, 1 to 16 of them.
+        let keys: Vec<String> = (0..17)
+            .map(|_| age::x25519::Identity::generate().to_public().to_string())
+            .collect();
+        let one = keys[0].clone();
+        let c = ok(&s3(&[("ENCRYPT_TO", one.as_str())]), "");
+        assert_eq!(c.offsite.map(|o| o.encrypt_to), Some(vec![one.clone()]));
+        let sixteen = keys[..16].join(" ");
+        let c = ok(&s3(&[("ENCRYPT_TO", sixteen.as_str())]), "");
+        assert_eq!(c.offsite.map_or(0, |o| o.encrypt_to.len()), 16);
+        let seventeen = keys.join(" ");
+        assert!(err(&s3(&[("ENCRYPT_TO", seventeen.as_str())]), "").contains("ENCRYPT_TO"));
+        let mixed = format!("{one} age1notakey");
+        assert!(err(&s3(&[("ENCRYPT_TO", mixed.as_str())]), "").contains("ENCRYPT_TO"));
+        // No endpoint: nothing else is required or read.
+        let c = ok(&[("S3_BUCKET", "Not_Valid")], "");
+        assert!(c.offsite.is_none());
+    }
 }

@@ -212,6 +212,50 @@ mod tests {
     }
 
     #[test]
+    fn exactly_retention_days_old_is_kept_one_second_more_is_not() {
+        // Four archives, so that the oldest is not among the newest three.
+        let a = daily(day(2024, 12, 1), 4); // Dec 1 .. Dec 4, 03:00
+        let oldest = "backup-20241201-030000.tar.gz";
+        // Exactly 7 days old: not "older than 7 days".
+        assert!(to_delete(&a, day(2024, 12, 8), 7, None).is_empty());
+        // One second more: removed.
+        assert_eq!(to_delete(&a, day(2024, 12, 8) + 1, 7, None), [oldest]);
+        // The same with RETENTION_DAYS=1.
+        assert!(to_delete(&a, day(2024, 12, 2), 1, None).is_empty());
+        assert_eq!(to_delete(&a, day(2024, 12, 2) + 1, 1, None), [oldest]);
+    }
+
+    #[test]
+    fn a_few_minutes_in_the_future_is_never_old_and_input_order_does_not_matter() {
+        let mut a = daily(day(2024, 12, 1), 3);
+        // Made by a clock five minutes fast, now long ago by the real clock... but it
+        // is dated five minutes ahead of `now`: never "older than N days".
+        let now = day(2024, 12, 20);
+        a.push(("backup-20241220-030500.tar.gz".into(), now + 300));
+        let mut del = to_delete(&a, now, 7, None);
+        assert_eq!(
+            del,
+            ["backup-20241201-030000.tar.gz"],
+            "the oldest of four old-enough ones goes, the future one stays"
+        );
+        // Same answer whatever the order of the input, and the oldest comes first.
+        a.reverse();
+        assert_eq!(to_delete(&a, now, 7, None), del);
+        let mut b = daily(day(2024, 11, 1), 8);
+        b.reverse();
+        del = to_delete(&b, day(2025, 1, 1), 7, None);
+        assert_eq!(
+            del.first().map(String::as_str),
+            Some("backup-20241101-030000.tar.gz")
+        );
+        assert_eq!(
+            del.last().map(String::as_str),
+            Some("backup-20241105-030000.tar.gz")
+        );
+        assert_eq!(del.len(), 5);
+    }
+
+    #[test]
     fn fewer_than_three_never_deleted() {
         let a = daily(day(2000, 1, 1), 3);
         assert!(to_delete(&a, day(2000, 1, 3) + 3600, 1, None).is_empty());

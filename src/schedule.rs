@@ -329,6 +329,123 @@ mod tests {
         );
     }
 
+    fn zone(name: &str) -> Tz {
+        let path = format!("/usr/share/zoneinfo/{name}");
+        let Ok(bytes) = std::fs::read(&path) else {
+            panic!("tzdata is needed for this test (apt-get install tzdata): {path}");
+        };
+        Tz::from_tzif(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_gap_in_a_zone_far_east_of_utc() {
+        // Pacific/Apia (UTC+13) sprang forward from 03:00 to 04:00 on 2012-09-30: a
+        // 03:30 run happens when the clock jumps, 04:00+14.
+        let tz = zone("Pacific/Apia");
+        let n = next_after(at("2012-09-30T00:00:00+13:00"), (3, 30), &tz);
+        assert_eq!(iso_local(n, &tz), "2012-09-30T04:00:00+14:00");
+        assert_eq!(n, at("2012-09-29T14:00:00Z"));
+        // A gap before 1970 (negative Unix times): New York sprang forward from 02:00 to
+        // 03:00 on 1969-04-27.
+        let ny = zone("America/New_York");
+        let n = next_after(at("1969-04-27T00:00:00-05:00"), (2, 30), &ny);
+        assert_eq!(iso_local(n, &ny), "1969-04-27T03:00:00-04:00");
+        // And Paris' gap through `instance` directly.
+        let paris = paris();
+        let day = naive_secs(2025, 3, 30, 0, 0, 0) / 86_400;
+        assert_eq!(instance(day, (2, 30), &paris), at("2025-03-30T01:00:00Z"));
+    }
+
+    #[test]
+    fn sleeps_are_the_time_left_capped_at_a_minute() {
+        let tz = Tz::utc();
+        let now = at("2025-06-01T02:59:30Z");
+        let mut s = Scheduler::new(now, (3, 0), &tz, false, 0);
+        assert_eq!(s.next, at("2025-06-01T03:00:00Z"));
+        assert_eq!(s.tick(now, &tz, true, true), Tick::Sleep(30));
+        assert_eq!(s.tick(now + 29, &tz, true, true), Tick::Sleep(1));
+        assert_eq!(s.tick(now - 3600, &tz, true, true), Tick::Sleep(60));
+        // Switched off while due: skipped, and the sleep is to the next run (30 s).
+        let mut s = Scheduler::new(now, (3, 0), &tz, false, 0);
+        s.next = now - 10;
+        assert_eq!(s.tick(now, &tz, false, true), Tick::Sleep(30));
+        assert_eq!(s.next, at("2025-06-01T03:00:00Z"));
+        // A catch-up in 5 s sleeps 5 s.
+        let mut s = Scheduler::new(now, (3, 0), &tz, true, 5);
+        assert_eq!(s.tick(now, &tz, true, true), Tick::Sleep(5));
+        assert_eq!(s.tick(now + 5, &tz, true, true), Tick::Run);
+    }
+
+    #[test]
+    fn the_clock_back_by_up_to_two_days_and_an_hour_keeps_the_plan() {
+        let tz = Tz::utc();
+        let run = at("2025-06-10T03:00:00Z");
+        for (back, replans) in [
+            (86_400, false),
+            (2 * 86_400, false),
+            (2 * 86_400 + 3600, false),
+            (2 * 86_400 + 3601, true),
+            (3 * 86_400, true),
+        ] {
+            let mut s = Scheduler::new(run - 60, (3, 0), &tz, false, 0);
+            assert_eq!(s.next, run);
+            let now = run - back;
+            let t = s.tick(now, &tz, true, true);
+            let want = if replans {
+                next_after(now, (3, 0), &tz)
+            } else {
+                run
+            };
+            assert_eq!(s.next, want, "clock back so that the run is {back} s away");
+            assert_eq!(t, Tick::Sleep(60));
+        }
+    }
+
+    #[test]
+    fn replan_plans_from_now_and_done_never_goes_back() {
+        let tz = Tz::utc();
+        let now = at("2025-06-01T12:00:00Z");
+        // A catch-up planned in an hour; switched off and on: the daily run instead.
+        let mut s = Scheduler::new(now, (3, 0), &tz, true, 3600);
+        assert_eq!(s.next, now + 3600);
+        s.replan(now, &tz);
+        assert_eq!(s.next, at("2025-06-02T03:00:00Z"));
+        // Replanning from a later now moves on.
+        s.replan(at("2025-06-02T03:00:00Z"), &tz);
+        assert_eq!(s.next, at("2025-06-03T03:00:00Z"));
+        // done() at a time before the planned run keeps the day after it.
+        let mut s = Scheduler::new(now, (3, 0), &tz, false, 0);
+        s.done(now - 86_400, &tz);
+        assert_eq!(s.next, at("2025-06-03T03:00:00Z"));
+    }
+
+    #[test]
+    fn catch_up_boundaries() {
+        let now = at("2025-06-01T12:00:00Z");
+        // Exactly one day old: not yet due; one second more: due.
+        assert!(!catch_up_due(now, Some(now - 86_400), false));
+        assert!(catch_up_due(now, Some(now - 86_401), false));
+        // Exactly an hour ahead: tolerated; one second more: due.
+        assert!(!catch_up_due(now, Some(now + 3600), false));
+        assert!(catch_up_due(now, Some(now + 3601), false));
+        // A fresh success and a failed run after it: due.
+        assert!(catch_up_due(now, Some(now), true));
+        assert!(!catch_up_due(now, Some(now), false));
+    }
+
+    #[test]
+    fn sane_clock_boundaries() {
+        let min_sane = at("2025-01-01T00:00:00Z");
+        assert!(clock_sane(min_sane, None, false));
+        assert!(!clock_sane(min_sane - 1, None, false));
+        let t = at("2025-06-01T12:00:00Z");
+        // An archive a few minutes (up to an hour) in the future: the clock is sane.
+        assert!(clock_sane(t, Some(t + 300), false));
+        assert!(clock_sane(t, Some(t + 3600), false));
+        assert!(!clock_sane(t, Some(t + 3601), false));
+        assert!(clock_sane(t, Some(t + 86_400), true), "timesync wins");
+    }
+
     #[test]
     fn sanity() {
         let t = at("2025-06-01T12:00:00Z");

@@ -269,43 +269,50 @@ fn include_videos_puts_every_video_byte_exact_in_the_archive() {
     verify(&t, name.as_ref()).expect_code(0, "verify");
 }
 
-/// One inventory path, escaped as inventory.rs documents: `\` `\t` `\n` `\r`, `\xHH` for
-/// other control bytes and bytes that are not UTF-8.
-fn escape(rel: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in rel.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\t' => out.push_str("\\t"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() => {
-                    let mut b = [0u8; 4];
-                    for byte in c.encode_utf8(&mut b).bytes() {
-                        out.push_str(&format!("\\x{byte:02x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
 #[test]
 fn inventory_lists_videos_sorted_with_size_iso_mtime_and_escaped_paths() {
     let t = Tree::new("inventory");
-    let hostile: [(&[u8], u64, i64); 4] = [
-        (b"bad\tname\nwith newline.mp4", 77, 1_600_000_000),
-        (b"back\\slash.AVI", 12, 1_500_000_000),
-        (b"caf\xc3\xa9 \xc3\xa9t\xc3\xa9.mov", 5, 1_400_000_000),
-        (b"Match/raw\xffbyte\r.mkv", 9, 1_300_000_000),
+    // (raw name, size, mtime, the path as the inventory must print it). The expected
+    // text is written out by hand (not computed by a copy of the escaping code): `\`
+    // `\t` `\n` `\r` by name, `\xHH` for the bytes of any other control character (C0,
+    // DEL, C1 such as U+0085 and U+009B) and for bytes that are not UTF-8.
+    let hostile: [(&[u8], u64, i64, &str); 8] = [
+        (
+            b"bad\tname\nwith newline.mp4",
+            77,
+            1_600_000_000,
+            r"bad\tname\nwith newline.mp4",
+        ),
+        (b"back\\slash.AVI", 12, 1_500_000_000, r"back\\slash.AVI"),
+        (
+            b"caf\xc3\xa9 \xc3\xa9t\xc3\xa9.mov",
+            5,
+            1_400_000_000,
+            "café été.mov",
+        ),
+        (
+            b"Match/raw\xffbyte\r.mkv",
+            9,
+            1_300_000_000,
+            r"Match/raw\xffbyte\r.mkv",
+        ),
+        (
+            b"esc\x1b[31mred\x07bell.mp4",
+            3,
+            1_200_000_000,
+            r"esc\x1b[31mred\x07bell.mp4",
+        ),
+        (
+            b"del\x7fnel\xc2\x85csi\xc2\x9b.MP4",
+            4,
+            1_100_000_000,
+            r"del\x7fnel\xc2\x85csi\xc2\x9b.MP4",
+        ),
+        (b"\x01start.mkv", 6, 1_000_000_000, r"\x01start.mkv"),
+        // A name that only looks like an escape stays distinguishable from one.
+        (b"fake\\x41.avi", 8, 900_000_000, r"fake\\x41.avi"),
     ];
-    for (rel, size, mtime) in hostile {
+    for (rel, size, mtime, _) in hostile {
         t.add_video(rel, size, mtime);
     }
     let name = t.backup(&[]);
@@ -315,22 +322,38 @@ fn inventory_lists_videos_sorted_with_size_iso_mtime_and_escaped_paths() {
     );
     let text = String::from_utf8(text).unwrap_or_else(|e| panic!("inventory is not UTF-8: {e}"));
 
-    let mut want: Vec<(Vec<u8>, u64, i64)> = VIDEOS
+    // Sorted by the path's bytes.
+    let mut want: Vec<(Vec<u8>, u64, i64, String)> = VIDEOS
         .iter()
         .enumerate()
-        .map(|(i, (rel, size))| (rel.as_bytes().to_vec(), *size, BASE_MTIME + 1000 * i as i64))
-        .chain(hostile.iter().map(|(r, s, m)| (r.to_vec(), *s, *m)))
+        .map(|(i, (rel, size))| {
+            (
+                rel.as_bytes().to_vec(),
+                *size,
+                BASE_MTIME + 1000 * i as i64,
+                rel.to_string(),
+            )
+        })
+        .chain(
+            hostile
+                .iter()
+                .map(|(r, s, m, shown)| (r.to_vec(), *s, *m, shown.to_string())),
+        )
         .collect();
     want.sort();
     let mut expected = String::new();
-    for (rel, size, mtime) in &want {
-        expected.push_str(&format!("{size}\t{}\t{}\n", iso_utc(*mtime), escape(rel)));
+    for (_, size, mtime, shown) in &want {
+        expected.push_str(&format!("{size}\t{}\t{shown}\n", iso_utc(*mtime)));
     }
     let (header, body) = text.split_once('\n').unwrap_or_default();
     assert!(header.starts_with('#'), "a `#` header line first:\n{text}");
     assert_eq!(body, expected, "inventory content or order is wrong");
     for line in body.lines() {
         assert_eq!(line.split('\t').count(), 3, "one record per line: {line:?}");
+        assert!(
+            !line.split('\t').any(|f| f.chars().any(char::is_control)),
+            "a control character reached the inventory: {line:?}"
+        );
     }
     assert!(!text.contains("thumbnails") && !text.contains(".part") && !text.contains("notes"));
 }
@@ -1229,4 +1252,335 @@ fn backup_log_gets_one_line_per_event_and_is_rotated_past_1_mib() {
             "one dated line per event: {line:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Promises checked end to end: a failed run and retention, `list --json`,
+// `status --json`, /etc/localtime, two runs in one second, the log's 1 MiB boundary,
+// BACKUP_DIR's mode.
+
+/// Whether a root-only check can run here; when it cannot it says so, and fails in CI.
+fn have_root(what: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} needs root, as CI has"
+    );
+    eprintln!("SKIPPED (not root): {what}");
+    false
+}
+
+/// `count` real archives (bytes of a run made now) planted under older names, one a day
+/// from 2020-01-01 on.
+fn plant_old_archives(t: &Tree, count: usize) -> Vec<String> {
+    let src = Tree::new("planted-source");
+    let made = src.backup(&[]);
+    let bytes = fs::read(src.archive_path(&made)).unwrap_or_else(|e| panic!("{e}"));
+    fs::create_dir_all(&t.backups).unwrap_or_else(|e| panic!("{e}"));
+    (0..count)
+        .map(|i| {
+            let name = format!("backup-202001{:02}-030000.tar.gz", i + 1);
+            write_file(&t.backups.join(&name), &bytes);
+            name
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_run_removes_nothing_and_status_json_reports_it() {
+    if !have_root("a full tmpfs for BACKUP_DIR") {
+        return;
+    }
+    let t = Tree::new("fail-retention");
+    let _mnt = Tmpfs::mount(&t.backups, 2 << 20, "");
+    let old = plant_old_archives(&t, 4);
+    // Videos bigger than the free space: the run fails on a full disk.
+    let free = free_bytes(&t.backups);
+    t.add_video(b"big/match.mp4", free + (256 << 10), BASE_MTIME);
+    let out = t.run_env(&[("INCLUDE_VIDEOS", "true")], &["run"]);
+    out.expect_code(1, "a run on a full disk");
+    assert_eq!(
+        archives(&t.backups),
+        old,
+        "retention runs only after a successful backup\n{out}"
+    );
+    // `status --json` is the status file, failure included.
+    let out = t.run(&["status", "--json"]);
+    out.expect_code(0, "status --json");
+    let j = parse_json(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(
+        j,
+        t.status(),
+        "status --json prints last-backup-status.json"
+    );
+    assert!(!j.get("success").bool());
+    assert!(j.get("archive").is_null());
+    assert!(j.get("error").str().contains("no space left"), "{j:?}");
+    assert_eq!(j.get("backups_count").u64(), 4);
+    let out = t.run(&["status"]);
+    out.expect_code(0, "status");
+    assert!(out.stdout.contains("FAILED"), "{out}");
+    assert!(out.stdout.contains("no space left"), "{out}");
+
+    // Room again: the run succeeds, and only then the old ones go (the newest three
+    // stay: the new archive and the two newest planted ones).
+    fs::remove_file(t.videos().join("big/match.mp4")).unwrap_or_else(|e| panic!("{e}"));
+    let made = t.backup(&[]);
+    let mut want = vec![old[2].clone(), old[3].clone(), made];
+    want.sort();
+    assert_eq!(archives(&t.backups), want);
+    let j =
+        parse_json(t.run(&["status", "--json"]).stdout.trim()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(j.get("success").bool() && j.get("error").is_null(), "{j:?}");
+}
+
+#[test]
+fn list_json_lists_the_archives_newest_first_with_the_status() {
+    let t = Tree::new("list-json");
+    // Nothing yet: an empty list and no status.
+    let out = t.run(&["list", "--json"]);
+    out.expect_code(0, "list --json with no BACKUP_DIR yet");
+    let j = parse_json(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert!(j.get("backups").arr().is_empty(), "{j:?}");
+    assert!(j.get("status").is_null(), "{j:?}");
+    assert_eq!((j.get("total").u64(), j.get("totalSize").u64()), (0, 0));
+
+    let old = plant_old_archives(&t, 1).remove(0);
+    let made = t.backup(&[]);
+    let out = t.run(&["list", "--json"]);
+    out.expect_code(0, "list --json");
+    let j = parse_json(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert_eq!(j.keys(), ["backups", "status", "total", "totalSize"]);
+    let names: Vec<&str> = j
+        .get("backups")
+        .arr()
+        .iter()
+        .map(|b| b.get("name").str())
+        .collect();
+    assert_eq!(names, [made.as_str(), old.as_str()], "newest first");
+    let mut total = 0;
+    for b in j.get("backups").arr() {
+        let name = b.get("name").str();
+        assert_eq!(
+            b.keys(),
+            ["name", "size", "sizeBytes", "date", "created", "age"]
+        );
+        let size = fs::metadata(t.archive_path(name)).map_or(0, |m| m.len());
+        assert_eq!(b.get("sizeBytes").u64(), size, "{name}");
+        total += size;
+        // The date is the local time in the name (TZ=UTC here).
+        let d = &name[7..22];
+        let want = format!(
+            "{}-{}-{} {}:{}:{}",
+            &d[..4],
+            &d[4..6],
+            &d[6..8],
+            &d[9..11],
+            &d[11..13],
+            &d[13..15]
+        );
+        assert_eq!(b.get("date").str(), want, "{name}");
+        let created = b.get("created").str();
+        assert!(
+            created.len() == 24 && created.ends_with('Z') && created.as_bytes()[19] == b'.',
+            "created is toISOString(): {created}"
+        );
+        assert!(b.get("size").str().ends_with('B'), "{b:?}");
+    }
+    let ages: Vec<&str> = j
+        .get("backups")
+        .arr()
+        .iter()
+        .map(|b| b.get("age").str())
+        .collect();
+    assert_eq!(ages[0], "0 jours");
+    assert!(
+        ages[1].ends_with(" jours") && ages[1] != "0 jours",
+        "{ages:?}"
+    );
+    assert_eq!(j.get("total").u64(), 2);
+    assert_eq!(j.get("totalSize").u64(), total);
+    assert_eq!(
+        j.get("status"),
+        &t.status(),
+        "the status is the status file"
+    );
+    // The human table names the same archives.
+    let out = t.run(&["list"]);
+    out.expect_code(0, "list");
+    assert!(
+        out.stdout.contains(&made) && out.stdout.contains(&old),
+        "{out}"
+    );
+}
+
+#[test]
+fn without_tz_the_zone_comes_from_etc_localtime() {
+    if !have_root("a private mount namespace (unshare -m) for /etc/localtime") {
+        return;
+    }
+    let t = Tree::new("localtime");
+    let zone = Path::new("/usr/share/zoneinfo/Asia/Tokyo");
+    assert!(zone.exists(), "tzdata is needed (apt-get install tzdata)");
+    // In a mount namespace of its own, /etc/localtime says Tokyo (UTC+9, no DST); the
+    // binary runs there with `tz` as its TZ (None: no TZ at all).
+    let script = "mount --bind \"$1\" /etc/localtime && shift && exec \"$@\"";
+    let run_in_tokyo = |tz: Option<&str>| {
+        let mut c = std::process::Command::new("unshare");
+        c.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(zone)
+        .arg(BIN)
+        .arg("--config")
+        .arg(&t.config_file)
+        .arg("run")
+        .env_clear()
+        .env("NEOPRO_DIR", &t.neopro)
+        .env("BACKUP_DIR", &t.backups)
+        .env("SITE_CONF", &t.site_conf)
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::null());
+        if let Some(tz) = tz {
+            c.env("TZ", tz);
+        }
+        output(&mut c)
+    };
+    let before = now_unix();
+    let out = run_in_tokyo(None);
+    let after = now_unix();
+    out.expect_code(0, "run with /etc/localtime = Asia/Tokyo and no TZ");
+    let st = t.status();
+    let ts = st.get("timestamp").str();
+    assert!(ts.ends_with("+09:00"), "the status is in Tokyo time: {ts}");
+    let name = st.get("archive").str();
+    let tokyo = |u: i64| name_at(u + 9 * 3600);
+    assert!(
+        (before..=after).any(|u| tokyo(u) == name),
+        "{name} is not the Tokyo time of the run ({} .. {})",
+        tokyo(before),
+        tokyo(after)
+    );
+    // TZ set but empty counts as unset; a TZ that names a zone wins over the file.
+    for (tz, offset) in [("", "+09:00"), ("Asia/Kolkata", "+05:30")] {
+        run_in_tokyo(Some(tz)).expect_code(0, &format!("run with TZ={tz:?}"));
+        let st = t.status();
+        let ts = st.get("timestamp").str();
+        assert!(ts.ends_with(offset), "TZ={tz:?}: {ts}");
+    }
+    // And the host's own /etc/localtime was not touched.
+    let host = fs::read("/etc/localtime").unwrap_or_default();
+    assert!(host != fs::read(zone).unwrap_or_default() || host.is_empty());
+}
+
+#[test]
+fn a_run_never_reuses_the_name_of_an_archive_of_the_same_second() {
+    let t = Tree::new("same-second");
+    fs::create_dir_all(&t.backups).unwrap_or_else(|e| panic!("{e}"));
+    // Archives already named for this second and the next four (as a run a moment ago,
+    // or a clock stepped back, would leave them): the run must wait for a free second,
+    // never replace one of them.
+    let now = now_unix();
+    let taken: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| {
+            let name = name_at(now + i);
+            let bytes = format!("the archive of second {i}").into_bytes();
+            write_file(&t.backups.join(&name), &bytes);
+            (name, bytes)
+        })
+        .collect();
+    let made = t.backup(&[]);
+    assert!(
+        made > taken[4].0,
+        "{made} must come after the seconds already taken"
+    );
+    for (name, bytes) in &taken {
+        assert_eq!(
+            &fs::read(t.backups.join(name)).unwrap_or_default(),
+            bytes,
+            "{name} was replaced"
+        );
+    }
+    verify(&t, made.as_ref()).expect_code(0, "the new archive");
+}
+
+#[test]
+fn backup_log_rotates_once_it_has_reached_1_mib() {
+    const MIB: usize = 1 << 20;
+    // An old line, to fill the log to an exact size.
+    let fill = |len: usize| {
+        let line = "2020-01-01T03:00:00+00:00 [INFO] an old line\n";
+        let mut s = line.repeat(len / line.len());
+        let pad = len - s.len();
+        if pad > 0 {
+            s.push_str(&format!("{}\n", "x".repeat(pad - 1)));
+        }
+        assert_eq!(s.len(), len);
+        s
+    };
+    // Exactly 1 MiB: rotated before the run's first line; backup.log.1 is the old log.
+    let t = Tree::new("log-1mib");
+    let old = fill(MIB);
+    write_file(&t.backups.join("backup.log"), old.as_bytes());
+    t.backup(&[]);
+    let rotated = fs::read_to_string(t.backups.join("backup.log.1")).unwrap_or_default();
+    assert!(rotated == old, "a 1 MiB log is rotated as it is");
+    let log = fs::read_to_string(t.backups.join("backup.log")).unwrap_or_default();
+    assert!(log.contains("backup started") && !log.contains("an old line"));
+
+    // One byte less: the run's first line still goes to it (now past 1 MiB), and the
+    // next line rotates it.
+    let t = Tree::new("log-1mib-1");
+    let old = fill(MIB - 1);
+    write_file(&t.backups.join("backup.log"), old.as_bytes());
+    t.backup(&[]);
+    let rotated = fs::read_to_string(t.backups.join("backup.log.1")).unwrap_or_default();
+    let extra = rotated
+        .strip_prefix(old.as_str())
+        .unwrap_or_else(|| panic!("backup.log.1 does not start with the old log"));
+    assert_eq!(
+        extra.lines().count(),
+        1,
+        "one more line, then rotation: {extra:?}"
+    );
+    let log = fs::read_to_string(t.backups.join("backup.log")).unwrap_or_default();
+    assert!(!log.contains("an old line") && log.len() < 4096, "{log}");
+    assert!(log.contains("backup done"), "{log}");
+}
+
+#[test]
+fn run_creates_backup_dir_0700_whatever_the_umask() {
+    let t = Tree::new("mkdir-run");
+    let nested = t.root.join("new/backups");
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg("umask 000 && exec \"$@\"")
+        .arg("sh")
+        .arg(BIN)
+        .arg("--config")
+        .arg(&t.config_file)
+        .arg("run")
+        .env_clear()
+        .env("NEOPRO_DIR", &t.neopro)
+        .env("BACKUP_DIR", &nested)
+        .env("SITE_CONF", &t.site_conf)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null());
+    output(&mut c).expect_code(0, "run with umask 000");
+    let mode = fs::metadata(&nested)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or_else(|e| panic!("BACKUP_DIR: {e}"));
+    assert_eq!(mode, 0o700, "BACKUP_DIR mode {mode:o}");
+    let name = archives(&nested).pop().unwrap_or_default();
+    let mode = fs::metadata(nested.join(&name)).map_or(0, |m| m.permissions().mode() & 0o7777);
+    assert_eq!(mode, 0o600, "{name} mode {mode:o}");
 }

@@ -408,8 +408,18 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     ) {
         c.env(k, v);
     }
+    // A child of the daemon (RESTART_CMD, after a restore through the API) writes down
+    // its environment and argv: that is where a secret would leak.
+    let child_env = t.root.join("restart-cmd-env.txt");
     c.env("LISTEN", format!("127.0.0.1:{port}"))
         .env("API_TOKEN", API_TOKEN)
+        .env(
+            "RESTART_CMD",
+            format!(
+                "env > {f}; tr '\\0' ' ' < /proc/$$/cmdline >> {f}",
+                f = child_env.display()
+            ),
+        )
         .env("NEOPRO_OFFSITE_RETRY_SECS", "1")
         .env("NEOPRO_CATCHUP_DELAY", "3600")
         .stdout(Stdio::piped())
@@ -460,7 +470,37 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
             .try_get("offsite")
             .is_some_and(|o| o.get("pending").u64() == 0 && o.get("error").is_null())
     });
-    // Neither our argv nor our children's show a secret.
+    // The daemon's children inherit neither secret: restore through the API, which runs
+    // RESTART_CMD, and read what it saw.
+    write_file(
+        &t.configuration_json(),
+        b"{\"changed since the backup\": true}\n",
+    );
+    let (st, body) = http(
+        "127.0.0.1",
+        port,
+        "POST",
+        &format!("/api/backups/restore/{name}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"dryRun":false}"#,
+    );
+    assert_eq!(st, 200, "restore: {}", String::from_utf8_lossy(&body));
+    let seen =
+        fs::read_to_string(&child_env).unwrap_or_else(|e| panic!("RESTART_CMD did not run ({e})"));
+    assert!(
+        seen.contains("sh -c") && seen.contains("NEOPRO_DIR="),
+        "the child wrote its environment and argv: {seen}"
+    );
+    for secret in [SECRET_KEY, API_TOKEN] {
+        assert!(
+            !seen.contains(secret),
+            "a secret reached a child of the daemon:\n{seen}"
+        );
+    }
+    // Nor does the daemon's own argv.
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET_KEY));
     drop(guard);

@@ -533,6 +533,16 @@ struct Daemon {
 impl Daemon {
     fn start(t: &Tree, env: &[(&str, &str)]) -> Daemon {
         let mut c = t.command(&["serve"]);
+        // The daily run twelve hours away (UTC, the tests' TZ): never inside a test.
+        let far = common::now_unix() + 12 * 3600;
+        c.env(
+            "BACKUP_TIME",
+            format!(
+                "{:02}:{:02}",
+                far.rem_euclid(86_400) / 3600,
+                far.rem_euclid(3600) / 60
+            ),
+        );
         for (k, v) in env {
             c.env(k, v);
         }

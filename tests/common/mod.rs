@@ -810,3 +810,16 @@ impl JsonParser<'_> {
         }
     }
 }
+
+/// Unix seconds of a UTC calendar date and time (the inverse of `iso_utc`).
+pub fn naive_utc(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> i64 {
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + hour * 3600 + minute * 60 + second
+}

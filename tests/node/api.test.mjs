@@ -30,6 +30,16 @@ const NEXT_RUN_RE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{4}-\d{2}-\d{2} \d{2}:\d{2
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$/;
 const JSON_CT = 'application/json; charset=utf-8';
 
+/** HH:MM in Paris (the daemon's TZ) about twelve hours from now, never in the 02:00 hour
+ *  that a DST night skips: the daily run never falls inside a test run. */
+const FAR = (() => {
+  const fmt = (ms) =>
+    new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/Paris', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+      .format(new Date(ms));
+  const t = fmt(Date.now() + 12 * 3600 * 1000);
+  return t.startsWith('02:') ? fmt(Date.now() + 14 * 3600 * 1000) : t;
+})();
+
 let root;
 let backups;
 let daemon;
@@ -65,6 +75,7 @@ function startDaemon(neopro) {
         LISTEN: '127.0.0.1:0',
         TZ: 'Europe/Paris',
         NEOPRO_CATCHUP_DELAY: '3600',
+        BACKUP_TIME: FAR,
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -298,8 +309,8 @@ test('auto-toggle with { enable: false } and { enable: true }, and auto-status',
   assert.equal(status.active, true);
   assert.equal(typeof status.nextRun, 'string');
   assert.match(status.nextRun, NEXT_RUN_RE);
-  // A fresh success exists: the next run is the daily one at 03:00 (no catch-up).
-  assert.match(status.nextRun, / 03:00:00 /);
+  // A fresh success exists: the next run is the daily one at BACKUP_TIME (no catch-up).
+  assert.ok(status.nextRun.includes(` ${FAR}:00 `), `${status.nextRun} is not at ${FAR}`);
   assert.equal(typeof status.logs, 'string');
   const lines = status.logs.split('\n');
   assert.ok(lines.length >= 1 && lines.length <= 20, `at most 20 log lines, got ${lines.length}`);
