@@ -978,7 +978,7 @@ mod tests {
             assert!(e.0.starts_with("/etc/x.conf:2: "), "{e}");
         }
         // Known keys are not reported as unknown; unknown ones are, in order.
-        let src = Sources::from_parts(HashMap::new(), "RETENTION_DAYS=3\nZZ=1\nAA=2\n", o)
+        let src = Lookup::from_parts(HashMap::new(), "RETENTION_DAYS=3\nZZ=1\nAA=2\n", o)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(src.unknown_keys, ["ZZ", "AA"]);
         assert_eq!(src.get("RETENTION_DAYS"), Some("3"));
@@ -991,22 +991,22 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let file = dir.join("backup.conf");
         std::fs::write(&file, "BACKUP_TIME=04:15\nTYPO=1\n").unwrap_or_else(|e| panic!("{e}"));
-        let src = Sources::gather(Some(&file)).unwrap_or_else(|e| panic!("{e}"));
+        let src = Lookup::gather(Some(&file)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(src.get("BACKUP_TIME"), Some("04:15"));
         assert_eq!(src.unknown_keys, ["TYPO"]);
         let missing = dir.join("missing.conf");
-        let Err(e) = Sources::gather(Some(&missing)) else {
+        let Err(e) = Lookup::gather(Some(&missing)) else {
             panic!("a missing --config file was accepted");
         };
         assert!(e.0.contains("cannot read the config file"), "{e}");
         std::fs::write(&file, b"A=\xff\n").unwrap_or_else(|e| panic!("{e}"));
-        let Err(e) = Sources::gather(Some(&file)) else {
+        let Err(e) = Lookup::gather(Some(&file)) else {
             panic!("a non-UTF-8 file was accepted");
         };
         assert!(e.0.contains("not valid UTF-8"), "{e}");
         // The default path may be absent (then: no file values at all).
         if !Path::new(DEFAULT_CONFIG_PATH).exists() {
-            let src = Sources::gather(None).unwrap_or_else(|e| panic!("{e}"));
+            let src = Lookup::gather(None).unwrap_or_else(|e| panic!("{e}"));
             assert!(src.file.is_empty() && src.unknown_keys.is_empty());
         } else {
             eprintln!("{DEFAULT_CONFIG_PATH} exists here: its absence is not checked");
@@ -1255,7 +1255,7 @@ mod tests {
             assert_eq!(valid_prefix(v), good, "prefix {v:?}");
         }
         // No SITE_ID: the hostname, when it is already a fit name.
-        let host = crate::sysinfo::hostname();
+        let host = crate::host::hostname();
         let c = ok(&[("SITE_ID", "")], "");
         if valid_site_id(&host) {
             assert_eq!(c.site_id, host);

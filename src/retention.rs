@@ -122,6 +122,11 @@ mod tests {
         plan(a, now, days, just).delete
     }
 
+    /// The age rule alone, without the clock rule (for clocks far from the archives).
+    fn age_rule(a: &[Candidate], now: i64, days: u32, just: Option<&str>) -> Vec<String> {
+        keep_newest(a, now, days, just)
+    }
+
     #[test]
     fn keeps_seven_days() {
         let a = daily(day(2024, 12, 1), 18); // Dec 1 .. Dec 18
@@ -211,18 +216,19 @@ mod tests {
         );
     }
 
+    // The clock in these two is days past the newest archive: the age rule alone.
     #[test]
     fn exactly_retention_days_old_is_kept_one_second_more_is_not() {
         // Four archives, so that the oldest is not among the newest three.
         let a = daily(day(2024, 12, 1), 4); // Dec 1 .. Dec 4, 03:00
         let oldest = "backup-20241201-030000.tar.gz";
         // Exactly 7 days old: not "older than 7 days".
-        assert!(to_delete(&a, day(2024, 12, 8), 7, None).is_empty());
+        assert!(age_rule(&a, day(2024, 12, 8), 7, None).is_empty());
         // One second more: removed.
-        assert_eq!(to_delete(&a, day(2024, 12, 8) + 1, 7, None), [oldest]);
+        assert_eq!(age_rule(&a, day(2024, 12, 8) + 1, 7, None), [oldest]);
         // The same with RETENTION_DAYS=1.
-        assert!(to_delete(&a, day(2024, 12, 2), 1, None).is_empty());
-        assert_eq!(to_delete(&a, day(2024, 12, 2) + 1, 1, None), [oldest]);
+        assert!(age_rule(&a, day(2024, 12, 2), 1, None).is_empty());
+        assert_eq!(age_rule(&a, day(2024, 12, 2) + 1, 1, None), [oldest]);
     }
 
     #[test]
@@ -231,8 +237,12 @@ mod tests {
         // Made by a clock five minutes fast, now long ago by the real clock... but it
         // is dated five minutes ahead of `now`: never "older than N days".
         let now = day(2024, 12, 20);
-        a.push(("backup-20241220-030500.tar.gz".into(), now + 300));
-        let mut del = to_delete(&a, now, 7, None);
+        a.push(Candidate {
+            name: "backup-20241220-030500.tar.gz".into(),
+            naive: now + 300,
+            valid: true,
+        });
+        let mut del = age_rule(&a, now, 7, None);
         assert_eq!(
             del,
             ["backup-20241201-030000.tar.gz"],
@@ -240,10 +250,10 @@ mod tests {
         );
         // Same answer whatever the order of the input, and the oldest comes first.
         a.reverse();
-        assert_eq!(to_delete(&a, now, 7, None), del);
+        assert_eq!(age_rule(&a, now, 7, None), del);
         let mut b = daily(day(2024, 11, 1), 8);
         b.reverse();
-        del = to_delete(&b, day(2025, 1, 1), 7, None);
+        del = age_rule(&b, day(2025, 1, 1), 7, None);
         assert_eq!(
             del.first().map(String::as_str),
             Some("backup-20241101-030000.tar.gz")
