@@ -127,8 +127,8 @@ arch_name() {
 if [ "$uninstall" = 0 ]; then
     # Which build: the one of the architecture systemd runs as. systemd builds a unit's
     # system-call filters (SystemCallFilter=, RestrictAddressFamilies=,
-    # SystemCallArchitectures=) for its own architecture only: a 32-bit systemd does not
-    # even know the 64-bit ABI, and a 64-bit process escapes its filters entirely. The
+    # SystemCallArchitectures=) for the ABIs it knows: a 32-bit systemd knows no 64-bit
+    # one, and a 64-bit process escapes its filters entirely (docs/deploy.md, 3). The
     # Raspberry Pi OS 32-bit boots a 64-bit kernel on a Pi 4 or 5 (uname -m says
     # aarch64): the kernel's architecture is not the one to follow. systemd's own binary
     # says it; dpkg and getconf LONG_BIT (the size of a long in the userland) when it

@@ -183,28 +183,34 @@ run_probe() {
         >"$C/$name.out" 2>"$C/$name.err" </dev/null
     cat "$C/$name.out" "$C/$name.err" >"$C/$name.all"
 }
+# probe_says NAME LINE...: each LINE is in what the run NAME printed (shown when not).
+probe_says() {
+    local f=$C/$1.all l
+    shift
+    for l in "$@"; do grep -qx "$l" "$f" || { cat "$f"; return 1; }; done
+}
 if [ "$probe_built" = 1 ]; then
     check "the probe is a process of the installed build (ELF machine $(elf_machine "$BIN"), static)" \
         test "$(elf_machine "$C/usrlocal/bin/neopro-probe-native")" = "$(elf_machine "$BIN")"
     run_probe control neopro-probe-native -p User=pi
     check "without the sandbox, pi may call sched_setaffinity and open an AF_NETLINK socket" \
-        bash -c "grep -qx 'sched_setaffinity=ok' '$C/control.out' && grep -qx 'socket_af_netlink=ok' '$C/control.out'"
+        probe_says control sched_setaffinity=ok socket_af_netlink=ok
     unit_props $SANDBOX
     check "the unit's filters are read (SystemCallFilter, SystemCallArchitectures=native, RestrictAddressFamilies)" \
         bash -c "grep -q '^SystemCallFilter=.' '$C/props' && grep -qx 'SystemCallArchitectures=native' '$C/props' && grep -q '^RestrictAddressFamilies=.' '$C/props'"
     run_probe native neopro-probe-native "${PROPS[@]}"
     check "under the unit's properties the probe runs and is refused sched_setaffinity (EPERM: SystemCallFilter=~@resources)" \
-        grep -qx 'sched_setaffinity=Operation not permitted' "$C/native.all"
+        probe_says native 'sched_setaffinity=Operation not permitted'
     check "... and an AF_NETLINK socket (EAFNOSUPPORT: RestrictAddressFamilies=)" \
-        grep -qx 'socket_af_netlink=Address family not supported by protocol' "$C/native.all"
+        probe_says native 'socket_af_netlink=Address family not supported by protocol'
     if [ -n "$FOREIGN" ]; then
         run_probe foreign neopro-probe-foreign "${PROPS[@]}"
         check "the probe built for $FOREIGN_NAME, under the same properties: killed at its first call (SystemCallArchitectures=native)" \
-            bash -c "grep -q 'code=killed/status=SYS' '$C/foreign.err' && [ ! -s '$C/foreign.out' ]"
+            bash -c "grep -q 'code=killed/status=SYS' '$C/foreign.err' && [ ! -s '$C/foreign.out' ] || { cat '$C/foreign.all'; exit 1; }"
         unit_props ${SANDBOX/SystemCallArchitectures/}
         run_probe foreign-any neopro-probe-foreign "${PROPS[@]}"
         check "without SystemCallArchitectures=native the $FOREIGN_NAME probe runs, and SystemCallFilter still binds it (this systemd knows that ABI)" \
-            grep -qx 'sched_setaffinity=Operation not permitted' "$C/foreign-any.all"
+            probe_says foreign-any 'sched_setaffinity=Operation not permitted'
         echo "  note without SystemCallArchitectures=native, the $FOREIGN_NAME probe's AF_NETLINK socket: $(sed -n 's/^socket_af_netlink=//p' "$C/foreign-any.out")"
     fi
 else
