@@ -9,8 +9,10 @@
 # for pi) or to be root.
 #
 # Install/upgrade, idempotent (run it again to upgrade; nothing changes when nothing is new):
-#  1. detects the Pi's CPU over ssh (uname -m and /proc/cpuinfo: ARMv6 Pi Zero/1, ARMv7
-#     Pi 2/3, 64-bit Pi 3/4/5) and picks the static binary of `make cross`;
+#  1. detects over ssh the architecture systemd runs as (its ELF header, else `dpkg
+#     --print-architecture`, else `getconf LONG_BIT`) and the CPU (uname -m and
+#     /proc/cpuinfo), and picks the static binary of `make cross`: a 32-bit OS gets a
+#     32-bit build even on a 64-bit kernel (Pi 4/5), the ARMv6 one on a Pi Zero/1;
 #  2. installs it as /usr/local/bin/neopro-backup, after checking that it runs there;
 #  3. stops the old system if present — the neopro-backup.timer is disabled and removed,
 #     and auto-backup.sh is replaced by a two-line script that calls `neopro-backup run`
@@ -19,7 +21,9 @@
 #     folder to pi (the old service wrote as root, the daemon runs as pi);
 #  4. installs the systemd unit, and /etc/neopro/backup.conf from the commented template
 #     only when there is none (yours is never overwritten);
-#  5. enables and (re)starts the daemon, shows its status and offers a test backup.
+#  5. enables and (re)starts the daemon, checks that it stays active for a few seconds
+#     (says so, with its journal, when it does not), shows its status and offers a
+#     test backup.
 # --uninstall stops and removes the daemon, its unit and the binary, puts the original
 # auto-backup.sh back, and leaves the backups and /etc/neopro/backup.conf in place.
 #
@@ -31,6 +35,7 @@
 #   SSH   [ssh -o ConnectTimeout=10]   the command that runs a shell command on HOST
 #   SCP   [scp -q -o ConnectTimeout=10] the command that copies files to HOST:DIR/
 #   DIST  [<repo>/target/cross]        where <triple>/release/neopro-backup are (make cross)
+#   SETTLE_SECS  [5]                   how long the daemon must stay active after a start
 #   NEOPRO_ROOT  []                    a prefix for every path on HOST (the install tests
 #                                      use a temp folder; also useful on a mounted image)
 set -euo pipefail
@@ -40,6 +45,7 @@ SSH=${SSH:-ssh -o ConnectTimeout=10}
 SCP=${SCP:-scp -q -o ConnectTimeout=10}
 DIST=${DIST:-$REPO/target/cross}
 R=${NEOPRO_ROOT:-}
+SETTLE_SECS=${SETTLE_SECS:-5}
 PI_USER=pi
 
 say() { printf '==> %s\n' "$*"; }
@@ -60,6 +66,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$host" ] || { usage >&2; exit 2; }
+case $SETTLE_SECS in '' | *[!0-9]*) die "SETTLE_SECS must be a number of seconds (got '$SETTLE_SECS')" ;; esac
 case $host in *@*) ;; *) host="$PI_USER@$host" ;; esac
 
 # Runs a shell command on the Pi. stdin goes along (scripts are sent as `sh -s`).
@@ -73,10 +80,16 @@ remote_root() {
 say "Connecting to $host"
 probe_err=$(mktemp)
 trap 'rm -f "$probe_err"' EXIT
-# One round trip: KEY=value lines about the Pi.
+# One round trip: KEY=value lines about the Pi. init_elf: the first 20 bytes, in hex, of
+# systemd's own binary: its ELF class and machine say which architecture systemd runs as.
 probe_cmd="echo machine=\$(uname -m)
 echo model=\$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' $(q "$R/proc/cpuinfo") 2>/dev/null | head -n 1)
 echo cpu_arch=\$(sed -n 's/^CPU architecture[[:space:]]*:[[:space:]]*//p' $(q "$R/proc/cpuinfo") 2>/dev/null | head -n 1)
+echo dpkg_arch=\$(dpkg --print-architecture 2>/dev/null)
+echo long_bit=\$(getconf LONG_BIT 2>/dev/null)
+for f in $(q "$R/lib/systemd/systemd") $(q "$R/usr/lib/systemd/systemd") $(q "$R/sbin/init"); do
+    if [ -f \"\$f\" ]; then echo init_elf=\$(od -An -tx1 -N20 \"\$f\" 2>/dev/null | tr -d ' \\n'); break; fi
+done
 echo pi_uid=\$(id -u $PI_USER 2>/dev/null || echo none)
 if [ \"\$(id -u)\" = 0 ] || sudo -n true 2>/dev/null; then echo sudo=ok; else echo sudo=no; fi
 echo systemctl=\$(command -v systemctl || echo none)"
@@ -91,28 +104,91 @@ machine=$(probe_get machine) model=$(probe_get model) cpu_arch=$(probe_get cpu_a
 [ "$(probe_get sudo)" = ok ] || die "the user of $host needs passwordless sudo (or log in as root): 'sudo -n true' failed there"
 [ "$(probe_get systemctl)" != none ] || die "$host has no systemctl: neopro-backup needs a systemd system (Raspberry Pi OS)"
 
+# The architecture of an ELF file from its first 20 bytes in hex (class, byte order, machine).
+elf_arch() {
+    local h=$1 m
+    [ "${h:0:8}" = 7f454c46 ] || return 0
+    if [ "${h:10:2}" = 01 ]; then m=${h:38:2}${h:36:2}; else m=${h:36:4}; fi
+    case ${h:8:2}:$m in
+        01:0028) echo arm32 ;;
+        02:00b7) echo arm64 ;;
+        02:003e) echo amd64 ;;
+        01:0003) echo i386 ;;
+        *) echo "ELF class ${h:8:2} machine 0x$m" ;;
+    esac
+}
+arch_name() {
+    case $1 in
+        arm32) echo "32-bit ARM" ;; arm64) echo "64-bit ARM (arm64)" ;;
+        amd64) echo "x86_64 (amd64)" ;; i386) echo "32-bit x86 (i386)" ;; *) echo "$1" ;;
+    esac
+}
+
 if [ "$uninstall" = 0 ]; then
+    # Which build: the one of the architecture systemd runs as. systemd builds a unit's
+    # system-call filters (SystemCallFilter=, RestrictAddressFamilies=,
+    # SystemCallArchitectures=) for the ABIs it knows: a 32-bit systemd knows no 64-bit
+    # one, and a 64-bit process escapes its filters entirely (docs/deploy.md, 3). The
+    # Raspberry Pi OS 32-bit boots a 64-bit kernel on a Pi 4 or 5 (uname -m says
+    # aarch64): the kernel's architecture is not the one to follow. systemd's own binary
+    # says it; dpkg and getconf LONG_BIT (the size of a long in the userland) when it
+    # cannot be read.
+    dpkg_arch=$(probe_get dpkg_arch) long_bit=$(probe_get long_bit)
+    sys_arch=$(elf_arch "$(probe_get init_elf)")
+    case $dpkg_arch in armhf | armel | arm) pkg_arch=arm32 ;; *) pkg_arch=$dpkg_arch ;; esac
+    userland="" from=""
+    if [ -n "$sys_arch" ]; then
+        userland=$sys_arch from="systemd's binary"
+        if [ -n "$pkg_arch" ] && [ "$pkg_arch" != "$sys_arch" ]; then
+            say "note: dpkg on $host says $dpkg_arch but systemd itself is $(arch_name "$sys_arch"): going by systemd (it builds the unit's filters)"
+        fi
+    elif [ -n "$pkg_arch" ]; then
+        userland=$pkg_arch from="dpkg: $dpkg_arch"
+    elif [ "$long_bit" = 32 ] || [ "$long_bit" = 64 ]; then
+        from="getconf LONG_BIT: $long_bit"
+        case $machine:$long_bit in
+            aarch64:32 | arm64:32 | arm*:32) userland=arm32 ;;
+            aarch64:64 | arm64:64) userland=arm64 ;;
+            x86_64:64 | amd64:64) userland=amd64 ;;
+            x86_64:32 | i?86:32) userland=i386 ;;
+        esac
+    fi
+    if [ -z "$userland" ]; then
+        case $machine in
+            aarch64 | arm64 | x86_64 | amd64) die "cannot tell whether the OS of $host is 32- or 64-bit (no systemd binary in /lib/systemd, no dpkg, no getconf): the build must match it, or the unit's sandbox does not apply" ;;
+            arm*) userland=arm32 from="a 32-bit kernel runs only a 32-bit OS" ;;
+            *) userland=$machine from="uname -m" ;;
+        esac
+    fi
     # The ARMv6 case. A Pi Zero/Zero W/1 (ARM1176) must get the armv6 build: the armv7
     # one dies there with SIGILL. Its kernel says armv6l, and /proc/cpuinfo says
     # "ARMv6-compatible processor ... (v6l)" but also "CPU architecture: 7" (the ARM1176
     # uses the v7 CPUID scheme), so that line alone would pick the wrong build. A 64-bit
-    # Pi on a 32-bit kernel says armv7l: the armv7 build. A 32-bit ARM that says nothing
-    # clear gets the armv6 build, which runs on every 32-bit Pi.
-    case $machine in
-        aarch64 | arm64) triple=aarch64-unknown-linux-musl; what="64-bit ARM (Pi 3/4/5 on a 64-bit kernel)" ;;
-        arm*)
+    # Pi on a 32-bit kernel says armv7l (or armv8l), on a 64-bit kernel aarch64: the
+    # armv7 build. A 32-bit ARM that says nothing clear gets the armv6 build, which runs
+    # on every 32-bit Pi.
+    case $userland in
+        arm32)
             if [ "${machine#armv6}" != "$machine" ] || echo "$model" | grep -Eqi 'armv6|\(v6l\)'; then
-                triple=arm-unknown-linux-musleabihf; what="ARMv6 (Pi Zero/1)"
+                triple=arm-unknown-linux-musleabihf what="ARMv6 (Pi Zero/1)"
+            elif [ "$machine" = aarch64 ] || [ "$machine" = arm64 ]; then
+                triple=armv7-unknown-linux-musleabihf what="32-bit OS on a 64-bit kernel (Pi 3/4/5): the 32-bit ARMv7 build, as systemd is 32-bit"
             elif [ "${machine#armv7}" != "$machine" ] || [ "${machine#armv8}" != "$machine" ] \
                 || echo "$model" | grep -Eqi 'armv[78]|\(v[78]l\)'; then
-                triple=armv7-unknown-linux-musleabihf; what="32-bit ARMv7 (Pi 2/3/4 on a 32-bit kernel)"
+                triple=armv7-unknown-linux-musleabihf what="32-bit ARMv7 (Pi 2/3/4 on a 32-bit kernel)"
             else
-                triple=arm-unknown-linux-musleabihf; what="32-bit ARM, version unclear: the ARMv6 build runs on all"
+                triple=arm-unknown-linux-musleabihf what="32-bit ARM, version unclear: the ARMv6 build runs on all"
             fi ;;
-        x86_64 | amd64) triple=x86_64-unknown-linux-musl; what="x86_64" ;;
-        *) die "unknown architecture '$machine' on $host (model: ${model:-?}, CPU architecture: ${cpu_arch:-?}): supported are armv6l, armv7l, aarch64 (Raspberry Pi) and x86_64" ;;
+        arm64)
+            case $machine in aarch64 | arm64) ;; *) die "$host says its OS is 64-bit ARM but its kernel is $machine" ;; esac
+            triple=aarch64-unknown-linux-musl what="64-bit OS (Pi 3/4/5)" ;;
+        amd64)
+            case $machine in x86_64 | amd64) ;; *) die "$host says its OS is x86_64 but its kernel is $machine" ;; esac
+            triple=x86_64-unknown-linux-musl what="x86_64" ;;
+        i386) die "$host runs a 32-bit x86 OS ($from): there is no build for it (x86_64 only)" ;;
+        *) die "unknown architecture '${userland:-$machine}' on $host (kernel: $machine, model: ${model:-?}, CPU architecture: ${cpu_arch:-?}, dpkg: ${dpkg_arch:-none}): supported are the 32-bit ARM OS (armhf), the 64-bit ARM OS (arm64) and x86_64" ;;
     esac
-    say "$host is $machine${model:+ ($model)}: $what -> $triple"
+    say "$host: kernel $machine${model:+ ($model)}, OS $(arch_name "$userland") ($from): $what -> $triple"
     bin=$DIST/$triple/release/neopro-backup
     [ -f "$bin" ] || die "$bin is missing: run 'make cross' first (or set DIST)"
     [ "$(probe_get pi_uid)" != none ] || die "$host has no user '$PI_USER': the Neopro files and the daemon belong to $PI_USER"
@@ -126,6 +202,7 @@ set -eu
 R=$(q "$R")
 U=$PI_USER
 T=$(q "${1:-}")
+SETTLE=$SETTLE_SECS
 EOF
     cat <<'EOF'
 BIN=$R/usr/local/bin/neopro-backup
@@ -294,11 +371,32 @@ if [ "$changed" = 1 ] || ! systemctl is-active --quiet neopro-backup.service; th
         journalctl -u neopro-backup.service -n 20 --no-pager >&2 2>/dev/null || true
         exit 4
     fi
+    # Type=notify: the restart returned once the daemon said READY=1. One that dies just
+    # after (and is restarted every RestartSec= by Restart=on-failure) would pass that:
+    # it must still be active a few seconds later.
+    i=0 state=active
+    while [ "$i" -lt "$SETTLE" ]; do
+        sleep 1
+        i=$((i + 1))
+        state=$(systemctl is-active neopro-backup.service 2>/dev/null) || break
+    done
+    if [ "$state" != active ]; then
+        echo "ERROR: neopro-backup.service started but did not stay active: ${state:-unknown} ${i}s later. Its last journal lines:" >&2
+        journalctl -u neopro-backup.service -n 20 --no-pager >&2 2>/dev/null || true
+        exit 5
+    fi
+    echo "active: neopro-backup.service (still running ${SETTLE}s after the start)"
 else
     echo "running: neopro-backup.service (nothing new, not restarted)"
 fi
 EOF
-} | remote_root || die "the installation failed on $host (see above)"
+} | remote_root || {
+    rc=$?
+    [ "$rc" = 5 ] || die "the installation failed on $host (see above)"
+    die "neopro-backup is installed on $host but its service does not stay running (see the journal lines above).
+  On the Pi: journalctl -u neopro-backup -n 50 --no-pager   and   systemctl status neopro-backup
+  (systemd keeps restarting it every 10 s; fix the cause, e.g. /etc/neopro/backup.conf, then run this again)."
+}
 
 # --- show it ----------------------------------------------------------------------------
 say "Status on $host"

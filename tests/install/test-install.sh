@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make test-install: scripts/setup-auto-backup.sh against fake Pis.
 # A fake Pi is a temp folder (NEOPRO_ROOT) reached through fakebin/ssh and fakebin/scp,
-# which run commands locally with remote-bin/ first in PATH: uname -m says what CPU the
-# Pi has, sudo is passwordless, chown is logged (there is no user pi here), systemctl
-# keeps unit states in files and, for the main Pi, really starts the installed binary's
-# `serve` and waits for /healthz. The "builds" in DIST are copies of the host binary
-# with the triple appended (an ELF still runs with bytes after it), so the test can
-# see which one was installed on which CPU.
+# which run commands locally with remote-bin/ first in PATH: uname -m says what kernel
+# the Pi runs, dpkg --print-architecture and getconf LONG_BIT what userland (or fail as
+# when absent), /lib/systemd/systemd under the root is the first bytes of an ELF header
+# of that userland (read with the real od), sudo is passwordless, chown is logged (there
+# is no user pi here), systemctl keeps unit states in files and, for the main Pi, really
+# starts the installed binary's `serve` and waits for /healthz. The "builds" in DIST are
+# copies of the host binary with the triple appended (an ELF still runs with bytes after
+# it), so the test can see which one was installed on which Pi.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 REPO=$PWD
@@ -36,21 +38,44 @@ done
 triple_of() { tail -c 200 "$1" 2>/dev/null | sed -n 's/^NEOPRO-TRIPLE=//p'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# new_pi NAME MACHINE MODEL: a fresh fake Pi; sets PI (its folder) and ROOT.
+# fake_systemd ARCH: /lib/systemd/systemd of the current fake Pi, the first 20 bytes of an
+# ELF file of that architecture (class, byte order, e_machine); "-": none.
+fake_systemd() {
+    local hdr
+    rm -f "$ROOT/lib/systemd/systemd"
+    case $1 in
+        armhf) hdr='\001\001\001\000\000\000\000\000\000\000\000\000\002\000\050\000' ;; # 32-bit, EM_ARM
+        arm64) hdr='\002\001\001\000\000\000\000\000\000\000\000\000\002\000\267\000' ;; # 64-bit, EM_AARCH64
+        amd64) hdr='\002\001\001\000\000\000\000\000\000\000\000\000\003\000\076\000' ;; # 64-bit, EM_X86_64
+        i386) hdr='\001\001\001\000\000\000\000\000\000\000\000\000\003\000\003\000' ;;  # 32-bit, EM_386
+        -) return 0 ;;
+    esac
+    mkdir -p "$ROOT/lib/systemd"
+    printf "\177ELF$hdr" >"$ROOT/lib/systemd/systemd"
+    head -c 64 /dev/zero >>"$ROOT/lib/systemd/systemd"
+}
+# new_pi NAME MACHINE MODEL CPU_ARCH USERLAND: a fresh fake Pi (kernel MACHINE, userland
+# USERLAND = armhf, arm64, amd64 or i386: dpkg, LONG_BIT and systemd's binary agree); sets
+# PI (its folder) and ROOT. The files machine, dpkg, longbit of PI can be changed after.
 new_pi() {
     PI=$W/$1 ROOT=$W/$1/root
     mkdir -p "$ROOT/proc" "$ROOT/home/pi/neopro/webapp" "$ROOT/home/pi/neopro/sync-agent" \
         "$ROOT/home/pi/neopro/videos" "$ROOT/etc/neopro" "$PI/state"
-    printf 'processor\t: 0\nmodel name\t: %s\nBogoMIPS\t: 697.95\nCPU architecture: %s\n' "$3" "${4:-7}" >"$ROOT/proc/cpuinfo"
+    printf 'processor\t: 0\nmodel name\t: %s\nBogoMIPS\t: 697.95\nCPU architecture: %s\n' "$3" "$4" >"$ROOT/proc/cpuinfo"
+    [ -n "$3" ] || sed -i '/^model name/d' "$ROOT/proc/cpuinfo" # an arm64 kernel has no model name
     echo '{"club":"test"}' >"$ROOT/home/pi/neopro/webapp/configuration.json"
     echo 'TOKEN=x' >"$ROOT/home/pi/neopro/sync-agent/.env"
     echo 'SITE=test' >"$ROOT/etc/neopro/site.conf"
     echo "$2" >"$PI/machine"
+    echo "$5" >"$PI/dpkg"
+    case $5 in armhf | i386) echo 32 ;; *) echo 64 ;; esac >"$PI/longbit"
+    fake_systemd "$5"
 }
 # setup ARGS...: runs the install script on the current fake Pi; output in $PI/out.
 setup() {
     env SSH="$HERE/fakebin/ssh" SCP="$HERE/fakebin/scp" DIST="$DISTDIR" NEOPRO_ROOT="$ROOT" \
         FAKE_HOST="${FAKE_HOST:-pi@neopro-test}" FAKE_STATE="$PI/state" FAKE_MACHINE="$(cat "$PI/machine")" \
+        FAKE_DPKG_ARCH="$(cat "$PI/dpkg")" FAKE_LONG_BIT="$(cat "$PI/longbit")" SETTLE_SECS="${SETTLE_SECS:-1}" \
         NEOPRO_DIR="$ROOT/home/pi/neopro" BACKUP_DIR="$ROOT/home/pi/neopro-backups" \
         SITE_CONF="$ROOT/etc/neopro/site.conf" SERVICES=nginx NEOPRO_CATCHUP_DELAY=3600 \
         LISTEN="127.0.0.1:${PORT:-1}" \
@@ -63,7 +88,7 @@ state() { [ -f "$PI/state/units/$1" ]; }
 show_out() { sed 's/^/       | /' "$PI/out"; }
 
 echo "== a fresh Pi Zero (armv6l): install, daemon started for real"
-new_pi zero armv6l "ARMv6-compatible processor rev 7 (v6l)" 7
+new_pi zero armv6l "ARMv6-compatible processor rev 7 (v6l)" 7 armhf
 PORT=$(free_port)
 tmp_before=$(ls -d /tmp/neopro-setup.* 2>/dev/null | sort)
 FAKE_START_DAEMON=1 setup neopro-test --no-test-backup
@@ -141,7 +166,7 @@ setup neopro-test --uninstall
 check "uninstall twice: exit 0" test "$(rc)" = 0
 
 echo "== the old script system: timer stopped and removed, script replaced by a call to the binary"
-new_pi old armv7l "ARMv7 Processor rev 4 (v7l)" 7
+new_pi old armv7l "ARMv7 Processor rev 4 (v7l)" 7 armhf
 mkdir -p "$ROOT/etc/systemd/system/timers.target.wants" "$ROOT/home/pi/neopro/scripts" "$ROOT/var/spool/cron/crontabs" "$ROOT/home/pi/neopro-backups"
 printf '[Unit]\nDescription=Neopro backup\n[Service]\nType=oneshot\nExecStart=/bin/bash /home/pi/neopro/scripts/auto-backup.sh\n' >"$ROOT/etc/systemd/system/neopro-backup.service"
 printf '[Timer]\nOnCalendar=daily\nOnCalendar=03:00\nPersistent=true\n[Install]\nWantedBy=timers.target\n' >"$ROOT/etc/systemd/system/neopro-backup.timer"
@@ -169,40 +194,102 @@ check "second run leaves the shim alone (no .orig of the shim)" grep -q 'echo ol
 setup neopro-test --uninstall
 check "uninstall puts the original script back" bash -c "grep -q 'echo old' '$ROOT/home/pi/neopro/scripts/auto-backup.sh' && [ ! -e '$ROOT/home/pi/neopro/scripts/auto-backup.sh.orig' ]"
 
-echo "== which build for which Pi"
-# machine | model name | CPU architecture | expected triple
+echo "== which build for which Pi: the architecture systemd runs as, then the CPU"
+# The kernel (uname -m) is not the OS: Raspberry Pi OS 32-bit boots a 64-bit kernel on a
+# Pi 4 or 5, and a 64-bit build there would run outside the unit's system-call filters.
+# label | uname -m | model name | CPU architecture | dpkg (- none) | LONG_BIT (- none) |
+# systemd's ELF (- none) | expected triple | what the script must say it went by
 n=0
-while IFS='|' read -r machine model arch want; do
+while IFS='|' read -r label machine model arch dpkg longbit elf want from; do
+    [ -n "$label" ] || continue
     n=$((n + 1))
-    new_pi "arch-$n" "$machine" "$model" "$arch"
+    new_pi "arch-$n" "$machine" "$model" "$arch" "$elf"
+    echo "$dpkg" | sed 's/^-$/none/' >"$PI/dpkg"
+    echo "$longbit" | sed 's/^-$/none/' >"$PI/longbit"
     setup neopro-test --no-test-backup
     got=$(triple_of "$ROOT/usr/local/bin/neopro-backup")
-    if [ "$(rc)" = 0 ] && [ "$got" = "$want" ]; then ok "$machine / $model -> $want"; else ko "$machine / $model: got '${got:-nothing}' (exit $(rc)), want $want"; show_out; fi
+    if [ "$(rc)" = 0 ] && [ "$got" = "$want" ] && out_has "($from): .*-> $want"; then
+        ok "$label: $want ($from)"
+    else
+        ko "$label: got '${got:-nothing}' (exit $(rc)), want $want ($from)"; show_out
+    fi
 done <<'EOF'
-armv6l|ARMv6-compatible processor rev 7 (v6l)|7|arm-unknown-linux-musleabihf
-armv7l|ARMv6-compatible processor rev 7 (v6l)|7|arm-unknown-linux-musleabihf
-armv7l|ARMv7 Processor rev 5 (v7l)|7|armv7-unknown-linux-musleabihf
-armv7l|ARMv7 Processor rev 3 (v7l)|7|armv7-unknown-linux-musleabihf
-armv8l|ARMv8 Processor rev 4 (v8l)|8|armv7-unknown-linux-musleabihf
-aarch64||8|aarch64-unknown-linux-musl
-x86_64|Intel(R) Xeon(R)||x86_64-unknown-linux-musl
+Pi Zero/1|armv6l|ARMv6-compatible processor rev 7 (v6l)|7|armhf|32|armhf|arm-unknown-linux-musleabihf|systemd's binary
+Pi Zero, armv7l kernel|armv7l|ARMv6-compatible processor rev 7 (v6l)|7|armhf|32|armhf|arm-unknown-linux-musleabihf|systemd's binary
+Pi 2, 32-bit OS|armv7l|ARMv7 Processor rev 5 (v7l)|7|armhf|32|armhf|armv7-unknown-linux-musleabihf|systemd's binary
+Pi 3, 32-bit OS|armv7l|ARMv7 Processor rev 4 (v7l)|7|armhf|32|armhf|armv7-unknown-linux-musleabihf|systemd's binary
+Pi 3, 32-bit OS, armv8l|armv8l|ARMv8 Processor rev 4 (v8l)|8|armhf|32|armhf|armv7-unknown-linux-musleabihf|systemd's binary
+Pi 4, 32-bit OS (64-bit kernel)|aarch64||8|armhf|32|armhf|armv7-unknown-linux-musleabihf|systemd's binary
+Pi 5, 32-bit OS (64-bit kernel)|aarch64||8|armhf|32|armhf|armv7-unknown-linux-musleabihf|systemd's binary
+Pi 4, 32-bit OS, no systemd binary found: dpkg|aarch64||8|armhf|32|-|armv7-unknown-linux-musleabihf|dpkg: armhf
+Pi 5, 32-bit OS, no dpkg: systemd's ELF|aarch64||8|-|32|armhf|armv7-unknown-linux-musleabihf|systemd's binary
+Pi 4, 32-bit OS, only getconf|aarch64||8|-|32|-|armv7-unknown-linux-musleabihf|getconf LONG_BIT: 32
+Pi 3, nothing but a 32-bit kernel|armv7l|ARMv7 Processor rev 4 (v7l)|7|-|-|-|armv7-unknown-linux-musleabihf|a 32-bit kernel runs only a 32-bit OS
+Pi 4/5, 64-bit OS|aarch64||8|arm64|64|arm64|aarch64-unknown-linux-musl|systemd's binary
+Pi 4/5, 64-bit OS, no systemd binary found: dpkg|aarch64||8|arm64|64|-|aarch64-unknown-linux-musl|dpkg: arm64
+Pi 4/5, 64-bit OS, only getconf|aarch64||8|-|64|-|aarch64-unknown-linux-musl|getconf LONG_BIT: 64
+dpkg says arm64, systemd is 32-bit: systemd wins|aarch64||8|arm64|64|armhf|armv7-unknown-linux-musleabihf|systemd's binary
+x86_64 VM|x86_64|Intel(R) Xeon(R)||amd64|64|amd64|x86_64-unknown-linux-musl|systemd's binary
 EOF
+check "the disagreement is pointed out" grep -q "dpkg on pi@neopro-test says arm64 but systemd itself is 32-bit ARM" "$W/arch-15/out"
+
+echo "== after the start, the daemon must stay active"
+# How many times the last install asked is-active after its restart.
+checks_after_restart() { tac "$PI/state/log" | sed '/systemctl restart neopro-backup/q' | grep -c 'systemctl is-active neopro-backup.service'; }
+new_pi settle armv7l "ARMv7 Processor rev 4 (v7l)" 7 armhf
+SETTLE_SECS=3 setup neopro-test --no-test-backup
+check "stays active: exit 0" test "$(rc)" = 0 || show_out
+check "stays active: says so" out_has "active: neopro-backup.service (still running 3s after the start)"
+check "stays active: asked is-active 3 times after the restart (once a second)" test "$(checks_after_restart)" = 3
+printf '\n# rebuilt\n' >>"$DISTDIR/armv7-unknown-linux-musleabihf/release/neopro-backup"
+FAKE_ACTIVE_FOR=1 SETTLE_SECS=5 setup neopro-test --no-test-backup
+check "dies after the start: exit 1" test "$(rc)" = 1 || show_out
+check "dies after the start: says it did not stay active, and in which state" out_has "started but did not stay active: activating 2s later"
+check "dies after the start: shows its journal and says where to look" bash -c "grep -q 'journal of the fake Pi' '$PI/out' && grep -q 'journalctl -u neopro-backup -n 50' '$PI/out' && grep -q 'does not stay running' '$PI/out'"
+check "dies after the start: stops watching at once (2 checks, not 5)" test "$(checks_after_restart)" = 2
+check "dies after the start: the new binary and the unit are in place (systemd keeps retrying)" cmp "$DISTDIR/armv7-unknown-linux-musleabihf/release/neopro-backup" "$ROOT/usr/local/bin/neopro-backup"
+new_pi settle-real armv7l "ARMv7 Processor rev 4 (v7l)" 7 armhf
+PORT=$(free_port)
+# A daemon that really starts, answers /healthz, then is gone: is-active follows its process.
+(
+    until [ -f "$PI/state/units/neopro-backup.service.pid" ] && curl -sf -m 1 "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.1; done
+    kill "$(cat "$PI/state/units/neopro-backup.service.pid")"
+) &
+killer=$!
+FAKE_START_DAEMON=1 SETTLE_SECS=5 setup neopro-test --no-test-backup
+wait "$killer"
+check "real daemon gone after READY: exit 1, not active" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'did not stay active' '$PI/out'"
+PORT=1
 
 echo "== clear errors"
-new_pi err armv7l "ARMv7 Processor rev 4 (v7l)" 7
+new_pi err armv7l "ARMv7 Processor rev 4 (v7l)" 7 armhf
 FAKE_HOST=pi@somewhere-else setup neopro-test --no-test-backup
 check "unreachable host: exit 1" test "$(rc)" = 1
 check "unreachable host: says ssh failed and what to check" bash -c "grep -q 'cannot run commands on pi@neopro-test over ssh' '$PI/out' && grep -q 'Connection refused' '$PI/out' && grep -q 'ssh-copy-id' '$PI/out'"
 check "unreachable host: nothing installed" test ! -e "$ROOT/usr/local/bin/neopro-backup"
 echo mips >"$PI/machine"
+echo mips >"$PI/dpkg"
+rm -f "$ROOT/lib/systemd/systemd"
 setup neopro-test --no-test-backup
 check "unknown architecture: exit 1, names it" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q \"unknown architecture 'mips'\" '$PI/out'"
 check "unknown architecture: nothing installed" test ! -e "$ROOT/usr/local/bin/neopro-backup"
-echo aarch64 >"$PI/machine"
+new_pi err64 aarch64 "" 8 arm64
 mv "$DISTDIR/aarch64-unknown-linux-musl" "$W/aarch64.away"
 setup neopro-test --no-test-backup
 check "missing build: exit 1, says make cross" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q \"run 'make cross' first\" '$PI/out'"
 mv "$W/aarch64.away" "$DISTDIR/aarch64-unknown-linux-musl"
+new_pi err-i386 x86_64 "Intel(R) Xeon(R)" "" i386
+setup neopro-test --no-test-backup
+check "32-bit x86 OS on a 64-bit kernel: exit 1, no build for it" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'runs a 32-bit x86 OS' '$PI/out'"
+check "32-bit x86 OS: nothing installed" test ! -e "$ROOT/usr/local/bin/neopro-backup"
+new_pi err-unknown aarch64 "" 8 -
+echo none >"$PI/dpkg"
+echo none >"$PI/longbit"
+setup neopro-test --no-test-backup
+check "64-bit kernel, OS unknown (no systemd binary, dpkg, getconf): exit 1, refuses to guess" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'cannot tell whether the OS of pi@neopro-test is 32- or 64-bit' '$PI/out'"
+check "OS unknown: nothing installed" test ! -e "$ROOT/usr/local/bin/neopro-backup"
+SETTLE_SECS=soon setup neopro-test --no-test-backup
+check "SETTLE_SECS not a number: exit 1, says so" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'SETTLE_SECS must be a number' '$PI/out'"
 FAKE_SUDO=password setup neopro-test --no-test-backup
 check "no passwordless sudo: exit 1, says so" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'passwordless sudo' '$PI/out'"
 setup

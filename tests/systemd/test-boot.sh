@@ -14,12 +14,21 @@
 #    read-only /etc, is a per-file failure;
 #  - in the daemon's mount namespace only BACKUP_DIR, webapp/ and sync-agent/ are
 #    writable; videos/, /etc/neopro and /usr are not; no capabilities, NoNewPrivs, seccomp;
+#  - the unit's system-call filters bind the installed build: the daemon's binary is of
+#    systemd's own architecture, and tests/systemd/sandbox-probe.c, built with zig for that
+#    architecture, run as pi under the unit's sandbox properties (systemctl show), is
+#    refused sched_setaffinity (@resources) and an AF_NETLINK socket, which it gets
+#    without them; the same probe built for the machine's other ABI (i386 on x86_64) is
+#    killed by SystemCallArchitectures=native, and without that line only partly
+#    filtered (docs/deploy.md: why the installer follows systemd's architecture);
 #  - a crash (SIGKILL) is restarted (Restart=on-failure), a stop is clean (exit 0).
 # Needs root and systemd-nspawn; without them it says SKIP (and fails when CI=true).
+# Needs zig (scripts/cross-deps.sh, run by make cross) for the probe.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 
 BIN=${BIN:-target/cross/x86_64-unknown-linux-musl/release/neopro-backup}
+ZIG=("${XTOOLS:-.xtools}/venv/bin/python" -m ziglang)
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "  ok   $*"; }
 ko() { fail=$((fail + 1)); echo "  FAIL $*"; }
@@ -81,6 +90,25 @@ mkdir -p "$RT/etc/systemd/system/neopro-backup.service.d"
 printf '[Service]\nWatchdogSec=4s\nRestartSec=1s\n' >"$RT/etc/systemd/system/neopro-backup.service.d/test.conf"
 cp "$BIN" "$C/usrlocal/bin/neopro-backup"
 
+# --- the probes of the sandbox (sandbox-probe.c): the installed build's ABI, the other one
+# The e_machine of an ELF file (little-endian: every build here), in hex.
+elf_machine() { od -An -tx1 -j18 -N2 "$1" 2>/dev/null | awk '{ print $2 $1 }'; }
+case $(elf_machine "$BIN") in
+    003e) NATIVE=x86_64-linux-musl FOREIGN=x86-linux-musl FOREIGN_NAME="i386" ;;
+    00b7) NATIVE=aarch64-linux-musl FOREIGN=arm-linux-musleabihf FOREIGN_NAME="32-bit ARM" ;;
+    0028) NATIVE=arm-linux-musleabihf FOREIGN= FOREIGN_NAME= ;;
+    *) echo "test-systemd-boot: $BIN: unknown ELF machine '$(elf_machine "$BIN")'"; exit 1 ;;
+esac
+probe_built=0
+if "${ZIG[@]}" version >/dev/null 2>&1; then
+    probe_built=1
+    for t in "native:$NATIVE" "foreign:$FOREIGN"; do
+        [ -n "${t#*:}" ] || continue
+        timeout 900 "${ZIG[@]}" cc -target "${t#*:}" -static -Os -s -o "$C/usrlocal/bin/neopro-probe-${t%%:*}" \
+            tests/systemd/sandbox-probe.c >"$C/zig-${t%%:*}.log" 2>&1 || { probe_built=0; cat "$C/zig-${t%%:*}.log"; }
+    done
+fi
+
 # --- boot -------------------------------------------------------------------------------
 echo "== booting systemd in a container ($(systemd --version | head -n 1))"
 systemd-nspawn -D "$RT" --bind-ro=/usr --bind="$C/usrlocal:/usr/local" --register=no --keep-unit \
@@ -118,6 +146,76 @@ done
 check "the daemon's process found (container PID $CT_MAIN, here ${MAIN:-?})" test -n "$MAIN"
 check "runs as pi" test "$(stat -c %u /proc/$MAIN)" = "$PI_UID"
 check "no capabilities, NoNewPrivs, seccomp filter" bash -c "grep -q '^CapEff:[[:space:]]*0000000000000000' /proc/$MAIN/status && grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$MAIN/status && grep -q '^Seccomp:[[:space:]]*2' /proc/$MAIN/status"
+
+# --- the system-call filters bind the installed build -----------------------------------
+# "Seccomp: 2" says a filter is loaded, not that it applies: systemd builds
+# SystemCallFilter= and RestrictAddressFamilies= for the ABIs it knows (its own, and on a
+# 64-bit systemd the machine's 32-bit one), and a process of an ABI it does not know (a
+# 64-bit build under the 32-bit systemd of Raspberry Pi OS 32-bit on a Pi 4/5) is not
+# filtered at all. So: the daemon's binary must be of systemd's own architecture, and a
+# probe of that architecture under the unit's properties, as systemd loaded them, must be
+# refused what the unit denies.
+check "the daemon's binary is systemd's own architecture (ELF machine $(elf_machine /proc/$MAIN/exe) = $(elf_machine /proc/$INIT/exe))" \
+    test "$(elf_machine /proc/$MAIN/exe)" = "$(elf_machine /proc/$INIT/exe)"
+SANDBOX="User Group PrivateUsers NoNewPrivileges SystemCallFilter SystemCallArchitectures SystemCallErrorNumber
+  RestrictAddressFamilies RestrictNamespaces RestrictRealtime RestrictSUIDSGID LockPersonality MemoryDenyWriteExecute"
+# unit_props NAME...: PROPS=(-p NAME=VALUE ...), the unit's values (the empty ones left out).
+unit_props() {
+    local a=() l p
+    for p in "$@"; do a+=(-p "$p"); done
+    PROPS=()
+    : >"$C/props"
+    while IFS= read -r l; do
+        [ -n "${l#*=}" ] || continue
+        PROPS+=(-p "$l")
+        echo "$l" >>"$C/props"
+    done < <(in_ct systemctl show "${a[@]}" neopro-backup.service)
+}
+# run_probe NAME PROBE SYSTEMD-RUN-ARGS...: /usr/local/bin/PROBE as a transient service;
+# its output in $C/NAME.out, systemd-run's report ("Main processes terminated with: ...")
+# in $C/NAME.err.
+probe_n=0
+run_probe() {
+    local name=$1 exe=$2
+    shift 2
+    probe_n=$((probe_n + 1))
+    in_ct timeout 60 systemd-run --wait --pipe --unit="neopro-probe-$probe_n" "$@" "/usr/local/bin/$exe" \
+        >"$C/$name.out" 2>"$C/$name.err" </dev/null
+    cat "$C/$name.out" "$C/$name.err" >"$C/$name.all"
+}
+# probe_says NAME LINE...: each LINE is in what the run NAME printed (shown when not).
+probe_says() {
+    local f=$C/$1.all l
+    shift
+    for l in "$@"; do grep -qx "$l" "$f" || { cat "$f"; return 1; }; done
+}
+if [ "$probe_built" = 1 ]; then
+    check "the probe is a process of the installed build (ELF machine $(elf_machine "$BIN"), static)" \
+        test "$(elf_machine "$C/usrlocal/bin/neopro-probe-native")" = "$(elf_machine "$BIN")"
+    run_probe control neopro-probe-native -p User=pi
+    check "without the sandbox, pi may call sched_setaffinity and open an AF_NETLINK socket" \
+        probe_says control sched_setaffinity=ok socket_af_netlink=ok
+    unit_props $SANDBOX
+    check "the unit's filters are read (SystemCallFilter, SystemCallArchitectures=native, RestrictAddressFamilies)" \
+        bash -c "grep -q '^SystemCallFilter=.' '$C/props' && grep -qx 'SystemCallArchitectures=native' '$C/props' && grep -q '^RestrictAddressFamilies=.' '$C/props'"
+    run_probe native neopro-probe-native "${PROPS[@]}"
+    check "under the unit's properties the probe runs and is refused sched_setaffinity (EPERM: SystemCallFilter=~@resources)" \
+        probe_says native 'sched_setaffinity=Operation not permitted'
+    check "... and an AF_NETLINK socket (EAFNOSUPPORT: RestrictAddressFamilies=)" \
+        probe_says native 'socket_af_netlink=Address family not supported by protocol'
+    if [ -n "$FOREIGN" ]; then
+        run_probe foreign neopro-probe-foreign "${PROPS[@]}"
+        check "the probe built for $FOREIGN_NAME, under the same properties: killed at its first call (SystemCallArchitectures=native)" \
+            bash -c "grep -q 'code=killed/status=SYS' '$C/foreign.err' && [ ! -s '$C/foreign.out' ] || { cat '$C/foreign.all'; exit 1; }"
+        unit_props ${SANDBOX/SystemCallArchitectures/}
+        run_probe foreign-any neopro-probe-foreign "${PROPS[@]}"
+        check "without SystemCallArchitectures=native the $FOREIGN_NAME probe runs, and SystemCallFilter still binds it (this systemd knows that ABI)" \
+            probe_says foreign-any 'sched_setaffinity=Operation not permitted'
+        echo "  note without SystemCallArchitectures=native, the $FOREIGN_NAME probe's AF_NETLINK socket: $(sed -n 's/^socket_af_netlink=//p' "$C/foreign-any.out")"
+    fi
+else
+    ko "the probe of the sandbox could not be built: zig is missing or failed (bash scripts/cross-deps.sh)"
+fi
 
 # --- what the sandbox lets it write (as root, in the daemon's mount namespace) --------
 wr() { nsenter -t "$MAIN" -m -- sh -c "touch '$1/.w' && rm -f '$1/.w'" 2>/dev/null; }
