@@ -6,7 +6,8 @@
 #                     below (a target directory of their own: see scripts/cross-build.sh)
 #   make test-cross   each binary under qemu-user on its Pi's CPU: backup, verify, serve
 #   make test-systemd systemd-analyze verify + security (exposure <= 2.0) of the unit
-#   make test-systemd-boot  the unit under a real systemd (nspawn container): sandbox,
+#   make test-systemd-boot  the unit under a real systemd (nspawn container): sandbox
+#                     (the system-call filters bind the installed build),
 #                     notify, watchdog, restart, a backup through the API
 #   make test-install scripts/setup-auto-backup.sh against a fake Pi in a temp folder
 
