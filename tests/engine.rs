@@ -1280,13 +1280,21 @@ fn plant_old_archives(t: &Tree, count: usize) -> Vec<String> {
     let made = src.backup(&[]);
     let bytes = fs::read(src.archive_path(&made)).unwrap_or_else(|e| panic!("{e}"));
     fs::create_dir_all(&t.backups).unwrap_or_else(|e| panic!("{e}"));
-    (0..count)
+    // Old ones 20, 19, 18… days ago, the last one a day ago: the clock is then within
+    // 48 h of the newest archive, so retention's clock rule lets the age rule apply.
+    let now = now_unix();
+    let mut names: Vec<String> = (0..count)
         .map(|i| {
-            let name = format!("backup-202001{:02}-030000.tar.gz", i + 1);
+            let days_ago = if i + 1 == count { 1 } else { 20 - i as i64 };
+            let iso = iso_utc(now - days_ago * 86_400);
+            let digits: String = iso[..19].chars().filter(char::is_ascii_digit).collect();
+            let name = format!("backup-{}-{}.tar.gz", &digits[..8], &digits[8..14]);
             write_file(&t.backups.join(&name), &bytes);
             name
         })
-        .collect()
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -1397,10 +1405,7 @@ fn list_json_lists_the_archives_newest_first_with_the_status() {
         .map(|b| b.get("age").str())
         .collect();
     assert_eq!(ages[0], "0 jours");
-    assert!(
-        ages[1].ends_with(" jours") && ages[1] != "0 jours",
-        "{ages:?}"
-    );
+    assert_eq!(ages[1], "1 jour", "the planted archive is a day old");
     assert_eq!(j.get("total").u64(), 2);
     assert_eq!(j.get("totalSize").u64(), total);
     assert_eq!(
