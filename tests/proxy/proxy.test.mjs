@@ -233,13 +233,22 @@ ${locations.text}
 
 // ---------------------------------------------------------------- HTTP
 
-/** One request on its own connection; resolves with status, headers and the body. */
+/**
+ * One request on its own connection, the path sent as given (not normalised); resolves
+ * with status, headers and the body.
+ */
 function request(base, method, p, { headers = {}, body } = {}) {
-  const url = new URL(p, base);
+  const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      url,
-      { method, headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) }, agent: false },
+      {
+        hostname,
+        port,
+        path: p,
+        method,
+        headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) },
+        agent: false,
+      },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -311,6 +320,11 @@ async function checkFront(base, daemon, counter, { pageRedirects }) {
     assert.equal(r.status, 401, `${method} ${p} without a session: ${r.status} ${r.text().slice(0, 200)}`);
     assert.ok(!r.body.includes(Buffer.from(name)), `${method} ${p} shows an archive name`);
     assert.notEqual(r.body[0], 0x1f, `${method} ${p} sent gzip`);
+  }
+  // Other spellings of the paths: refused by the login, or not found by the panel.
+  for (const p of ['/API/Backups', '/Backups/api/backups', '/api/backupsX', '/api//backups', '/api/backups/../backups']) {
+    const r = await get(base, p);
+    assert.ok(r.status === 401 || r.status === 404, `${p} without a session: ${r.status} ${r.text().slice(0, 200)}`);
   }
   const r301 = await get(base, '/backups');
   assert.ok(r301.status === 401 || r301.status === 301, `/backups: ${r301.status}`);
@@ -409,18 +423,19 @@ function expressLines(daemonPort, token) {
 }
 
 async function startPanel(opts) {
-  return listen(http.createServer(makePanel({ password: PASSWORD, ...opts })));
+  const server = http.createServer(makePanel({ password: PASSWORD, ...opts }));
+  return { server, port: await listen(server) };
 }
 
 for (const placement of ['before-json', 'before-login', 'after-login']) {
   test(`Express, the doc's lines ${placement}: 401 without a session, 200 with one`, async () => {
-    const port = await startPanel({ docLines: expressLines(plainRelay.port), placement });
+    const { port } = await startPanel({ docLines: expressLines(plainRelay.port), placement });
     await checkFront(`http://127.0.0.1:${port}`, plain, plainRelay, { pageRedirects: false });
   });
 }
 
 test("Express with API_TOKEN, the header added by the doc's lines", async () => {
-  const port = await startPanel({ docLines: expressLines(tokenRelay.port, TOKEN), placement: 'before-login' });
+  const { port } = await startPanel({ docLines: expressLines(tokenRelay.port, TOKEN), placement: 'before-login' });
   await checkFront(`http://127.0.0.1:${port}`, tokened, tokenRelay, { pageRedirects: false });
   // The token is needed indeed: straight to the daemon without it, 401.
   assert.equal((await get(`http://127.0.0.1:${tokened.port}`, '/api/backups')).status, 401);
@@ -445,14 +460,24 @@ const nginxSkip = noNginx && !CI ? `${noNginx}; CI=true makes this a failure` : 
 
 test("nginx, the doc's locations: auth_request to the panel's session check", { skip: nginxSkip }, async () => {
   assert.equal(noNginx, null, noNginx);
-  const panelPort = await startPanel({});
-  const base = await startNginx('nginx', { panelPort, text: nginxLines(plainRelay.port, panelPort) });
+  const panel = await startPanel({});
+  const base = await startNginx('nginx', { panelPort: panel.port, text: nginxLines(plainRelay.port, panel.port) });
   await checkFront(base, plain, plainRelay, { pageRedirects: true });
+  // The panel down: nginx cannot ask it, answers 500 and proxies nothing.
+  await new Promise((r) => {
+    panel.server.close(r);
+    panel.server.closeAllConnections();
+  });
+  const sent = plainRelay.bytes;
+  for (const p of ['/api/backups', '/backups/api/backups']) {
+    assert.equal((await get(base, p)).status, 500, `${p} with the panel down`);
+  }
+  assert.equal(plainRelay.bytes, sent, 'a request reached the daemon while the panel was down');
 });
 
 test("nginx with API_TOKEN, the header added in the doc's two locations", { skip: nginxSkip }, async () => {
   assert.equal(noNginx, null, noNginx);
-  const panelPort = await startPanel({});
+  const { port: panelPort } = await startPanel({});
   const base = await startNginx('nginx-token', { panelPort, text: nginxLines(tokenRelay.port, panelPort, TOKEN) });
   await checkFront(base, tokened, tokenRelay, { pageRedirects: true });
 });
