@@ -94,24 +94,40 @@ fuzz_target!(|data: &[u8]| {
             .map(|(_, v)| v.as_str())
     };
     let mut secrets = Vec::new();
-    secrets.extend(last("API_TOKEN").map(|v| ("API_TOKEN", v)));
-    secrets.extend(last("S3_SECRET_KEY").map(|v| ("S3_SECRET_KEY", v)));
-    // SMTP_URL: its password (scheme://user:PASSWORD@host); the rest may be shown.
-    if let Some(url) = last("SMTP_URL")
-        && let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.rsplit_once('@')
-        && let Some((user, password)) = userinfo.split_once(':')
-        && ![scheme, user, host]
-            .iter()
-            .any(|part| part.contains(password))
-    {
-        secrets.push(("SMTP_URL", password));
-    }
-    for (key, secret) in secrets {
-        if shown_for_another_reason(secret, key, &pairs) {
-            continue;
+    // (key, secret, what of the value may be shown)
+    secrets.extend(last("API_TOKEN").map(|v| ("API_TOKEN", v, vec![])));
+    secrets.extend(last("S3_SECRET_KEY").map(|v| ("S3_SECRET_KEY", v, vec![])));
+    // The password in a URL (scheme://user:PASSWORD@host): SMTP_URL's, and those of
+    // the URLs whose user info errors never show (src/config.rs, shown_url).
+    for key in ["SMTP_URL", "ALERT_WEBHOOK", "PING_URL", "S3_ENDPOINT"] {
+        if let Some(url) = last(key)
+            && let Some((scheme, rest)) = url.split_once("://")
+            && let Some((userinfo, host)) = rest.rsplit_once('@')
+            && let Some((user, password)) = userinfo.split_once(':')
+        {
+            secrets.push((key, password, vec![scheme, user, host]));
         }
-        assert!(!e.contains(secret), "the value of {key} is shown in {e:?}");
+    }
+    for (key, secret, visible) in secrets {
+        // The whole secret, and its first and last 8 characters (a value cut at the
+        // wrong place shows a part of it).
+        let n = secret.len();
+        let parts = [
+            Some(secret),
+            secret.get(..8),
+            n.checked_sub(8).and_then(|i| secret.get(i..)),
+        ];
+        for part in parts.into_iter().flatten() {
+            if shown_for_another_reason(part, key, &pairs)
+                || visible.iter().any(|v| v.contains(part))
+            {
+                continue;
+            }
+            assert!(
+                !e.contains(part),
+                "{part:?} of the value of {key} is shown in {e:?}"
+            );
+        }
     }
 });
 
@@ -124,12 +140,13 @@ const SOURCES: [&str; 3] = [
 
 /// Whether an error message could hold `secret` without showing the secret itself: too
 /// short to tell, part of a fixed text, of another key or value, or with a character
-/// that could join a fixed text to a value (`=`, quotes, spaces, `:`, ...).
+/// that could join a fixed text or another part of the value to it (`=`, quotes,
+/// spaces, `:`, `/`, ...).
 fn shown_for_another_reason(secret: &str, key: &str, pairs: &[(String, String)]) -> bool {
     secret.len() < 8
         || !secret
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_+/-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         || SOURCES.iter().any(|s| s.contains(secret))
         || "/etc/neopro/backup.conf".contains(secret)
         || pairs
