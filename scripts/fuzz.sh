@@ -7,7 +7,8 @@
 #   FUZZ_SECONDS=600 scripts/fuzz.sh  a longer hunt
 #
 # Targets: http_head (src/http/head.rs), config_file (src/config.rs), archive_reader
-# (src/backup/archive.rs). Seeds: fuzz/corpus/<target>/ (committed, read only here);
+# (src/backup/archive.rs). Seeds: fuzz/corpus/<target>/ (committed, read only here),
+# with the tokens of fuzz/dict/<target>.dict;
 # what libFuzzer finds goes to fuzz/target/corpus/<target>/ (not committed) and is
 # replayed by the next run. A crash leaves its input in fuzz/artifacts/<target>/:
 # replay it with `scripts/fuzz.sh <target> fuzz/artifacts/<target>/crash-…`.
@@ -55,8 +56,10 @@ for t in "${TARGETS[@]}"; do
     [ -d "$seeds" ] || { echo "fuzz: no seed corpus $seeds" >&2; exit 1; }
     mkdir -p "$work" "fuzz/artifacts/$t"
     printf 'fuzz: %s for %ss (%s seeds)\n' "$t" "$SECONDS_EACH" "$(find "$seeds" -type f | wc -l)" >&2
+    dict=()
+    [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
     # New inputs go to the first corpus dir ($work); the committed seeds stay as they are.
-    if cargo fuzz run "${OPTS[@]}" "$t" "$work" "$seeds" -- \
+    if cargo fuzz run "${OPTS[@]}" "$t" "$work" "$seeds" -- "${dict[@]}" \
         -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=10 -rss_limit_mb=1024 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1; then
         grep -E '^(Done|stat::peak_rss_mb)' "$log" >&2 || true
