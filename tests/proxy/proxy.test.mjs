@@ -7,7 +7,7 @@
 // The same again with API_TOKEN set and the header added by the proxy (doc, "Token").
 //
 // Run: `make test-proxy`, or in tests/proxy: npm ci && node --test
-// Needs Node 18+, the npm packages of package-lock.json, target/release/neopro-backup
+// Needs Node 18.8+, the npm packages of package-lock.json, target/release/neopro-backup
 // (NEOPRO_BIN), and nginx with auth_request (NGINX, default /usr/sbin/nginx; Debian:
 // apt-get install nginx-light). Without nginx its tests are skipped, and fail when CI=true.
 
@@ -70,6 +70,10 @@ const NGINX_LINES = block(section('nginx in front'), 'nginx');
 const children = [];
 const servers = [];
 let root;
+// Even if the run is cut short, no daemon or nginx of ours outlives it.
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
 
 function waitFor(what, check) {
   const started = Date.now();
