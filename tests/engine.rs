@@ -1589,3 +1589,17 @@ fn run_creates_backup_dir_0700_whatever_the_umask() {
     let mode = fs::metadata(nested.join(&name)).map_or(0, |m| m.permissions().mode() & 0o7777);
     assert_eq!(mode, 0o600, "{name} mode {mode:o}");
 }
+
+#[test]
+fn verify_refuses_data_after_the_gzip_stream() {
+    // GNU tar refuses "trailing garbage"; so does verify (found by the fuzz target).
+    let t = Tree::new("trailing-junk");
+    let name = t.backup(&[]);
+    let path = t.archive_path(&name);
+    let mut bytes = fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    bytes.extend_from_slice(b"junk after the member");
+    fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let out = t.run(&["verify", &name]);
+    out.expect_code(1, "verify of an archive with data after its gzip stream");
+    assert!(out.stdout.contains("after the end of the gzip stream"), "{out}");
+}

@@ -226,7 +226,7 @@ pub fn read_entries(
         inner: reader,
         count: std::rc::Rc::clone(&compressed),
     };
-    let gz = flate2::read::GzDecoder::new(io::BufReader::with_capacity(64 * 1024, counted));
+    let gz = flate2::bufread::GzDecoder::new(io::BufReader::with_capacity(64 * 1024, counted));
     let bounded = Bounded {
         inner: gz,
         compressed,
@@ -357,6 +357,14 @@ pub fn read_entries(
             "more than {} MiB of data after the end of the tar archive: not a backup (refused)",
             MAX_TRAILING_BYTES >> 20
         ));
+    }
+    // One gzip member, nothing after it: GNU tar refuses "trailing garbage" too.
+    let mut compressed_rest = rest.into_inner().inner.into_inner();
+    let after = io::BufRead::fill_buf(&mut compressed_rest)
+        .map_err(|e| damaged("damaged gzip stream".into(), &e))?
+        .len();
+    if after > 0 {
+        return Err("damaged archive: data after the end of the gzip stream".to_string());
     }
     let top = top.ok_or_else(|| "the archive is empty".to_string())?;
     Ok((top, seen))
