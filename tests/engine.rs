@@ -1601,5 +1601,8 @@ fn verify_refuses_data_after_the_gzip_stream() {
     fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
     let out = t.run(&["verify", &name]);
     out.expect_code(1, "verify of an archive with data after its gzip stream");
-    assert!(out.stdout.contains("after the end of the gzip stream"), "{out}");
+    assert!(
+        out.stdout.contains("after the end of the gzip stream"),
+        "{out}"
+    );
 }
