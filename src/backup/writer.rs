@@ -13,7 +13,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::backup::archive::{self, MANIFEST};
-use crate::backup::{describe_io, inventory, sysinfo};
+use crate::backup::gzip::MixedGz;
+use crate::backup::{describe_io, hashes, inventory, sysinfo};
 use crate::clock::{self, Tz};
 use crate::config::Config;
 use crate::fsutil;
@@ -208,6 +209,65 @@ impl<W: Write> Writer<'_, W> {
     }
 }
 
+/// Size of the reads of a video copied into the archive.
+const VIDEO_CHUNK: usize = 1024 * 1024;
+
+impl<X: Write> Writer<'_, MixedGz<X>> {
+    /// A video (INCLUDE_VIDEOS): its tar header through the tar builder, then its bytes,
+    /// read in 1 MiB chunks, as stored deflate blocks (backup/gzip.rs): already
+    /// compressed, a video is copied at disk speed instead of going through the
+    /// compressor. Hashed on the way for MANIFEST.sha256, like every other entry.
+    #[allow(clippy::too_many_arguments)]
+    fn video(
+        &mut self,
+        inner: &[u8],
+        file: File,
+        size: u64,
+        mode: u32,
+        mtime: i64,
+        owner: (u32, u32),
+        buf: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let mut path = self.top.as_bytes().to_vec();
+        path.push(b'/');
+        path.extend_from_slice(inner);
+        let mut h = Self::header(tar::EntryType::Regular, size, mode, mtime, owner);
+        self.tar.get_mut().set_stored(true)?;
+        let res = (|| {
+            // The header (and a GNU long-name entry before it when the path is long);
+            // the data follows by hand: the builder keeps no count of what was written.
+            self.tar.append_data(
+                &mut h,
+                Path::new(std::ffi::OsStr::from_bytes(&path)),
+                io::empty(),
+            )?;
+            let mut r = Exact {
+                inner: file,
+                left: size,
+                hash: Sha256::new(),
+                cancel: self.cancel,
+            };
+            if buf.len() < VIDEO_CHUNK {
+                buf.resize(VIDEO_CHUNK, 0);
+            }
+            loop {
+                let n = r.read(buf)?;
+                if n == 0 {
+                    break;
+                }
+                self.tar.get_mut().write_all(&buf[..n])?;
+            }
+            let pad = (512 - size % 512) % 512;
+            self.tar.get_mut().write_all(&[0u8; 512][..pad as usize])?;
+            let digest = crate::units::hex(&r.hash.finalize());
+            self.manifest.extend(archive::manifest_line(&digest, inner));
+            Ok(())
+        })();
+        let back = self.tar.get_mut().set_stored(false);
+        res.and(back)
+    }
+}
+
 fn own_ids() -> (u32, u32) {
     // SAFETY: getuid/getgid cannot fail.
     unsafe { (libc::getuid(), libc::getgid()) }
@@ -236,15 +296,13 @@ fn stream_archive(
     let cfg = src.cfg;
     let dir = &cfg.backup_dir;
     let io_err = |e: io::Error| describe_io("writing the archive failed", &e, dir);
-    // Videos are already compressed: the fast level saves CPU on a Pi Zero for nothing lost.
-    let level = if cfg.include_videos {
-        flate2::Compression::fast()
-    } else {
-        flate2::Compression::default()
-    };
-    let gz = flate2::GzBuilder::new()
-        .mtime(u32::try_from(now).unwrap_or(0))
-        .write(BufWriter::with_capacity(64 * 1024, file), level);
+    // One gzip member; the videos (INCLUDE_VIDEOS) go in it as stored blocks.
+    let gz = MixedGz::new(
+        BufWriter::with_capacity(64 * 1024, file),
+        flate2::Compression::default(),
+        u32::try_from(now).unwrap_or(0),
+    )
+    .map_err(io_err)?;
     let mut w = Writer {
         tar: tar::Builder::new(gz),
         top: store::stem_of(name).to_string(),
@@ -288,7 +346,7 @@ fn stream_archive(
         }
     }
     let mut walk_warnings = Vec::new();
-    let videos = inventory::walk(&cfg.videos_dir(), &mut walk_warnings).map_err(|e| {
+    let mut videos = inventory::walk(&cfg.videos_dir(), &mut walk_warnings).map_err(|e| {
         format!(
             "cannot list the videos in {}: {e}",
             cfg.videos_dir().display()
@@ -297,7 +355,20 @@ fn stream_archive(
     for w in walk_warnings {
         warn(w);
     }
-    let inventory = inventory::Render::new(&videos, tz);
+    if cfg.videos_offsite() {
+        // The fourth column of the inventory: each video's SHA-256, from the cache.
+        let filled = hashes::fill(dir, &cfg.videos_dir(), &mut videos, cancel, &mut warn)?;
+        if filled.hashed > 0 || filled.saved {
+            log.info(&format!(
+                "videos: {} hashed ({} read), {} from {}",
+                filled.hashed,
+                crate::units::human_size(filled.bytes_read, 1),
+                filled.cached,
+                hashes::CACHE_FILE
+            ));
+        }
+    }
+    let inventory = inventory::Render::new(&videos, tz).with_sha256(cfg.videos_offsite());
     let len = inventory.total_len();
     w.stream(
         b"videos-inventory.txt",
@@ -315,6 +386,7 @@ fn stream_archive(
         w.dir(b"videos").map_err(io_err)?;
         let root = cfg.videos_dir();
         let mut made_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
+        let mut buf = Vec::new();
         for v in videos.iter() {
             if cancel.load(Ordering::Relaxed) {
                 return Err("backup cancelled (shutdown)".to_string());
@@ -340,13 +412,14 @@ fn stream_archive(
                 }
             };
             let meta = f.metadata().map_err(io_err)?;
-            w.stream(
+            w.video(
                 &inner,
                 f,
                 meta.len(),
                 meta.mode() & 0o7777,
                 meta.mtime(),
                 fsutil::owner(&meta),
+                &mut buf,
             )
             .map_err(|e| {
                 describe_io(&format!("copying video {} failed", abs.display()), &e, dir)

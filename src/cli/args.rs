@@ -22,10 +22,17 @@ Commands:
   restore ARCHIVE [--dry-run] [--only FILE,...]
                              put the archive's files back (configuration.json,
                              sync-agent.env, site.conf) after a safety backup
+  restore ARCHIVE --videos [--dry-run] [--identity FILE]
+                             fetch the archive's videos that are missing or differ
+                             back from the bucket (VIDEOS_OFFSITE), each checked by
+                             its SHA-256; --identity: age key of an encrypted site
   check [--max-age-hours N]  monitoring: exit 0 `OK: …` if the last success is fresher
                              than N hours (default 25), else exit 2 `CRITICAL: …`
   fleet [--json]             every site's last status, from the S3 bucket; sites whose
                              last success is over 25 h old are marked STALE
+  fleet gc [--apply]         (operator) remove the video objects no site references
+                             any more and older than S3_RETENTION_DAYS; a dry run
+                             without --apply
 
 Options:
   --config PATH   config file (default /etc/neopro/backup.conf); the environment wins
@@ -35,7 +42,7 @@ Options:
 Configuration keys (environment, then the config file, KEY=VALUE lines):
   NEOPRO_DIR=/home/pi/neopro  BACKUP_DIR=/home/pi/neopro-backups
   SITE_CONF=/etc/neopro/site.conf  RETENTION_DAYS=7  BACKUP_TIME=03:00
-  LISTEN=127.0.0.1:8081  API_TOKEN=  INCLUDE_VIDEOS=false
+  LISTEN=127.0.0.1:8081  API_TOKEN=  INCLUDE_VIDEOS=false  VIDEOS_OFFSITE=false
   SERVICES=\"neopro-app neopro-sync-agent nginx\"
 Offsite copies and alerts (offsite is off while S3_ENDPOINT is unset):
   S3_ENDPOINT=  S3_BUCKET=  S3_REGION=us-east-1  S3_PREFIX=neopro  S3_ACCESS_KEY=
@@ -69,6 +76,12 @@ pub enum Cmd {
         dry_run: bool,
         only: Option<Vec<String>>,
     },
+    /// `restore ARCHIVE --videos`.
+    RestoreVideos {
+        archive: PathBuf,
+        dry_run: bool,
+        identity: Option<PathBuf>,
+    },
     List {
         json: bool,
     },
@@ -83,6 +96,9 @@ pub enum Cmd {
     },
     Fleet {
         json: bool,
+    },
+    FleetGc {
+        apply: bool,
     },
     Help,
     Version,
@@ -100,6 +116,9 @@ pub fn parse(
     let mut max_age: Option<String> = None;
     let mut dry_run = false;
     let mut only: Option<Vec<String>> = None;
+    let mut videos = false;
+    let mut identity: Option<PathBuf> = None;
+    let mut apply = false;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(arg) = p.next()? {
         match arg {
@@ -109,6 +128,9 @@ pub fn parse(
             Long("run") if cmd_name.is_none() => cmd_name = Some("run".into()),
             Long("json") => json = true,
             Long("dry-run") => dry_run = true,
+            Long("videos") => videos = true,
+            Long("identity") => identity = Some(PathBuf::from(p.value()?)),
+            Long("apply") => apply = true,
             Long("only") => {
                 let v = p.value()?.string()?;
                 only = Some(
@@ -138,9 +160,14 @@ pub fn parse(
             Ok(())
         }
     };
-    if (dry_run || only.is_some()) && name != "restore" {
+    if (dry_run || only.is_some() || videos || identity.is_some()) && name != "restore" {
         return Err(Usage(format!(
-            "--dry-run and --only are options of `restore`, not `{name}`"
+            "--dry-run, --only, --videos and --identity are options of `restore`, not `{name}`"
+        )));
+    }
+    if apply && name != "fleet" {
+        return Err(Usage(format!(
+            "--apply is an option of `fleet gc`, not `{name}`"
         )));
     }
     let cmd = match name.as_str() {
@@ -154,10 +181,24 @@ pub fn parse(
             let (Some(archive), None) = (it.next(), it.next()) else {
                 return Err(Usage("restore takes exactly one ARCHIVE".into()));
             };
-            Cmd::Restore {
-                archive,
-                dry_run,
-                only,
+            if videos {
+                only_for(only.is_some(), "--only", "restore --videos")?;
+                Cmd::RestoreVideos {
+                    archive,
+                    dry_run,
+                    identity,
+                }
+            } else {
+                if identity.is_some() {
+                    return Err(Usage(
+                        "--identity goes with --videos (the age key of encrypted videos)".into(),
+                    ));
+                }
+                Cmd::Restore {
+                    archive,
+                    dry_run,
+                    only,
+                }
             }
         }
         "run" => {
@@ -199,7 +240,13 @@ pub fn parse(
         }
         "fleet" => {
             only_for(max_age.is_some(), "--max-age-hours", "fleet")?;
-            no_extra(Cmd::Fleet { json }, &positional)?
+            if positional.first().is_some_and(|p| p.as_os_str() == "gc") {
+                only_for(json, "--json", "fleet gc")?;
+                no_extra(Cmd::FleetGc { apply }, &positional[1..])?
+            } else {
+                only_for(apply, "--apply", "fleet (it belongs to `fleet gc`)")?;
+                no_extra(Cmd::Fleet { json }, &positional)?
+            }
         }
         other => return Err(Usage(format!("unknown command {other:?} (try --help)"))),
     };
@@ -264,6 +311,25 @@ mod tests {
             p(&["fleet", "--json"]),
             Ok((Cmd::Fleet { json: true }, None))
         );
+        assert_eq!(
+            p(&["restore", "a.tar.gz", "--videos", "--identity", "k.txt"]),
+            Ok((
+                Cmd::RestoreVideos {
+                    archive: PathBuf::from("a.tar.gz"),
+                    dry_run: false,
+                    identity: Some(PathBuf::from("k.txt")),
+                },
+                None
+            ))
+        );
+        assert_eq!(
+            p(&["fleet", "gc"]),
+            Ok((Cmd::FleetGc { apply: false }, None))
+        );
+        assert_eq!(
+            p(&["fleet", "gc", "--apply"]),
+            Ok((Cmd::FleetGc { apply: true }, None))
+        );
         assert_eq!(p(&["-h"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["list", "--help"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["-V"]), Ok((Cmd::Version, None)));
@@ -276,6 +342,12 @@ mod tests {
         assert!(err(&["backup"]).contains("unknown command \"backup\""));
         assert!(err(&["run", "--json"]).contains("--json is not an option of `run`"));
         assert!(err(&["list", "--dry-run"]).contains("options of `restore`"));
+        assert!(err(&["run", "--videos"]).contains("options of `restore`"));
+        assert!(err(&["restore", "a", "--videos", "--only", "site.conf"]).contains("--only"));
+        assert!(err(&["restore", "a", "--identity", "k"]).contains("--videos"));
+        assert!(err(&["fleet", "--apply"]).contains("fleet gc"));
+        assert!(err(&["run", "--apply"]).contains("fleet gc"));
+        assert!(err(&["fleet", "gc", "x"]).contains("unexpected argument"));
         assert!(err(&["restore"]).contains("exactly one ARCHIVE"));
         assert!(err(&["restore", "a", "b"]).contains("exactly one ARCHIVE"));
         assert!(err(&["verify"]).contains("exactly one ARCHIVE"));

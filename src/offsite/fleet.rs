@@ -91,7 +91,8 @@ pub fn build(cfg: &Config, now: i64) -> Result<Fleet, String> {
             .unwrap_or(p)
             .trim_end_matches('/')
             .to_string();
-        if site.is_empty() {
+        // S3_PREFIX/videos/ holds the shared videos (offsite/videos.rs), not a site.
+        if site.is_empty() || site == offsite::videos::VIDEOS_DIR {
             continue;
         }
         let key = format!("{p}{}", offsite::STATUS_OBJECT);

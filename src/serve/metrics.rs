@@ -89,6 +89,32 @@ pub fn metrics(shared: &Shared) -> Response {
             .map_or(0, |o| o.pending)
             .to_string(),
     );
+    // Offsite totals by kind (archives, and videos with VIDEOS_OFFSITE), from
+    // offsite-state.json: the `run` command's rounds count too.
+    let (archives, archive_bytes, videos, video_bytes) = crate::offsite::sent_totals(&shared.cfg);
+    for (name, help, a, v) in [
+        (
+            "neopro_backup_offsite_sent_objects_total",
+            "Objects sent to the bucket (archive copies, videos).",
+            archives,
+            videos,
+        ),
+        (
+            "neopro_backup_offsite_sent_bytes_total",
+            "Bytes sent to the bucket (archive copies, videos).",
+            archive_bytes,
+            video_bytes,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{kind=\"archive\"}} {a}\n{name}{{kind=\"video\"}} {v}\n"
+        ));
+    }
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
     metric(
         "neopro_backup_http_connections",
         "gauge",
