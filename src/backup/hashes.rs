@@ -205,61 +205,96 @@ pub fn hash_file(path: &Path, want: &Key, cancel: &AtomicBool) -> io::Result<[u8
     Ok(h.finalize().into())
 }
 
-/// Gives every video of `videos` its SHA-256: from the cache when its key is there,
-/// else by reading it. Rewrites the cache when anything changed. `Err` only when
-/// cancelled; a video that cannot be hashed is a warning and stays without a hash.
-pub fn fill(
-    dir: &Path,
-    root: &Path,
-    videos: &mut Videos,
-    cancel: &AtomicBool,
-    warn: &mut dyn FnMut(String),
-) -> Result<Filled, String> {
+/// One backup's use of the cache: the cached hashes applied to the videos at `start`,
+/// the missing ones computed by `hash_missing` (VIDEOS_OFFSITE) or learned while the
+/// videos are copied into the archive (INCLUDE_VIDEOS), and the cache written back by
+/// `finish` when anything changed.
+pub struct Session {
+    used: Vec<bool>,
+    /// The cache file could not be trusted: rewrite it whatever happens.
+    damaged: bool,
+    pub filled: Filled,
+}
+
+/// Gives every video of `videos` whose key is in the cache its SHA-256.
+pub fn start(dir: &Path, videos: &mut Videos, warn: &mut dyn FnMut(String)) -> Session {
     let (cache, problem) = Cache::load(dir);
+    let damaged = problem.is_some();
     if let Some(p) = problem {
         warn(p);
     }
     let mut used = vec![false; cache.len()];
-    let mut out = Filled::default();
+    let mut filled = Filled::default();
     for idx in 0..videos.len() {
         let Some(v) = videos.get(idx) else { break };
-        let key = Key::of_video(&v);
-        if let Some(i) = cache.find(&key) {
+        if let Some(i) = cache.find(&Key::of_video(&v)) {
             used[i] = true;
-            out.cached += 1;
+            filled.cached += 1;
             let hash = cache.recs[i].1;
             videos.set_sha256(idx, hash);
-            continue;
-        }
-        let path = inventory::abs_path(root, v.rel);
-        match hash_file(&path, &key, cancel) {
-            Ok(hash) => {
-                out.hashed += 1;
-                out.bytes_read += key.size;
-                videos.set_sha256(idx, hash);
-            }
-            Err(_) if cancel.load(Ordering::Relaxed) => {
-                return Err("backup cancelled (shutdown)".to_string());
-            }
-            Err(e) => {
-                out.failed += 1;
-                warn(format!(
-                    "cannot hash video {}: {e}; listed without its SHA-256",
-                    path.display()
-                ));
-            }
         }
     }
-    let changed = out.hashed > 0 || used.iter().any(|u| !u);
-    drop(used);
-    drop(cache);
-    if changed {
-        match save(dir, videos) {
-            Ok(()) => out.saved = true,
-            Err(e) => warn(format!("cannot write {CACHE_FILE}: {e}")),
-        }
+    Session {
+        used,
+        damaged,
+        filled,
     }
-    Ok(out)
+}
+
+impl Session {
+    /// Reads and hashes every video still without a hash. `Err` only when cancelled;
+    /// a video that cannot be hashed is a warning and stays without a hash.
+    pub fn hash_missing(
+        &mut self,
+        root: &Path,
+        videos: &mut Videos,
+        cancel: &AtomicBool,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<(), String> {
+        for idx in 0..videos.len() {
+            let Some(v) = videos.get(idx) else { break };
+            if v.sha256.is_some() {
+                continue;
+            }
+            let key = Key::of_video(&v);
+            let path = inventory::abs_path(root, v.rel);
+            match hash_file(&path, &key, cancel) {
+                Ok(hash) => {
+                    self.learned(key.size);
+                    videos.set_sha256(idx, hash);
+                }
+                Err(_) if cancel.load(Ordering::Relaxed) => {
+                    return Err("backup cancelled (shutdown)".to_string());
+                }
+                Err(e) => {
+                    self.filled.failed += 1;
+                    warn(format!(
+                        "cannot hash video {}: {e}; listed without its SHA-256",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A hash computed elsewhere (while the video was copied into the archive).
+    pub fn learned(&mut self, bytes: u64) {
+        self.filled.hashed += 1;
+        self.filled.bytes_read += bytes;
+    }
+
+    /// Writes the cache back when it changed: a video hashed, or one gone.
+    pub fn finish(mut self, dir: &Path, videos: &Videos, warn: &mut dyn FnMut(String)) -> Filled {
+        let unused = self.used.iter().any(|u| !u);
+        if self.filled.hashed > 0 || unused || self.damaged {
+            match save(dir, videos) {
+                Ok(()) => self.filled.saved = true,
+                Err(e) => warn(format!("cannot write {CACHE_FILE}: {e}")),
+            }
+        }
+        self.filled
+    }
 }
 
 /// Writes the cache of `videos` (those with a hash), streamed to a temp file and renamed.

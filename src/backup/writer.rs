@@ -216,22 +216,30 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
     /// A video (INCLUDE_VIDEOS): its tar header through the tar builder, then its bytes,
     /// read in 1 MiB chunks, as stored deflate blocks (backup/gzip.rs): already
     /// compressed, a video is copied at disk speed instead of going through the
-    /// compressor. Hashed on the way for MANIFEST.sha256, like every other entry.
-    #[allow(clippy::too_many_arguments)]
+    /// compressor. Its MANIFEST.sha256 line takes `known`, the hash the cache holds for
+    /// this very version of the file (backup/hashes.rs), else the SHA-256 computed on
+    /// the way; returns that hash, and whether the file stayed the version `meta` says
+    /// (else the hash is not one to cache). A file that changes while a known hash is
+    /// used fails the run (its manifest line would lie).
     fn video(
         &mut self,
         inner: &[u8],
-        file: File,
-        size: u64,
-        mode: u32,
-        mtime: i64,
-        owner: (u32, u32),
+        mut file: File,
+        meta: &std::fs::Metadata,
+        known: Option<[u8; 32]>,
         buf: &mut Vec<u8>,
-    ) -> io::Result<()> {
+    ) -> io::Result<([u8; 32], bool)> {
+        let size = meta.len();
         let mut path = self.top.as_bytes().to_vec();
         path.push(b'/');
         path.extend_from_slice(inner);
-        let mut h = Self::header(tar::EntryType::Regular, size, mode, mtime, owner);
+        let mut h = Self::header(
+            tar::EntryType::Regular,
+            size,
+            meta.mode() & 0o7777,
+            meta.mtime(),
+            fsutil::owner(meta),
+        );
         self.tar.get_mut().set_stored(true)?;
         let res = (|| {
             // The header (and a GNU long-name entry before it when the path is long);
@@ -241,30 +249,51 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
                 Path::new(std::ffi::OsStr::from_bytes(&path)),
                 io::empty(),
             )?;
-            let mut r = Exact {
-                inner: file,
-                left: size,
-                hash: Sha256::new(),
-                cancel: self.cancel,
-            };
+            let mut hasher = known.is_none().then(Sha256::new);
             if buf.len() < VIDEO_CHUNK {
                 buf.resize(VIDEO_CHUNK, 0);
             }
-            loop {
-                let n = r.read(buf)?;
+            let mut left = size;
+            while left > 0 {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Err(io::Error::other("backup cancelled (shutdown)"));
+                }
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = file.read(&mut buf[..want])?;
                 if n == 0 {
-                    break;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was being read",
+                    ));
+                }
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[..n]);
                 }
                 self.tar.get_mut().write_all(&buf[..n])?;
+                left -= n as u64;
             }
             let pad = (512 - size % 512) % 512;
             self.tar.get_mut().write_all(&[0u8; 512][..pad as usize])?;
-            let digest = crate::units::hex(&r.hash.finalize());
-            self.manifest.extend(archive::manifest_line(&digest, inner));
-            Ok(())
+            let same = hashes::Key::of_meta(&file.metadata()?) == hashes::Key::of_meta(meta);
+            let hash: [u8; 32] = match (known, hasher) {
+                (_, Some(h)) => h.finalize().into(),
+                (Some(_), None) if !same => {
+                    return Err(io::Error::other(
+                        "it changed while it was being archived; the next run takes it again",
+                    ));
+                }
+                (Some(k), None) => k,
+                (None, None) => [0u8; 32],
+            };
+            self.manifest
+                .extend(archive::manifest_line(&crate::units::hex(&hash), inner));
+            Ok((hash, same))
         })();
         let back = self.tar.get_mut().set_stored(false);
-        res.and(back)
+        match res {
+            Err(e) => Err(e),
+            Ok(v) => back.map(|_| v),
+        }
     }
 }
 
@@ -355,18 +384,15 @@ fn stream_archive(
     for w in walk_warnings {
         warn(w);
     }
-    if cfg.videos_offsite() {
-        // The fourth column of the inventory: each video's SHA-256, from the cache.
-        let filled = hashes::fill(dir, &cfg.videos_dir(), &mut videos, cancel, &mut warn)?;
-        if filled.hashed > 0 || filled.saved {
-            log.info(&format!(
-                "videos: {} hashed ({} read), {} from {}",
-                filled.hashed,
-                crate::units::human_size(filled.bytes_read, 1),
-                filled.cached,
-                hashes::CACHE_FILE
-            ));
-        }
+    // The hash cache: the fourth column of the inventory (VIDEOS_OFFSITE), and the
+    // MANIFEST.sha256 lines of the videos copied into the archive (INCLUDE_VIDEOS)
+    // without hashing them again every night.
+    let mut session = (cfg.videos_offsite() || (cfg.include_videos && !videos.is_empty()))
+        .then(|| hashes::start(dir, &mut videos, &mut warn));
+    if cfg.videos_offsite()
+        && let Some(s) = session.as_mut()
+    {
+        s.hash_missing(&cfg.videos_dir(), &mut videos, cancel, &mut warn)?;
     }
     let inventory = inventory::Render::new(&videos, tz).with_sha256(cfg.videos_offsite());
     let len = inventory.total_len();
@@ -387,7 +413,8 @@ fn stream_archive(
         let root = cfg.videos_dir();
         let mut made_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
         let mut buf = Vec::new();
-        for v in videos.iter() {
+        for vi in 0..videos.len() {
+            let Some(v) = videos.get(vi) else { break };
             if cancel.load(Ordering::Relaxed) {
                 return Err("backup cancelled (shutdown)".to_string());
             }
@@ -412,18 +439,32 @@ fn stream_archive(
                 }
             };
             let meta = f.metadata().map_err(io_err)?;
-            w.video(
-                &inner,
-                f,
-                meta.len(),
-                meta.mode() & 0o7777,
-                meta.mtime(),
-                fsutil::owner(&meta),
-                &mut buf,
-            )
-            .map_err(|e| {
+            // The cached hash holds for the version the walk saw, if that is the one open.
+            let known = v
+                .sha256
+                .copied()
+                .filter(|_| hashes::Key::of_meta(&meta) == hashes::Key::of_video(&v));
+            let (hash, same) = w.video(&inner, f, &meta, known, &mut buf).map_err(|e| {
                 describe_io(&format!("copying video {} failed", abs.display()), &e, dir)
             })?;
+            if known.is_none() && same && hashes::Key::of_meta(&meta) == hashes::Key::of_video(&v) {
+                videos.set_sha256(vi, hash);
+                if let Some(s) = session.as_mut() {
+                    s.learned(meta.len());
+                }
+            }
+        }
+    }
+    if let Some(s) = session {
+        let filled = s.finish(dir, &videos, &mut warn);
+        if filled.hashed > 0 || filled.saved {
+            log.info(&format!(
+                "videos: {} hashed ({} read), {} from {}",
+                filled.hashed,
+                crate::units::human_size(filled.bytes_read, 1),
+                filled.cached,
+                hashes::CACHE_FILE
+            ));
         }
     }
     let manifest = std::mem::take(&mut w.manifest);

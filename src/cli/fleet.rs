@@ -104,8 +104,9 @@ pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
 }
 
 fn days(j: &gc::Judged) -> String {
-    j.age_days
-        .map_or("age unknown".into(), |d| format!("{d} days old"))
+    j.age_secs.map_or("age unknown".into(), |a| {
+        format!("{} days old", a.div_euclid(86_400))
+    })
 }
 
 pub fn gc_summary(p: &gc::Plan) -> String {

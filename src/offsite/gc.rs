@@ -33,8 +33,8 @@ type Refs = BTreeMap<String, BTreeSet<[u8; 32]>>;
 pub struct Judged {
     pub key: String,
     pub size: u64,
-    /// Days since it was written (None: unknown date, never removed).
-    pub age_days: Option<i64>,
+    /// Seconds since it was written (None: unknown date, never removed).
+    pub age_secs: Option<i64>,
     pub hash: [u8; 32],
     pub site: Option<String>,
 }
@@ -99,8 +99,18 @@ fn referenced(refs: &Refs, j: &Judged) -> bool {
     }
 }
 
-fn age_days(ob: &Object, now: i64) -> Option<i64> {
-    clock::parse_iso(&ob.last_modified).map(|t| (now - t).div_euclid(86_400))
+fn age_secs(ob: &Object, now: i64) -> Option<i64> {
+    clock::parse_iso(&ob.last_modified).map(|t| now - t)
+}
+
+/// How old an unreferenced object must be to go: S3_RETENTION_DAYS, or
+/// NEOPRO_GC_MIN_AGE_SECS (for tests, which cannot wait days).
+fn min_age_secs(o: &OffsiteSettings) -> i64 {
+    std::env::var("NEOPRO_GC_MIN_AGE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s >= 0)
+        .unwrap_or(i64::from(o.retention_days) * 86_400)
 }
 
 /// The dry run: what would be removed.
@@ -114,6 +124,7 @@ pub fn plan(cfg: &Config, now: i64) -> Result<Plan, String> {
     let listing = client
         .list(&format!("{root}{VIDEOS_DIR}/"), None)
         .map_err(|e| e.msg)?;
+    let min_age = min_age_secs(o);
     let mut p = Plan {
         sites: refs.iter().map(|(s, h)| (s.clone(), h.len())).collect(),
         retention_days: o.retention_days,
@@ -127,7 +138,7 @@ pub fn plan(cfg: &Config, now: i64) -> Result<Plan, String> {
         p.objects += 1;
         p.bytes += ob.size;
         let j = Judged {
-            age_days: age_days(&ob, now),
+            age_secs: age_secs(&ob, now),
             key: ob.key,
             size: ob.size,
             hash: v.hash,
@@ -135,7 +146,7 @@ pub fn plan(cfg: &Config, now: i64) -> Result<Plan, String> {
         };
         if referenced(&refs, &j) {
             p.referenced += 1;
-        } else if j.age_days.is_none_or(|d| d <= i64::from(o.retention_days)) {
+        } else if j.age_secs.is_none_or(|a| a < min_age) {
             p.young += 1;
         } else {
             p.doomed.push(j);
