@@ -21,12 +21,15 @@ pub const HEADER: &str = "# size_bytes\tmtime\tpath (relative to videos/)\n";
 pub const HEADER_SHA256: &str = "# size_bytes\tmtime\tpath (relative to videos/)\tsha256\n";
 
 /// The videos found by `walk`, sorted by path: relative paths packed in one buffer and
-/// 48 bytes per video (80 once hashed), so that 20,000 videos take about 2 MiB (a Pi
-/// Zero shares its 512 MiB with the video player).
+/// 24 bytes per video (48 more with the hash cache's keys, 32 more once hashed), so
+/// that 20,000 videos take about 1 MiB (a Pi Zero shares its 512 MiB with the video
+/// player).
 #[derive(Debug, Default)]
 pub struct Videos {
     names: Vec<u8>,
     items: Vec<Packed>,
+    /// Device, inode and mtime nanoseconds of each item (`walk_keyed` only).
+    ids: Vec<Ids>,
     /// SHA-256 of each item, same order; empty until the first `set_sha256`, all zero
     /// for a video not hashed.
     hashes: Vec<[u8; 32]>,
@@ -36,11 +39,15 @@ pub struct Videos {
 struct Packed {
     off: u32,
     len: u32,
-    mtime_ns: u32,
     size: u64,
     mtime: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Ids {
     dev: u64,
     ino: u64,
+    mtime_ns: u32,
 }
 
 /// One video of a `Videos` list.
@@ -70,13 +77,14 @@ impl Videos {
 
     fn video(&self, idx: usize, i: &Packed) -> Video<'_> {
         let start = i.off as usize;
+        let ids = self.ids.get(idx).copied().unwrap_or_default();
         Video {
             rel: &self.names[start..start + i.len as usize],
             size: i.size,
             mtime: i.mtime,
-            mtime_ns: i.mtime_ns,
-            dev: i.dev,
-            ino: i.ino,
+            mtime_ns: ids.mtime_ns,
+            dev: ids.dev,
+            ino: ids.ino,
             sha256: self.hashes.get(idx).filter(|h| **h != [0u8; 32]),
         }
     }
@@ -99,7 +107,7 @@ impl Videos {
         }
     }
 
-    fn push(&mut self, rel: &[u8], meta: &std::fs::Metadata) -> io::Result<()> {
+    fn push(&mut self, rel: &[u8], meta: &std::fs::Metadata, keyed: bool) -> io::Result<()> {
         let too_big = || io::Error::other("too many videos to list (over 4 GiB of names)");
         let off = u32::try_from(self.names.len()).map_err(|_| too_big())?;
         let len = u32::try_from(rel.len()).map_err(|_| too_big())?;
@@ -107,12 +115,16 @@ impl Videos {
         self.items.push(Packed {
             off,
             len,
-            mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
             size: meta.len(),
             mtime: meta.mtime(),
-            dev: meta.dev(),
-            ino: meta.ino(),
         });
+        if keyed {
+            self.ids.push(Ids {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+            });
+        }
         Ok(())
     }
 
@@ -122,11 +134,8 @@ impl Videos {
         self.items.push(Packed {
             off: (self.names.len() - rel.len()) as u32,
             len: rel.len() as u32,
-            mtime_ns: 0,
             size,
             mtime,
-            dev: 1,
-            ino: self.items.len() as u64,
         });
     }
 
@@ -134,6 +143,34 @@ impl Videos {
         self.hashes.clear();
         let names = &self.names;
         let key = |i: &Packed| &names[i.off as usize..(i.off + i.len) as usize];
+        if self.ids.len() == self.items.len() && !self.ids.is_empty() {
+            // The order by path as a permutation (4 bytes a video), applied to both
+            // lists in place, cycle by cycle: new[j] = old[perm[j]].
+            let items = &mut self.items;
+            let ids = &mut self.ids;
+            let mut perm: Vec<u32> = (0..items.len() as u32).collect();
+            perm.sort_unstable_by(|&a, &b| key(&items[a as usize]).cmp(key(&items[b as usize])));
+            for i in 0..perm.len() {
+                if perm[i] == u32::MAX {
+                    continue;
+                }
+                let (first_item, first_id) = (items[i], ids[i]);
+                let mut j = i;
+                loop {
+                    let k = perm[j] as usize;
+                    perm[j] = u32::MAX;
+                    if k == i {
+                        items[j] = first_item;
+                        ids[j] = first_id;
+                        break;
+                    }
+                    items[j] = items[k];
+                    ids[j] = ids[k];
+                    j = k;
+                }
+            }
+            return;
+        }
         self.items.sort_unstable_by(|a, b| key(a).cmp(key(b)));
     }
 }
@@ -158,6 +195,12 @@ pub fn is_video(name: &[u8]) -> bool {
 /// unreadable subfolders are reported in `warnings` and skipped. Symlinked folders are not
 /// followed (no loops); a symlink to a video file counts as that file.
 pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
+    walk_keyed(root, warnings, false)
+}
+
+/// `walk`, keeping with `keyed` each video's device, inode and mtime nanoseconds (the
+/// key of the hash cache, backup/hashes.rs).
+pub fn walk_keyed(root: &Path, warnings: &mut Vec<String>, keyed: bool) -> io::Result<Videos> {
     let mut out = Videos::default();
     match std::fs::symlink_metadata(root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -221,10 +264,13 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
                     continue;
                 }
             };
-            out.push(&rel, &meta)?;
+            out.push(&rel, &meta, keyed)?;
         }
     }
     out.sort();
+    out.names.shrink_to_fit();
+    out.items.shrink_to_fit();
+    out.ids.shrink_to_fit();
     Ok(out)
 }
 
@@ -394,6 +440,8 @@ pub fn render(videos: &Videos, tz: &Tz, sha256: bool) -> String {
 pub struct Listed {
     pub path: Vec<u8>,
     pub size: u64,
+    /// The mtime column, Unix seconds (None when unreadable).
+    pub mtime: Option<i64>,
     /// The fourth column, when the archive has it and the hash was known.
     pub sha256: Option<[u8; 32]>,
 }
@@ -406,10 +454,15 @@ pub fn parse_line(l: &str) -> Option<Listed> {
     }
     let mut it = l.splitn(4, '\t');
     let size = it.next()?.parse().ok()?;
-    let _mtime = it.next()?;
+    let mtime = clock::parse_iso(it.next()?);
     let path = unescape_path(it.next()?)?;
     let sha256 = it.next().and_then(parse_sha256);
-    Some(Listed { path, size, sha256 })
+    Some(Listed {
+        path,
+        size,
+        mtime,
+        sha256,
+    })
 }
 
 /// Every line of an inventory.
@@ -489,6 +542,35 @@ mod tests {
         assert_eq!(small, text.as_bytes());
         let parsed = parse(&text);
         assert_eq!(parsed[0], (b"a\tb.mkv".to_vec(), 1000));
+    }
+
+    #[test]
+    fn keyed_walk_keeps_each_key_with_its_video() {
+        let dir = std::env::temp_dir().join(format!("neopro-inv-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let names = ["z.mp4", "a/b.mkv", "m.MOV", "a/a.avi", "c.mp4"];
+        for (i, n) in names.iter().enumerate() {
+            let p = dir.join(n);
+            assert!(std::fs::create_dir_all(p.parent().unwrap_or(&dir)).is_ok());
+            assert!(std::fs::write(&p, vec![0u8; i + 1]).is_ok());
+        }
+        let mut w = Vec::new();
+        let v = walk_keyed(&dir, &mut w, true).unwrap_or_default();
+        let mut prev: Vec<u8> = Vec::new();
+        for x in v.iter() {
+            assert!(x.rel > prev.as_slice());
+            prev = x.rel.to_vec();
+            let m = std::fs::metadata(abs_path(&dir, x.rel)).map_err(|e| e.to_string());
+            let m = m.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (x.ino, x.dev, x.size),
+                (m.ino(), m.dev(), m.len()),
+                "{:?}",
+                x.rel
+            );
+        }
+        assert_eq!(v.len(), names.len());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

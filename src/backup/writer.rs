@@ -375,12 +375,15 @@ fn stream_archive(
         }
     }
     let mut walk_warnings = Vec::new();
-    let mut videos = inventory::walk(&cfg.videos_dir(), &mut walk_warnings).map_err(|e| {
-        format!(
-            "cannot list the videos in {}: {e}",
-            cfg.videos_dir().display()
-        )
-    })?;
+    // The hash cache's keys only when it is used (VIDEOS_OFFSITE, INCLUDE_VIDEOS).
+    let keyed = cfg.videos_offsite() || cfg.include_videos;
+    let mut videos =
+        inventory::walk_keyed(&cfg.videos_dir(), &mut walk_warnings, keyed).map_err(|e| {
+            format!(
+                "cannot list the videos in {}: {e}",
+                cfg.videos_dir().display()
+            )
+        })?;
     for w in walk_warnings {
         warn(w);
     }

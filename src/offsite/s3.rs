@@ -409,6 +409,19 @@ impl Client {
         Ok(r.status != 412)
     }
 
+    /// A plain PUT of a body streamed from a reader of known length and SHA-256.
+    pub fn put_stream(
+        &self,
+        key: &str,
+        body: Payload,
+        payload_hash: &str,
+        content_type: &str,
+    ) -> Result<(), Error> {
+        let ct = [("content-type", content_type.to_string())];
+        self.send("PUT", Some(key), &[], &ct, body, payload_hash, &[])
+            .map(|_| ())
+    }
+
     /// Bytes `start..start+len` of an object (GET with a Range), and the object's total
     /// size; `None` when the object does not exist. The answers are bounded in memory
     /// (`len` at most 16 MiB): a large object is read as a series of ranges.

@@ -24,7 +24,7 @@
 //! holds. The ledger is rewritten only when it changes.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -127,12 +127,16 @@ struct Entry {
     gone: u64,
     /// Known to be in the bucket.
     sent: bool,
+    /// Named by the archive being merged (not saved).
+    seen: bool,
 }
 
 /// Every hash a kept archive names, sorted by hash.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ledger {
     entries: Vec<Entry>,
+    /// Changed since it was read.
+    dirty: bool,
 }
 
 impl Ledger {
@@ -167,7 +171,12 @@ impl Ledger {
                     "0" => false,
                     _ => return None,
                 };
-                it.next().is_none().then_some(Entry { hash, gone, sent })
+                it.next().is_none().then_some(Entry {
+                    hash,
+                    gone,
+                    sent,
+                    seen: false,
+                })
             })()
             .ok_or_else(|| format!("line {} is malformed", n + 1))?;
             entries.push(e);
@@ -178,7 +187,10 @@ impl Ledger {
         if !entries.windows(2).all(|w| w[0].hash < w[1].hash) {
             return Err("not sorted".into());
         }
-        Ok(Ledger { entries })
+        Ok(Ledger {
+            entries,
+            dirty: false,
+        })
     }
 
     /// Reads the ledger: `Ok(None)` when there is none, `Err` when it is damaged.
@@ -211,58 +223,100 @@ impl Ledger {
         res
     }
 
-    /// Records archive number `seq`, which names exactly `named` (sorted, deduplicated):
-    /// those become current, the current ones it does not name are gone since `seq`.
-    fn merge(&mut self, named: &[[u8; 32]], seq: u64) {
-        for e in &mut self.entries {
-            if e.gone == 0 && named.binary_search(&e.hash).is_err() {
-                e.gone = seq;
+    /// Records archive number `seq`, which names the hashes `named` (in any order,
+    /// repeats allowed): those become current, the current ones it does not name are
+    /// gone since `seq`.
+    fn merge(&mut self, named: impl IntoIterator<Item = [u8; 32]>, seq: u64) {
+        let mut added: Vec<[u8; 32]> = Vec::new();
+        for h in named {
+            match self.find(&h) {
+                Ok(i) => self.entries[i].seen = true,
+                Err(_) => added.push(h),
             }
         }
-        let mut added = Vec::new();
-        for h in named {
-            match self.find(h) {
-                Ok(i) => self.entries[i].gone = 0,
-                Err(_) => added.push(Entry {
-                    hash: *h,
-                    gone: 0,
-                    sent: false,
-                }),
+        for e in &mut self.entries {
+            if e.seen && e.gone != 0 {
+                e.gone = 0;
+                self.dirty = true;
+            } else if !e.seen && e.gone == 0 {
+                e.gone = seq;
+                self.dirty = true;
             }
+            e.seen = false;
         }
         if !added.is_empty() {
-            self.entries.extend(added);
+            added.sort_unstable();
+            added.dedup();
+            self.entries.reserve_exact(added.len());
+            self.entries.extend(added.into_iter().map(|hash| Entry {
+                hash,
+                gone: 0,
+                sent: false,
+                seen: false,
+            }));
             self.entries.sort_unstable_by_key(|a| a.hash);
+            self.dirty = true;
         }
     }
 
     /// Forgets the hashes gone since an archive number at most `oldest_kept`: every
     /// archive that named them is gone.
     fn prune(&mut self, oldest_kept: u64) {
+        let before = self.entries.len();
         self.entries.retain(|e| e.gone == 0 || e.gone > oldest_kept);
+        self.dirty |= self.entries.len() != before;
     }
 
     fn set_sent(&mut self, h: &[u8; 32], sent: bool) {
-        if let Ok(i) = self.find(h) {
+        if let Ok(i) = self.find(h)
+            && self.entries[i].sent != sent
+        {
             self.entries[i].sent = sent;
+            self.dirty = true;
         }
     }
 
     fn forget_sent(&mut self) {
         for e in &mut self.entries {
+            self.dirty |= e.sent;
             e.sent = false;
         }
     }
 
-    /// The text of videos-referenced.txt: a header line, then every hash, sorted.
-    pub fn refs_text(&self) -> String {
-        let mut s = String::with_capacity(REFS_HEADER.len() + 1 + 65 * self.entries.len());
-        s.push_str(REFS_HEADER);
-        s.push('\n');
-        for e in &self.entries {
-            s.push_str(&hex(&e.hash));
-            s.push('\n');
+    /// The length and SHA-256 of videos-referenced.txt (`refs_reader`), without making
+    /// the text.
+    fn refs_digest(&self) -> (u64, String) {
+        let mut h = Sha256::new();
+        let mut r = self.refs_reader();
+        let mut buf = [0u8; 4096];
+        let mut n = 0u64;
+        while let Ok(k) = r.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+            n += k as u64;
         }
+        (n, hex(&h.finalize()))
+    }
+
+    /// videos-referenced.txt as a stream: a header line, then every hash, sorted.
+    fn refs_reader(&self) -> RefsReader<'_> {
+        let mut line = REFS_HEADER.as_bytes().to_vec();
+        line.push(b'\n');
+        RefsReader {
+            ledger: self,
+            next: 0,
+            line,
+            pos: 0,
+        }
+    }
+
+    /// The text of videos-referenced.txt (tests).
+    #[cfg(test)]
+    pub fn refs_text(&self) -> String {
+        let mut s = String::new();
+        let _ = self.refs_reader().read_to_string(&mut s);
         s
     }
 
@@ -271,6 +325,36 @@ impl Ledger {
             .iter()
             .filter(|e| e.gone == 0 && !e.sent)
             .count()
+    }
+}
+
+struct RefsReader<'a> {
+    ledger: &'a Ledger,
+    next: usize,
+    line: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for RefsReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < out.len() {
+            if self.pos == self.line.len() {
+                let Some(e) = self.ledger.entries.get(self.next) else {
+                    break;
+                };
+                self.next += 1;
+                self.line.clear();
+                self.line.extend_from_slice(hex(&e.hash).as_bytes());
+                self.line.push(b'\n');
+                self.pos = 0;
+            }
+            let k = (self.line.len() - self.pos).min(out.len() - n);
+            out[n..n + k].copy_from_slice(&self.line[self.pos..self.pos + k]);
+            self.pos += k;
+            n += k;
+        }
+        Ok(n)
     }
 }
 
@@ -296,10 +380,10 @@ pub fn parse_hash_list(text: &str) -> Result<Vec<[u8; 32]>, String> {
 // Reading an archive's inventory back.
 
 /// Calls `each` with every line of the inventory of the archive at `path`, streamed
-/// (an inventory of 20,000 videos is never held whole). `Ok(false)` when the archive
-/// has no inventory. The inventory comes before any video in the archive, so an
-/// INCLUDE_VIDEOS archive is not read to its end.
-pub fn read_inventory(path: &Path, mut each: impl FnMut(Listed)) -> io::Result<bool> {
+/// (an inventory of 20,000 videos is never held whole), until it returns false.
+/// `Ok(false)` when the archive has no inventory. The inventory comes before any video
+/// in the archive, so an INCLUDE_VIDEOS archive is not read to its end.
+pub fn read_inventory(path: &Path, mut each: impl FnMut(Listed) -> bool) -> io::Result<bool> {
     let (f, _) = fsutil::open_regular_nofollow(path)?;
     let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, f));
     let mut ar = tar::Archive::new(gz);
@@ -325,8 +409,9 @@ pub fn read_inventory(path: &Path, mut each: impl FnMut(Listed)) -> io::Result<b
             if let Some(l) = std::str::from_utf8(&line)
                 .ok()
                 .and_then(|s| inventory::parse_line(s.trim_end_matches('\n')))
+                && !each(l)
             {
-                each(l);
+                return Ok(true);
             }
         }
     }
@@ -563,10 +648,6 @@ pub(super) fn sync(
     let dir = &cfg.backup_dir;
     let prefix = site_prefix(o, site);
     let refs_key = format!("{prefix}{REFS_OBJECT}");
-    let local_err = |msg: String| s3::Error {
-        msg,
-        transport: false,
-    };
     // 1. The ledger, rebuilt from what this site published when it is lost.
     let mut ledger = match Ledger::load(dir) {
         Ok(Some(l)) => l,
@@ -592,16 +673,20 @@ pub(super) fn sync(
                         hash,
                         gone: 0,
                         sent: false,
+                        seen: false,
                     })
                     .collect(),
+                dirty: true,
             }
         }
     };
-    let before = ledger.clone();
+    // Another bucket, prefix or set of recipients: nothing is known to be there. (The
+    // new destination is recorded only with the ledger that forgot, so that a run
+    // against a wrong endpoint costs nothing once the right one is back.)
     let dest = destination(o, site);
-    if st.videos_dest != dest {
+    let moved = st.videos_dest != dest;
+    if moved {
         ledger.forget_sent();
-        st.videos_dest = dest;
         st.refs_sent.clear();
     }
     // 2. Merge the pending archives (oldest first).
@@ -612,7 +697,11 @@ pub(super) fn sync(
             continue;
         }
         let mut named: Vec<[u8; 32]> = Vec::new();
-        match read_inventory(&dir.join(name), |l| named.extend(l.sha256)) {
+        let read = read_inventory(&dir.join(name), |l| {
+            named.extend(l.sha256);
+            true
+        });
+        match read {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -625,10 +714,8 @@ pub(super) fn sync(
                 continue;
             }
         }
-        named.sort_unstable();
-        named.dedup();
         st.videos_seq += 1;
-        ledger.merge(&named, st.videos_seq);
+        ledger.merge(named, st.videos_seq);
         st.videos_merged.push(MergedArchive {
             name: name.clone(),
             seq: st.videos_seq,
@@ -649,12 +736,11 @@ pub(super) fn sync(
         }
     }
     kept.extend(pending.iter().cloned());
-    let missing_notice = listing
-        .objects
-        .iter()
-        .any(|ob| ob.key == format!("{prefix}{MISSING_OBJECT}"));
+    let notice_key = format!("{prefix}{MISSING_OBJECT}");
     let mut healed: Vec<[u8; 32]> = Vec::new();
-    if missing_notice && let Some(b) = client.get(&format!("{prefix}{MISSING_OBJECT}"))? {
+    if listing.objects.iter().any(|ob| ob.key == notice_key)
+        && let Some(b) = client.get(&notice_key)?
+    {
         healed = parse_hash_list(&String::from_utf8_lossy(&b)).unwrap_or_default();
         for h in &healed {
             ledger.set_sent(h, false);
@@ -664,6 +750,7 @@ pub(super) fn sync(
             healed.len()
         ));
     }
+    drop(listing);
     st.videos_merged.retain(|m| kept.contains(&m.name));
     // Prune only when every kept archive was merged: an archive we know nothing of may
     // name any hash.
@@ -674,19 +761,30 @@ pub(super) fn sync(
     {
         ledger.prune(oldest);
     }
-    // 4. Publish the references before any upload.
-    let refs = ledger.refs_text();
-    let refs_hash = s3::sha256_hex(refs.as_bytes());
+    drop(kept);
+    // 4. Publish the references before any upload (streamed: 65 bytes a video).
+    let (len, refs_hash) = ledger.refs_digest();
     if refs_hash != st.refs_sent {
-        client.put_bytes(&refs_key, refs.as_bytes(), "text/plain")?;
+        client.put_stream(
+            &refs_key,
+            Payload {
+                reader: Box::new(ledger.refs_reader()),
+                len,
+            },
+            &refs_hash,
+            "text/plain",
+        )?;
         st.refs_sent = refs_hash;
     }
-    if ledger != before
-        && let Err(e) = ledger.save(dir)
-    {
-        return Err(local_err(format!(
-            "offsite: cannot write {LEDGER_FILE}: {e}"
-        )));
+    if ledger.dirty {
+        ledger.save(dir).map_err(|e| s3::Error {
+            msg: format!("offsite: cannot write {LEDGER_FILE}: {e}"),
+            transport: false,
+        })?;
+        ledger.dirty = false;
+    }
+    if moved {
+        st.videos_dest = dest;
     }
     // 5. Upload what the bucket may not have, from the newest merged archive's list.
     let mut error = None;
@@ -702,19 +800,30 @@ pub(super) fn sync(
         }
         st.videos_pending = ledger.unsent_current() as u64;
     }
-    if missing_notice
-        && error.is_none()
-        && healed
-            .iter()
-            .all(|h| ledger.find(h).map_or(true, |i| ledger.entries[i].sent))
-    {
-        client.delete(&format!("{prefix}{MISSING_OBJECT}"))?;
+    // Each healed hash is sent again, or no longer named at all.
+    let healed_all = healed.iter().all(|h| match ledger.find(h) {
+        Ok(i) => ledger.entries[i].sent,
+        Err(_) => true,
+    });
+    if !healed.is_empty() && error.is_none() && healed_all {
+        client.delete(&notice_key)?;
     }
     Ok(Synced { ready, error })
 }
 
-/// Uploads the current videos the ledger does not know to be in the bucket. `Ok(Some)`:
-/// a video failed for a reason other than the network (the others were tried).
+/// Progress of the uploads, logged per video for the first few, then every 30 s.
+struct Progress {
+    sent: u64,
+    bytes: u64,
+    present: u64,
+    last: Instant,
+}
+
+const LOG_EACH_FIRST: u64 = 10;
+
+/// Uploads the current videos the ledger does not know to be in the bucket, streaming
+/// the newest merged inventory (nothing per video is held in memory). `Ok(Some)`: a
+/// video failed for a reason other than the network (the others were tried).
 #[allow(clippy::too_many_arguments)]
 fn upload_all(
     cfg: &Config,
@@ -728,100 +837,137 @@ fn upload_all(
     st: &mut QueueState,
 ) -> Result<Option<s3::Error>, s3::Error> {
     let dir = &cfg.backup_dir;
-    // (hash → (path, size)) of the videos to send, from the newest merged inventory.
-    let mut todo: BTreeMap<[u8; 32], (Vec<u8>, u64)> = BTreeMap::new();
-    let read = read_inventory(&dir.join(newest), |l| {
-        if let Some(h) = l.sha256
-            && ledger
-                .find(&h)
-                .is_ok_and(|i| !ledger.entries[i].sent && ledger.entries[i].gone == 0)
-        {
-            todo.entry(h).or_insert((l.path, l.size));
-        }
-    });
-    if let Err(e) = read {
-        log.warn(&format!(
-            "offsite: cannot read the video inventory of {newest} ({e}): videos not sent"
-        ));
-        return Ok(None);
-    }
     let recipients: Vec<age::x25519::Recipient> =
         o.encrypt_to.iter().filter_map(|r| r.parse().ok()).collect();
-    let (cache, _) = hashes::Cache::load(dir);
     let root = cfg.videos_dir();
-    let mut error = None;
+    let mut error: Option<s3::Error> = None;
+    let mut fatal: Option<s3::Error> = None;
     let mut saved_at = Instant::now();
-    let mut dirty = false;
-    for (hash, (rel, size)) in &todo {
+    let mut p = Progress {
+        sent: 0,
+        bytes: 0,
+        present: 0,
+        last: Instant::now(),
+    };
+    let todo = ledger.unsent_current() as u64;
+    let read = read_inventory(&dir.join(newest), |l| {
         if cancel.load(Ordering::Relaxed) {
-            break;
+            return false;
         }
-        let path = inventory::abs_path(&root, rel);
+        let Some(hash) = l.sha256 else { return true };
+        let wanted = ledger
+            .find(&hash)
+            .is_ok_and(|i| !ledger.entries[i].sent && ledger.entries[i].gone == 0);
+        if !wanted {
+            return true;
+        }
+        let path = inventory::abs_path(&root, &l.path);
         let shown = path.display();
-        // The file must still be the version that was hashed (the cache says so).
-        let opened = std::fs::metadata(&path).and_then(|m| {
-            let key = Key::of_meta(&m);
-            if m.len() != *size || cache.get(&key) != Some(*hash) {
-                return Err(io::Error::other("it changed since the backup"));
+        // Still the version the archive lists? (The upload checks the SHA-256 anyway.)
+        let file = std::fs::metadata(&path).and_then(|m| {
+            let unchanged = m.is_file()
+                && m.len() == l.size
+                && l.mtime
+                    .is_none_or(|t| t == std::os::unix::fs::MetadataExt::mtime(&m));
+            if unchanged {
+                hashes::open_checked(&path, &Key::of_meta(&m))
+            } else {
+                Err(io::Error::other("it changed since the backup"))
             }
-            hashes::open_checked(&path, &key)
         });
-        let file = match opened {
+        let file = match file {
             Ok(f) => f,
             Err(e) => {
                 log.warn(&format!(
                     "offsite: video {shown} not sent ({e}); the next backup lists it again"
                 ));
-                continue;
+                return true;
             }
         };
-        if *size > SINGLE_PUT_MAX {
+        if l.size > SINGLE_PUT_MAX {
             log.warn(&format!(
                 "offsite: video {shown} is over 5 GiB, the largest single upload: not sent"
             ));
-            continue;
+            return true;
         }
-        let key = object_key(o, site, hash);
+        let key = object_key(o, site, &hash);
         let started = Instant::now();
-        match send_video(client, &key, file, *size, hash, &recipients, cancel) {
+        match send_video(client, &key, file, l.size, &hash, &recipients, cancel) {
             Ok(sent) => {
-                ledger.set_sent(hash, true);
-                dirty = true;
+                ledger.set_sent(&hash, true);
                 match sent {
                     Sent::Uploaded(n) => {
                         st.videos_sent += 1;
                         st.video_bytes_sent += n;
-                        log.info(&format!(
-                            "offsite: sent video {shown} to s3://{}/{key} ({}, {:.1} s)",
-                            o.bucket,
-                            crate::units::human_size(n, 1),
-                            started.elapsed().as_secs_f64()
-                        ));
+                        p.sent += 1;
+                        p.bytes += n;
+                        if p.sent <= LOG_EACH_FIRST {
+                            log.info(&format!(
+                                "offsite: sent video {shown} to s3://{}/{key} ({}, {:.1} s)",
+                                o.bucket,
+                                crate::units::human_size(n, 1),
+                                started.elapsed().as_secs_f64()
+                            ));
+                        }
                     }
-                    Sent::Present => log.info(&format!(
-                        "offsite: video {shown} is already in the bucket (s3://{}/{key})",
-                        o.bucket
-                    )),
+                    Sent::Present => {
+                        p.present += 1;
+                        if p.present <= LOG_EACH_FIRST {
+                            log.info(&format!(
+                                "offsite: video {shown} is already in the bucket (s3://{}/{key})",
+                                o.bucket
+                            ));
+                        }
+                    }
                 }
             }
             Err(e) if e.transport => {
-                let _ = ledger.save(dir);
-                return Err(e);
+                fatal = Some(e);
+                return false;
             }
             Err(e) => {
                 log.warn(&format!("offsite: video {shown} not sent: {}", e.msg));
                 error.get_or_insert(e);
             }
         }
-        if dirty && saved_at.elapsed().as_secs() >= 60 {
+        if p.last.elapsed().as_secs() >= 30 {
+            log.info(&format!(
+                "offsite: videos: {} sent ({}), {} already in the bucket, of {todo}",
+                p.sent,
+                crate::units::human_size(p.bytes, 1),
+                p.present
+            ));
+            p.last = Instant::now();
+        }
+        if ledger.dirty && saved_at.elapsed().as_secs() >= 60 {
             if ledger.save(dir).is_ok() {
-                dirty = false;
+                ledger.dirty = false;
             }
             saved_at = Instant::now();
         }
+        true
+    });
+    if ledger.dirty {
+        match ledger.save(dir) {
+            Ok(()) => ledger.dirty = false,
+            Err(e) => log.warn(&format!("offsite: cannot write {LEDGER_FILE}: {e}")),
+        }
     }
-    if dirty && let Err(e) = ledger.save(dir) {
-        log.warn(&format!("offsite: cannot write {LEDGER_FILE}: {e}"));
+    if p.sent + p.present > 0 {
+        log.info(&format!(
+            "offsite: videos: {} sent ({}), {} already in the bucket",
+            p.sent,
+            crate::units::human_size(p.bytes, 1),
+            p.present
+        ));
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    if let Err(e) = read {
+        log.warn(&format!(
+            "offsite: cannot read the video inventory of {newest} ({e}): videos not sent"
+        ));
     }
     Ok(error)
 }
@@ -883,11 +1029,11 @@ mod tests {
     #[test]
     fn ledger_merge_prune_and_text() {
         let mut l = Ledger::default();
-        l.merge(&[h(1), h(2)], 1);
+        l.merge([h(2), h(1), h(2)], 1);
         l.set_sent(&h(1), true);
-        l.merge(&[h(2), h(3)], 2); // 1 gone since archive 2
+        l.merge([h(2), h(3)], 2); // 1 gone since archive 2
         assert_eq!(l.unsent_current(), 2);
-        l.merge(&[h(1), h(3)], 3); // 1 is back, 2 gone since 3
+        l.merge([h(3), h(1)], 3); // 1 is back, 2 gone since 3
         let gone: Vec<(u8, u64, bool)> = l
             .entries
             .iter()
@@ -907,10 +1053,15 @@ mod tests {
             writeln!(v, "# end {}", l.entries.len()).ok();
             v
         };
+        l.dirty = false;
         assert_eq!(Ledger::parse(text.as_slice()).ok(), Some(l.clone()));
         assert!(Ledger::parse(&text[..text.len() - 3]).is_err());
         let refs = l.refs_text();
         assert_eq!(parse_hash_list(&refs).ok(), Some(vec![h(1), h(3)]));
+        assert_eq!(
+            l.refs_digest(),
+            (refs.len() as u64, hex(&Sha256::digest(refs.as_bytes())))
+        );
         assert!(parse_hash_list("zz\n").is_err());
     }
 
