@@ -16,4 +16,7 @@ if [ -f bench/api.sh ]; then
     bash bench/api.sh || status=1
 fi
 
+# 3. Videos offsite against restic, INCLUDE_VIDEOS against tar (bench/videos.sh).
+bash bench/videos.sh || status=1
+
 exit $status
