@@ -377,6 +377,41 @@ fn two_sites_store_shared_videos_once_and_a_second_night_uploads_nothing() {
 
 #[test]
 #[ignore = "needs SeaweedFS: make test-offsite"]
+fn videos_wait_in_the_queue_while_the_server_is_down() {
+    let prefix = unique_prefix("down");
+    let t = Tree::new("videos-down");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let down = with(&site_env(&prefix, "club"), &[("S3_ENDPOINT", &dead)]);
+    let name = backup(&t, &down);
+    let distinct: BTreeSet<String> = inventory(&t, &name).into_values().map(|(_, h)| h).collect();
+    // The archive and every distinct video wait.
+    let off = t.status().get("offsite").clone();
+    assert_eq!(
+        off.get("pending").u64(),
+        1 + distinct.len() as u64,
+        "{off:?}"
+    );
+    assert!(off.get("error").str().contains("cannot connect"), "{off:?}");
+    // Back: all of it goes, videos first.
+    let name2 = backup(&t, &site_env(&prefix, "club"));
+    assert_eq!(t.status().get("offsite").get("pending").u64(), 0);
+    for h in &distinct {
+        assert!(object(&plain_key(&prefix, h)).is_some(), "{h}");
+    }
+    for n in [&name, &name2] {
+        assert!(object(&format!("{prefix}/club/{n}")).is_some(), "{n}");
+    }
+    let log = log_of(&t);
+    let first_video = log.find("offsite: sent video").unwrap_or(usize::MAX);
+    let first_archive = log.find(&format!("offsite: sent {name}")).unwrap_or(0);
+    assert!(
+        first_video < first_archive,
+        "videos go before the archives:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
 fn restore_videos_rebuilds_a_deleted_folder_byte_exact_and_never_writes_a_corrupt_object() {
     let prefix = unique_prefix("restore");
     let t = Tree::new("videos-restore");
@@ -752,6 +787,24 @@ fn the_api_dry_run_lists_and_the_restore_fetches() {
     let (st, j) = post(r#"{"dryRun":false,"videos":true}"#);
     assert_eq!(st, 200, "{j:?}");
     assert!(j.get("success").bool());
+    // /metrics: what the `run` command sent, by kind.
+    let (st, m) = http("127.0.0.1", port, "GET", "/metrics", b"");
+    assert_eq!(st, 200);
+    let m = String::from_utf8_lossy(&m).to_string();
+    let videos = inventory(&t, &name).len();
+    assert!(
+        m.contains(&format!(
+            "neopro_backup_offsite_sent_objects_total{{kind=\"video\"}} {videos}\n"
+        )) && m.contains("neopro_backup_offsite_sent_objects_total{kind=\"archive\"} 1\n"),
+        "{m}"
+    );
+    let video_bytes: u64 = VIDEOS.iter().map(|(_, s)| *s).sum();
+    assert!(
+        m.contains(&format!(
+            "neopro_backup_offsite_sent_bytes_total{{kind=\"video\"}} {video_bytes}\n"
+        )),
+        "{m}"
+    );
     assert_eq!(
         fs::read(t.videos().join("promo.mp4"))
             .map(|b| b.len())

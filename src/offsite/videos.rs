@@ -722,6 +722,8 @@ pub(super) fn sync(
         });
         ready.push(name.clone());
     }
+    // What waits, as far as this Pi knows, even if the bucket cannot be reached now.
+    st.videos_pending = ledger.unsent_current() as u64;
     // 3. What this site keeps: its archives here and in the bucket (and any notice of
     //    objects removed by `fleet gc` meanwhile).
     let listing = client.list(&prefix, Some("/"))?;
