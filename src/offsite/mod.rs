@@ -12,6 +12,10 @@
 //! after the backup lock is released, every network step has timeouts, and every error
 //! ends up in the log and in the status's `offsite.error`, never in the exit code.
 //!
+//! With VIDEOS_OFFSITE each round first sends the videos the waiting archives name,
+//! content-addressed, and publishes the site's references (videos.rs); `fleet gc` is
+//! the operator's side (gc.rs).
+//!
 //! Encryption streams: the archive is read once, encrypted by the `age` crate on the
 //! fly into an S3 upload that holds one 8 MiB part in memory at a time (a single PUT
 //! when the whole copy fits in one part, multipart otherwise). No plaintext or

@@ -561,8 +561,19 @@ fn send_video(
     recipients: &[age::x25519::Recipient],
     cancel: &AtomicBool,
 ) -> Result<Sent, s3::Error> {
-    if let Head::Exists(_) = client.head(key)? {
-        return Ok(Sent::Present);
+    match client.head(key)? {
+        // A plain object is the video's bytes: another size is not this video.
+        Head::Exists(n) if recipients.is_empty() && n != size => {
+            return Err(s3::Error {
+                msg: format!(
+                    "s3://{}/{key} holds {n} bytes, not the video's {size}: it is not this video (the operator must remove it)",
+                    client.bucket
+                ),
+                transport: false,
+            });
+        }
+        Head::Exists(_) => return Ok(Sent::Present),
+        Head::Missing | Head::Unknown => {}
     }
     let src = Verified {
         file,
