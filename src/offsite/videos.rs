@@ -898,10 +898,11 @@ fn upload_all(
             }
         };
         if l.size > SINGLE_PUT_MAX {
+            // One PUT: AWS refuses it (EntityTooLarge, reported), MinIO, SeaweedFS and
+            // others take it.
             log.warn(&format!(
-                "offsite: video {shown} is over 5 GiB, the largest single upload: not sent"
+                "offsite: video {shown} is over 5 GiB: sent in one PUT, which AWS S3 refuses"
             ));
-            return true;
         }
         let key = object_key(o, site, &hash);
         let started = Instant::now();
