@@ -29,8 +29,10 @@
 
 pub mod fleet;
 pub mod gc;
+mod ledger;
 pub mod s3;
 pub mod sigv4;
+mod video_put;
 pub mod videos;
 
 use std::io::{self, Read};
