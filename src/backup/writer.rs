@@ -13,7 +13,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::backup::archive::{self, MANIFEST};
-use crate::backup::gzip::MixedGz;
+use crate::backup::gzip::{MixedGz, Syncing};
 use crate::backup::{describe_io, hashes, inventory, sysinfo};
 use crate::clock::{self, Tz};
 use crate::config::Config;
@@ -249,7 +249,7 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
                 Path::new(std::ffi::OsStr::from_bytes(&path)),
                 io::empty(),
             )?;
-            let mut hasher = known.is_none().then(Sha256::new);
+            let mut hasher = known.is_none().then(hashes::Hasher::new);
             if buf.len() < VIDEO_CHUNK {
                 buf.resize(VIDEO_CHUNK, 0);
             }
@@ -276,7 +276,7 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
             self.tar.get_mut().write_all(&[0u8; 512][..pad as usize])?;
             let same = hashes::Key::of_meta(&file.metadata()?) == hashes::Key::of_meta(meta);
             let hash: [u8; 32] = match (known, hasher) {
-                (_, Some(h)) => h.finalize().into(),
+                (_, Some(h)) => h.finish(),
                 (Some(_), None) if !same => {
                     return Err(io::Error::other(
                         "it changed while it was being archived; the next run takes it again",
@@ -327,7 +327,7 @@ fn stream_archive(
     let io_err = |e: io::Error| describe_io("writing the archive failed", &e, dir);
     // One gzip member; the videos (INCLUDE_VIDEOS) go in it as stored blocks.
     let gz = MixedGz::new(
-        BufWriter::with_capacity(64 * 1024, file),
+        BufWriter::with_capacity(64 * 1024, Syncing::new(file)),
         flate2::Compression::default(),
         u32::try_from(now).unwrap_or(0),
     )
@@ -485,5 +485,5 @@ fn stream_archive(
     let gz = w.tar.into_inner().map_err(io_err)?;
     let buf = gz.finish().map_err(io_err)?;
     let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
-    Ok(file)
+    Ok(file.into_inner())
 }

@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sha2::{Digest, Sha256};
+use crate::backup::hashes::Hasher;
 
 use crate::http::client::Payload;
 use crate::units::hex;
@@ -22,7 +22,7 @@ use super::s3::{self, Client, Head};
 struct Verified<'a> {
     file: File,
     left: u64,
-    hash: Sha256,
+    hash: Hasher,
     expect: [u8; 32],
     cancel: &'a AtomicBool,
 }
@@ -45,7 +45,7 @@ impl Read for Verified<'_> {
         self.hash.update(&buf[..n]);
         self.left -= n as u64;
         if self.left == 0 {
-            let got: [u8; 32] = std::mem::take(&mut self.hash).finalize().into();
+            let got = std::mem::take(&mut self.hash).finish();
             if got != self.expect {
                 return Err(io::Error::other(
                     "the video changed since it was hashed: not sent",
@@ -173,7 +173,7 @@ pub(super) fn send_video(
     let src = Verified {
         file,
         left: size,
-        hash: Sha256::new(),
+        hash: Hasher::new(),
         expect: *hash,
         cancel,
     };

@@ -23,10 +23,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sha2::{Digest, Sha256};
-
 use crate::backup::archive::{self, MANIFEST};
-use crate::backup::hashes::{self, Key};
+use crate::backup::hashes::{self, Hasher, Key};
 use crate::backup::inventory::{self, Listed};
 use crate::clock::Tz;
 use crate::config::Config;
@@ -233,7 +231,7 @@ fn hash_at(dir: &File, name: &[u8], cancel: &AtomicBool) -> io::Result<[u8; 32]>
     if !f.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
-    let mut h = Sha256::new();
+    let mut h = Hasher::new();
     let mut buf = vec![0u8; 1024 * 1024];
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -241,7 +239,7 @@ fn hash_at(dir: &File, name: &[u8], cancel: &AtomicBool) -> io::Result<[u8; 32]>
         }
         let n = f.read(&mut buf)?;
         if n == 0 {
-            return Ok(h.finalize().into());
+            return Ok(h.finish());
         }
         h.update(&buf[..n]);
     }
@@ -559,7 +557,7 @@ fn write_into_place(
     // SAFETY: a descriptor we just opened and own.
     let mut out = unsafe { File::from_raw_fd(fd) };
     let res = (|| {
-        let mut h = Sha256::new();
+        let mut h = Hasher::new();
         let mut n = 0u64;
         let mut buf = vec![0u8; 1024 * 1024];
         loop {
@@ -580,7 +578,7 @@ fn write_into_place(
             h.update(&buf[..k]);
             out.write_all(&buf[..k]).map_err(|e| e.to_string())?;
         }
-        let got: [u8; 32] = h.finalize().into();
+        let got = h.finish();
         if n != f.size || got != f.sha256 {
             return Err(format!(
                 "corrupted object: {n} bytes with SHA-256 {}, expected {} bytes with {}; not written",
