@@ -187,17 +187,16 @@ impl<W: Write> Write for MixedGz<W> {
     }
 }
 
-/// The archive file, written with its write-back started every `WINDOW` bytes and the
-/// window before awaited (`sync_file_range`): the final fsync finds little left to do,
-/// the disk writes while the next window is copied, and dirty pages stay bounded (a Pi
-/// Zero has 512 MiB for everything) instead of piling up a multi-GB archive in memory.
+/// The archive file, with its write-back started every `WINDOW` bytes
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): the disk writes while the next window is
+/// copied, the final fsync finds little left to do, and a multi-GB INCLUDE_VIDEOS
+/// archive does not sit in memory as dirty pages until then (a Pi Zero has 512 MiB for
+/// everything).
 pub struct Syncing {
     file: std::fs::File,
     written: u64,
-    /// Where the window not yet started ends.
+    /// Where the bytes whose write-back is not started yet begin.
     started: u64,
-    /// Where the window whose write-back was started before began.
-    previous: u64,
 }
 
 const WINDOW: u64 = 8 * 1024 * 1024;
@@ -208,7 +207,6 @@ impl Syncing {
             file,
             written: 0,
             started: 0,
-            previous: 0,
         }
     }
 
@@ -222,30 +220,13 @@ impl Syncing {
         if self.written - self.started < WINDOW {
             return;
         }
-        let fd = self.file.as_raw_fd();
-        let len = |a: u64, b: u64| libc::off64_t::try_from(b - a).unwrap_or(0);
-        let off = |a: u64| libc::off64_t::try_from(a).unwrap_or(0);
+        let off = libc::off64_t::try_from(self.started).unwrap_or(0);
+        let len = libc::off64_t::try_from(self.written - self.started).unwrap_or(0);
         // Advice only: an error (a file system without it) changes nothing but speed.
         // SAFETY: sync_file_range on a descriptor we own, with in-range offsets.
         unsafe {
-            libc::sync_file_range(
-                fd,
-                off(self.started),
-                len(self.started, self.written),
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-            if self.started > self.previous {
-                libc::sync_file_range(
-                    fd,
-                    off(self.previous),
-                    len(self.previous, self.started),
-                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                        | libc::SYNC_FILE_RANGE_WRITE
-                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                );
-            }
+            libc::sync_file_range(self.file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE);
         }
-        self.previous = self.started;
         self.started = self.written;
     }
 }
