@@ -794,14 +794,14 @@ fn the_api_dry_run_lists_and_the_restore_fetches() {
     let videos = inventory(&t, &name).len();
     assert!(
         m.contains(&format!(
-            "neopro_backup_offsite_sent_objects_total{{kind=\"video\"}} {videos}\n"
-        )) && m.contains("neopro_backup_offsite_sent_objects_total{kind=\"archive\"} 1\n"),
+            "neopro_backup_offsite_sent_videos_total {videos}\n"
+        )) && m.contains("neopro_backup_offsite_sent_archives_total 1\n"),
         "{m}"
     );
     let video_bytes: u64 = VIDEOS.iter().map(|(_, s)| *s).sum();
     assert!(
         m.contains(&format!(
-            "neopro_backup_offsite_sent_bytes_total{{kind=\"video\"}} {video_bytes}\n"
+            "neopro_backup_offsite_sent_video_bytes_total {video_bytes}\n"
         )),
         "{m}"
     );
