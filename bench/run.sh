@@ -18,5 +18,7 @@ fi
 
 # 3. Fair connections and the health lane, before and after the daemon hardening.
 bash bench/daemon.sh || status=1
+# 4. Videos offsite against restic, INCLUDE_VIDEOS against tar (bench/videos.sh).
+bash bench/videos.sh || status=1
 
 exit $status

@@ -34,6 +34,7 @@ pub const KEYS: &[&str] = &[
     "SITE_ID",
     "S3_RETENTION_DAYS",
     "ENCRYPT_TO",
+    "VIDEOS_OFFSITE",
     "ALERT_WEBHOOK",
     "PING_URL",
     "ON_FAILURE_CMD",
@@ -106,6 +107,9 @@ pub struct OffsiteSettings {
     pub retention_days: u32,
     /// age X25519 recipients (`age1…`); empty: copies are not encrypted.
     pub encrypt_to: Vec<String>,
+    /// VIDEOS_OFFSITE: the videos go to the bucket too, content-addressed
+    /// (docs/format.md, Videos offsite).
+    pub videos: bool,
 }
 
 /// ALERT_WEBHOOK, PING_URL, ON_FAILURE_CMD, and the email keys.
@@ -509,8 +513,30 @@ fn site_id_key(src: &Lookup) -> Result<String, ConfigError> {
     }
 }
 
+/// VIDEOS_OFFSITE: a boolean that needs S3_ENDPOINT, and a SITE_ID other than `videos`
+/// (the name of the shared videos folder in the bucket).
+fn videos_offsite_key(src: &Lookup, s3: bool) -> Result<bool, ConfigError> {
+    let v = src.get("VIDEOS_OFFSITE").unwrap_or("false");
+    let on = parse_bool(v).ok_or_else(|| bad("VIDEOS_OFFSITE", v, "true or false"))?;
+    if on && !s3 {
+        return Err(ConfigError(
+            "VIDEOS_OFFSITE=true needs S3_ENDPOINT (and the other S3 keys): the videos go to the bucket"
+                .to_string(),
+        ));
+    }
+    if on && src.get("SITE_ID") == Some(crate::offsite::videos::VIDEOS_DIR) {
+        return Err(bad(
+            "SITE_ID",
+            crate::offsite::videos::VIDEOS_DIR,
+            "another name with VIDEOS_OFFSITE=true (S3_PREFIX/videos/ holds the shared videos)",
+        ));
+    }
+    Ok(on)
+}
+
 fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
     let Some(endpoint) = url_key(src, "S3_ENDPOINT", false)? else {
+        videos_offsite_key(src, false)?;
         return Ok(None);
     };
     let required = |key: &str, what: &str| {
@@ -592,6 +618,7 @@ fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
         secret_key: Secret::new(secret.to_string()),
         retention_days: days_key(src, "S3_RETENTION_DAYS", "30")?,
         encrypt_to,
+        videos: videos_offsite_key(src, true)?,
     }))
 }
 
@@ -726,6 +753,11 @@ impl Config {
 
     pub fn videos_dir(&self) -> PathBuf {
         self.neopro_dir.join("videos")
+    }
+
+    /// VIDEOS_OFFSITE is on (which implies S3_ENDPOINT).
+    pub fn videos_offsite(&self) -> bool {
+        self.offsite.as_ref().is_some_and(|o| o.videos)
     }
 }
 
@@ -876,6 +908,7 @@ mod tests {
             ("S3_RETENTION_DAYS", "0"),
             ("S3_RETENTION_DAYS", "thirty"),
             ("ENCRYPT_TO", "age1notakey"),
+            ("VIDEOS_OFFSITE", "sometimes"),
             ("ALERT_WEBHOOK", "mailto:x"),
             ("PING_URL", "hc-ping.com"),
         ] {
@@ -898,6 +931,22 @@ mod tests {
             panic!("endpoint without bucket accepted");
         };
         assert!(e.0.contains("S3_BUCKET"), "{e}");
+        let Err(e) = cfg(&[("VIDEOS_OFFSITE", "true")], "") else {
+            panic!("VIDEOS_OFFSITE without S3_ENDPOINT accepted");
+        };
+        assert!(
+            e.0.contains("VIDEOS_OFFSITE") && e.0.contains("S3_ENDPOINT"),
+            "{e}"
+        );
+        let Err(e) = cfg(
+            &with_s3(&[("VIDEOS_OFFSITE", "1"), ("SITE_ID", "videos")]),
+            "",
+        ) else {
+            panic!("SITE_ID=videos accepted with VIDEOS_OFFSITE");
+        };
+        assert!(e.0.contains("SITE_ID"), "{e}");
+        let on = cfg(&with_s3(&[("VIDEOS_OFFSITE", "yes")]), "").map_err(|e| e.0);
+        assert!(on.is_ok_and(|c| c.offsite.is_some_and(|o| o.videos)));
         // A webhook URL's path is a token: never echoed.
         let Err(e) = cfg(&[("ALERT_WEBHOOK", "https://hooks.example/T0K3N/x y")], "") else {
             panic!("bad webhook accepted");

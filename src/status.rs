@@ -55,7 +55,7 @@ pub struct Status {
 #[nserde(default)]
 #[nserde(serialize_none_as_null)]
 pub struct Offsite {
-    /// Archives waiting to be sent.
+    /// Archives waiting to be sent, and with VIDEOS_OFFSITE the videos still to upload.
     pub pending: u64,
     /// When the last copy was sent (local time, like `timestamp`).
     pub last_upload: Option<String>,

@@ -2,10 +2,11 @@
 //! files whose extension is mp4, mkv, mov or avi in any case.
 //!
 //! `videos-inventory.txt` format, one line per video after a `#` header line:
-//! `size_bytes<TAB>mtime ISO-8601<TAB>path relative to videos/`, sorted by path (bytes).
-//! In the path, `\` is written `\\`, and tab, newline, carriage return, other control
-//! bytes and bytes that are not UTF-8 are written `\t`, `\n`, `\r`, `\xHH`, so that every
-//! line stays one record.
+//! `size_bytes<TAB>mtime ISO-8601<TAB>path relative to videos/`, sorted by path (bytes),
+//! and with VIDEOS_OFFSITE a fourth column, the file's SHA-256 (64 lowercase hex, or `-`
+//! when the file could not be read). In the path, `\` is written `\\`, and tab, newline,
+//! carriage return, other control bytes and bytes that are not UTF-8 are written `\t`,
+//! `\n`, `\r`, `\xHH`, so that every line stays one record.
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -16,14 +17,22 @@ use crate::clock::{self, Tz};
 
 pub const VIDEO_EXTENSIONS: [&str; 4] = ["mp4", "mkv", "mov", "avi"];
 pub const HEADER: &str = "# size_bytes\tmtime\tpath (relative to videos/)\n";
+/// The header with the fourth column (VIDEOS_OFFSITE).
+pub const HEADER_SHA256: &str = "# size_bytes\tmtime\tpath (relative to videos/)\tsha256\n";
 
 /// The videos found by `walk`, sorted by path: relative paths packed in one buffer and
-/// 24 bytes per video, so that 20,000 videos take about 1 MiB (a Pi Zero shares its
-/// 512 MiB with the video player).
+/// 24 bytes per video (48 more with the hash cache's keys, 32 more once hashed), so
+/// that 20,000 videos take about 1 MiB (a Pi Zero shares its 512 MiB with the video
+/// player).
 #[derive(Debug, Default)]
 pub struct Videos {
     names: Vec<u8>,
     items: Vec<Packed>,
+    /// Device, inode and mtime nanoseconds of each item (`walk_keyed` only).
+    ids: Vec<Ids>,
+    /// SHA-256 of each item, same order; empty until the first `set_sha256`, all zero
+    /// for a video not hashed.
+    hashes: Vec<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +43,13 @@ struct Packed {
     mtime: i64,
 }
 
+#[derive(Debug, Clone, Copy, Default)]
+struct Ids {
+    dev: u64,
+    ino: u64,
+    mtime_ns: u32,
+}
+
 /// One video of a `Videos` list.
 #[derive(Debug, Clone, Copy)]
 pub struct Video<'a> {
@@ -41,6 +57,13 @@ pub struct Video<'a> {
     pub rel: &'a [u8],
     pub size: u64,
     pub mtime: i64,
+    /// Nanoseconds of the mtime, device and inode: with size and mtime, the key of the
+    /// hash cache (backup/hashes.rs).
+    pub mtime_ns: u32,
+    pub dev: u64,
+    pub ino: u64,
+    /// The content's SHA-256, once known.
+    pub sha256: Option<&'a [u8; 32]>,
 }
 
 impl Videos {
@@ -48,20 +71,43 @@ impl Videos {
         self.items.is_empty()
     }
 
-    fn video(&self, i: &Packed) -> Video<'_> {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn video(&self, idx: usize, i: &Packed) -> Video<'_> {
         let start = i.off as usize;
+        let ids = self.ids.get(idx).copied().unwrap_or_default();
         Video {
             rel: &self.names[start..start + i.len as usize],
             size: i.size,
             mtime: i.mtime,
+            mtime_ns: ids.mtime_ns,
+            dev: ids.dev,
+            ino: ids.ino,
+            sha256: self.hashes.get(idx).filter(|h| **h != [0u8; 32]),
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Video<'_>> {
-        self.items.iter().map(|i| self.video(i))
+        self.items.iter().enumerate().map(|(n, i)| self.video(n, i))
     }
 
-    fn push(&mut self, rel: &[u8], size: u64, mtime: i64) -> io::Result<()> {
+    pub fn get(&self, idx: usize) -> Option<Video<'_>> {
+        self.items.get(idx).map(|i| self.video(idx, i))
+    }
+
+    /// Records the SHA-256 of video `idx` (an index of `iter`'s order).
+    pub fn set_sha256(&mut self, idx: usize, hash: [u8; 32]) {
+        if self.hashes.len() != self.items.len() {
+            self.hashes = vec![[0u8; 32]; self.items.len()];
+        }
+        if let Some(h) = self.hashes.get_mut(idx) {
+            *h = hash;
+        }
+    }
+
+    fn push(&mut self, rel: &[u8], meta: &std::fs::Metadata, keyed: bool) -> io::Result<()> {
         let too_big = || io::Error::other("too many videos to list (over 4 GiB of names)");
         let off = u32::try_from(self.names.len()).map_err(|_| too_big())?;
         let len = u32::try_from(rel.len()).map_err(|_| too_big())?;
@@ -69,15 +115,62 @@ impl Videos {
         self.items.push(Packed {
             off,
             len,
-            size,
-            mtime,
+            size: meta.len(),
+            mtime: meta.mtime(),
         });
+        if keyed {
+            self.ids.push(Ids {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+            });
+        }
         Ok(())
     }
 
+    #[cfg(test)]
+    fn push_test(&mut self, rel: &[u8], size: u64, mtime: i64) {
+        self.names.extend_from_slice(rel);
+        self.items.push(Packed {
+            off: (self.names.len() - rel.len()) as u32,
+            len: rel.len() as u32,
+            size,
+            mtime,
+        });
+    }
+
     fn sort(&mut self) {
+        self.hashes.clear();
         let names = &self.names;
         let key = |i: &Packed| &names[i.off as usize..(i.off + i.len) as usize];
+        if self.ids.len() == self.items.len() && !self.ids.is_empty() {
+            // The order by path as a permutation (4 bytes a video), applied to both
+            // lists in place, cycle by cycle: new[j] = old[perm[j]].
+            let items = &mut self.items;
+            let ids = &mut self.ids;
+            let mut perm: Vec<u32> = (0..items.len() as u32).collect();
+            perm.sort_unstable_by(|&a, &b| key(&items[a as usize]).cmp(key(&items[b as usize])));
+            for i in 0..perm.len() {
+                if perm[i] == u32::MAX {
+                    continue;
+                }
+                let (first_item, first_id) = (items[i], ids[i]);
+                let mut j = i;
+                loop {
+                    let k = perm[j] as usize;
+                    perm[j] = u32::MAX;
+                    if k == i {
+                        items[j] = first_item;
+                        ids[j] = first_id;
+                        break;
+                    }
+                    items[j] = items[k];
+                    ids[j] = ids[k];
+                    j = k;
+                }
+            }
+            return;
+        }
         self.items.sort_unstable_by(|a, b| key(a).cmp(key(b)));
     }
 }
@@ -102,6 +195,12 @@ pub fn is_video(name: &[u8]) -> bool {
 /// unreadable subfolders are reported in `warnings` and skipped. Symlinked folders are not
 /// followed (no loops); a symlink to a video file counts as that file.
 pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
+    walk_keyed(root, warnings, false)
+}
+
+/// `walk`, keeping with `keyed` each video's device, inode and mtime nanoseconds (the
+/// key of the hash cache, backup/hashes.rs).
+pub fn walk_keyed(root: &Path, warnings: &mut Vec<String>, keyed: bool) -> io::Result<Videos> {
     let mut out = Videos::default();
     match std::fs::symlink_metadata(root) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -174,10 +273,13 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
                     continue;
                 }
             };
-            out.push(&rel, meta.len(), meta.mtime())?;
+            out.push(&rel, &meta, keyed)?;
         }
     }
     out.sort();
+    out.names.shrink_to_fit();
+    out.items.shrink_to_fit();
+    out.ids.shrink_to_fit();
     Ok(out)
 }
 
@@ -241,12 +343,37 @@ pub fn unescape_path(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Appends one inventory line to `out`.
-fn line(v: Video<'_>, tz: &Tz, out: &mut String) {
+/// Appends one inventory line to `out` (with the fourth column when `sha256`).
+fn line(v: Video<'_>, tz: &Tz, sha256: bool, out: &mut String) {
     use std::fmt::Write;
     let _ = write!(out, "{}\t{}\t", v.size, clock::iso_local(v.mtime, tz));
     escape_path(v.rel, out);
+    if sha256 {
+        out.push('\t');
+        match v.sha256 {
+            Some(h) => out.push_str(&crate::units::hex(h)),
+            None => out.push('-'),
+        }
+    }
     out.push('\n');
+}
+
+/// Parses 64 lowercase hex digits.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = digit(b[2 * i])? << 4 | digit(b[2 * i + 1])?;
+    }
+    Some(out)
 }
 
 /// videos-inventory.txt as a stream: its exact length is known before the first byte
@@ -255,6 +382,7 @@ fn line(v: Video<'_>, tz: &Tz, out: &mut String) {
 pub struct Render<'a> {
     videos: &'a Videos,
     tz: &'a Tz,
+    sha256: bool,
     next: usize,
     buf: String,
     pos: usize,
@@ -265,19 +393,28 @@ impl<'a> Render<'a> {
         Render {
             videos,
             tz,
+            sha256: false,
             next: 0,
             buf: HEADER.to_string(),
             pos: 0,
         }
     }
 
+    /// With the fourth column, each video's SHA-256 (VIDEOS_OFFSITE).
+    pub fn with_sha256(mut self, on: bool) -> Render<'a> {
+        self.sha256 = on;
+        self.buf = if on { HEADER_SHA256 } else { HEADER }.to_string();
+        self
+    }
+
     /// The length of the whole text, in bytes.
     pub fn total_len(&self) -> u64 {
-        let mut total = HEADER.len() as u64;
+        let header = if self.sha256 { HEADER_SHA256 } else { HEADER };
+        let mut total = header.len() as u64;
         let mut buf = String::with_capacity(256);
         for v in self.videos.iter() {
             buf.clear();
-            line(v, self.tz, &mut buf);
+            line(v, self.tz, self.sha256, &mut buf);
             total += buf.len() as u64;
         }
         total
@@ -289,13 +426,13 @@ impl io::Read for Render<'_> {
         let mut n = 0;
         while n < out.len() {
             if self.pos == self.buf.len() {
-                let Some(item) = self.videos.items.get(self.next) else {
+                let Some(v) = self.videos.get(self.next) else {
                     break;
                 };
                 self.next += 1;
                 self.buf.clear();
                 self.pos = 0;
-                line(self.videos.video(item), self.tz, &mut self.buf);
+                line(v, self.tz, self.sha256, &mut self.buf);
             }
             let chunk = &self.buf.as_bytes()[self.pos..];
             let k = chunk.len().min(out.len() - n);
@@ -309,22 +446,52 @@ impl io::Read for Render<'_> {
 
 /// The whole text of videos-inventory.txt (tests and small lists).
 #[cfg(test)]
-pub fn render(videos: &Videos, tz: &Tz) -> String {
+pub fn render(videos: &Videos, tz: &Tz, sha256: bool) -> String {
     let mut s = String::new();
-    let _ = io::Read::read_to_string(&mut Render::new(videos, tz), &mut s);
+    let _ = io::Read::read_to_string(&mut Render::new(videos, tz).with_sha256(sha256), &mut s);
     s
+}
+
+/// One line of an inventory read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub path: Vec<u8>,
+    pub size: u64,
+    /// The mtime column, Unix seconds (None when unreadable).
+    pub mtime: Option<i64>,
+    /// The fourth column, when the archive has it and the hash was known.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// Parses one inventory line (3 columns, or 4 with VIDEOS_OFFSITE); `None` for the
+/// header, a blank or a malformed line.
+pub fn parse_line(l: &str) -> Option<Listed> {
+    if l.starts_with('#') || l.is_empty() {
+        return None;
+    }
+    let mut it = l.splitn(4, '\t');
+    let size = it.next()?.parse().ok()?;
+    let mtime = clock::parse_iso(it.next()?);
+    let path = unescape_path(it.next()?)?;
+    let sha256 = it.next().and_then(parse_sha256);
+    Some(Listed {
+        path,
+        size,
+        mtime,
+        sha256,
+    })
+}
+
+/// Every line of an inventory.
+pub fn parse_listed(text: &str) -> Vec<Listed> {
+    text.lines().filter_map(parse_line).collect()
 }
 
 /// One parsed inventory line: (path, size).
 pub fn parse(text: &str) -> Vec<(Vec<u8>, u64)> {
     text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let mut it = l.splitn(3, '\t');
-            let size = it.next()?.parse().ok()?;
-            let _mtime = it.next()?;
-            Some((unescape_path(it.next()?)?, size))
-        })
+        .filter_map(parse_line)
+        .map(|l| (l.path, l.size))
         .collect()
 }
 
@@ -438,12 +605,11 @@ mod tests {
             .iter()
             .enumerate()
         {
-            let name = name.to_vec();
-            assert!(v.push(&name, i as u64 * 1000, 1_734_487_200).is_ok());
+            v.push_test(name, i as u64 * 1000, 1_734_487_200);
         }
         v.sort();
         let tz = Tz::utc();
-        let text = render(&v, &tz);
+        let text = render(&v, &tz, false);
         assert_eq!(Render::new(&v, &tz).total_len(), text.len() as u64);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], HEADER.trim_end());
@@ -463,5 +629,69 @@ mod tests {
         assert_eq!(small, text.as_bytes());
         let parsed = parse(&text);
         assert_eq!(parsed[0], (b"a\tb.mkv".to_vec(), 1000));
+    }
+
+    #[test]
+    fn keyed_walk_keeps_each_key_with_its_video() {
+        let dir = std::env::temp_dir().join(format!("neopro-inv-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let names = ["z.mp4", "a/b.mkv", "m.MOV", "a/a.avi", "c.mp4"];
+        for (i, n) in names.iter().enumerate() {
+            let p = dir.join(n);
+            assert!(std::fs::create_dir_all(p.parent().unwrap_or(&dir)).is_ok());
+            assert!(std::fs::write(&p, vec![0u8; i + 1]).is_ok());
+        }
+        let mut w = Vec::new();
+        let v = walk_keyed(&dir, &mut w, true).unwrap_or_default();
+        let mut prev: Vec<u8> = Vec::new();
+        for x in v.iter() {
+            assert!(x.rel > prev.as_slice());
+            prev = x.rel.to_vec();
+            let m = std::fs::metadata(abs_path(&dir, x.rel)).map_err(|e| e.to_string());
+            let m = m.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                (x.ino, x.dev, x.size),
+                (m.ino(), m.dev(), m.len()),
+                "{:?}",
+                x.rel
+            );
+        }
+        assert_eq!(v.len(), names.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_fourth_column_holds_the_sha256_or_a_dash() {
+        let mut v = Videos::default();
+        v.push_test(b"b\tc.mp4", 5, 1_734_487_200);
+        v.push_test(b"a.mp4", 7, 1_734_487_200);
+        v.sort();
+        let h = [0xabu8; 32];
+        v.set_sha256(1, h);
+        let tz = Tz::utc();
+        let text = render(&v, &tz, true);
+        assert_eq!(
+            Render::new(&v, &tz).with_sha256(true).total_len(),
+            text.len() as u64
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], HEADER_SHA256.trim_end());
+        assert_eq!(lines[1], "7\t2024-12-18T02:00:00+00:00\ta.mp4\t-");
+        assert_eq!(
+            lines[2],
+            format!(
+                "5\t2024-12-18T02:00:00+00:00\tb\\tc.mp4\t{}",
+                "ab".repeat(32)
+            )
+        );
+        let listed = parse_listed(&text);
+        assert_eq!(listed[0].sha256, None);
+        assert_eq!(listed[1].sha256, Some(h));
+        assert_eq!(listed[1].path, b"b\tc.mp4");
+        // The path of a three-column line never swallows a fourth column, and old
+        // three-column inventories still parse.
+        assert_eq!(parse(&text)[1], (b"b\tc.mp4".to_vec(), 5));
+        assert_eq!(parse_line("3\tx\tp.mp4").map(|l| l.sha256), Some(None));
+        assert!(parse_sha256(&"AB".repeat(32)).is_none() && parse_sha256("ab").is_none());
     }
 }

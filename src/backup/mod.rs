@@ -7,6 +7,8 @@
 //! recorded in the status and the log.
 
 pub mod archive;
+pub mod gzip;
+pub mod hashes;
 pub mod inventory;
 pub mod sysinfo;
 pub mod writer;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::backup::archive::{self, MANIFEST};
-use crate::backup::{describe_io, inventory, sysinfo};
+use crate::backup::gzip::{MixedGz, Syncing};
+use crate::backup::{describe_io, hashes, inventory, sysinfo};
 use crate::clock::{self, Tz};
 use crate::config::Config;
 use crate::fsutil;
@@ -214,6 +215,94 @@ impl<W: Write> Writer<'_, W> {
     }
 }
 
+/// Size of the reads of a video copied into the archive.
+const VIDEO_CHUNK: usize = 1024 * 1024;
+
+impl<X: Write> Writer<'_, MixedGz<X>> {
+    /// A video (INCLUDE_VIDEOS): its tar header through the tar builder, then its bytes,
+    /// read in 1 MiB chunks, as stored deflate blocks (backup/gzip.rs): already
+    /// compressed, a video is copied at disk speed instead of going through the
+    /// compressor. Its MANIFEST.sha256 line takes `known`, the hash the cache holds for
+    /// this very version of the file (backup/hashes.rs), else the SHA-256 computed on
+    /// the way; returns that hash, and whether the file stayed the version `meta` says
+    /// (else the hash is not one to cache). A file that changes while a known hash is
+    /// used fails the run (its manifest line would lie).
+    fn video(
+        &mut self,
+        inner: &[u8],
+        mut file: File,
+        meta: &std::fs::Metadata,
+        known: Option<[u8; 32]>,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<([u8; 32], bool)> {
+        let size = meta.len();
+        let mut path = self.top.as_bytes().to_vec();
+        path.push(b'/');
+        path.extend_from_slice(inner);
+        let mut h = Self::header(
+            tar::EntryType::Regular,
+            size,
+            meta.mode() & 0o7777,
+            meta.mtime(),
+            fsutil::owner(meta),
+        );
+        self.tar.get_mut().set_stored(true)?;
+        let res = (|| {
+            // The header (and a GNU long-name entry before it when the path is long);
+            // the data follows by hand: the builder keeps no count of what was written.
+            self.tar.append_data(
+                &mut h,
+                Path::new(std::ffi::OsStr::from_bytes(&path)),
+                io::empty(),
+            )?;
+            let mut hasher = known.is_none().then(hashes::Hasher::new);
+            if buf.len() < VIDEO_CHUNK {
+                buf.resize(VIDEO_CHUNK, 0);
+            }
+            let mut left = size;
+            while left > 0 {
+                if self.cancel.load(Ordering::Relaxed) {
+                    return Err(io::Error::other("backup cancelled (shutdown)"));
+                }
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = file.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while it was being read",
+                    ));
+                }
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[..n]);
+                }
+                self.tar.get_mut().write_all(&buf[..n])?;
+                left -= n as u64;
+            }
+            let pad = (512 - size % 512) % 512;
+            self.tar.get_mut().write_all(&[0u8; 512][..pad as usize])?;
+            let same = hashes::Key::of_meta(&file.metadata()?) == hashes::Key::of_meta(meta);
+            let hash: [u8; 32] = match (known, hasher) {
+                (_, Some(h)) => h.finish(),
+                (Some(_), None) if !same => {
+                    return Err(io::Error::other(
+                        "it changed while it was being archived; the next run takes it again",
+                    ));
+                }
+                (Some(k), None) => k,
+                (None, None) => [0u8; 32],
+            };
+            self.manifest
+                .extend(archive::manifest_line(&crate::units::hex(&hash), inner));
+            Ok((hash, same))
+        })();
+        let back = self.tar.get_mut().set_stored(false);
+        match res {
+            Err(e) => Err(e),
+            Ok(v) => back.map(|_| v),
+        }
+    }
+}
+
 fn own_ids() -> (u32, u32) {
     // SAFETY: getuid/getgid cannot fail.
     unsafe { (libc::getuid(), libc::getgid()) }
@@ -242,15 +331,13 @@ fn stream_archive(
     let cfg = src.cfg;
     let dir = &cfg.backup_dir;
     let io_err = |e: io::Error| describe_io("writing the archive failed", &e, dir);
-    // Videos are already compressed: the fast level saves CPU on a Pi Zero for nothing lost.
-    let level = if cfg.include_videos {
-        flate2::Compression::fast()
-    } else {
-        flate2::Compression::default()
-    };
-    let gz = flate2::GzBuilder::new()
-        .mtime(u32::try_from(now).unwrap_or(0))
-        .write(BufWriter::with_capacity(64 * 1024, file), level);
+    // One gzip member; the videos (INCLUDE_VIDEOS) go in it as stored blocks.
+    let gz = MixedGz::new(
+        BufWriter::with_capacity(64 * 1024, Syncing::new(file)),
+        flate2::Compression::default(),
+        u32::try_from(now).unwrap_or(0),
+    )
+    .map_err(io_err)?;
     let mut w = Writer {
         tar: tar::Builder::new(gz),
         top: store::stem_of(name).to_string(),
@@ -297,16 +384,29 @@ fn stream_archive(
         }
     }
     let mut walk_warnings = Vec::new();
-    let videos = inventory::walk(&cfg.videos_dir(), &mut walk_warnings).map_err(|e| {
-        format!(
-            "cannot list the videos in {}: {e}",
-            cfg.videos_dir().display()
-        )
-    })?;
+    // The hash cache's keys only when it is used (VIDEOS_OFFSITE, INCLUDE_VIDEOS).
+    let keyed = cfg.videos_offsite() || cfg.include_videos;
+    let mut videos =
+        inventory::walk_keyed(&cfg.videos_dir(), &mut walk_warnings, keyed).map_err(|e| {
+            format!(
+                "cannot list the videos in {}: {e}",
+                cfg.videos_dir().display()
+            )
+        })?;
     for w in walk_warnings {
         warn(w);
     }
-    let inventory = inventory::Render::new(&videos, tz);
+    // The hash cache: the fourth column of the inventory (VIDEOS_OFFSITE), and the
+    // MANIFEST.sha256 lines of the videos copied into the archive (INCLUDE_VIDEOS)
+    // without hashing them again every night.
+    let mut session = (cfg.videos_offsite() || (cfg.include_videos && !videos.is_empty()))
+        .then(|| hashes::start(dir, &mut videos, &mut warn));
+    if cfg.videos_offsite()
+        && let Some(s) = session.as_mut()
+    {
+        s.hash_missing(&cfg.videos_dir(), &mut videos, cancel, &mut warn)?;
+    }
+    let inventory = inventory::Render::new(&videos, tz).with_sha256(cfg.videos_offsite());
     let len = inventory.total_len();
     w.stream(
         b"videos-inventory.txt",
@@ -335,7 +435,9 @@ fn stream_archive(
         let (mode, mtime, owner) = folder(b"videos");
         w.dir_as(b"videos", mode, mtime, owner).map_err(io_err)?;
         let mut made_dirs: std::collections::HashSet<Vec<u8>> = Default::default();
-        for v in videos.iter() {
+        let mut buf = Vec::new();
+        for vi in 0..videos.len() {
+            let Some(v) = videos.get(vi) else { break };
             if cancel.load(Ordering::Relaxed) {
                 return Err("backup cancelled (shutdown)".to_string());
             }
@@ -362,17 +464,32 @@ fn stream_archive(
                     continue;
                 }
             };
-            w.stream(
-                &inner,
-                f,
-                meta.len(),
-                meta.mode() & 0o7777,
-                meta.mtime(),
-                fsutil::owner(&meta),
-            )
-            .map_err(|e| {
+            // The cached hash holds for the version the walk saw, if that is the one open.
+            let known = v
+                .sha256
+                .copied()
+                .filter(|_| hashes::Key::of_meta(&meta) == hashes::Key::of_video(&v));
+            let (hash, same) = w.video(&inner, f, &meta, known, &mut buf).map_err(|e| {
                 describe_io(&format!("copying video {} failed", abs.display()), &e, dir)
             })?;
+            if known.is_none() && same && hashes::Key::of_meta(&meta) == hashes::Key::of_video(&v) {
+                videos.set_sha256(vi, hash);
+                if let Some(s) = session.as_mut() {
+                    s.learned(meta.len());
+                }
+            }
+        }
+    }
+    if let Some(s) = session {
+        let filled = s.finish(dir, &videos, &mut warn);
+        if filled.hashed > 0 || filled.saved {
+            log.info(&format!(
+                "videos: {} hashed ({} read), {} from {}",
+                filled.hashed,
+                crate::units::human_size(filled.bytes_read, 1),
+                filled.cached,
+                hashes::CACHE_FILE
+            ));
         }
     }
     let manifest = std::mem::take(&mut w.manifest);
@@ -390,5 +507,5 @@ fn stream_archive(
     let gz = w.tar.into_inner().map_err(io_err)?;
     let buf = gz.finish().map_err(io_err)?;
     let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
-    Ok(file)
+    Ok(file.into_inner())
 }

@@ -23,6 +23,10 @@ Commands:
   restore ARCHIVE [--dry-run] [--only FILE,...]
                              put the archive's files back (configuration.json,
                              sync-agent.env, site.conf) after a safety backup
+  restore ARCHIVE --videos [--dry-run] [--identity FILE]
+                             fetch the archive's videos that are missing or differ
+                             back from the bucket (VIDEOS_OFFSITE), each checked by
+                             its SHA-256; --identity: age key of an encrypted site
   check [--max-age-hours N]  monitoring (a Nagios plugin, one line): exit 0 `OK: …` if
                              the last success is fresher than N hours (default 25),
                              else exit 2 `CRITICAL: …`; exit 3 `UNKNOWN: …` on a usage
@@ -33,6 +37,9 @@ Commands:
                              the central dashboard of every site (page, /api/fleet,
                              /metrics) on ADDR (default 127.0.0.1:8090); read-only S3
                              keys are enough; off loopback it needs API_TOKEN
+  fleet gc [--apply]         (operator) remove the video objects no site references
+                             any more and older than S3_RETENTION_DAYS; a dry run
+                             without --apply
 
 Options:
   --config PATH   config file (default /etc/neopro/backup.conf); the environment wins
@@ -42,7 +49,7 @@ Options:
 Configuration keys (environment, then the config file, KEY=VALUE lines):
   NEOPRO_DIR=/home/pi/neopro  BACKUP_DIR=/home/pi/neopro-backups
   SITE_CONF=/etc/neopro/site.conf  RETENTION_DAYS=7  BACKUP_TIME=03:00
-  LISTEN=127.0.0.1:8081  API_TOKEN=  INCLUDE_VIDEOS=false
+  LISTEN=127.0.0.1:8081  API_TOKEN=  INCLUDE_VIDEOS=false  VIDEOS_OFFSITE=false
   SERVICES=\"neopro-app neopro-sync-agent nginx\"
 Offsite copies and alerts (offsite is off while S3_ENDPOINT is unset):
   S3_ENDPOINT=  S3_BUCKET=  S3_REGION=us-east-1  S3_PREFIX=neopro  S3_ACCESS_KEY=
@@ -80,6 +87,12 @@ pub enum Cmd {
         dry_run: bool,
         only: Option<Vec<String>>,
     },
+    /// `restore ARCHIVE --videos`.
+    RestoreVideos {
+        archive: PathBuf,
+        dry_run: bool,
+        identity: Option<PathBuf>,
+    },
     List {
         json: bool,
     },
@@ -97,6 +110,9 @@ pub enum Cmd {
     },
     FleetServe {
         listen: SocketAddr,
+    },
+    FleetGc {
+        apply: bool,
     },
     Help,
     Version,
@@ -135,6 +151,9 @@ pub fn parse(
     let mut dry_run = false;
     let mut only: Option<Vec<String>> = None;
     let mut listen: Option<String> = None;
+    let mut videos = false;
+    let mut identity: Option<PathBuf> = None;
+    let mut apply = false;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(arg) = p.next()? {
         match arg {
@@ -144,6 +163,9 @@ pub fn parse(
             Long("run") if cmd_name.is_none() => cmd_name = Some("run".into()),
             Long("json") => json = true,
             Long("dry-run") => dry_run = true,
+            Long("videos") => videos = true,
+            Long("identity") => identity = Some(PathBuf::from(p.value()?)),
+            Long("apply") => apply = true,
             Long("only") => {
                 let v = p.value()?.string()?;
                 only = Some(
@@ -174,9 +196,14 @@ pub fn parse(
             Ok(())
         }
     };
-    if (dry_run || only.is_some()) && name != "restore" {
+    if (dry_run || only.is_some() || videos || identity.is_some()) && name != "restore" {
         return Err(Usage(format!(
-            "--dry-run and --only are options of `restore`, not `{name}`"
+            "--dry-run, --only, --videos and --identity are options of `restore`, not `{name}`"
+        )));
+    }
+    if apply && name != "fleet" {
+        return Err(Usage(format!(
+            "--apply is an option of `fleet gc`, not `{name}`"
         )));
     }
     if listen.is_some()
@@ -195,10 +222,24 @@ pub fn parse(
             let (Some(archive), None) = (it.next(), it.next()) else {
                 return Err(Usage("restore takes exactly one ARCHIVE".into()));
             };
-            Cmd::Restore {
-                archive,
-                dry_run,
-                only,
+            if videos {
+                only_for(only.is_some(), "--only", "restore --videos")?;
+                Cmd::RestoreVideos {
+                    archive,
+                    dry_run,
+                    identity,
+                }
+            } else {
+                if identity.is_some() {
+                    return Err(Usage(
+                        "--identity goes with --videos (the age key of encrypted videos)".into(),
+                    ));
+                }
+                Cmd::Restore {
+                    archive,
+                    dry_run,
+                    only,
+                }
             }
         }
         "run" => {
@@ -250,7 +291,18 @@ pub fn parse(
         }
         "fleet" => {
             only_for(max_age.is_some(), "--max-age-hours", "fleet")?;
-            no_extra(Cmd::Fleet { json }, &positional)?
+            only_for(
+                listen.is_some(),
+                "--listen",
+                "fleet (it belongs to `fleet serve`)",
+            )?;
+            if positional.first().is_some_and(|p| p.as_os_str() == "gc") {
+                only_for(json, "--json", "fleet gc")?;
+                no_extra(Cmd::FleetGc { apply }, &positional[1..])?
+            } else {
+                only_for(apply, "--apply", "fleet (it belongs to `fleet gc`)")?;
+                no_extra(Cmd::Fleet { json }, &positional)?
+            }
         }
         other => return Err(Usage(format!("unknown command {other:?} (try --help)"))),
     };
@@ -325,6 +377,17 @@ mod tests {
             ))
         );
         assert_eq!(
+            p(&["restore", "a.tar.gz", "--videos", "--identity", "k.txt"]),
+            Ok((
+                Cmd::RestoreVideos {
+                    archive: PathBuf::from("a.tar.gz"),
+                    dry_run: false,
+                    identity: Some(PathBuf::from("k.txt")),
+                },
+                None
+            ))
+        );
+        assert_eq!(
             p(&["fleet", "serve", "--listen", "[::]:9000"]),
             Ok((
                 Cmd::FleetServe {
@@ -332,6 +395,14 @@ mod tests {
                 },
                 None
             ))
+        );
+        assert_eq!(
+            p(&["fleet", "gc"]),
+            Ok((Cmd::FleetGc { apply: false }, None))
+        );
+        assert_eq!(
+            p(&["fleet", "gc", "--apply"]),
+            Ok((Cmd::FleetGc { apply: true }, None))
         );
         assert_eq!(p(&["-h"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["list", "--help"]), Ok((Cmd::Help, None)));
@@ -365,6 +436,12 @@ mod tests {
         assert!(err(&["backup"]).contains("unknown command \"backup\""));
         assert!(err(&["run", "--json"]).contains("--json is not an option of `run`"));
         assert!(err(&["list", "--dry-run"]).contains("options of `restore`"));
+        assert!(err(&["run", "--videos"]).contains("options of `restore`"));
+        assert!(err(&["restore", "a", "--videos", "--only", "site.conf"]).contains("--only"));
+        assert!(err(&["restore", "a", "--identity", "k"]).contains("--videos"));
+        assert!(err(&["fleet", "--apply"]).contains("fleet gc"));
+        assert!(err(&["run", "--apply"]).contains("fleet gc"));
+        assert!(err(&["fleet", "gc", "x"]).contains("unexpected argument"));
         assert!(err(&["restore"]).contains("exactly one ARCHIVE"));
         assert!(err(&["restore", "a", "b"]).contains("exactly one ARCHIVE"));
         assert!(err(&["verify"]).contains("exactly one ARCHIVE"));

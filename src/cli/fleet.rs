@@ -1,5 +1,6 @@
 //! `fleet [--json]`: every site's last status, read from the S3 bucket; `fleet serve`:
-//! the central dashboard (serve/fleet.rs).
+//! the central dashboard (serve/fleet.rs); `fleet gc`: the operator's garbage collection
+//! of video objects (offsite/gc.rs).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,6 +11,8 @@ use crate::cli::args::Usage;
 use crate::clock;
 use crate::config::Config;
 use crate::offsite::fleet::{self, Fleet};
+use crate::offsite::gc;
+use crate::units::human_size;
 
 const NO_S3: &str =
     "fleet reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY";
@@ -55,6 +58,115 @@ pub fn serve(cfg: Config, listen: SocketAddr) -> Result<ExitCode, Usage> {
         )));
     }
     Ok(ExitCode::from(crate::serve::fleet::serve(cfg, listen)))
+}
+
+/// `fleet gc [--apply]`: the video objects no site references any more and older than
+/// S3_RETENTION_DAYS; removed with `--apply` only. Exit 1 when the bucket cannot be
+/// read or a removal failed.
+pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
+    if cfg.offsite.is_none() {
+        return Err(Usage(
+            "fleet gc works on the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY (the operator's keys)".into(),
+        ));
+    }
+    let plan = match gc::plan(cfg, clock::now_unix()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("neopro-backup: fleet gc: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print!("{}", gc_summary(&plan));
+    if !apply {
+        for j in &plan.doomed {
+            println!(
+                "  would remove  {}  ({}, {})",
+                j.key,
+                human_size(j.size, 1),
+                days(j)
+            );
+        }
+        println!(
+            "Dry run: nothing was removed. `neopro-backup fleet gc --apply` removes the {} object(s) above.",
+            plan.doomed.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let done = match gc::apply(cfg, &plan) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("neopro-backup: fleet gc: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for j in &done.removed {
+        println!(
+            "  removed  {}  ({}, {})",
+            j.key,
+            human_size(j.size, 1),
+            days(j)
+        );
+    }
+    if done.spared > 0 {
+        println!(
+            "{} object(s) spared: a site started to reference them during the collection.",
+            done.spared
+        );
+    }
+    for (site, n) in &done.notices {
+        println!(
+            "{n} object(s) removed while {site} started to name them: it was told to send them again."
+        );
+    }
+    for e in &done.errors {
+        eprintln!("neopro-backup: fleet gc: {e}");
+    }
+    let bytes: u64 = done.removed.iter().map(|j| j.size).sum();
+    println!(
+        "Removed {} object(s), {}.",
+        done.removed.len(),
+        human_size(bytes, 1)
+    );
+    Ok(if done.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn days(j: &gc::Judged) -> String {
+    j.age_secs.map_or("age unknown".into(), |a| {
+        format!("{} days old", a.div_euclid(86_400))
+    })
+}
+
+pub fn gc_summary(p: &gc::Plan) -> String {
+    let mut out = format!("{} site(s) publish their video references:", p.sites.len());
+    if p.sites.is_empty() {
+        out.push_str(" none");
+    }
+    out.push('\n');
+    for (site, n) in &p.sites {
+        out.push_str(&format!("  {site}: {n} video(s)\n"));
+    }
+    let doomed: u64 = p.doomed.iter().map(|j| j.size).sum();
+    out.push_str(&format!(
+        "{} video object(s), {}: {} referenced, {} unreferenced but not older than {} days (kept), {} to remove ({})\n",
+        p.objects,
+        human_size(p.bytes, 1),
+        p.referenced,
+        p.young,
+        p.retention_days,
+        p.doomed.len(),
+        human_size(doomed, 1)
+    ));
+    if !p.foreign.is_empty() {
+        out.push_str(&format!(
+            "{} other object(s) under videos/ left alone (not video objects)\n",
+            p.foreign.len()
+        ));
+    }
+    out
 }
 
 pub fn table(f: &Fleet) -> String {

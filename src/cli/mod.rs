@@ -70,8 +70,23 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
                 &cfg, &path, in_store, dry_run, only,
             )))
         }
+        Cmd::RestoreVideos {
+            archive,
+            dry_run,
+            identity,
+        } => {
+            let cfg = load(cfg_path)?;
+            let (path, _) = resolve_archive(&cfg, &archive);
+            Ok(ExitCode::from(restore::cli_videos(
+                &cfg,
+                &path,
+                dry_run,
+                identity.as_deref(),
+            )))
+        }
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
         Cmd::FleetServe { listen } => fleet::serve(load(cfg_path)?, listen),
+        Cmd::FleetGc { apply } => fleet::fleet_gc(&load(cfg_path)?, apply),
     }
 }
 

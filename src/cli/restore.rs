@@ -2,6 +2,7 @@
 //! and backup/archive.rs; this file prints.
 
 use std::fs::File;
+use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -11,6 +12,7 @@ use crate::backup::inventory;
 use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::{self, LockWait};
+use crate::restore::videos::{self, VideoJob, VideoPlan};
 use crate::restore::{self, Abort, Done, DryReport, FileResult, FileState, INVENTORY, Job};
 use crate::store;
 
@@ -80,11 +82,13 @@ fn print_dry(name: &str, r: &DryReport) {
     }
     if r.archived_videos > 0 {
         println!(
-            "The archive holds {} video file(s): this command never restores videos (extract them with tar).",
+            "The archive holds {} video file(s): this command never restores videos (extract them with tar, or fetch them with --videos).",
             r.archived_videos
         );
     } else {
-        println!("Videos are never restored by this command.");
+        println!(
+            "Videos are not restored by this command: `restore ARCHIVE --videos` fetches them from the bucket (VIDEOS_OFFSITE)."
+        );
     }
     let would: Vec<&str> = r
         .items
@@ -295,6 +299,127 @@ pub fn cli(
         }
         Err(Abort::Failed(e)) => {
             eprintln!("neopro-backup: restore failed: {e}; nothing was written");
+            1
+        }
+    }
+}
+
+fn print_video_plan(name: &str, p: &VideoPlan) {
+    println!(
+        "Videos of {name}: {} listed, {} already identical on the Pi, {} to fetch ({}).",
+        p.listed,
+        p.unchanged,
+        p.fetch.len(),
+        size(p.bytes)
+    );
+    for f in &p.fetch {
+        println!(
+            "  fetch  {:<8} {} ({})",
+            f.why.as_str(),
+            videos::shown(&f.rel),
+            size(f.size)
+        );
+    }
+    for (rel, why) in &p.problems {
+        println!("  PROBLEM  {}: {why}", videos::shown(rel));
+    }
+    if let Some(free) = p.free {
+        println!("Free space where they go: {}.", size(free));
+    }
+}
+
+/// `neopro-backup restore ARCHIVE --videos [--dry-run] [--identity FILE]`. Exit code: 0
+/// every video of the archive is on the Pi (fetched or already there), 1 otherwise.
+pub fn cli_videos(cfg: &Config, archive_path: &Path, dry_run: bool, identity: Option<&Path>) -> u8 {
+    let identities = match identity.map(videos::read_identities) {
+        None => Vec::new(),
+        Some(Ok(ids)) => ids,
+        Some(Err(e)) => {
+            eprintln!("neopro-backup: {e}");
+            return 2;
+        }
+    };
+    let file = match File::open(archive_path).and_then(|f| {
+        if f.metadata()?.is_file() {
+            Ok(f)
+        } else {
+            Err(io::Error::other("not a regular file"))
+        }
+    }) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("neopro-backup: cannot open {}: {e}", archive_path.display());
+            return 1;
+        }
+    };
+    let name = archive_path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tz = Tz::local();
+    let never = AtomicBool::new(false);
+    let job = VideoJob {
+        cfg,
+        tz: &tz,
+        expected_top: store::is_archive_name(&name).then(|| store::stem_of(&name).to_string()),
+        name,
+        identities,
+        cancel: &never,
+    };
+    if dry_run {
+        return match videos::plan(&job, file) {
+            Ok(p) => {
+                println!(
+                    "Dry run of the restore of the videos of {}: nothing is changed.",
+                    job.name
+                );
+                print_video_plan(&job.name, &p);
+                if p.fetch.is_empty() {
+                    println!("A real restore would fetch nothing.");
+                } else {
+                    println!(
+                        "A real restore would fetch {} video(s) ({}) from the bucket, each checked by its SHA-256.",
+                        p.fetch.len(),
+                        size(p.bytes)
+                    );
+                }
+                u8::from(!p.problems.is_empty())
+            }
+            Err(e) => {
+                eprintln!("neopro-backup: refusing {}: {e}", archive_path.display());
+                1
+            }
+        };
+    }
+    match videos::run(&job, file, LockWait::Try) {
+        Ok(d) => {
+            print_video_plan(&job.name, &d.plan);
+            for (rel, r) in &d.results {
+                match r {
+                    Ok(n) => println!("  restored  {} ({})", videos::shown(rel), size(*n)),
+                    Err(e) => println!("  FAILED    {}: {e}", videos::shown(rel)),
+                }
+            }
+            if d.ok() {
+                println!(
+                    "Videos of {} restored: {} fetched, {} already there.",
+                    job.name,
+                    d.restored(),
+                    d.plan.unchanged
+                );
+                0
+            } else {
+                println!(
+                    "Videos of {} INCOMPLETE: {} fetched, {} failed, {} with a problem.",
+                    job.name,
+                    d.restored(),
+                    d.failed(),
+                    d.plan.problems.len()
+                );
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("neopro-backup: restore of the videos failed: {e}");
             1
         }
     }

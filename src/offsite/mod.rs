@@ -12,6 +12,10 @@
 //! after the backup lock is released, every network step has timeouts, and every error
 //! ends up in the log and in the status's `offsite.error`, never in the exit code.
 //!
+//! With VIDEOS_OFFSITE each round first sends the videos the waiting archives name,
+//! content-addressed, and publishes the site's references (videos.rs); `fleet gc` is
+//! the operator's side (gc.rs).
+//!
 //! Encryption streams: the archive is read once, encrypted by the `age` crate on the
 //! fly into an S3 upload that holds one 8 MiB part in memory at a time (a single PUT
 //! when the whole copy fits in one part, multipart otherwise). No plaintext or
@@ -24,8 +28,12 @@
 #![allow(clippy::question_mark)]
 
 pub mod fleet;
+pub mod gc;
+mod ledger;
 pub mod s3;
 pub mod sigv4;
+mod video_put;
+pub mod videos;
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -60,6 +68,49 @@ struct QueueState {
     next_try: i64,
     /// SHA-256 of the status JSON last sent, so an unchanged status is not re-sent.
     status_sent: String,
+    /// Totals since the state was created, for /metrics.
+    archives_sent: u64,
+    archive_bytes_sent: u64,
+    videos_sent: u64,
+    video_bytes_sent: u64,
+    /// Videos offsite (videos.rs): the destination the ledger's `sent` flags are for,
+    /// the archives merged into the ledger and the last merge number, the videos still
+    /// to upload, and the SHA-256 of the videos-referenced.txt last published.
+    videos_dest: String,
+    videos_seq: u64,
+    videos_merged: Vec<MergedArchive>,
+    videos_pending: u64,
+    refs_sent: String,
+}
+
+/// An archive whose video inventory is in the ledger, and its merge number.
+#[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
+#[nserde(default)]
+struct MergedArchive {
+    name: String,
+    seq: u64,
+}
+
+/// Totals of what went to the bucket (for /metrics): (archives, their bytes, videos,
+/// their bytes).
+pub fn sent_totals(cfg: &Config) -> (u64, u64, u64, u64) {
+    let st = read_state(&cfg.backup_dir);
+    (
+        st.archives_sent,
+        st.archive_bytes_sent,
+        st.videos_sent,
+        st.video_bytes_sent,
+    )
+}
+
+/// Copies waiting: archives, and videos with VIDEOS_OFFSITE.
+fn pending_total(cfg: &Config, st: &QueueState) -> u64 {
+    let videos = if cfg.videos_offsite() {
+        st.videos_pending
+    } else {
+        0
+    };
+    pending(&cfg.backup_dir).len() as u64 + videos
 }
 
 fn read_state(dir: &Path) -> QueueState {
@@ -114,7 +165,7 @@ pub fn summary(cfg: &Config) -> Option<status::Offsite> {
     cfg.offsite.as_ref()?;
     let st = read_state(&cfg.backup_dir);
     Some(status::Offsite {
-        pending: pending(&cfg.backup_dir).len() as u64,
+        pending: pending_total(cfg, &st),
         last_upload: st.last_upload,
         error: st.error,
     })
@@ -306,6 +357,9 @@ pub fn has_work(cfg: &Config) -> bool {
     if !pending(dir).is_empty() {
         return true;
     }
+    if cfg.videos_offsite() && read_state(dir).videos_pending > 0 {
+        return true;
+    }
     match status::read(dir) {
         Ok(Some(st)) => s3::sha256_hex(st.to_json().as_bytes()) != read_state(dir).status_sent,
         _ => false,
@@ -344,8 +398,35 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
     let mut sent = 0usize;
     let mut failure: Option<s3::Error> = None;
     let mut tried: Vec<String> = Vec::new();
-    // Re-list after each copy: a backup made meanwhile is picked up in the same round.
-    while let Some(name) = pending(dir).into_iter().find(|n| !tried.contains(n)) {
+    // Videos first: an archive copy goes only once the videos it names are in the
+    // bucket (docs/format.md, Videos offsite).
+    let mut ready: Option<Vec<String>> = None;
+    let mut video_error = None;
+    if o.videos && !cancel.load(Ordering::Relaxed) {
+        match videos::sync(
+            cfg,
+            o,
+            &client,
+            site,
+            &pending(dir),
+            log,
+            cancel,
+            &mut state,
+        ) {
+            Ok(s) => {
+                ready = Some(s.ready);
+                video_error = s.error;
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    // Re-list after each copy: a backup made meanwhile is picked up in the same round
+    // (with VIDEOS_OFFSITE, in the next one, after its videos).
+    while failure.is_none()
+        && let Some(name) = pending(dir)
+            .into_iter()
+            .find(|n| !tried.contains(n) && ready.as_ref().is_none_or(|r| r.contains(n)))
+    {
         tried.push(name.clone());
         if cancel.load(Ordering::Relaxed) {
             break;
@@ -355,6 +436,8 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
             Ok(Some((key, size))) => {
                 unqueue(dir, &name);
                 sent += 1;
+                state.archives_sent += 1;
+                state.archive_bytes_sent += size;
                 state.last_upload = Some(clock::iso_local(clock::now_unix(), tz));
                 state.error = None;
                 state.failures = 0;
@@ -384,6 +467,9 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
     {
         log.warn(&format!("offsite: remote retention skipped: {e}"));
     }
+    if failure.is_none() {
+        failure = video_error;
+    }
     // Refresh the status, under the backup lock so that a backup finishing now cannot
     // be overwritten (if one runs, it writes its own status and wakes us again).
     // The status goes to the bucket unless the server is unreachable anyway.
@@ -395,7 +481,7 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
         let fail_msg = failure.as_ref().map(|e| e.msg.clone());
         // `last_upload` as it will be once this round is recorded.
         st.offsite = Some(status::Offsite {
-            pending: pending(dir).len() as u64,
+            pending: pending_total(cfg, &state),
             last_upload: state.last_upload.clone(),
             error: fail_msg,
         });
@@ -434,7 +520,7 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
             let wait = backoff(state.failures, retry_base());
             state.next_try = clock::now_unix() + wait;
             state.error = Some(e.msg.clone());
-            let left = pending(dir).len();
+            let left = pending_total(cfg, &state);
             log.warn(&format!(
                 "offsite: {}; {left} copy(ies) pending, next try in {wait} s",
                 e.msg

@@ -4,7 +4,9 @@
 //! (`ENDPOINT/BUCKET/KEY`, which every implementation accepts):
 //! PUT streamed from a file (its SHA-256 from a first pass over the file, so the server
 //! can check the body), multipart upload from a bounded buffer (for streams whose hash
-//! cannot be known in advance, such as an age encryption), GET, DELETE, ListObjectsV2.
+//! cannot be known in advance, such as an age encryption), GET, DELETE, ListObjectsV2;
+//! and for the videos (offsite/videos.rs): HEAD, a streamed PUT with `If-None-Match: *`
+//! that never replaces an existing object, and GET by ranges (bounded memory).
 //!
 //! The secret key only ever enters an HMAC; no error or log line can contain it.
 
@@ -123,6 +125,27 @@ pub struct Object {
     pub last_modified: String,
 }
 
+/// What a HEAD found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// The object exists (its size).
+    Exists(u64),
+    Missing,
+    /// 403: the key may not know (no list permission on that prefix).
+    Unknown,
+}
+
+/// A part of an object read with `get_range`.
+#[derive(Debug)]
+pub struct Ranged {
+    pub data: Vec<u8>,
+    /// The whole object's size.
+    pub total: u64,
+}
+
+/// The largest range read at once by a streamed download.
+pub const RANGE_CHUNK: u64 = 8 * 1024 * 1024;
+
 #[derive(Debug, Default)]
 pub struct Listing {
     pub objects: Vec<Object>,
@@ -166,7 +189,7 @@ impl Client {
         extra: &[(&str, String)],
         body: Payload,
         payload_hash: &str,
-        ok_404: bool,
+        also_ok: &[u16],
     ) -> Result<client::Reply, Error> {
         let path = self.path(key);
         let q = canonical_query(query);
@@ -202,7 +225,7 @@ impl Client {
                 msg: format!("{what}: {e}"),
                 transport: true,
             })?;
-        if (200..300).contains(&resp.status) || (ok_404 && resp.status == 404) {
+        if (200..300).contains(&resp.status) || also_ok.contains(&resp.status) {
             return Ok(resp);
         }
         Err(Error {
@@ -312,7 +335,7 @@ impl Client {
             len,
         };
         let ct = [("content-type", content_type.to_string())];
-        self.send("PUT", Some(key), &[], &ct, body, &hash, false)
+        self.send("PUT", Some(key), &[], &ct, body, &hash, &[])
             .map(|_| ())
     }
 
@@ -325,7 +348,7 @@ impl Client {
             &ct,
             Payload::bytes(data),
             &sha256_hex(data),
-            false,
+            &[],
         )
         .map(|_| ())
     }
@@ -339,9 +362,126 @@ impl Client {
             &[],
             Payload::empty(),
             EMPTY_SHA256,
-            true,
+            &[404],
         )?;
         Ok((r.status != 404).then_some(r.body))
+    }
+
+    /// Whether an object exists, without reading it (HEAD). A 403 is `Unknown`: a key
+    /// allowed to read but not to list a prefix gets 403, not 404, for a missing object.
+    pub fn head(&self, key: &str) -> Result<Head, Error> {
+        let r = self.send(
+            "HEAD",
+            Some(key),
+            &[],
+            &[],
+            Payload::empty(),
+            EMPTY_SHA256,
+            &[403, 404],
+        )?;
+        Ok(match r.status {
+            404 => Head::Missing,
+            403 => Head::Unknown,
+            _ => Head::Exists(
+                r.header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
+        })
+    }
+
+    /// PUT of a body streamed from `body` (its length known), signed with
+    /// `payload_hash` (the body's SHA-256, or `UNSIGNED-PAYLOAD` when it cannot be known
+    /// in advance), with `If-None-Match: *`: an object that exists already is never
+    /// replaced (`Created(false)`, the server answered 412).
+    pub fn put_new(
+        &self,
+        key: &str,
+        body: Payload,
+        payload_hash: &str,
+        content_type: &str,
+    ) -> Result<bool, Error> {
+        let h = [
+            ("content-type", content_type.to_string()),
+            ("if-none-match", "*".to_string()),
+        ];
+        let r = self.send("PUT", Some(key), &[], &h, body, payload_hash, &[412])?;
+        Ok(r.status != 412)
+    }
+
+    /// A plain PUT of a body streamed from a reader of known length and SHA-256.
+    pub fn put_stream(
+        &self,
+        key: &str,
+        body: Payload,
+        payload_hash: &str,
+        content_type: &str,
+    ) -> Result<(), Error> {
+        let ct = [("content-type", content_type.to_string())];
+        self.send("PUT", Some(key), &[], &ct, body, payload_hash, &[])
+            .map(|_| ())
+    }
+
+    /// Bytes `start..start+len` of an object (GET with a Range), and the object's total
+    /// size; `None` when the object does not exist. The answers are bounded in memory
+    /// (`len` at most 16 MiB): a large object is read as a series of ranges.
+    pub fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Ranged>, Error> {
+        let range = format!("bytes={start}-{}", start + len.max(1) - 1);
+        let r = self.send(
+            "GET",
+            Some(key),
+            &[],
+            &[("range", range)],
+            Payload::empty(),
+            EMPTY_SHA256,
+            &[404, 416],
+        )?;
+        match r.status {
+            404 => Ok(None),
+            // Past the end (or an empty object): nothing more.
+            416 => {
+                let total = r
+                    .header("content-range")
+                    .and_then(|v| v.rsplit('/').next())
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(start);
+                Ok(Some(Ranged {
+                    data: Vec::new(),
+                    total,
+                }))
+            }
+            206 => {
+                let total = r
+                    .header("content-range")
+                    .and_then(|v| v.rsplit('/').next())
+                    .and_then(|t| t.trim().parse().ok())
+                    .ok_or_else(|| Error {
+                        msg: format!(
+                            "GET {}: no usable Content-Range in the answer",
+                            self.describe(Some(key))
+                        ),
+                        transport: false,
+                    })?;
+                Ok(Some(Ranged {
+                    data: r.body,
+                    total,
+                }))
+            }
+            // A server that ignores Range sends the whole object (bounded by MAX_ANSWER).
+            _ => {
+                let total = r.body.len() as u64;
+                let from = usize::try_from(start)
+                    .unwrap_or(usize::MAX)
+                    .min(r.body.len());
+                let to = usize::try_from(start + len)
+                    .unwrap_or(usize::MAX)
+                    .min(r.body.len());
+                Ok(Some(Ranged {
+                    data: r.body[from..to].to_vec(),
+                    total,
+                }))
+            }
+        }
     }
 
     pub fn delete(&self, key: &str) -> Result<(), Error> {
@@ -352,7 +492,7 @@ impl Client {
             &[],
             Payload::empty(),
             EMPTY_SHA256,
-            false,
+            &[],
         )
         .map(|_| ())
     }
@@ -385,7 +525,7 @@ impl Client {
             if let Some(t) = &token {
                 q.push(("continuation-token", t));
             }
-            let r = self.send("GET", None, &q, &[], Payload::empty(), EMPTY_SHA256, false)?;
+            let r = self.send("GET", None, &q, &[], Payload::empty(), EMPTY_SHA256, &[])?;
             let text = String::from_utf8_lossy(&r.body);
             for c in xml_all(&text, "Contents") {
                 let Some(key) = xml_one(c, "Key") else {
@@ -419,7 +559,7 @@ impl Client {
             &ct,
             Payload::empty(),
             EMPTY_SHA256,
-            false,
+            &[],
         )?;
         let text = String::from_utf8_lossy(&r.body);
         xml_one(&text, "UploadId")
@@ -442,7 +582,7 @@ impl Client {
             &[],
             Payload::bytes(data),
             &sha256_hex(data),
-            false,
+            &[],
         )?;
         r.header("etag").map(str::to_string).ok_or_else(|| Error {
             msg: format!(
@@ -474,7 +614,7 @@ impl Client {
             &[("content-type", "application/xml".to_string())],
             Payload::bytes(xml.as_bytes()),
             &sha256_hex(xml.as_bytes()),
-            false,
+            &[],
         )?;
         // S3 may answer 200 and put the error in the body.
         let text = String::from_utf8_lossy(&r.body);
@@ -504,7 +644,7 @@ impl Client {
             &[],
             Payload::empty(),
             EMPTY_SHA256,
-            true,
+            &[404],
         );
     }
 }

@@ -39,6 +39,7 @@ use crate::store;
 
 mod load;
 mod target;
+pub mod videos;
 
 use load::{Loaded, load};
 pub use target::{FileState, Item};

@@ -96,6 +96,40 @@ pub fn metrics(shared: &Shared) -> Response {
             .map_or(0, |o| o.pending)
             .to_string(),
     );
+    // Offsite totals (archives, and videos with VIDEOS_OFFSITE), from
+    // offsite-state.json: the `run` command's uploads count too.
+    let (archives, archive_bytes, videos, video_bytes) = crate::offsite::sent_totals(&shared.cfg);
+    for (name, help, value) in [
+        (
+            "neopro_backup_offsite_sent_archives_total",
+            "Archive copies sent to the bucket.",
+            archives,
+        ),
+        (
+            "neopro_backup_offsite_sent_archive_bytes_total",
+            "Bytes of archive copies sent to the bucket.",
+            archive_bytes,
+        ),
+        (
+            "neopro_backup_offsite_sent_videos_total",
+            "Videos uploaded to the bucket (VIDEOS_OFFSITE).",
+            videos,
+        ),
+        (
+            "neopro_backup_offsite_sent_video_bytes_total",
+            "Bytes of videos uploaded to the bucket (VIDEOS_OFFSITE).",
+            video_bytes,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
+    }
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
     metric(
         "neopro_backup_clock_warning",
         "gauge",

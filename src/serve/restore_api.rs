@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 
 use crate::backup::inventory;
 use crate::fsutil::LockWait;
+use crate::restore::videos::{self, VideoJob, VideoPlan};
 use crate::restore::{self, Abort, Done, DryReport, FILES, FileResult, Job};
 use crate::serve::reply::{error, json, open_archive};
 use crate::serve::state::Shared;
@@ -22,18 +23,33 @@ struct RestoreRequest {
     #[nserde(rename = "dryRun")]
     dry_run: Option<bool>,
     only: Option<Vec<String>>,
+    videos: Option<bool>,
 }
 
 /// The body of POST /api/backups/restore/:filename: `{"dryRun": bool}` is required (a
 /// JSON boolean), because a restore overwrites files and must never happen by accident;
 /// `"only": ["site.conf", …]` is optional.
+#[cfg(test)]
 fn parse_body(body: &[u8]) -> Result<(bool, Option<Vec<String>>), ()> {
+    parse_full(body).and_then(|(d, only, videos)| if videos { Err(()) } else { Ok((d, only)) })
+}
+
+/// The same, with `"videos": true` (a JSON boolean; not with `only`): the videos of the
+/// archive fetched from the bucket instead of the configuration files.
+fn parse_full(body: &[u8]) -> Result<(bool, Option<Vec<String>>, bool), ()> {
     let text = std::str::from_utf8(body).map_err(|_| ())?;
     match RestoreRequest::deserialize_json(text) {
         Ok(RestoreRequest {
             dry_run: Some(d),
             only,
-        }) => Ok((d, only)),
+            videos,
+        }) => {
+            let videos = videos.unwrap_or(false);
+            if videos && only.is_some() {
+                return Err(());
+            }
+            Ok((d, only, videos))
+        }
         _ => Err(()),
     }
 }
@@ -306,12 +322,15 @@ fn done_json(name: &str, d: &Done) -> (u16, String) {
 
 /// POST /api/backups/restore/:filename (the name is already checked by the router).
 pub fn http(shared: &Shared, name: &str, body: &[u8]) -> Response {
-    let Ok((dry, only)) = parse_body(body) else {
+    let Ok((dry, only, videos)) = parse_full(body) else {
         return error(
             400,
             "Paramètre \"dryRun\" requis (true pour un essai, false pour restaurer)",
         );
     };
+    if videos {
+        return http_videos(shared, name, dry);
+    }
     let files = match restore::select(only.as_deref()) {
         Ok(f) => f,
         Err(_) => {
@@ -410,5 +429,185 @@ mod tests {
         ] {
             assert!(parse_body(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+        assert_eq!(
+            parse_full(br#"{"dryRun":true,"videos":true}"#),
+            Ok((true, None, true))
+        );
+        for bad in [
+            &br#"{"dryRun":true,"videos":"true"}"#[..],
+            br#"{"dryRun":true,"videos":true,"only":["site.conf"]}"#,
+            br#"{"videos":true}"#,
+        ] {
+            assert!(parse_full(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
+
+#[derive(SerJson)]
+struct FetchJson {
+    path: String,
+    size: u64,
+    reason: String,
+}
+
+#[derive(SerJson)]
+struct ProblemJson {
+    path: String,
+    problem: String,
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct VideoResultJson {
+    path: String,
+    ok: bool,
+    error: Option<String>,
+}
+
+#[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
+struct VideosRestoreJson {
+    success: bool,
+    #[nserde(rename = "dryRun")]
+    dry_run: bool,
+    videos: bool,
+    archive: String,
+    message: String,
+    listed: u64,
+    unchanged: u64,
+    fetch: Vec<FetchJson>,
+    #[nserde(rename = "fetchBytes")]
+    fetch_bytes: u64,
+    #[nserde(rename = "freeBytes")]
+    free_bytes: Option<u64>,
+    problems: Vec<ProblemJson>,
+    results: Vec<VideoResultJson>,
+}
+
+fn videos_json(
+    name: &str,
+    dry: bool,
+    p: &VideoPlan,
+    results: &[(Vec<u8>, Result<u64, String>)],
+) -> (u16, String) {
+    let failed = results.iter().filter(|r| r.1.is_err()).count();
+    let ok = failed == 0 && p.problems.is_empty();
+    let message = if dry {
+        format!(
+            "Essai : {} vidéo(s) seraient récupérées ({}), {} déjà présente(s) ; rien n'a été modifié.",
+            p.fetch.len(),
+            crate::units::human_size(p.bytes, 1),
+            p.unchanged
+        )
+    } else if ok {
+        format!(
+            "Vidéos restaurées : {} récupérée(s), {} déjà présente(s).",
+            results.len(),
+            p.unchanged
+        )
+    } else {
+        format!(
+            "Restauration des vidéos incomplète : {} récupérée(s), {} en échec, {} problème(s).",
+            results.len() - failed,
+            failed,
+            p.problems.len()
+        )
+    };
+    let body = VideosRestoreJson {
+        success: ok,
+        dry_run: dry,
+        videos: true,
+        archive: name.to_string(),
+        message,
+        listed: p.listed as u64,
+        unchanged: p.unchanged as u64,
+        fetch: p
+            .fetch
+            .iter()
+            .map(|f| FetchJson {
+                path: videos::shown(&f.rel),
+                size: f.size,
+                reason: f.why.as_str().to_string(),
+            })
+            .collect(),
+        fetch_bytes: p.bytes,
+        free_bytes: p.free,
+        problems: p
+            .problems
+            .iter()
+            .map(|(r, e)| ProblemJson {
+                path: videos::shown(r),
+                problem: e.clone(),
+            })
+            .collect(),
+        results: results
+            .iter()
+            .map(|(r, res)| VideoResultJson {
+                path: videos::shown(r),
+                ok: res.is_ok(),
+                error: res.as_ref().err().cloned(),
+            })
+            .collect(),
+    };
+    (if ok || dry { 200 } else { 500 }, body.serialize_json())
+}
+
+/// `{"dryRun": bool, "videos": true}`: the videos of the archive from the bucket
+/// (restore/videos.rs). Encrypted videos need the age identity: the CLI's --identity.
+fn http_videos(shared: &Shared, name: &str, dry: bool) -> Response {
+    let (file, _) = match open_archive(shared, name) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let job = VideoJob {
+        cfg: &shared.cfg,
+        tz: &shared.tz,
+        name: name.to_string(),
+        expected_top: Some(store::stem_of(name).to_string()),
+        identities: Vec::new(),
+        cancel: &shared.cancel,
+    };
+    if !dry {
+        shared.running.fetch_add(1, Ordering::SeqCst);
+    }
+    let out = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("restore-videos".into())
+            .stack_size(crate::serve::BACKUP_STACK)
+            .spawn_scoped(s, || {
+                if dry {
+                    match videos::plan(&job, file) {
+                        Ok(p) => {
+                            let (st, body) = videos_json(name, true, &p, &[]);
+                            json(st, body)
+                        }
+                        Err(e) => failed(500, "Archive refusée", &e),
+                    }
+                } else {
+                    match videos::run(&job, file, LockWait::Try) {
+                        Ok(d) => {
+                            let (st, body) = videos_json(name, false, &d.plan, &d.results);
+                            json(st, body)
+                        }
+                        Err(e) => failed(
+                            500,
+                            "Échec de la restauration des vidéos : rien n'a été récupéré",
+                            &e,
+                        ),
+                    }
+                }
+            })
+            .map(|h| h.join())
+    });
+    if !dry {
+        shared.running.fetch_sub(1, Ordering::SeqCst);
+    }
+    match out {
+        Ok(Ok(r)) => r,
+        _ => failed(
+            500,
+            "Échec de la restauration des vidéos",
+            "le traitement n'a pas pu démarrer",
+        ),
     }
 }

@@ -1,0 +1,209 @@
+//! `fleet gc [--apply]`: the operator's garbage collection of the video objects
+//! (docs/format.md, Videos offsite), with the operator's credentials (the Pis can
+//! never delete under `videos/`).
+//!
+//! An object is removed only when no site references it and it is older than
+//! S3_RETENTION_DAYS. A plain object `videos/sha256/…/<hash>` is referenced when any
+//! site's `videos-referenced.txt` lists its hash; an encrypted one
+//! `videos/sha256-age/<site>/…/<hash>.age` when that site's list does.
+//!
+//! Order, so that a site running at the same time never ends up naming a missing
+//! object: (1) read every site's list, (2) list the objects, (3) just before removing,
+//! read every list again and spare whatever is referenced now, (4) remove, (5) read
+//! the lists once more: a hash removed in (4) that a site started to name between (3)
+//! and (4) (it found the object still there) is written to that site's
+//! `videos-missing.txt`, and the site uploads it again at its next round. A site that
+//! cannot be read stops the whole collection: an unreadable list is never taken as
+//! "references nothing".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::clock;
+use crate::config::{Config, OffsiteSettings};
+use crate::units::hex;
+
+use super::s3::{Client, Object};
+use super::videos::{self, MISSING_OBJECT, REFS_OBJECT, VIDEOS_DIR, parse_hash_list};
+
+/// Every site's referenced hashes.
+type Refs = BTreeMap<String, BTreeSet<[u8; 32]>>;
+
+/// One video object of the bucket, as judged.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub key: String,
+    pub size: u64,
+    /// Seconds since it was written (None: unknown date, never removed).
+    pub age_secs: Option<i64>,
+    pub hash: [u8; 32],
+    pub site: Option<String>,
+}
+
+/// What `fleet gc` found.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// (site, hashes it references).
+    pub sites: Vec<(String, usize)>,
+    pub objects: usize,
+    pub bytes: u64,
+    pub referenced: usize,
+    /// Unreferenced but not older than S3_RETENTION_DAYS (or of unknown date).
+    pub young: usize,
+    /// Keys under videos/ that are not video objects: never touched.
+    pub foreign: Vec<String>,
+    pub doomed: Vec<Judged>,
+    pub retention_days: u32,
+}
+
+/// What `--apply` did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub removed: Vec<Judged>,
+    /// Spared at the last look: a site started to reference them.
+    pub spared: usize,
+    /// (site, hashes) told to upload again.
+    pub notices: Vec<(String, usize)>,
+    pub errors: Vec<String>,
+}
+
+fn root(o: &OffsiteSettings) -> String {
+    videos::root(o)
+}
+
+/// Reads every site's videos-referenced.txt.
+fn read_refs(client: &Client, o: &OffsiteSettings) -> Result<Refs, String> {
+    let root = root(o);
+    let listing = client.list(&root, Some("/")).map_err(|e| e.msg)?;
+    let mut refs = Refs::new();
+    for p in &listing.prefixes {
+        let site = p.strip_prefix(&root).unwrap_or(p).trim_end_matches('/');
+        if site.is_empty() || site == VIDEOS_DIR {
+            continue;
+        }
+        let key = format!("{p}{REFS_OBJECT}");
+        let set = match client.get(&key).map_err(|e| e.msg)? {
+            Some(b) => parse_hash_list(&String::from_utf8_lossy(&b)).map_err(|e| {
+                format!("s3://{}/{key} is damaged ({e}): nothing removed", o.bucket)
+            })?,
+            None => Vec::new(),
+        };
+        refs.insert(site.to_string(), set.into_iter().collect());
+    }
+    Ok(refs)
+}
+
+fn referenced(refs: &Refs, j: &Judged) -> bool {
+    match &j.site {
+        None => refs.values().any(|s| s.contains(&j.hash)),
+        Some(site) => refs.get(site).is_some_and(|s| s.contains(&j.hash)),
+    }
+}
+
+fn age_secs(ob: &Object, now: i64) -> Option<i64> {
+    clock::parse_iso(&ob.last_modified).map(|t| now - t)
+}
+
+/// How old an unreferenced object must be to go: S3_RETENTION_DAYS, or
+/// NEOPRO_GC_MIN_AGE_SECS (for tests, which cannot wait days).
+fn min_age_secs(o: &OffsiteSettings) -> i64 {
+    std::env::var("NEOPRO_GC_MIN_AGE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s >= 0)
+        .unwrap_or(i64::from(o.retention_days) * 86_400)
+}
+
+/// The dry run: what would be removed.
+pub fn plan(cfg: &Config, now: i64) -> Result<Plan, String> {
+    let o = cfg.offsite.as_ref().ok_or(
+        "fleet gc reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY",
+    )?;
+    let client = super::client(o);
+    let refs = read_refs(&client, o)?;
+    let root = root(o);
+    let listing = client
+        .list(&format!("{root}{VIDEOS_DIR}/"), None)
+        .map_err(|e| e.msg)?;
+    let min_age = min_age_secs(o);
+    let mut p = Plan {
+        sites: refs.iter().map(|(s, h)| (s.clone(), h.len())).collect(),
+        retention_days: o.retention_days,
+        ..Plan::default()
+    };
+    for ob in listing.objects {
+        let Some(v) = videos::parse_key(&root, &ob.key) else {
+            p.foreign.push(ob.key);
+            continue;
+        };
+        p.objects += 1;
+        p.bytes += ob.size;
+        let j = Judged {
+            age_secs: age_secs(&ob, now),
+            key: ob.key,
+            size: ob.size,
+            hash: v.hash,
+            site: v.site,
+        };
+        if referenced(&refs, &j) {
+            p.referenced += 1;
+        } else if j.age_secs.is_none_or(|a| a < min_age) {
+            p.young += 1;
+        } else {
+            p.doomed.push(j);
+        }
+    }
+    Ok(p)
+}
+
+/// `--apply`: removes what `plan` found, with the last looks of the module doc.
+pub fn apply(cfg: &Config, plan: &Plan) -> Result<Applied, String> {
+    let o = cfg.offsite.as_ref().ok_or("S3_ENDPOINT is not set")?;
+    let client = super::client(o);
+    let mut out = Applied::default();
+    // (3) The second look.
+    let refs = read_refs(&client, o)?;
+    for j in &plan.doomed {
+        if referenced(&refs, j) {
+            out.spared += 1;
+            continue;
+        }
+        match client.delete(&j.key) {
+            Ok(()) => out.removed.push(j.clone()),
+            Err(e) => out.errors.push(e.msg),
+        }
+    }
+    // (5) The last look: who started to name a removed object meanwhile.
+    let after = read_refs(&client, o)?;
+    let mut notices: BTreeMap<String, BTreeSet<[u8; 32]>> = BTreeMap::new();
+    for j in &out.removed {
+        for (site, hashes) in &after {
+            let names = hashes.contains(&j.hash) && j.site.as_ref().is_none_or(|s| s == site);
+            if names {
+                notices.entry(site.clone()).or_default().insert(j.hash);
+            }
+        }
+    }
+    for (site, hashes) in notices {
+        let key = format!("{}{site}/{MISSING_OBJECT}", root(o));
+        let mut all: BTreeSet<[u8; 32]> = match client.get(&key) {
+            Ok(Some(b)) => parse_hash_list(&String::from_utf8_lossy(&b))
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        all.extend(hashes.iter().copied());
+        let mut text = String::from(
+            "# removed by fleet gc while this site started to name them: send again\n",
+        );
+        for h in &all {
+            text.push_str(&hex(h));
+            text.push('\n');
+        }
+        match client.put_bytes(&key, text.as_bytes(), "text/plain") {
+            Ok(()) => out.notices.push((site, hashes.len())),
+            Err(e) => out.errors.push(e.msg),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,238 @@
+//! One video to the bucket (docs/format.md, Videos offsite): HEAD, then a PUT with
+//! `If-None-Match: *` streamed from the file, plain (signed with the file's SHA-256) or
+//! age-encrypted on the fly (`UNSIGNED-PAYLOAD`, its length known in advance); in both
+//! cases the last bytes are held back until the file's SHA-256 is checked.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backup::hashes::Hasher;
+
+use crate::http::client::Payload;
+use crate::units::hex;
+
+use super::s3::{self, Client, Head};
+
+/// A reader of exactly `left` bytes of a file that hashes them and fails, instead of
+/// handing over the last bytes, when the SHA-256 is not `expect`: the server then never
+/// gets a complete body, so no object appears under a wrong name.
+struct Verified<'a> {
+    file: File,
+    left: u64,
+    hash: Hasher,
+    expect: [u8; 32],
+    cancel: &'a AtomicBool,
+}
+
+impl Read for Verified<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other("cancelled (shutdown)"));
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::other("the video shrank while it was sent"));
+        }
+        self.hash.update(&buf[..n]);
+        self.left -= n as u64;
+        if self.left == 0 {
+            let got = std::mem::take(&mut self.hash).finish();
+            if got != self.expect {
+                return Err(io::Error::other(
+                    "the video changed since it was hashed: not sent",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The ciphertext size of an age file of `plain` bytes after a header of `header`
+/// bytes (the header includes the 16-byte payload nonce): 64 KiB chunks, each with a
+/// 16-byte tag, and one (empty) chunk for an empty file.
+pub fn age_size(header: u64, plain: u64) -> u64 {
+    let chunks = plain.div_ceil(64 * 1024).max(1);
+    header + plain + 16 * chunks
+}
+
+#[derive(Clone, Default)]
+struct Sink(Rc<RefCell<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The age encryption of a `Verified` file, as a reader whose length is known before
+/// the first byte (the PUT needs it). The last chunk is made only once the plaintext's
+/// hash is checked.
+struct Encrypting<'a> {
+    src: Verified<'a>,
+    enc: Option<age::stream::StreamWriter<Sink>>,
+    out: Sink,
+    pos: usize,
+    buf: Vec<u8>,
+}
+
+impl<'a> Encrypting<'a> {
+    fn new(src: Verified<'a>, recipients: &[age::x25519::Recipient]) -> io::Result<(Self, u64)> {
+        let enc =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        let out = Sink::default();
+        let w = enc.wrap_output(out.clone())?;
+        let header = out.0.borrow().len() as u64;
+        let total = age_size(header, src.left);
+        Ok((
+            Encrypting {
+                src,
+                enc: Some(w),
+                out,
+                pos: 0,
+                buf: vec![0u8; 64 * 1024],
+            },
+            total,
+        ))
+    }
+}
+
+impl Read for Encrypting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            {
+                let out = self.out.0.borrow();
+                if self.pos < out.len() {
+                    let n = (out.len() - self.pos).min(buf.len());
+                    buf[..n].copy_from_slice(&out[self.pos..self.pos + n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            self.out.0.borrow_mut().clear();
+            self.pos = 0;
+            let Some(w) = self.enc.as_mut() else {
+                return Ok(0);
+            };
+            let n = self.src.read(&mut self.buf)?;
+            if n > 0 {
+                w.write_all(&self.buf[..n])?;
+            } else if let Some(w) = self.enc.take() {
+                w.finish()?;
+            }
+        }
+    }
+}
+
+/// What became of one video.
+pub(super) enum Sent {
+    /// Uploaded now (bytes sent).
+    Uploaded(u64),
+    /// The bucket had it already.
+    Present,
+}
+
+/// Sends one video unless the bucket has it: HEAD, then a PUT with `If-None-Match: *`.
+pub(super) fn send_video(
+    client: &Client,
+    key: &str,
+    file: File,
+    size: u64,
+    hash: &[u8; 32],
+    recipients: &[age::x25519::Recipient],
+    cancel: &AtomicBool,
+) -> Result<Sent, s3::Error> {
+    match client.head(key)? {
+        // A plain object is the video's bytes: another size is not this video.
+        Head::Exists(n) if recipients.is_empty() && n != size => {
+            return Err(s3::Error {
+                msg: format!(
+                    "s3://{}/{key} holds {n} bytes, not the video's {size}: it is not this video (the operator must remove it)",
+                    client.bucket
+                ),
+                transport: false,
+            });
+        }
+        Head::Exists(_) => return Ok(Sent::Present),
+        Head::Missing | Head::Unknown => {}
+    }
+    let src = Verified {
+        file,
+        left: size,
+        hash: Hasher::new(),
+        expect: *hash,
+        cancel,
+    };
+    let local = |e: io::Error| s3::Error {
+        msg: format!("PUT s3://{}/{key}: {e}", client.bucket),
+        transport: false,
+    };
+    let (body, payload_hash, len) = if recipients.is_empty() {
+        // The server may check the body against its SHA-256 (AWS does).
+        (
+            Payload {
+                reader: Box::new(src),
+                len: size,
+            },
+            hex(hash),
+            size,
+        )
+    } else {
+        let (enc, len) = Encrypting::new(src, recipients).map_err(local)?;
+        (
+            Payload {
+                reader: Box::new(enc),
+                len,
+            },
+            "UNSIGNED-PAYLOAD".to_string(),
+            len,
+        )
+    };
+    let created = client.put_new(key, body, &payload_hash, "application/octet-stream")?;
+    Ok(if created {
+        Sent::Uploaded(len)
+    } else {
+        Sent::Present
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_sizes_match_the_age_crate() {
+        let id = age::x25519::Identity::generate();
+        let r = id.to_public();
+        for n in [0usize, 1, 65_535, 65_536, 65_537, 200_000] {
+            let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let out = Sink::default();
+            let mut w = enc
+                .wrap_output(out.clone())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let header = out.0.borrow().len() as u64;
+            w.write_all(&vec![7u8; n]).unwrap_or_else(|e| panic!("{e}"));
+            w.finish().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                out.0.borrow().len() as u64,
+                age_size(header, n as u64),
+                "{n}"
+            );
+        }
+    }
+}

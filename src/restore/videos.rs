@@ -1,0 +1,752 @@
+//! `restore ARCHIVE --videos` (and the API's `{"videos":true}`): fetch back from the
+//! bucket, by SHA-256, the videos of an archive that are missing on the Pi or differ
+//! (docs/format.md, Videos offsite).
+//!
+//! 1. The archive is read and checked whole (gzip, tar, names, MANIFEST.sha256) and its
+//!    inventory must have the SHA-256 column (VIDEOS_OFFSITE).
+//! 2. Each listed video is compared with the Pi: missing, or differing (size, then the
+//!    hash from the hash cache, else by reading the file). Paths are walked folder by
+//!    folder from NEOPRO_DIR/videos without following any link, and must end in a video
+//!    extension; a path with `..` or a folder that is a link is a problem, never
+//!    followed. The dry run stops here and lists what would be fetched.
+//! 3. Free space is checked for the whole set before the first download. Each video is
+//!    downloaded by ranges (bounded memory) to `.neopro-restore-<name>.part` beside its
+//!    target, decrypted on the fly when it is an age object, its size and SHA-256
+//!    checked, then synced and renamed into place. A corrupted object is reported and
+//!    never written into place. Videos the archive does not name are never touched.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backup::archive::{self, MANIFEST};
+use crate::backup::hashes::{self, Hasher, Key};
+use crate::backup::inventory::{self, Listed};
+use crate::clock::Tz;
+use crate::config::Config;
+use crate::fsutil::{self, Lock, LockWait};
+use crate::offsite::s3::{self, Client, RANGE_CHUNK};
+use crate::offsite::{self, videos as remote};
+use crate::status::Log;
+
+use super::INVENTORY;
+
+/// Held by a video restore (one at a time), in BACKUP_DIR.
+pub const LOCK_FILE: &str = ".videos-restore.lock";
+/// Prefix of the file a video is downloaded to, beside its target.
+pub const PART_PREFIX: &str = ".neopro-restore-";
+/// Kept free on top of the videos to fetch.
+const RESERVE: u64 = 16 * 1024 * 1024;
+
+pub struct VideoJob<'a> {
+    pub cfg: &'a Config,
+    pub tz: &'a Tz,
+    /// The archive's file name, for messages and the log.
+    pub name: String,
+    pub expected_top: Option<String>,
+    /// age identities for the objects of a site with ENCRYPT_TO.
+    pub identities: Vec<age::x25519::Identity>,
+    pub cancel: &'a AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Missing,
+    Differs,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Missing => "missing",
+            Why::Differs => "differs",
+        }
+    }
+}
+
+/// A video to download.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub rel: Vec<u8>,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    pub why: Why,
+}
+
+/// What the archive's videos look like against the Pi.
+#[derive(Debug, Default)]
+pub struct VideoPlan {
+    /// Videos in the archive's inventory.
+    pub listed: usize,
+    /// Already identical on the Pi.
+    pub unchanged: usize,
+    pub fetch: Vec<Fetch>,
+    /// Total bytes to fetch.
+    pub bytes: u64,
+    /// Free bytes where they go.
+    pub free: Option<u64>,
+    /// Videos that cannot be restored, and why.
+    pub problems: Vec<(Vec<u8>, String)>,
+}
+
+/// The outcome of a real video restore.
+pub struct VideoDone {
+    pub plan: VideoPlan,
+    /// Each fetched video: Ok(bytes written) or why it failed.
+    pub results: Vec<(Vec<u8>, Result<u64, String>)>,
+}
+
+impl VideoDone {
+    pub fn restored(&self) -> usize {
+        self.results.iter().filter(|r| r.1.is_ok()).count()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.results.len() - self.restored()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failed() == 0 && self.plan.problems.is_empty()
+    }
+}
+
+pub fn shown(rel: &[u8]) -> String {
+    let mut s = String::new();
+    inventory::escape_path(rel, &mut s);
+    s
+}
+
+/// Reads the archive (every check of a restore) and returns its inventory with hashes.
+fn inventory_of(reader: impl Read, expected_top: Option<&str>) -> Result<Vec<Listed>, String> {
+    let keep = |p: &[u8]| p == INVENTORY.as_bytes() || p == MANIFEST.as_bytes();
+    let (_, seen) = archive::read_entries(reader, expected_top, &keep)?;
+    super::load::check_names(&seen)?;
+    if !seen.iter().any(|e| e.path == MANIFEST.as_bytes()) {
+        return Err(format!(
+            "it has no {MANIFEST} (an archive of the old format): it names no video by SHA-256"
+        ));
+    }
+    if let Some(e) = archive::check_manifest(&seen).error {
+        return Err(format!("it does not match its {MANIFEST}: {e}"));
+    }
+    let text = seen
+        .iter()
+        .find(|e| e.path == INVENTORY.as_bytes())
+        .and_then(|e| e.content.as_deref())
+        .ok_or_else(|| format!("it has no {INVENTORY}"))?;
+    Ok(inventory::parse_listed(&String::from_utf8_lossy(text)))
+}
+
+/// The folders and the file name of a safe inventory path, or why it is refused.
+fn split_rel(rel: &[u8]) -> Result<(Vec<&[u8]>, &[u8]), String> {
+    let parts: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
+    if parts.len() > 64
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || *p == b"." || *p == b".." || p.contains(&0))
+    {
+        return Err("unsafe path: not restored".into());
+    }
+    let (name, dirs) = parts.split_last().ok_or("empty path")?;
+    if !inventory::is_video(name) {
+        return Err("not a video name: not restored".into());
+    }
+    Ok((dirs.to_vec(), name))
+}
+
+fn cstr(b: &[u8]) -> io::Result<CString> {
+    CString::new(b).map_err(|_| io::Error::other("NUL in a name"))
+}
+
+/// Opens `name` in the folder `dir` as a folder, never through a link.
+fn open_dir_at(dir: &File, name: &[u8]) -> io::Result<File> {
+    let c = cstr(name)?;
+    // SAFETY: `dir` is an open folder and `c` a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor we just opened and own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Opens the videos folder itself, which must be a folder, not a link.
+fn open_root(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// `fstatat`, following a final link or not.
+fn stat_at(dir: &File, name: &[u8], follow: bool) -> io::Result<libc::stat> {
+    let c = cstr(name)?;
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    // SAFETY: valid folder descriptor, NUL-terminated name, writable stat buffer.
+    if unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn key_of(st: &libc::stat) -> Key {
+    Key {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime: st.st_mtime,
+        mtime_ns: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+    }
+}
+
+/// The SHA-256 of the file `name` in `dir` (following a final link: a linked video is
+/// that file for the inventory too).
+fn hash_at(dir: &File, name: &[u8], cancel: &AtomicBool) -> io::Result<[u8; 32]> {
+    let c = cstr(name)?;
+    // SAFETY: as above.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor we just opened and own.
+    let mut f = unsafe { File::from_raw_fd(fd) };
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other("cancelled"));
+        }
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// The folder that holds `rel`, walked from the videos folder without following links;
+/// `Ok(None)` when a folder on the way does not exist yet.
+fn parent_of(root: &File, dirs: &[&[u8]]) -> io::Result<Option<File>> {
+    let mut cur = root.try_clone()?;
+    for d in dirs {
+        match open_dir_at(&cur, d) {
+            Ok(f) => cur = f,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+                return Err(io::Error::other(format!(
+                    "{} is not a folder (a link or a file): not followed",
+                    String::from_utf8_lossy(d)
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(cur))
+}
+
+/// Step 2: the archive's videos compared with the Pi.
+pub fn plan(job: &VideoJob, reader: impl Read) -> Result<VideoPlan, String> {
+    let cfg = job.cfg;
+    if cfg.offsite.is_none() {
+        return Err(
+            "restoring videos reads the bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY"
+                .into(),
+        );
+    }
+    let listed = inventory_of(reader, job.expected_top.as_deref())?;
+    let mut p = VideoPlan {
+        listed: listed.len(),
+        ..VideoPlan::default()
+    };
+    if !listed.is_empty() && listed.iter().all(|l| l.sha256.is_none()) {
+        return Err(format!(
+            "its {INVENTORY} has no SHA-256 column: it was made without VIDEOS_OFFSITE, its videos cannot be fetched by hash"
+        ));
+    }
+    let root_path = cfg.videos_dir();
+    let root = match open_root(&root_path) {
+        Ok(f) => Some(f),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) => {
+            return Err(format!(
+                "cannot open the videos folder {} ({e}): it must be a folder, not a link",
+                root_path.display()
+            ));
+        }
+    };
+    let (cache, _) = hashes::Cache::load(&cfg.backup_dir);
+    for l in listed {
+        let Some(hash) = l.sha256 else {
+            p.problems.push((
+                l.path,
+                "no SHA-256 in the archive: cannot be fetched".into(),
+            ));
+            continue;
+        };
+        let (dirs, name) = match split_rel(&l.path) {
+            Ok(x) => x,
+            Err(e) => {
+                p.problems.push((l.path.clone(), e));
+                continue;
+            }
+        };
+        let parent = match &root {
+            None => None,
+            Some(r) => match parent_of(r, &dirs) {
+                Ok(x) => x,
+                Err(e) => {
+                    p.problems.push((l.path.clone(), e.to_string()));
+                    continue;
+                }
+            },
+        };
+        let why = match parent {
+            None => Some(Why::Missing),
+            Some(dir) => match compare(&dir, name, l.size, &hash, &cache, job.cancel) {
+                Ok(w) => w,
+                Err(e) => {
+                    p.problems.push((l.path.clone(), e));
+                    continue;
+                }
+            },
+        };
+        match why {
+            None => p.unchanged += 1,
+            Some(why) => {
+                p.bytes += l.size;
+                p.fetch.push(Fetch {
+                    rel: l.path,
+                    size: l.size,
+                    sha256: hash,
+                    why,
+                });
+            }
+        }
+    }
+    let mut probe = root_path.clone();
+    while !probe.exists() && probe.pop() {}
+    p.free = fsutil::disk_use(&probe).map(|d| d.avail);
+    Ok(p)
+}
+
+/// `None` when the file in `dir` is the archived video, else why it must be fetched.
+fn compare(
+    dir: &File,
+    name: &[u8],
+    size: u64,
+    hash: &[u8; 32],
+    cache: &hashes::Cache,
+    cancel: &AtomicBool,
+) -> Result<Option<Why>, String> {
+    let st = match stat_at(dir, name, true) {
+        Ok(st) => st,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            // Missing, or a dangling link (replaced by the file).
+            return Ok(Some(Why::Missing));
+        }
+        Err(e) => return Err(format!("cannot inspect it: {e}")),
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err("exists and is not a regular file: not replaced".into());
+    }
+    if st.st_size as u64 != size {
+        return Ok(Some(Why::Differs));
+    }
+    if cache.get(&key_of(&st)) == Some(*hash) {
+        return Ok(None);
+    }
+    match hash_at(dir, name, cancel) {
+        Ok(h) if h == *hash => Ok(None),
+        Ok(_) => Ok(Some(Why::Differs)),
+        Err(e) => Err(format!("cannot read it: {e}")),
+    }
+}
+
+/// An object read by ranges of at most RANGE_CHUNK bytes.
+struct Ranges<'a> {
+    client: &'a Client,
+    key: String,
+    pos: u64,
+    total: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl<'a> Ranges<'a> {
+    /// `Ok(None)` when the object does not exist.
+    fn open(client: &'a Client, key: &str) -> Result<Option<Ranges<'a>>, s3::Error> {
+        let Some(first) = client.get_range(key, 0, RANGE_CHUNK)? else {
+            return Ok(None);
+        };
+        Ok(Some(Ranges {
+            client,
+            key: key.to_string(),
+            pos: first.data.len() as u64,
+            total: first.total,
+            buf: first.data,
+            at: 0,
+        }))
+    }
+}
+
+impl Read for Ranges<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.buf.len() {
+            if self.pos >= self.total {
+                return Ok(0);
+            }
+            let r = self
+                .client
+                .get_range(&self.key, self.pos, RANGE_CHUNK)
+                .map_err(|e| io::Error::other(e.msg))?
+                .ok_or_else(|| io::Error::other("the object vanished while it was read"))?;
+            if r.data.is_empty() {
+                return Err(io::Error::other("the object ended early"));
+            }
+            self.pos += r.data.len() as u64;
+            self.buf = r.data;
+            self.at = 0;
+        }
+        let n = (self.buf.len() - self.at).min(out.len());
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Where a video may come from: the shared plain object first (any site may have sent
+/// it), then this site's encrypted one when identities are given.
+fn sources(cfg: &Config, hash: &[u8; 32], have_identity: bool) -> Vec<(String, bool)> {
+    let Some(o) = &cfg.offsite else {
+        return Vec::new();
+    };
+    let mut v = vec![(remote::plain_key(o, hash), false)];
+    if have_identity {
+        v.push((remote::age_key(o, &cfg.site_id, hash), true));
+    }
+    v
+}
+
+/// Downloads one video into place. Ok(bytes) or why not.
+fn fetch_one(job: &VideoJob, client: &Client, root: &File, f: &Fetch) -> Result<u64, String> {
+    let (dirs, name) = split_rel(&f.rel)?;
+    let dir = make_parents(root, &dirs)?;
+    let mut tried = Vec::new();
+    for (key, encrypted) in sources(job.cfg, &f.sha256, !job.identities.is_empty()) {
+        let ranges = match Ranges::open(client, &key) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                tried.push(key);
+                continue;
+            }
+            Err(e) => return Err(e.msg),
+        };
+        let reader: Box<dyn Read> = if encrypted {
+            let d = age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, ranges))
+                .map_err(|e| format!("s3://{}/{key}: not an age file ({e})", client.bucket))?;
+            let ids = job.identities.iter().map(|i| i as &dyn age::Identity);
+            Box::new(d.decrypt(ids).map_err(|e| {
+                format!(
+                    "s3://{}/{key}: cannot decrypt it with the given identity ({e})",
+                    client.bucket
+                )
+            })?)
+        } else {
+            Box::new(ranges)
+        };
+        return write_into_place(&dir, name, reader, f, job.cancel)
+            .map_err(|e| format!("s3://{}/{key}: {e}", client.bucket));
+    }
+    let hint = match &job.cfg.offsite {
+        Some(o) if !o.encrypt_to.is_empty() && job.identities.is_empty() => {
+            " (this site's videos are encrypted: give the age identity with --identity)"
+        }
+        _ => "",
+    };
+    Err(format!("not in the bucket ({}){hint}", tried.join(", ")))
+}
+
+/// Opens (creating them as needed) the folders of `dirs` under the videos folder,
+/// never through a link. New folders get mode 0755 and, as root, their parent's owner.
+fn make_parents(root: &File, dirs: &[&[u8]]) -> Result<File, String> {
+    let mut cur = root.try_clone().map_err(|e| e.to_string())?;
+    for d in dirs {
+        let c = cstr(d).map_err(|e| e.to_string())?;
+        // SAFETY: open folder descriptor and NUL-terminated name.
+        let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o755) };
+        let made = rc == 0;
+        if !made {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(format!(
+                    "cannot create the folder {}: {e}",
+                    String::from_utf8_lossy(d)
+                ));
+            }
+        }
+        let next = open_dir_at(&cur, d).map_err(|e| {
+            format!(
+                "{} is not a folder (a link or a file): not followed ({e})",
+                String::from_utf8_lossy(d)
+            )
+        })?;
+        if made && super::target::euid() == 0 {
+            let owner = cur.metadata().map(|m| (m.uid(), m.gid()));
+            if let Ok((u, g)) = owner {
+                let _ = std::os::unix::fs::fchown(&next, Some(u), Some(g));
+            }
+        }
+        cur = next;
+    }
+    Ok(cur)
+}
+
+/// Streams `reader` into a part file beside `name`, checks size and SHA-256, then syncs
+/// and renames it into place (and syncs the folder).
+fn write_into_place(
+    dir: &File,
+    name: &[u8],
+    mut reader: impl Read,
+    f: &Fetch,
+    cancel: &AtomicBool,
+) -> Result<u64, String> {
+    let mut part = PART_PREFIX.as_bytes().to_vec();
+    part.extend_from_slice(name);
+    part.extend_from_slice(b".part");
+    let cpart = cstr(&part).map_err(|e| e.to_string())?;
+    let cname = cstr(name).map_err(|e| e.to_string())?;
+    let dfd = dir.as_raw_fd();
+    // A leftover of an interrupted restore (a link is removed, never followed).
+    // SAFETY: open folder descriptor and NUL-terminated names throughout.
+    unsafe { libc::unlinkat(dfd, cpart.as_ptr(), 0) };
+    let fd = unsafe {
+        libc::openat(
+            dfd,
+            cpart.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "cannot write in its folder: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a descriptor we just opened and own.
+    let mut out = unsafe { File::from_raw_fd(fd) };
+    let res = (|| {
+        let mut h = Hasher::new();
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return Err("cancelled (shutdown)".to_string());
+            }
+            let k = reader.read(&mut buf).map_err(|e| e.to_string())?;
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+            if n > f.size {
+                return Err(format!(
+                    "corrupted object: longer than the video's {} bytes; not written",
+                    f.size
+                ));
+            }
+            h.update(&buf[..k]);
+            out.write_all(&buf[..k]).map_err(|e| e.to_string())?;
+        }
+        let got = h.finish();
+        if n != f.size || got != f.sha256 {
+            return Err(format!(
+                "corrupted object: {n} bytes with SHA-256 {}, expected {} bytes with {}; not written",
+                crate::units::hex(&got),
+                f.size,
+                crate::units::hex(&f.sha256)
+            ));
+        }
+        // The mode and owner of the file it replaces, else 0644 and the folder's owner.
+        let (mode, owner) = match stat_at(dir, name, false) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                (st.st_mode & 0o7777, Some((st.st_uid, st.st_gid)))
+            }
+            _ => (0o644, dir.metadata().ok().map(|m| (m.uid(), m.gid()))),
+        };
+        if super::target::euid() == 0
+            && let Some((u, g)) = owner
+        {
+            let _ = std::os::unix::fs::fchown(&out, Some(u), Some(g));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| e.to_string())?;
+        out.sync_all().map_err(|e| e.to_string())?;
+        // SAFETY: as above.
+        if unsafe { libc::renameat(dfd, cpart.as_ptr(), dfd, cname.as_ptr()) } != 0 {
+            return Err(format!(
+                "cannot move it into place: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        dir.sync_all().map_err(|e| e.to_string())?;
+        Ok(n)
+    })();
+    if res.is_err() {
+        // SAFETY: as above.
+        unsafe { libc::unlinkat(dfd, cpart.as_ptr(), 0) };
+    }
+    res
+}
+
+/// Step 3: fetches the videos of the plan. `Err` when nothing could start (busy, not
+/// enough space, the videos folder cannot be made).
+pub fn run(job: &VideoJob, reader: impl Read, wait: LockWait) -> Result<VideoDone, String> {
+    let cfg = job.cfg;
+    let dir = &cfg.backup_dir;
+    crate::store::ensure_dir(dir)
+        .map_err(|e| format!("cannot create BACKUP_DIR {}: {e}", dir.display()))?;
+    let log = Log::new(dir, job.tz);
+    let _lock = match Lock::acquire(&dir.join(LOCK_FILE), wait) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Err("another restore of videos is running".into()),
+        Err(e) => return Err(format!("cannot lock {LOCK_FILE}: {e}")),
+    };
+    let p = plan(job, reader).inspect_err(|e| {
+        log.error(&format!(
+            "restore of the videos of {}: archive refused: {e}",
+            job.name
+        ))
+    })?;
+    if let Some(free) = p.free
+        && p.bytes + RESERVE > free
+    {
+        let msg = format!(
+            "not enough free space for the videos: {} to fetch, {} free (and {} kept free); nothing was fetched",
+            crate::units::human_size(p.bytes, 1),
+            crate::units::human_size(free, 1),
+            crate::units::human_size(RESERVE, 0)
+        );
+        log.error(&format!("restore of the videos of {}: {msg}", job.name));
+        return Err(msg);
+    }
+    log.info(&format!(
+        "restore of the videos of {} started: {} to fetch ({}), {} unchanged, {} problem(s)",
+        job.name,
+        p.fetch.len(),
+        crate::units::human_size(p.bytes, 1),
+        p.unchanged,
+        p.problems.len()
+    ));
+    let mut results = Vec::new();
+    if !p.fetch.is_empty() {
+        let root_path = cfg.videos_dir();
+        if let Err(e) = std::fs::create_dir(&root_path)
+            && e.kind() != io::ErrorKind::AlreadyExists
+        {
+            return Err(format!("cannot create {}: {e}", root_path.display()));
+        }
+        let root = open_root(&root_path).map_err(|e| {
+            format!(
+                "cannot open the videos folder {} ({e}): it must be a folder, not a link",
+                root_path.display()
+            )
+        })?;
+        let Some(o) = &cfg.offsite else {
+            return Err("S3_ENDPOINT is not set".into());
+        };
+        let client = offsite::client(o);
+        for f in &p.fetch {
+            if job.cancel.load(Ordering::Relaxed) {
+                results.push((f.rel.clone(), Err("cancelled (shutdown)".to_string())));
+                continue;
+            }
+            let r = fetch_one(job, &client, &root, f);
+            match &r {
+                Ok(n) => log.info(&format!(
+                    "restored video {} ({})",
+                    shown(&f.rel),
+                    crate::units::human_size(*n, 1)
+                )),
+                Err(e) => log.error(&format!("video {} not restored: {e}", shown(&f.rel))),
+            }
+            results.push((f.rel.clone(), r));
+        }
+    }
+    let done = VideoDone { plan: p, results };
+    log.info(&format!(
+        "restore of the videos of {} done: {} restored, {} failed, {} unchanged",
+        job.name,
+        done.restored(),
+        done.failed(),
+        done.plan.unchanged
+    ));
+    Ok(done)
+}
+
+/// Reads an age identity file (as `age-keygen` writes it): every `AGE-SECRET-KEY-1…`
+/// line.
+pub fn read_identities(path: &Path) -> Result<Vec<age::x25519::Identity>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
+    let ids: Vec<age::x25519::Identity> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    if ids.is_empty() {
+        return Err(format!(
+            "{} holds no age identity (AGE-SECRET-KEY-1… lines, as age-keygen writes them)",
+            path.display()
+        ));
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_video_paths() {
+        assert!(split_rel(b"a/b/c.mp4").is_ok());
+        assert_eq!(
+            split_rel(b"Match/x.MKV").map(|(d, n)| (d.len(), n.to_vec())),
+            Ok((1, b"x.MKV".to_vec()))
+        );
+        for bad in [
+            &b"../x.mp4"[..],
+            b"a/../../x.mp4",
+            b"/abs.mp4",
+            b"a//b.mp4",
+            b"./a.mp4",
+            b"a/b.sh",
+            b"a\0.mp4",
+            b"",
+        ] {
+            assert!(split_rel(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
