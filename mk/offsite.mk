@@ -16,7 +16,7 @@ seaweedfs-stop:
 test-offsite: deps-offsite
 	bash scripts/seaweedfs.sh start
 	status=0; (set -a && . target/seaweedfs/env && set +a && \
-	  $(CARGO) test --locked --test offsite --test fleet -- --include-ignored --test-threads=4) || status=$$?; \
+	  $(CARGO) test --locked --test offsite --test fleet --test videos -- --include-ignored --test-threads=4) || status=$$?; \
 	bash scripts/seaweedfs.sh stop; exit $$status
 
 # The fleet dashboard in Chromium, against a bucket in SeaweedFS (tests/browser/fleet.test.mjs).

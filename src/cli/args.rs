@@ -461,6 +461,6 @@ mod tests {
         assert!(err(&["serve", "--listen", "127.0.0.1:1"]).contains("`fleet serve`"));
         assert!(err(&["fleet", "serve", "--json"]).contains("not an option of `fleet serve`"));
         assert!(err(&["fleet", "serve", "x"]).contains("unexpected argument"));
-        assert!(err(&["fleet", "gc"]).contains("unexpected argument"));
+        assert!(err(&["fleet", "gc", "x"]).contains("unexpected argument"));
     }
 }

@@ -460,6 +460,12 @@ fn fetch_one(job: &VideoJob, client: &Client, root: &File, f: &Fetch) -> Result<
                 tried.push(key);
                 continue;
             }
+            // A key without list permission gets 403 for a missing object: try the
+            // next place before giving up.
+            Err(e) if e.msg.contains("HTTP 403") => {
+                tried.push(format!("{key} (403)"));
+                continue;
+            }
             Err(e) => return Err(e.msg),
         };
         let reader: Box<dyn Read> = if encrypted {
@@ -484,7 +490,10 @@ fn fetch_one(job: &VideoJob, client: &Client, root: &File, f: &Fetch) -> Result<
         }
         _ => "",
     };
-    Err(format!("not in the bucket ({}){hint}", tried.join(", ")))
+    Err(format!(
+        "not in the bucket, or not readable ({}){hint}",
+        tried.join(", ")
+    ))
 }
 
 /// Opens (creating them as needed) the folders of `dirs` under the videos folder,

@@ -58,6 +58,18 @@ fn sd_notify(msg: &str) {
     }
 }
 
+/// How long a running backup may go on after SIGTERM before it is abandoned:
+/// NEOPRO_SHUTDOWN_GRACE_MS (0 to 60000), default 3 s (a tuning knob, like the catch-up
+/// delay; systemd's own stop timeout is longer).
+fn shutdown_grace() -> Duration {
+    let ms = std::env::var("NEOPRO_SHUTDOWN_GRACE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms <= 60_000)
+        .unwrap_or(3000);
+    Duration::from_millis(ms)
+}
+
 fn catch_up_delay() -> i64 {
     std::env::var("NEOPRO_CATCHUP_DELAY")
         .ok()
@@ -280,10 +292,8 @@ pub fn serve(cfg: Config) -> u8 {
     log.info("stopping (signal received)");
     stop.store(true, Ordering::SeqCst);
     // Give a running backup 3 seconds to finish, then abandon it cleanly.
-    for _ in 0..30 {
-        if shared.running.load(Ordering::SeqCst) == 0 {
-            break;
-        }
+    let grace = std::time::Instant::now() + shutdown_grace();
+    while shared.running.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < grace {
         std::thread::sleep(Duration::from_millis(100));
     }
     if shared.running.load(Ordering::SeqCst) > 0 {
