@@ -12,8 +12,8 @@
 #    D-Bus, through PrivateUsers, the seccomp filter and RestrictAddressFamilies);
 #  - a restore through the API writes configuration.json and .env back; site.conf, in
 #    read-only /etc, is a per-file failure;
-#  - in the daemon's mount namespace only BACKUP_DIR, webapp/ and sync-agent/ are
-#    writable; videos/, /etc/neopro and /usr are not; no capabilities, NoNewPrivs, seccomp;
+#  - in the daemon's mount namespace only BACKUP_DIR, webapp/, sync-agent/ and videos/
+#    are writable; NEOPRO_DIR itself, /etc/neopro and /usr are not; no capabilities, NoNewPrivs, seccomp;
 #  - the unit's system-call filters bind the installed build: the daemon's binary is of
 #    systemd's own architecture, and tests/systemd/sandbox-probe.c, built with zig for that
 #    architecture, run as pi under the unit's sandbox properties (systemctl show), is
@@ -224,7 +224,8 @@ readonly_() { if wr "$1"; then ko "read-only: $1"; else ok "read-only: $1"; fi; 
 writable /home/pi/neopro-backups "(BACKUP_DIR)"
 writable /home/pi/neopro/webapp "(restore)"
 writable /home/pi/neopro/sync-agent "(restore)"
-readonly_ /home/pi/neopro/videos
+writable /home/pi/neopro/videos "(restore --videos)"
+readonly_ /home/pi/neopro
 readonly_ /home/pi
 readonly_ /etc/neopro
 readonly_ /usr/local/bin

@@ -65,8 +65,8 @@ expect NoNewPrivileges '^yes$'
 expect CapabilityBoundingSet '^$'
 expect ReadWritePaths '(^| )-?/home/pi/neopro-backups( |$)'
 rw=$(key ReadWritePaths | tr ' ' '\n' | sed 's/^-//' | grep -v '^$' | sort | tr '\n' ' ')
-if [ "$rw" = "/home/pi/neopro-backups /home/pi/neopro/sync-agent /home/pi/neopro/webapp " ]; then
-    ok "writable: BACKUP_DIR and the two restore targets only"
+if [ "$rw" = "/home/pi/neopro-backups /home/pi/neopro/sync-agent /home/pi/neopro/videos /home/pi/neopro/webapp " ]; then
+    ok "writable: BACKUP_DIR, the two restore targets and the videos (restore --videos) only"
 else
     ko "writable paths are '$rw'"
 fi
