@@ -21,7 +21,10 @@ cd "$(dirname "$0")/.." || exit 1
 
 ALL="arm-unknown-linux-musleabihf armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
 [ $# -gt 0 ] || set -- $ALL
+# The Pi builds must stay under 2 MiB (a Pi Zero's SD card and RAM); the x86_64 build is
+# the lab's (CI, benchmarks, a VM), never installed on a Pi: 2.5 MiB.
 MAX_SIZE=$((2 * 1024 * 1024))
+MAX_SIZE_X86=$((5 * 512 * 1024))
 CROSS_DIR=${CROSS_DIR:-target/cross}
 REF=$CROSS_DIR/x86_64-unknown-linux-musl/release/neopro-backup
 
@@ -168,7 +171,10 @@ for t in "$@"; do
 
     # --- the file itself
     size=$(stat -c %s "$bin")
-    check "size $size bytes <= 2 MiB" test "$size" -le "$MAX_SIZE"
+    case $t in
+    x86_64-*) check "size $size bytes <= 2.5 MiB (not a Pi build)" test "$size" -le "$MAX_SIZE_X86" ;;
+    *) check "size $size bytes <= 2 MiB" test "$size" -le "$MAX_SIZE" ;;
+    esac
     desc=$(file -b "$bin")
     check "file: static ($desc)" grep -Eq 'statically linked|static-pie linked' <<<"$desc"
     check "no ELF interpreter, no shared libraries" bash -c "! readelf -lW '$bin' | grep -q INTERP && ! readelf -dW '$bin' | grep -q NEEDED"

@@ -9,8 +9,10 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../src/config.rs"]
+#[path = "../../src/config/mod.rs"]
 mod config;
+#[path = "../../src/fsutil.rs"]
+mod fsutil;
 #[path = "../../src/host.rs"]
 mod host;
 #[path = "../../src/http/client.rs"]

@@ -201,12 +201,15 @@ fn stat_at(dir: &File, name: &[u8], follow: bool) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+// time_t is 32 bits in the libc crate's view of 32-bit musl: widened here (a no-op on
+// 64-bit targets).
+#[allow(clippy::useless_conversion)]
 fn key_of(st: &libc::stat) -> Key {
     Key {
         dev: st.st_dev,
         ino: st.st_ino,
         size: st.st_size as u64,
-        mtime: st.st_mtime,
+        mtime: i64::from(st.st_mtime),
         mtime_ns: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
     }
 }
