@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/neopro/backup.conf";
 
+/// The bucket folder of the shared videos, `S3_PREFIX/videos/` (docs/format.md, Videos
+/// offsite): no site may take that name as its SITE_ID.
+pub const VIDEOS_DIR: &str = "videos";
+
 /// Every key this program reads, so that a typo in the file can be pointed out.
 pub const KEYS: &[&str] = &[
     "NEOPRO_DIR",
@@ -524,10 +528,10 @@ fn videos_offsite_key(src: &Lookup, s3: bool) -> Result<bool, ConfigError> {
                 .to_string(),
         ));
     }
-    if on && src.get("SITE_ID") == Some(crate::offsite::videos::VIDEOS_DIR) {
+    if on && src.get("SITE_ID") == Some(VIDEOS_DIR) {
         return Err(bad(
             "SITE_ID",
-            crate::offsite::videos::VIDEOS_DIR,
+            VIDEOS_DIR,
             "another name with VIDEOS_OFFSITE=true (S3_PREFIX/videos/ holds the shared videos)",
         ));
     }

@@ -43,7 +43,7 @@ use super::video_put::{Sent, send_video};
 use super::{MergedArchive, QueueState, site_prefix};
 
 /// The folder of the videos under S3_PREFIX (a SITE_ID may not take this name).
-pub const VIDEOS_DIR: &str = "videos";
+pub use crate::config::VIDEOS_DIR;
 /// The hashes this site's kept archives name, under `S3_PREFIX/SITE_ID/`.
 pub const REFS_OBJECT: &str = "videos-referenced.txt";
 /// Written by `fleet gc` when it removed an object a site named meanwhile (a race it

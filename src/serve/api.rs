@@ -305,23 +305,6 @@ struct AutoStatus {
     logs: String,
 }
 
-/// The clock warning of this daemon now: the clock, the newest archive, the status.
-pub fn clock_warning(shared: &Shared) -> Option<crate::schedule::ClockWarning> {
-    let dir = &shared.cfg.backup_dir;
-    let st = status::read(dir).ok().flatten();
-    let success = st.as_ref().and_then(|s| {
-        let stamp = s.last_success_stamp()?;
-        Some((stamp.to_string(), crate::clock::parse_iso(stamp)?))
-    });
-    let newest = store::newest(dir);
-    crate::schedule::clock_warning(
-        crate::clock::now_unix(),
-        &shared.tz,
-        newest.as_ref().map(|(n, t)| (n.as_str(), *t)),
-        success.as_ref().map(|(s, t)| (s.as_str(), *t)),
-    )
-}
-
 /// `auto-status`: the contract's four members, and `clockWarning` (French) after them
 /// only while the clock looks wrong (docs/format.md, API).
 fn auto_status(shared: &Shared) -> Response {
@@ -335,7 +318,7 @@ fn auto_status(shared: &Shared) -> Response {
         logs: status::tail(&shared.cfg.backup_dir, 20),
     }
     .serialize_json();
-    if let Some(w) = clock_warning(shared)
+    if let Some(w) = crate::serve::state::clock_warning(shared)
         && body.ends_with('}')
     {
         body.pop();

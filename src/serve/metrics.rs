@@ -21,7 +21,7 @@ pub fn metrics(shared: &Shared) -> Response {
         .as_ref()
         .and_then(|s| s.credible_success_unix(now))
         .unwrap_or(0);
-    let clock_warning = crate::serve::api::clock_warning(shared);
+    let clock_warning = crate::serve::state::clock_warning(shared);
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         out.push_str(&format!(

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::fsutil::{self, LockWait};
 use crate::http::server::Stats;
 use crate::schedule;
-use crate::status::Log;
+use crate::status::{self, Log};
 use crate::store::{self, SCHEDULE_FILE};
 
 /// Stack of the thread a backup runs in (compression wants more than a connection's).
@@ -116,4 +116,21 @@ pub fn read_enabled(dir: &Path, log: &Log) -> bool {
             true
         }
     }
+}
+
+/// The clock warning of this daemon now: the clock, the newest archive, the status.
+pub fn clock_warning(shared: &Shared) -> Option<crate::schedule::ClockWarning> {
+    let dir = &shared.cfg.backup_dir;
+    let st = status::read(dir).ok().flatten();
+    let success = st.as_ref().and_then(|s| {
+        let stamp = s.last_success_stamp()?;
+        Some((stamp.to_string(), crate::clock::parse_iso(stamp)?))
+    });
+    let newest = store::newest(dir);
+    crate::schedule::clock_warning(
+        crate::clock::now_unix(),
+        &shared.tz,
+        newest.as_ref().map(|(n, t)| (n.as_str(), *t)),
+        success.as_ref().map(|(s, t)| (s.as_str(), *t)),
+    )
 }
