@@ -16,6 +16,13 @@ mod archive;
 /// archive.rs uses `crate::units::hex`.
 #[path = "../../src/units.rs"]
 mod units;
+// What the reader asks the store (old-format top folders), with what the store needs.
+#[path = "../../src/clock.rs"]
+mod clock;
+#[path = "../../src/fsutil.rs"]
+mod fsutil;
+#[path = "../../src/store.rs"]
+mod store;
 
 /// An independent check of the gzip layer (RFC 1952), sharing only the inflater with
 /// the reader: exactly one member, header flags honoured, CRC-32 and ISIZE right, and

@@ -203,7 +203,12 @@ impl Tally {
         let Some((site, name)) = rest.split_once('/') else {
             return;
         };
-        if site.is_empty() || name.is_empty() || name.contains('/') {
+        // S3_PREFIX/videos/ holds the shared videos (Videos offsite), not a site.
+        if site.is_empty()
+            || site == crate::config::VIDEOS_DIR
+            || name.is_empty()
+            || name.contains('/')
+        {
             return;
         }
         // Keys come sorted, so the site is nearly always the last one seen; look it up
