@@ -472,6 +472,68 @@ mod tests {
     }
 
     #[test]
+    fn manifest_lines_are_those_of_gnu_sha256sum() {
+        let h = "0123456789abcdef".repeat(4);
+        let line = |path: &[u8]| String::from_utf8_lossy(&manifest_line(&h, path)).into_owned();
+        assert_eq!(line(b"a b.txt"), format!("{h}  a b.txt\n"));
+        assert_eq!(line(b"back\\slash"), format!("\\{h}  back\\\\slash\n"));
+        assert_eq!(line(b"new\nline"), format!("\\{h}  new\\nline\n"));
+        assert_eq!(line(b"car\rriage"), format!("\\{h}  car\\rriage\n"));
+        assert_eq!(line(b"a\r\n\\"), format!("\\{h}  a\\r\\n\\\\\n"));
+    }
+
+    #[test]
+    fn manifests_are_read_strictly() {
+        let h = "0123456789ABCDEF".repeat(4);
+        let lower = h.to_ascii_lowercase();
+        let mut text = Vec::new();
+        for p in [&b"plain.txt"[..], b"c\r\\d\n", b""] {
+            text.extend(manifest_line(&h, p));
+        }
+        text.extend(b"\n");
+        let Ok(m) = parse_manifest(&text) else {
+            panic!("{:?}", parse_manifest(&text))
+        };
+        let want: BTreeMap<Vec<u8>, String> = [&b"plain.txt"[..], b"c\r\\d\n", b""]
+            .iter()
+            .map(|p| (p.to_vec(), lower.clone()))
+            .collect();
+        assert_eq!(m, want);
+        assert_eq!(parse_manifest(b""), Ok(BTreeMap::new()));
+        // A raw \r or \\ on a line without the leading \\ is part of the name.
+        let raw = format!("{h}  a\\b\rc\n");
+        let m = parse_manifest(raw.as_bytes()).unwrap_or_default();
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec![&b"a\\b\rc"[..]]);
+        for (bad, why) in [
+            (format!("{h} *binary-mode\n"), "malformed"),
+            (format!("{h}\n"), "malformed"),
+            (format!("{}  x\n", "g".repeat(64)), "malformed"),
+            (format!("{}  x\n", &h[1..]), "malformed"),
+            (format!("{h}  x\n{h}  y\n{h}  x\n"), "line 3 repeats a path"),
+            (
+                format!("{h}  x\n\\{h}  bad\\t\n"),
+                "line 2 has a bad escape",
+            ),
+            (format!("\\{h}  end\\"), "line 1 has a bad escape"),
+        ] {
+            let r = parse_manifest(bad.as_bytes());
+            assert!(r.as_ref().is_err_and(|e| e.contains(why)), "{bad:?}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn the_inner_path_is_what_follows_the_top_folder() {
+        let p = |s: &'static str| safe_inner_path(Path::new(s), "top");
+        assert_eq!(p("top/a/b"), Ok(Path::new("a/b")));
+        assert_eq!(p("top/"), Ok(Path::new("")));
+        assert_eq!(p("top"), Ok(Path::new("")));
+        assert!(p("other/x").is_err_and(|e| e.contains("outside the folder top/")));
+        assert!(p("./top/x").is_err_and(|e| e.contains("absolute or unsafe")));
+        assert!(p("/top/x").is_err_and(|e| e.contains("absolute or unsafe")));
+        assert!(p("top/a/../../x").is_err_and(|e| e.contains("(.. or /)")));
+    }
+
+    #[test]
     fn unsafe_paths_are_refused() {
         assert!(safe_inner_path(Path::new("top/a/b"), "top").is_ok());
         assert!(safe_inner_path(Path::new("top/../x"), "top").is_err());
