@@ -533,6 +533,38 @@ mod tests {
         assert!(p("top/a/../../x").is_err_and(|e| e.contains("(.. or /)")));
     }
 
+    /// A .tar.gz of the folder `top/` holding `files` (name, content).
+    fn targz(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o700);
+        let mut r = b.append_data(&mut h, format!("{top}/"), io::empty());
+        for (name, content) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(content.len() as u64);
+            h.set_mode(0o600);
+            r = r.and_then(|_| b.append_data(&mut h, format!("{top}/{name}"), *content));
+        }
+        let r = r.and_then(|_| b.into_inner()).and_then(|gz| gz.finish());
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_old_top_folder_is_old_format_even_with_a_manifest() {
+        let conf = &b"{}"[..];
+        let manifest = manifest_line(&hex(&Sha256::digest(conf)), b"configuration.json");
+        let files = [("configuration.json", conf), (MANIFEST, &manifest[..])];
+        for (top, old) in [("20241218-030000", true), ("backup-20241218-030000", false)] {
+            let r = verify(&targz(top, &files)[..], None);
+            assert!(r.ok && r.error.is_none(), "{top}: {r:?}");
+            assert_eq!(r.old_format, old, "{top}");
+            assert_eq!(r.files.len(), 1, "{top}");
+        }
+    }
+
     #[test]
     fn unsafe_paths_are_refused() {
         assert!(safe_inner_path(Path::new("top/a/b"), "top").is_ok());
