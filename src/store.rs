@@ -529,4 +529,34 @@ mod tests {
         let t = name_time("backup-20241218-030000.tar.gz");
         assert_eq!(t.map(stem_for).as_deref(), Some("backup-20241218-030000"));
     }
+
+    #[test]
+    fn a_name_holds_a_real_local_time_and_its_folder() {
+        assert_eq!(
+            name_time("backup-20241231-235959.tar.gz"),
+            Some(clock::naive_secs(2024, 12, 31, 23, 59, 59))
+        );
+        assert_eq!(
+            name_time("backup-20240229-000000.tar.gz"),
+            Some(clock::naive_secs(2024, 2, 29, 0, 0, 0))
+        );
+        for bad in [
+            "backup-20241218-240000.tar.gz",
+            "backup-20241218-036000.tar.gz",
+            "backup-20241218-030060.tar.gz",
+            "backup-20230229-030000.tar.gz",
+            "backup-20241218-030000.tar.bz",
+        ] {
+            assert_eq!(name_time(bad), None, "{bad}");
+        }
+        assert_eq!(
+            stem_for(clock::naive_secs(2025, 1, 2, 3, 4, 5)),
+            "backup-20250102-030405"
+        );
+        assert_eq!(
+            stem_of("backup-20241218-030000.tar.gz"),
+            "backup-20241218-030000"
+        );
+        assert_eq!(stem_of("20241218-030000"), "20241218-030000");
+    }
 }

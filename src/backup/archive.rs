@@ -480,6 +480,100 @@ mod tests {
     }
 
     #[test]
+    fn manifest_lines_are_those_of_gnu_sha256sum() {
+        let h = "0123456789abcdef".repeat(4);
+        let line = |path: &[u8]| String::from_utf8_lossy(&manifest_line(&h, path)).into_owned();
+        assert_eq!(line(b"a b.txt"), format!("{h}  a b.txt\n"));
+        assert_eq!(line(b"back\\slash"), format!("\\{h}  back\\\\slash\n"));
+        assert_eq!(line(b"new\nline"), format!("\\{h}  new\\nline\n"));
+        assert_eq!(line(b"car\rriage"), format!("\\{h}  car\\rriage\n"));
+        assert_eq!(line(b"a\r\n\\"), format!("\\{h}  a\\r\\n\\\\\n"));
+    }
+
+    #[test]
+    fn manifests_are_read_strictly() {
+        let h = "0123456789ABCDEF".repeat(4);
+        let lower = h.to_ascii_lowercase();
+        let mut text = Vec::new();
+        for p in [&b"plain.txt"[..], b"c\r\\d\n", b""] {
+            text.extend(manifest_line(&h, p));
+        }
+        text.extend(b"\n");
+        let Ok(m) = parse_manifest(&text) else {
+            panic!("{:?}", parse_manifest(&text))
+        };
+        let want: BTreeMap<Vec<u8>, String> = [&b"plain.txt"[..], b"c\r\\d\n", b""]
+            .iter()
+            .map(|p| (p.to_vec(), lower.clone()))
+            .collect();
+        assert_eq!(m, want);
+        assert_eq!(parse_manifest(b""), Ok(BTreeMap::new()));
+        // A raw \r or \\ on a line without the leading \\ is part of the name.
+        let raw = format!("{h}  a\\b\rc\n");
+        let m = parse_manifest(raw.as_bytes()).unwrap_or_default();
+        assert_eq!(m.keys().collect::<Vec<_>>(), vec![&b"a\\b\rc"[..]]);
+        for (bad, why) in [
+            (format!("{h} *binary-mode\n"), "malformed"),
+            (format!("{h}\n"), "malformed"),
+            (format!("{}  x\n", "g".repeat(64)), "malformed"),
+            (format!("{}  x\n", &h[1..]), "malformed"),
+            (format!("{h}  x\n{h}  y\n{h}  x\n"), "line 3 repeats a path"),
+            (
+                format!("{h}  x\n\\{h}  bad\\t\n"),
+                "line 2 has a bad escape",
+            ),
+            (format!("\\{h}  end\\"), "line 1 has a bad escape"),
+        ] {
+            let r = parse_manifest(bad.as_bytes());
+            assert!(r.as_ref().is_err_and(|e| e.contains(why)), "{bad:?}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn the_inner_path_is_what_follows_the_top_folder() {
+        let p = |s: &'static str| safe_inner_path(Path::new(s), "top");
+        assert_eq!(p("top/a/b"), Ok(Path::new("a/b")));
+        assert_eq!(p("top/"), Ok(Path::new("")));
+        assert_eq!(p("top"), Ok(Path::new("")));
+        assert!(p("other/x").is_err_and(|e| e.contains("outside the folder top/")));
+        assert!(p("./top/x").is_err_and(|e| e.contains("absolute or unsafe")));
+        assert!(p("/top/x").is_err_and(|e| e.contains("absolute or unsafe")));
+        assert!(p("top/a/../../x").is_err_and(|e| e.contains("(.. or /)")));
+    }
+
+    /// A .tar.gz of the folder `top/` holding `files` (name, content).
+    fn targz(top: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o700);
+        let mut r = b.append_data(&mut h, format!("{top}/"), io::empty());
+        for (name, content) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(content.len() as u64);
+            h.set_mode(0o600);
+            r = r.and_then(|_| b.append_data(&mut h, format!("{top}/{name}"), *content));
+        }
+        let r = r.and_then(|_| b.into_inner()).and_then(|gz| gz.finish());
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn an_old_top_folder_is_old_format_even_with_a_manifest() {
+        let conf = &b"{}"[..];
+        let manifest = manifest_line(&hex(&Sha256::digest(conf)), b"configuration.json");
+        let files = [("configuration.json", conf), (MANIFEST, &manifest[..])];
+        for (top, old) in [("20241218-030000", true), ("backup-20241218-030000", false)] {
+            let r = verify(&targz(top, &files)[..], None);
+            assert!(r.ok && r.error.is_none(), "{top}: {r:?}");
+            assert_eq!(r.old_format, old, "{top}");
+            assert_eq!(r.files.len(), 1, "{top}");
+        }
+    }
+
+    #[test]
     fn unsafe_paths_are_refused() {
         assert!(safe_inner_path(Path::new("top/a/b"), "top").is_ok());
         assert!(safe_inner_path(Path::new("top/../x"), "top").is_err());

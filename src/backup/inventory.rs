@@ -588,6 +588,7 @@ mod tests {
             &b"plain/file.mp4"[..],
             b"tab\there.mp4",
             b"new\nline\\x.mp4",
+            b"car\rriage\\\\.mp4",
             b"bad\xff\x01.mp4",
             "été.mp4".as_bytes(),
         ] {
@@ -596,6 +597,32 @@ mod tests {
             assert!(!s.contains('\t') && !s.contains('\n'), "{s}");
             assert_eq!(unescape_path(&s).as_deref(), Some(raw));
         }
+    }
+
+    #[test]
+    fn escapes_are_exactly_those_of_the_module_doc() {
+        let esc = |raw: &[u8]| {
+            let mut s = String::from("kept:");
+            escape_path(raw, &mut s);
+            s
+        };
+        assert_eq!(esc(b"plain/file name.mp4"), "kept:plain/file name.mp4");
+        assert_eq!(esc("été 🎬.mp4".as_bytes()), "kept:été 🎬.mp4");
+        assert_eq!(esc(b"a\\b\tc\nd\re"), "kept:a\\\\b\\tc\\nd\\re");
+        assert_eq!(esc(b"\x01\x1b\x7f\xff"), "kept:\\x01\\x1b\\x7f\\xff");
+        // U+0085 (NEL) is a control character of two UTF-8 bytes: both are shown.
+        assert_eq!(esc("a\u{85}b".as_bytes()), "kept:a\\xc2\\x85b");
+        let un = |s: &str| unescape_path(s);
+        assert_eq!(un(""), Some(Vec::new()));
+        assert_eq!(un("été"), Some("été".as_bytes().to_vec()));
+        assert_eq!(
+            un("\\\\\\t\\n\\r\\x00\\xFfz"),
+            Some(b"\\\t\n\r\x00\xffz".to_vec())
+        );
+        assert_eq!(un("a\\x4"), None);
+        assert_eq!(un("a\\xzz"), None);
+        assert_eq!(un("a\\q"), None);
+        assert_eq!(un("a\\"), None);
     }
 
     #[test]

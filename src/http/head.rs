@@ -141,6 +141,48 @@ mod tests {
     }
 
     #[test]
+    fn edges_of_the_grammar() {
+        // The asterisk form (OPTIONS *) is a target; the absolute form is not.
+        let h = parse(b"OPTIONS * HTTP/1.1\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.path == "*" && h.method == "OPTIONS"));
+        assert_eq!(status("OPTIONS http://a/ HTTP/1.1\r\n\r\n"), 400);
+        // 19 digits at most: the longest length that always fits in a u64.
+        let h = parse(b"POST / HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.content_length == 9_999_999_999_999_999_999));
+        let h = parse(b"POST / HTTP/1.1\r\nContent-Length: 0000000000000000007\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.content_length == 7));
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 10000000000000000000\r\n\r\n"),
+            Err(INVALID)
+        );
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nContent-Length: 5x\r\n\r\n"),
+            Err(refuse(400, "{\"error\":\"Content-Length invalide\"}"))
+        );
+        // One Host is fine; the query and the fragment are not part of the path.
+        let h = parse(b"GET /a/b?c=d#e HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.path == "/a/b" && h.headers.len() == 1));
+        let h = parse(b"GET /a#b?c HTTP/1.1\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.path == "/a"));
+        // Connection: anything else than close or keep-alive keeps the version's default.
+        let h = parse(b"GET / HTTP/1.0\r\nConnection: Upgrade\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.wants_close));
+        let h = parse(b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n");
+        assert!(h.is_ok_and(|h| !h.wants_close));
+        let h = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive, Upgrade\r\n\r\n");
+        assert!(h.is_ok_and(|h| !h.wants_close));
+        let h = parse(b"GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.wants_close));
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(MAX_HEADERS));
+        assert!(parse(many.as_bytes()).is_ok_and(|h| h.headers.len() == MAX_HEADERS));
+        assert_eq!(
+            parse(format!("{many}x").as_bytes()),
+            Err(INVALID),
+            "bytes after the head"
+        );
+    }
+
+    #[test]
     fn smuggling_primitives_are_refused() {
         for bad in [
             "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\n",
