@@ -1,4 +1,4 @@
-//! Fuzzes the config file parser (src/config.rs, docs/format.md "Configuration"): the
+//! Fuzzes the config file parser (src/config/mod.rs, docs/format.md "Configuration"): the
 //! `KEY=VALUE` reader, then every key's validation (`Config::from_sources`), with the
 //! real modules it calls (the URL parsers of src/http/client.rs and src/smtp/url.rs).
 #![no_main]
@@ -100,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
     secrets.extend(last("API_TOKEN").map(|v| ("API_TOKEN", v, vec![])));
     secrets.extend(last("S3_SECRET_KEY").map(|v| ("S3_SECRET_KEY", v, vec![])));
     // The password in a URL (scheme://user:PASSWORD@host): SMTP_URL's, and those of
-    // the URLs whose user info errors never show (src/config.rs, shown_url).
+    // the URLs whose user info errors never show (src/config/mod.rs, shown_url).
     for key in ["SMTP_URL", "ALERT_WEBHOOK", "PING_URL", "S3_ENDPOINT"] {
         if let Some(url) = last(key)
             && let Some((scheme, rest)) = url.split_once("://")
@@ -135,7 +135,7 @@ fuzz_target!(|data: &[u8]| {
 
 /// The sources whose fixed texts make up the error messages.
 const SOURCES: [&str; 3] = [
-    include_str!("../../src/config.rs"),
+    include_str!("../../src/config/mod.rs"),
     include_str!("../../src/smtp/url.rs"),
     include_str!("../../src/http/client.rs"),
 ];
