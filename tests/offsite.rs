@@ -399,7 +399,6 @@ fn forward(listener: TcpListener, to: &str) {
 fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     let t = Tree::new("offsite-daemon");
     let prefix = unique_prefix("daemon");
-    let port = free_port();
     let s3_port = free_port();
     let mut c = t.command(&["serve"]);
     for (k, v) in with(
@@ -411,7 +410,8 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     // A child of the daemon (RESTART_CMD, after a restore through the API) writes down
     // its environment and argv: that is where a secret would leak.
     let child_env = t.root.join("restart-cmd-env.txt");
-    c.env("LISTEN", format!("127.0.0.1:{port}"))
+    // Port 0: the daemon binds a free port itself and says which ("serving on").
+    c.env("LISTEN", "127.0.0.1:0")
         .env("API_TOKEN", API_TOKEN)
         .env(
             "RESTART_CMD",
@@ -424,9 +424,31 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
         .env("NEOPRO_CATCHUP_DELAY", "3600")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
     let pid = child.id();
+    let stderr = child.stderr.take();
     let guard = Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let Some(stderr) = stderr else { return };
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("serving on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("the daemon did not say where it listens"));
+    let port: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {addr:?}"));
     let auth = format!("Bearer {API_TOKEN}");
     let api = |method: &str, path: &str| {
         http(
