@@ -474,5 +474,17 @@ mod tests {
         let w = clock_warning(t, &tz, None, Some(("2099-01-01T03:00:00+00:00", far)));
         assert!(w.is_some_and(|w| w.french().contains("2099-01-01")));
         assert_eq!(clock_warning(t, &tz, None, Some(("now", t + 60))), None);
+        // The bounds themselves are fine: the first sane second, a success exactly
+        // FUTURE_SLACK ahead.
+        assert_eq!(clock_warning(MIN_SANE, &tz, None, None), None);
+        let w = clock_warning(MIN_SANE - 1, &tz, None, None);
+        assert!(matches!(w, Some(ClockWarning::NotSet { .. })), "{w:?}");
+        let slack = crate::status::FUTURE_SLACK;
+        assert_eq!(clock_warning(t, &tz, None, Some(("s", t + slack))), None);
+        let w = clock_warning(t, &tz, None, Some(("s", t + slack + 1)));
+        assert!(
+            matches!(w, Some(ClockWarning::FutureSuccess { .. })),
+            "{w:?}"
+        );
     }
 }
