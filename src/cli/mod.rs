@@ -76,10 +76,11 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
             identity,
         } => {
             let cfg = load(cfg_path)?;
-            let (path, _) = resolve_archive(&cfg, &archive);
+            let (path, in_store) = resolve_archive(&cfg, &archive);
             Ok(ExitCode::from(restore::cli_videos(
                 &cfg,
                 &path,
+                in_store,
                 dry_run,
                 identity.as_deref(),
             )))

@@ -2,7 +2,6 @@
 //! and backup/archive.rs; this file prints.
 
 use std::fs::File;
-use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -172,6 +171,15 @@ fn open_archive(path: &Path, in_store: bool) -> Result<File, String> {
         .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
+/// An archive's file name, and the top folder expected inside when it is named like one.
+fn names_of(path: &Path) -> (String, Option<String>) {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let top = store::is_archive_name(&name).then(|| store::stem_of(&name).to_string());
+    (name, top)
+}
+
 /// `verify ARCHIVE`: gzip, tar and MANIFEST.sha256; exit 0 intact, 1 damaged.
 pub fn verify(path: &Path, in_store: bool) -> ExitCode {
     let file = match open_archive(path, in_store) {
@@ -256,15 +264,13 @@ pub fn cli(
             return 1;
         }
     };
-    let name = archive_path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let (name, expected_top) = names_of(archive_path);
     let tz = Tz::local();
     let never = AtomicBool::new(false);
     let job = Job {
         cfg,
         tz: &tz,
-        expected_top: store::is_archive_name(&name).then(|| store::stem_of(&name).to_string()),
+        expected_top,
         name,
         files,
         cancel: &never,
@@ -330,7 +336,13 @@ fn print_video_plan(name: &str, p: &VideoPlan) {
 
 /// `neopro-backup restore ARCHIVE --videos [--dry-run] [--identity FILE]`. Exit code: 0
 /// every video of the archive is on the Pi (fetched or already there), 1 otherwise.
-pub fn cli_videos(cfg: &Config, archive_path: &Path, dry_run: bool, identity: Option<&Path>) -> u8 {
+pub fn cli_videos(
+    cfg: &Config,
+    archive_path: &Path,
+    in_store: bool,
+    dry_run: bool,
+    identity: Option<&Path>,
+) -> u8 {
     let identities = match identity.map(videos::read_identities) {
         None => Vec::new(),
         Some(Ok(ids)) => ids,
@@ -339,28 +351,21 @@ pub fn cli_videos(cfg: &Config, archive_path: &Path, dry_run: bool, identity: Op
             return 2;
         }
     };
-    let file = match File::open(archive_path).and_then(|f| {
-        if f.metadata()?.is_file() {
-            Ok(f)
-        } else {
-            Err(io::Error::other("not a regular file"))
-        }
-    }) {
+    // Opened like every archive: without blocking (a FIFO named like one), regular only.
+    let file = match open_archive(archive_path, in_store) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("neopro-backup: cannot open {}: {e}", archive_path.display());
+            eprintln!("neopro-backup: {e}");
             return 1;
         }
     };
-    let name = archive_path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let (name, expected_top) = names_of(archive_path);
     let tz = Tz::local();
     let never = AtomicBool::new(false);
     let job = VideoJob {
         cfg,
         tz: &tz,
-        expected_top: store::is_archive_name(&name).then(|| store::stem_of(&name).to_string()),
+        expected_top,
         name,
         identities,
         cancel: &never,
