@@ -15,38 +15,14 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use common::s3::*;
 use common::*;
 
-const BUCKET: &str = "neopro-test";
-// The identity of scripts/seaweedfs.sh.
-const ACCESS_KEY: &str = "NEOPROTESTKEY";
-const SECRET_KEY: &str = "neopro-test-secret-0123456789";
 const API_TOKEN: &str = "fleet-token-never-shown-0123456789";
-
-fn s3_endpoint() -> String {
-    std::env::var("NEOPRO_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:8333".into())
-}
-
-fn filer() -> (String, u16) {
-    let url = std::env::var("NEOPRO_TEST_FILER").unwrap_or_else(|_| "http://127.0.0.1:8888".into());
-    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-    let (h, p) = hostport.rsplit_once(':').unwrap_or((hostport, "80"));
-    (h.to_string(), p.parse().unwrap_or(80))
-}
-
-static PREFIX_N: AtomicU32 = AtomicU32::new(0);
-
-fn unique_prefix(name: &str) -> String {
-    format!(
-        "f{}-{}-{name}",
-        std::process::id(),
-        PREFIX_N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// One HTTP/1.0 exchange: (status, headers, body).
 fn http(

@@ -15,48 +15,17 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::s3::*;
 use common::*;
-
-const BUCKET: &str = "neopro-test";
-// The identity of scripts/seaweedfs.sh.
-const ACCESS_KEY: &str = "NEOPROTESTKEY";
-const SECRET_KEY: &str = "neopro-test-secret-0123456789";
-
-fn s3_endpoint() -> String {
-    std::env::var("NEOPRO_TEST_S3").unwrap_or_else(|_| "http://127.0.0.1:8333".into())
-}
-
-fn filer() -> (String, u16) {
-    let url = std::env::var("NEOPRO_TEST_FILER").unwrap_or_else(|_| "http://127.0.0.1:8888".into());
-    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-    let (h, p) = hostport.rsplit_once(':').unwrap_or((hostport, "80"));
-    (h.to_string(), p.parse().unwrap_or(80))
-}
-
-static PREFIX_N: AtomicU32 = AtomicU32::new(0);
-
-fn unique_prefix(name: &str) -> String {
-    format!(
-        "v{}-{}-{name}",
-        std::process::id(),
-        PREFIX_N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The environment of a site with VIDEOS_OFFSITE.
 fn site_env(prefix: &str, site: &str) -> Vec<(String, String)> {
-    vec![
-        ("S3_ENDPOINT".into(), s3_endpoint()),
-        ("S3_BUCKET".into(), BUCKET.into()),
-        ("S3_ACCESS_KEY".into(), ACCESS_KEY.into()),
-        ("S3_SECRET_KEY".into(), SECRET_KEY.into()),
-        ("S3_PREFIX".into(), prefix.into()),
-        ("SITE_ID".into(), site.into()),
-        ("VIDEOS_OFFSITE".into(), "true".into()),
-    ]
+    let mut env = s3_env(prefix, site);
+    env.push(("VIDEOS_OFFSITE".into(), "true".into()));
+    env
 }
 
 fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -198,10 +167,7 @@ fn sha256_file(path: &Path) -> String {
 }
 
 fn sha256_bytes(root: &Path, data: &[u8]) -> String {
-    let p = root.join(format!(
-        "sha-input-{}",
-        PREFIX_N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let p = root.join(unique_prefix("sha-input"));
     write_file(&p, data);
     let h = sha256_file(&p);
     let _ = fs::remove_file(&p);

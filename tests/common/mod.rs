@@ -8,6 +8,8 @@
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
