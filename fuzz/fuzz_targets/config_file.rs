@@ -143,7 +143,7 @@ const SOURCES: [&str; 3] = [
 /// Whether an error message could hold `secret` without showing the secret itself: too
 /// short to tell, part of a fixed text, of another key or value, or with a character
 /// that could join a fixed text or another part of the value to it (`=`, quotes,
-/// spaces, `:`, `/`, ...).
+/// spaces, `:`, `/`, ...), or made by the escaping of another value.
 fn shown_for_another_reason(secret: &str, key: &str, pairs: &[(String, String)]) -> bool {
     secret.len() < 8
         || !secret
@@ -151,7 +151,10 @@ fn shown_for_another_reason(secret: &str, key: &str, pairs: &[(String, String)])
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         || SOURCES.iter().any(|s| s.contains(secret))
         || "/etc/neopro/backup.conf".contains(secret)
-        || pairs
-            .iter()
-            .any(|(k, v)| k.contains(secret) || (k != key && v.contains(secret)))
+        || pairs.iter().any(|(k, v)| {
+            // An error shows a value escaped (`config::shown`): "\0" then "1234567"
+            // reads as "01234567" though the value never holds it.
+            k.contains(secret)
+                || (k != key && (v.contains(secret) || config::shown(v).contains(secret)))
+        })
 }
