@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -61,50 +60,12 @@ impl Daemon {
         let mut child = c
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", common::BIN));
-        let log = Arc::new(Mutex::new(String::new()));
-        let log_closed = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-        let (log2, closed2) = (Arc::clone(&log), Arc::clone(&log_closed));
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("serving on http://").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                    let _ = tx.send(addr);
-                }
-                let mut l = log2.lock().unwrap_or_else(|p| p.into_inner());
-                l.push_str(&line);
-                l.push('\n');
-            }
-            closed2.store(true, Ordering::SeqCst);
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            if let Ok(a) = rx.recv_timeout(Duration::from_millis(50)) {
-                break a;
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                wait_for(
-                    "the daemon's last stderr lines",
-                    Duration::from_secs(5),
-                    || log_closed.load(Ordering::SeqCst),
-                );
-                panic!(
-                    "the daemon exited ({st}) before serving:\n{}",
-                    log.lock().unwrap_or_else(|p| p.into_inner())
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the daemon did not log `serving on` within 20 s");
-            }
-        };
+        let serving = common::wait_serving(&mut child, "the daemon");
         Daemon {
             child,
-            addr,
-            log,
-            log_closed,
+            addr: serving.addr,
+            log: serving.log,
+            log_closed: serving.log_closed,
         }
     }
 
@@ -1827,8 +1788,7 @@ fn sd_notify_ready_then_watchdog_pings() {
 // Daemon hardening: strict heads over a real socket, fair connection use, the health
 // lane and the watchdog, framing, the auth scheme, HEAD and ranges.
 
-#[path = "common/net.rs"]
-mod net;
+use common::net;
 
 /// Sends `raw` and reads exactly one answer, then expects the connection closed.
 fn one_answer_then_closed(addr: &str, raw: &[u8]) -> Result<net::Answer, String> {

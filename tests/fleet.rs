@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::s3::*;
@@ -206,39 +206,12 @@ impl Dashboard {
         }
         c.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap_or_else(|e| panic!("fleet serve: {e}"));
-        let stderr = child.stderr.take();
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            if let Some(e) = stderr {
-                // Read to the end, so the daemon never writes to a closed pipe.
-                for line in BufReader::new(e).lines().map_while(Result::ok) {
-                    eprintln!("[fleet serve] {line}");
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut log = String::new();
-        let mut d = Dashboard {
+        let addr = wait_serving(&mut child, "fleet serve").addr;
+        Dashboard {
             child,
-            addr: String::new(),
+            addr,
             _tree: t,
-        };
-        while Instant::now() < deadline {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    if let Some(rest) = line.split("serving on http://").nth(1) {
-                        d.addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                        return d;
-                    }
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
         }
-        panic!("fleet serve did not start:\n{log}");
     }
 
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::net::ClosedPort;
 use common::s3::*;
 use common::*;
 
@@ -137,13 +138,6 @@ fn objects_in(dir: &str) -> Vec<String> {
     };
     names.sort();
     names
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -281,7 +275,8 @@ fn wrong_secret_is_a_clear_error_and_the_copy_waits() {
 fn server_down_then_back() {
     let t = Tree::new("offsite-down");
     let prefix = unique_prefix("down");
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let closed = ClosedPort::new();
+    let dead = closed.url();
     let down = with(&s3_env(&prefix, "pi"), &[("S3_ENDPOINT", &dead)]);
     let started = Instant::now();
     let out = run(&t, &down, &["run"]);
@@ -352,12 +347,10 @@ fn forward(listener: TcpListener, to: &str) {
 fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     let t = Tree::new("offsite-daemon");
     let prefix = unique_prefix("daemon");
-    let s3_port = free_port();
+    // The S3 server is down (its port refuses connections), then comes back.
+    let s3_down = ClosedPort::new();
     let mut c = t.command(&["serve"]);
-    for (k, v) in with(
-        &s3_env(&prefix, "pi"),
-        &[("S3_ENDPOINT", &format!("http://127.0.0.1:{s3_port}"))],
-    ) {
+    for (k, v) in with(&s3_env(&prefix, "pi"), &[("S3_ENDPOINT", &s3_down.url())]) {
         c.env(k, v);
     }
     // A child of the daemon (RESTART_CMD, after a restore through the API) writes down
@@ -375,33 +368,12 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
         )
         .env("NEOPRO_OFFSITE_RETRY_SECS", "1")
         .env("NEOPRO_CATCHUP_DELAY", "3600")
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
     let pid = child.id();
-    let stderr = child.stderr.take();
+    let port = wait_serving(&mut child, "serve").port();
     let guard = Guard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let Some(stderr) = stderr else { return };
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("serving on http://").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("the daemon did not say where it listens"));
-    let port: u16 = addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {addr:?}"));
     let auth = format!("Bearer {API_TOKEN}");
     let api = |method: &str, path: &str| {
         http(
@@ -413,9 +385,6 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
             b"",
         )
     };
-    wait_for("the daemon to listen", 20, || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
     let pending_metric = || {
         let (st, body) = api("GET", "/metrics");
         assert_eq!(st, 200);
@@ -435,8 +404,10 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     });
     assert_eq!(pending_metric(), 1);
     // The server comes back on that port: a retry sends the copy.
-    let listener = TcpListener::bind(("127.0.0.1", s3_port)).unwrap_or_else(|e| panic!("{e}"));
-    forward(listener, s3_endpoint().trim_start_matches("http://"));
+    forward(
+        s3_down.listen(),
+        s3_endpoint().trim_start_matches("http://"),
+    );
     wait_for("the retry", 30, || pending_metric() == 0);
     let name = archives(&t.backups).pop().unwrap_or_default();
     assert!(object(&format!("{prefix}/pi/{name}")) == Some(read(&t.archive_path(&name))));
@@ -641,14 +612,14 @@ fn fleet_lists_every_site_and_marks_stale_ones() {
 
 const TLS_PROXY: &str = r#"
 import socket, ssl, sys, threading
-cert, key, port, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cert, key, target = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
+srv.bind(("127.0.0.1", 0))
 srv.listen(16)
-print("ready", flush=True)
+print("ready", srv.getsockname()[1], flush=True)
 def pipe(a, b):
     try:
         while True:
@@ -708,7 +679,6 @@ fn tls_with_a_ca_the_test_generates() {
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -keyout other.key -out other.pem -days 2 -subj /CN=other-ca 2>/dev/null",
     );
-    let port = free_port();
     let s3_port = s3_endpoint()
         .rsplit(':')
         .next()
@@ -720,16 +690,21 @@ fn tls_with_a_ca_the_test_generates() {
         .arg(TLS_PROXY)
         .arg(d.join("srv.pem"))
         .arg(d.join("srv.key"))
-        .arg(port.to_string())
         .arg(&s3_port)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("python3: {e}"));
-    let mut ready = [0u8; 5];
-    child.stdout.as_mut().map(|s| s.read_exact(&mut ready));
+    // "ready PORT": the proxy bound a port the system picked.
+    let mut ready = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready);
+    }
     let _proxy = Guard(child);
-    assert_eq!(&ready, b"ready");
+    let port: u16 = ready
+        .strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the TLS proxy did not start: {ready:?}"));
     let prefix = unique_prefix("tls");
     let url = format!("https://localhost:{port}");
     // A CA bundle without our CA: the copy is refused, with a hint, and waits.
@@ -908,7 +883,8 @@ fn alerts_pings_webhook_and_command() {
     }
     assert_no_secrets(&t, &[&out]);
     // Alerts that cannot be delivered change nothing.
-    let dead = format!("http://127.0.0.1:{}/x", free_port());
+    let closed = ClosedPort::new();
+    let dead = format!("{}/x", closed.url());
     let env = with(&env, &[("PING_URL", &dead), ("ALERT_WEBHOOK", &dead)]);
     let out = run(&t, &env, &["run"]);
     out.expect_code(0, "run with dead alert URLs");

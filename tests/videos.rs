@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::net::ClosedPort;
 use common::s3::*;
 use common::*;
 
@@ -136,13 +137,6 @@ fn keys_under(dir: &str) -> BTreeSet<String> {
         }
     }
     out
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -346,7 +340,8 @@ fn two_sites_store_shared_videos_once_and_a_second_night_uploads_nothing() {
 fn videos_wait_in_the_queue_while_the_server_is_down() {
     let prefix = unique_prefix("down");
     let t = Tree::new("videos-down");
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let closed = ClosedPort::new();
+    let dead = closed.url();
     let down = with(&site_env(&prefix, "club"), &[("S3_ENDPOINT", &dead)]);
     let name = backup(&t, &down);
     let distinct: BTreeSet<String> = inventory(&t, &name).into_values().map(|(_, h)| h).collect();
@@ -573,8 +568,11 @@ fn kill_9_during_an_upload_leaves_no_half_object_and_the_next_run_completes() {
     let t = Tree::new("videos-kill");
     let big = t.add_video(b"big/final.mp4", 24 * 1024 * 1024, BASE_MTIME);
     let big_hash = sha256_file(&big);
-    let port = free_port();
-    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     slow_forward(
@@ -714,19 +712,18 @@ fn the_api_dry_run_lists_and_the_restore_fetches() {
     let env = site_env(&prefix, "club");
     let name = backup(&t, &env);
     fs::remove_file(t.videos().join("promo.mp4")).unwrap_or_else(|e| panic!("{e}"));
-    let port = free_port();
     let mut c = t.command(&["serve"]);
     for (k, v) in &env {
         c.env(k, v);
     }
-    c.env("LISTEN", format!("127.0.0.1:{port}"))
+    // Port 0: the daemon binds a free port itself and says which.
+    c.env("LISTEN", "127.0.0.1:0")
         .env("NEOPRO_CATCHUP_DELAY", "3600")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _guard = Guard(c.spawn().unwrap_or_else(|e| panic!("serve: {e}")));
-    wait_for("the daemon to listen", 20, || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
+    let port = wait_serving(&mut child, "serve").port();
+    let _guard = Guard(child);
     let post = |body: &str| {
         let (st, b) = http(
             "127.0.0.1",

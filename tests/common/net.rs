@@ -1,4 +1,6 @@
-//! Sockets for the connection-fairness tests: a TCP connection from a chosen loopback
+//! Sockets for the tests: a loopback port held closed (a server that is down, on a port
+//! no other program can take meanwhile), then brought up; and, for the connection-fairness
+//! tests, a TCP connection from a chosen loopback
 //! source address (Linux routes all of 127.0.0.0/8 to `lo`), so that one test can play
 //! several clients; and a reader of exactly one HTTP answer on a kept-open connection
 //! (HEAD answers announce a length they do not send).
@@ -7,8 +9,8 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::os::fd::FromRawFd;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// A connection to `addr` (`127.0.0.1:PORT`) from `src` (any port).
@@ -159,4 +161,58 @@ pub fn is_closed(s: &TcpStream) -> bool {
     };
     let _ = s.set_nonblocking(false);
     closed
+}
+
+/// A loopback port taken for the test's life that refuses every connection: the socket
+/// is bound but not listening, so a client gets "connection refused" as from a server
+/// that is down, and no other program can take the port meanwhile (which a port found
+/// free and bound later could not promise). `listen` brings the server up on it.
+pub struct ClosedPort {
+    fd: OwnedFd,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let mut addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: plain socket calls; the descriptor is owned by `fd` from the start.
+        unsafe {
+            let sock = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            if sock < 0 {
+                panic!("socket: {}", io::Error::last_os_error());
+            }
+            let fd = OwnedFd::from_raw_fd(sock);
+            if libc::bind(sock, (&raw const addr).cast(), len) != 0
+                || libc::getsockname(sock, (&raw mut addr).cast(), &mut len) != 0
+            {
+                panic!("bind 127.0.0.1:0: {}", io::Error::last_os_error());
+            }
+            ClosedPort {
+                fd,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server comes up on this port.
+    pub fn listen(self) -> TcpListener {
+        // SAFETY: listen(2) on the descriptor this value owns.
+        if unsafe { libc::listen(self.fd.as_raw_fd(), 128) } != 0 {
+            panic!("listen: {}", io::Error::last_os_error());
+        }
+        TcpListener::from(self.fd)
+    }
 }
