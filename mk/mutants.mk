@@ -10,7 +10,7 @@
 
 MUTANTS_FILES := src/retention.rs src/schedule.rs src/clock.rs src/config/mod.rs \
                  src/offsite/sigv4.rs src/http/head.rs \
-                 src/store.rs src/backup/archive.rs src/backup/inventory.rs
+                 src/store.rs src/backup/archive.rs src/videos/inventory.rs
 # Whole files first; then, in the last three, only the pure functions (archive names,
 # the manifest, inventory escaping): the rest of them does I/O, which the black-box
 # tests in tests/ cover. A return-value mutant is named "replace F -> ...", the others

@@ -3,9 +3,10 @@
 //!
 //! The house, every arrow pointing down:
 //! - surfaces: `cli/` (the commands), `serve/` (the daemon: schedule loop, API, page)
-//! - domain: `backup/` (one run, the archive format, inventory, system info),
-//!   `restore`, `retention`, `schedule`, `status`, `store` (BACKUP_DIR), `offsite/`
-//!   (queue, S3 copies, fleet), `alerts`, `config`, `clock`
+//! - domain: `backup/` (one run, the archive format, system info), `restore/`,
+//!   `offsite/` (queue, S3 copies, fleet), `videos/` (inventory, hash cache),
+//!   `retention`, `schedule`, `status`, `store` (BACKUP_DIR), `alerts/`, `config/`,
+//!   `clock`
 //! - adapters: `http/` (server, client), `offsite/s3`, `shell` (operator commands),
 //!   `fsutil`, `host`, `units`
 //!
@@ -29,6 +30,7 @@ mod smtp;
 mod status;
 mod store;
 mod units;
+mod videos;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -8,8 +8,6 @@
 
 pub mod archive;
 pub mod gzip;
-pub mod hashes;
-pub mod inventory;
 pub mod sysinfo;
 pub mod writer;
 

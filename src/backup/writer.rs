@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 
 use crate::backup::archive::{self, MANIFEST};
 use crate::backup::gzip::{MixedGz, Syncing};
-use crate::backup::{describe_io, hashes, inventory, sysinfo};
+use crate::backup::{describe_io, sysinfo};
 use crate::clock::{self, Tz};
 use crate::config::Config;
 use crate::fsutil;
 use crate::status::Log;
 use crate::store;
+use crate::videos::{hashes, inventory};
 
 /// Where the files of one archive come from; the safety backup of a restore uses it too.
 pub struct Sources<'a> {
@@ -223,7 +224,7 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
     /// read in 1 MiB chunks, as stored deflate blocks (backup/gzip.rs): already
     /// compressed, a video is copied at disk speed instead of going through the
     /// compressor. Its MANIFEST.sha256 line takes `known`, the hash the cache holds for
-    /// this very version of the file (backup/hashes.rs), else the SHA-256 computed on
+    /// this very version of the file (videos/hashes.rs), else the SHA-256 computed on
     /// the way; returns that hash, and whether the file stayed the version `meta` says
     /// (else the hash is not one to cache). A file that changes while a known hash is
     /// used fails the run (its manifest line would lie).

@@ -123,7 +123,7 @@ pub fn status(cfg: &Config, json: bool) -> ExitCode {
 /// file names or error messages written `\n`, `\xHH` (and `\` as `\\`), so that a
 /// hostile name can never start a line of its own, such as a forged `OK:`.
 pub fn one_line(s: &str) -> String {
-    crate::backup::inventory::shown(s)
+    crate::videos::inventory::shown(s)
 }
 
 /// `check [--max-age-hours N]`: a Nagios plugin, exactly one line, exit 0 or 2 (3 for a

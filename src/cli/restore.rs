@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 
 use crate::backup::archive::{self, MANIFEST};
-use crate::backup::inventory;
 use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::{self, LockWait};
 use crate::restore::videos::{self, VideoJob, VideoPlan};
 use crate::restore::{self, Abort, Done, DryReport, FileResult, FileState, INVENTORY, Job};
 use crate::store;
+use crate::videos::inventory;
 
 fn size(n: u64) -> String {
     let h = crate::units::human_size(n, 1);

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::inventory::{self, Listed};
 use crate::fsutil;
 use crate::units::hex;
+use crate::videos::inventory::{self, Listed};
 
 /// The ledger, in BACKUP_DIR.
 pub const LEDGER_FILE: &str = "offsite-videos.txt";

@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backup::hashes::Hasher;
+use crate::videos::hashes::Hasher;
 
 use crate::http::client::Payload;
 use crate::units::hex;

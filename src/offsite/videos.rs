@@ -20,7 +20,7 @@
 //! 5. then (mod.rs) the archive copies and the status.
 //!
 //! A night with no new video reads no video byte and sends no request per video: the
-//! hashes come from the hash cache (backup/hashes.rs) and the ledger says what the bucket
+//! hashes come from the hash cache (videos/hashes.rs) and the ledger says what the bucket
 //! holds. The ledger is rewritten only when it changes.
 
 use std::collections::BTreeSet;
@@ -28,13 +28,13 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::backup::hashes::{self, Key};
-use crate::backup::inventory;
 use crate::config::{Config, OffsiteSettings};
 use crate::http::client::Payload;
 use crate::status::Log;
 use crate::store;
 use crate::units::hex;
+use crate::videos::hashes::{self, Key};
+use crate::videos::inventory;
 
 use super::ledger::Entry;
 pub use super::ledger::{LEDGER_FILE, Ledger, parse_hash_list, read_inventory};

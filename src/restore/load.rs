@@ -7,8 +7,8 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::backup::archive::{self, EntrySeen, MANIFEST};
-use crate::backup::inventory;
 use crate::store;
+use crate::videos::inventory;
 
 use super::{FILES, INVENTORY, SYSINFO};
 

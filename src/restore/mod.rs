@@ -29,13 +29,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::backup::inventory;
 use crate::backup::{self, Sources};
 use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::LockWait;
 use crate::status::Log;
 use crate::store;
+use crate::videos::inventory;
 
 mod load;
 mod target;

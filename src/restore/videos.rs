@@ -24,14 +24,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backup::archive::{self, MANIFEST};
-use crate::backup::hashes::{self, Hasher, Key};
-use crate::backup::inventory::{self, Listed};
 use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::{self, Lock, LockWait};
 use crate::offsite::s3::{self, Client, RANGE_CHUNK};
 use crate::offsite::{self, videos as remote};
 use crate::status::Log;
+use crate::videos::hashes::{self, Hasher, Key};
+use crate::videos::inventory::{self, Listed};
 
 use super::INVENTORY;
 

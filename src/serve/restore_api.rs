@@ -10,13 +10,13 @@ use nanoserde::{DeJson, SerJson};
 use crate::http::server::Response;
 use std::sync::atomic::Ordering;
 
-use crate::backup::inventory;
 use crate::fsutil::LockWait;
 use crate::restore::videos::{self, VideoJob, VideoPlan};
 use crate::restore::{self, Abort, Done, DryReport, FILES, FileResult, Job};
 use crate::serve::reply::{error, json, open_archive};
 use crate::serve::state::Shared;
 use crate::store;
+use crate::videos::inventory;
 
 #[derive(DeJson)]
 struct RestoreRequest {

@@ -58,7 +58,7 @@ pub struct Video<'a> {
     pub size: u64,
     pub mtime: i64,
     /// Nanoseconds of the mtime, device and inode: with size and mtime, the key of the
-    /// hash cache (backup/hashes.rs).
+    /// hash cache (videos/hashes.rs).
     pub mtime_ns: u32,
     pub dev: u64,
     pub ino: u64,
@@ -199,7 +199,7 @@ pub fn walk(root: &Path, warnings: &mut Vec<String>) -> io::Result<Videos> {
 }
 
 /// `walk`, keeping with `keyed` each video's device, inode and mtime nanoseconds (the
-/// key of the hash cache, backup/hashes.rs).
+/// key of the hash cache, videos/hashes.rs).
 pub fn walk_keyed(root: &Path, warnings: &mut Vec<String>, keyed: bool) -> io::Result<Videos> {
     let mut out = Videos::default();
     match std::fs::symlink_metadata(root) {

@@ -17,8 +17,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backup::inventory::{self, Video, Videos};
 use crate::fsutil;
+use crate::videos::inventory::{self, Video, Videos};
 
 pub const CACHE_FILE: &str = "videos-sha256.cache";
 
