@@ -34,6 +34,7 @@ pub mod s3;
 pub mod sigv4;
 mod video_put;
 pub mod videos;
+mod xml;
 
 use std::io::{self, Read};
 use std::path::Path;

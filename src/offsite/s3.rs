@@ -8,6 +8,8 @@
 //! and for the videos (offsite/videos.rs): HEAD, a streamed PUT with `If-None-Match: *`
 //! that never replaces an existing object, and GET by ranges (bounded memory).
 //!
+//! The XML of the answers is read by xml.rs.
+//!
 //! The secret key only ever enters an HMAC; no error or log line can contain it.
 
 use std::fs::File;
@@ -20,6 +22,8 @@ use crate::clock;
 use crate::http::client::{self, Payload, Timeouts, Url};
 use crate::units::hex;
 
+use super::xml::{xml_all, xml_escape, xml_one, xml_unescape};
+
 pub use super::sigv4::{
     Credentials, EMPTY_SHA256, amz_date, authorization, canonical_query, sha256_hex, uri_encode,
 };
@@ -30,75 +34,6 @@ pub const SINGLE_PUT_MAX: u64 = 5 * 1024 * 1024 * 1024;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// AWS's limit on the number of parts.
 const MAX_PARTS: u64 = 10_000;
-
-// ---------------------------------------------------------------------------------
-// Signature Version 4, pure.
-
-// ---------------------------------------------------------------------------------
-// The XML of S3 answers: flat enough for a few string searches.
-
-/// The text of each `<name>…</name>` element in `xml`, in order (not nested in itself).
-pub fn xml_all<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let after = &rest[i + open.len()..];
-        let Some(j) = after.find(&close) else { break };
-        out.push(&after[..j]);
-        rest = &after[j + close.len()..];
-    }
-    out
-}
-
-pub fn xml_one<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    xml_all(xml, name).into_iter().next()
-}
-
-pub fn xml_unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let Some(end) = tail.find(';').filter(|&e| e <= 10) else {
-            out.push('&');
-            rest = &tail[1..];
-            continue;
-        };
-        let ent = &tail[1..end];
-        let ch = match ent {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => ent
-                .strip_prefix("#x")
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match ch {
-            Some(c) => {
-                out.push(c);
-                rest = &tail[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 // ---------------------------------------------------------------------------------
 // The client.
@@ -796,23 +731,5 @@ impl Write for Upload<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xml() {
-        let x = "<R><Contents><Key>a&amp;b</Key><Size>3</Size></Contents>\
-                 <Contents><Key>c</Key><Size>4</Size></Contents><IsTruncated>false</IsTruncated></R>";
-        let keys: Vec<_> = xml_all(x, "Contents")
-            .iter()
-            .filter_map(|c| xml_one(c, "Key"))
-            .map(xml_unescape)
-            .collect();
-        assert_eq!(keys, ["a&b", "c"]);
-        assert_eq!(xml_unescape("&lt;&#65;&#x42;&bogus;&"), "<AB&bogus;&");
     }
 }
