@@ -5,25 +5,17 @@
 // system picks.
 //
 //   NEOPRO_TEST_S3, NEOPRO_TEST_FILER  SeaweedFS's S3 and filer URLs (required)
-//   NEOPRO_BIN  the binary (default: target/release/neopro-backup)
-//   CHROMIUM    the browser (default: /usr/bin/chromium)
+//   NEOPRO_BIN, CHROMIUM  the binary and the browser (the harness in lib.mjs)
 //   NEOPRO_FLEET_SCREENSHOT  also write the desktop screenshot there (docs/fleet.png)
 // Screenshots go to tests/artifacts/ (ignored by git).
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { setup, onCleanup, newPage, watchProblems, startServing, ROOT, ARTIFACTS, T } from "./lib.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, "../..");
-const BIN = path.resolve(process.env.NEOPRO_BIN || path.join(ROOT, "target/release/neopro-backup"));
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const ARTIFACTS = path.join(ROOT, "tests/artifacts");
 const S3 = process.env.NEOPRO_TEST_S3 || "";
 const FILER = (process.env.NEOPRO_TEST_FILER || "").replace(/\/$/, "");
 const BUCKET = "neopro-test";
@@ -31,33 +23,13 @@ const BUCKET = "neopro-test";
 const ACCESS_KEY = "NEOPROTESTKEY";
 const SECRET_KEY = "neopro-test-secret-0123456789";
 const TOKEN = "fleet-browser-token-0123456789";
-const T = { timeout: 90_000 };
 
-let browser;
-const cleanups = [];
-
-before(async () => {
-  assert.ok(fs.existsSync(BIN), `no binary at ${BIN}: run \`make build\` (or set NEOPRO_BIN)`);
-  assert.ok(fs.existsSync(CHROMIUM), `no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM)`);
-  assert.ok(S3 && FILER, "set NEOPRO_TEST_S3 and NEOPRO_TEST_FILER (SeaweedFS: scripts/seaweedfs.sh start)");
-  const r = await fetch(FILER + "/", { signal: AbortSignal.timeout(5000) }).catch(e => ({ status: 0, e }));
-  assert.ok(r.status > 0, `SeaweedFS's filer does not answer at ${FILER}: scripts/seaweedfs.sh start`);
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-});
-
-after(async () => {
-  for (const c of cleanups.reverse()) {
-    try { await c(); } catch { /* best effort */ }
-  }
-  if (browser) await browser.close();
+setup({
+  check: async () => {
+    assert.ok(S3 && FILER, "set NEOPRO_TEST_S3 and NEOPRO_TEST_FILER (SeaweedFS: scripts/seaweedfs.sh start)");
+    const r = await fetch(FILER + "/", { signal: AbortSignal.timeout(5000) }).catch(e => ({ status: 0, e }));
+    assert.ok(r.status > 0, `SeaweedFS's filer does not answer at ${FILER}: scripts/seaweedfs.sh start`);
+  },
 });
 
 // ---------- the bucket ----------
@@ -118,43 +90,20 @@ async function fill(prefix) {
 function startDashboard(prefix, extra = {}) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "neopro-fleet-ui-"));
   fs.writeFileSync(path.join(root, "empty.conf"), "");
-  cleanups.push(() => fs.rmSync(root, { recursive: true, force: true }));
+  onCleanup(() => fs.rmSync(root, { recursive: true, force: true }));
   const env = {
     TZ: "UTC", LANG: "C.UTF-8", S3_ENDPOINT: S3, S3_BUCKET: BUCKET, S3_ACCESS_KEY: ACCESS_KEY,
     S3_SECRET_KEY: SECRET_KEY, S3_PREFIX: prefix, NEOPRO_FLEET_CACHE_SECS: "3600", ...extra,
   };
-  const proc = spawn(BIN, ["--config", path.join(root, "empty.conf"), "fleet", "serve", "--listen", "127.0.0.1:0"],
-    { env, stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  cleanups.push(() => new Promise(res => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return res();
-    proc.once("exit", res);
-    proc.kill("SIGTERM");
-    setTimeout(() => proc.kill("SIGKILL"), 5000).unref();
-  }));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("fleet serve did not start:\n" + log)), 15_000);
-    proc.stderr.setEncoding("utf8");
-    proc.stderr.on("data", d => {
-      log += d;
-      const m = /serving on (http:\/\/\S+)/.exec(log);
-      if (m) { clearTimeout(timer); resolve({ url: m[1], log: () => log }); }
-    });
-    proc.once("exit", code => { clearTimeout(timer); reject(new Error(`fleet serve exited (${code}):\n${log}`)); });
-  });
+  return startServing(["--config", path.join(root, "empty.conf"), "fleet", "serve", "--listen", "127.0.0.1:0"],
+    env, "fleet serve");
 }
 
 /** A fresh browser context on the page; records script errors and requests elsewhere. */
 async function open(d, opts = {}) {
-  const ctx = await browser.newContext({ viewport: opts.viewport || { width: 1280, height: 860 } });
-  cleanups.push(() => ctx.close());
-  const page = await ctx.newPage();
-  const problems = [];
+  const page = await newPage({ viewport: opts.viewport || { width: 1280, height: 860 } });
+  const problems = watchProblems(page);
   const origin = new URL(d.url).origin;
-  page.on("pageerror", e => problems.push("pageerror: " + e.message));
-  page.on("console", m => {
-    if (m.type() === "error" && !/^Failed to load resource: the server responded/.test(m.text())) problems.push("console: " + m.text());
-  });
   page.on("request", r => { if (!r.url().startsWith(origin) && !r.url().startsWith("data:")) problems.push("request elsewhere: " + r.url()); });
   page.problems = problems;
   await page.goto(d.url + "/");
