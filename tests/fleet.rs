@@ -12,181 +12,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::net::{Relay, http};
 use common::s3::*;
 use common::*;
 
 const API_TOKEN: &str = "fleet-token-never-shown-0123456789";
-
-/// One HTTP/1.0 exchange: (status, headers, body).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let mut s =
-        TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read: {e}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head, raw[split + 4..].to_vec())
-}
-
-fn put_object(key: &str, data: &[u8]) {
-    let (h, p) = filer();
-    let (st, _, body) = http(
-        &format!("{h}:{p}"),
-        "PUT",
-        &format!("/buckets/{BUCKET}/{key}"),
-        &[],
-        data,
-    );
-    assert!(
-        (200..300).contains(&st),
-        "filer PUT {key}: HTTP {st}: {}",
-        String::from_utf8_lossy(&body)
-    );
-}
-
-/// A status like a Pi's: success or not, the last success `hours` ago, `pending` copies.
-fn status_json(success: bool, hours: i64, pending: u64) -> String {
-    let last = iso_utc(now_unix() - hours * 3600);
-    let (ts, err) = if success {
-        (last.clone(), "null".to_string())
-    } else {
-        (iso_utc(now_unix() - 600), "\"disk full\"".to_string())
-    };
-    format!(
-        r#"{{"timestamp":"{ts}","date":"{}","success":{success},"archive":"backup-x.tar.gz","size":"1.0 MB","size_bytes":1000000,"backups_count":3,"retention_days":7,"duration_ms":5,"warnings":[],"error":{err},"last_success":"{last}","offsite":{{"pending":{pending},"last_upload":null,"error":null}}}}"#,
-        &ts[..10]
-    )
-}
 
 fn archive_name(days_ago: i64) -> String {
     let t = iso_utc(now_unix() - days_ago * 86_400);
     format!("backup-{}{}{}-030000.tar.gz", &t[..4], &t[5..7], &t[8..10])
 }
 
-/// A relay to SeaweedFS's S3 port on a port of its own: records the first line of each
-/// connection, and drops every connection while `down` is set.
-struct Relay {
-    addr: String,
-    seen: Arc<Mutex<Vec<String>>>,
-    down: Arc<AtomicBool>,
-}
-
-impl Relay {
-    fn start() -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let to = s3_endpoint().trim_start_matches("http://").to_string();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let down = Arc::new(AtomicBool::new(false));
-        let (seen2, down2) = (Arc::clone(&seen), Arc::clone(&down));
-        std::thread::spawn(move || {
-            for c in listener.incoming() {
-                let Ok(c) = c else { continue };
-                if down2.load(Ordering::SeqCst) {
-                    drop(c);
-                    continue;
-                }
-                let (to, seen) = (to.clone(), Arc::clone(&seen2));
-                std::thread::spawn(move || relay(c, &to, &seen));
-            }
-        });
-        Relay { addr, seen, down }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
-
-fn relay(client: TcpStream, to: &str, seen: &Mutex<Vec<String>>) {
-    let Ok(upstream) = TcpStream::connect(to) else {
-        return;
-    };
-    let mut reader = BufReader::new(match client.try_clone() {
-        Ok(c) => c,
-        Err(_) => return,
-    });
-    let mut first = String::new();
-    if reader.read_line(&mut first).is_err() {
-        return;
-    }
-    if let Ok(mut v) = seen.lock() {
-        v.push(first.trim_end().to_string());
-    }
-    let mut up_w = match upstream.try_clone() {
-        Ok(u) => u,
-        Err(_) => return,
-    };
-    if up_w.write_all(first.as_bytes()).is_err() {
-        return;
-    }
-    let mut up_r = upstream;
-    let mut client_w = client;
-    let t = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut reader, &mut up_w);
-        let _ = up_w.shutdown(std::net::Shutdown::Write);
-    });
-    let _ = std::io::copy(&mut up_r, &mut client_w);
-    let _ = client_w.shutdown(std::net::Shutdown::Write);
-    let _ = t.join();
-}
-
 /// A running `fleet serve`, killed when dropped.
 struct Dashboard {
-    child: Child,
+    _child: Guard,
     addr: String,
     _tree: Tree,
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Dashboard {
@@ -195,20 +40,16 @@ impl Dashboard {
     fn start(endpoint: &str, prefix: &str, extra: &[(&str, &str)]) -> Dashboard {
         let t = Tree::bare("fleet-serve");
         let mut c = t.command(&["fleet", "serve", "--listen", "127.0.0.1:0"]);
-        c.env("S3_ENDPOINT", endpoint)
-            .env("S3_BUCKET", BUCKET)
-            .env("S3_ACCESS_KEY", ACCESS_KEY)
-            .env("S3_SECRET_KEY", SECRET_KEY)
-            .env("S3_PREFIX", prefix)
-            .env("NEOPRO_FLEET_CACHE_SECS", "3600");
-        for (k, v) in extra {
-            c.env(k, v);
-        }
+        let env = with(
+            &bucket_env(endpoint),
+            &[("S3_PREFIX", prefix), ("NEOPRO_FLEET_CACHE_SECS", "3600")],
+        );
+        c.envs(with(&env, extra));
         c.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap_or_else(|e| panic!("fleet serve: {e}"));
         let addr = wait_serving(&mut child, "fleet serve").addr;
         Dashboard {
-            child,
+            _child: Guard(child),
             addr,
             _tree: t,
         }
@@ -262,21 +103,21 @@ fn fill_mixed(prefix: &str) {
     );
     put_object(
         &p("club-ok", "last-backup-status.json"),
-        status_json(true, 2, 0).as_bytes(),
+        site_status_json(true, 2, 0).as_bytes(),
     );
     put_object(&p("club-failed", &archive_name(1)), &[3u8; 70]);
     put_object(
         &p("club-failed", "last-backup-status.json"),
-        status_json(false, 20, 0).as_bytes(),
+        site_status_json(false, 20, 0).as_bytes(),
     );
     put_object(&p("club-stale", &archive_name(3)), &[4u8; 10]);
     put_object(
         &p("club-stale", "last-backup-status.json"),
-        status_json(true, 50, 0).as_bytes(),
+        site_status_json(true, 50, 0).as_bytes(),
     );
     put_object(
         &p("club-pending", "last-backup-status.json"),
-        status_json(true, 1, 2).as_bytes(),
+        site_status_json(true, 1, 2).as_bytes(),
     );
     put_object(&p("club-never", &archive_name(0)), &[5u8; 40]);
     put_object(&p("club-never", &archive_name(1)), &[5u8; 60]);
@@ -290,7 +131,7 @@ fn fill_mixed(prefix: &str) {
 fn worst_first_counts_metrics_and_one_read_for_every_view() {
     let prefix = unique_prefix("mixed");
     fill_mixed(&prefix);
-    let relay = Relay::start();
+    let relay = Relay::start(&s3_addr());
     let d = Dashboard::start(&relay.url(), &prefix, &[]);
 
     let j = d.fleet(&[]);
@@ -455,7 +296,7 @@ fn token_and_loopback_rules() {
     let prefix = unique_prefix("token");
     put_object(
         &format!("{prefix}/club-a/last-backup-status.json"),
-        status_json(true, 1, 0).as_bytes(),
+        site_status_json(true, 1, 0).as_bytes(),
     );
     let d = Dashboard::start(&s3_endpoint(), &prefix, &[("API_TOKEN", API_TOKEN)]);
     for path in ["/api/fleet", "/metrics"] {
@@ -479,25 +320,19 @@ fn token_and_loopback_rules() {
     drop(d);
 
     let t = Tree::bare("fleet-rules");
-    let s3 = [
-        ("S3_ENDPOINT", s3_endpoint()),
-        ("S3_BUCKET", BUCKET.to_string()),
-        ("S3_ACCESS_KEY", ACCESS_KEY.to_string()),
-        ("S3_SECRET_KEY", SECRET_KEY.to_string()),
-    ];
-    let env: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = bucket_env(&s3_endpoint());
     // Off loopback without a token: refused before anything listens.
-    let out = t.run_env(&env, &["fleet", "serve", "--listen", "0.0.0.0:0"]);
+    let out = run(&t, &env, &["fleet", "serve", "--listen", "0.0.0.0:0"]);
     out.expect_code(2, "fleet serve off loopback without API_TOKEN");
     assert!(out.stderr.contains("API_TOKEN"), "{out}");
     // No bucket configured.
     let out = t.run(&["fleet", "serve"]);
     out.expect_code(2, "fleet serve without S3");
     assert!(out.stderr.contains("S3_ENDPOINT"), "{out}");
-    let out = t.run_env(&env, &["fleet", "serve", "--listen", "nowhere"]);
+    let out = run(&t, &env, &["fleet", "serve", "--listen", "nowhere"]);
     out.expect_code(2, "a bad --listen");
     assert!(out.stderr.contains("invalid --listen"), "{out}");
-    let out = t.run_env(&env, &["fleet", "serve", "--json"]);
+    let out = run(&t, &env, &["fleet", "serve", "--json"]);
     out.expect_code(2, "--json");
 }
 
@@ -507,9 +342,9 @@ fn one_read_at_a_time_refreshed_after_the_period_and_kept_when_the_bucket_fails(
     let prefix = unique_prefix("cache");
     put_object(
         &format!("{prefix}/club-a/last-backup-status.json"),
-        status_json(true, 1, 0).as_bytes(),
+        site_status_json(true, 1, 0).as_bytes(),
     );
-    let relay = Relay::start();
+    let relay = Relay::start(&s3_addr());
     let d = Dashboard::start(&relay.url(), &prefix, &[("NEOPRO_FLEET_CACHE_SECS", "1")]);
     // Eight views at once on a cold cache: one read of the bucket serves them all.
     let addr = d.addr.clone();
@@ -533,7 +368,7 @@ fn one_read_at_a_time_refreshed_after_the_period_and_kept_when_the_bucket_fails(
     // A new site shows once the period is over.
     put_object(
         &format!("{prefix}/club-b/last-backup-status.json"),
-        status_json(false, 30, 0).as_bytes(),
+        site_status_json(false, 30, 0).as_bytes(),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -547,7 +382,7 @@ fn one_read_at_a_time_refreshed_after_the_period_and_kept_when_the_bucket_fails(
     let before = lists();
     assert!(before >= 2);
     // The bucket becomes unreachable: the last view stays, flagged.
-    relay.down.store(true, Ordering::SeqCst);
+    relay.set_down(true);
     let deadline = Instant::now() + Duration::from_secs(30);
     let j = loop {
         let j = d.fleet(&[]);
@@ -616,9 +451,9 @@ fn every_page_of_the_listing_is_counted() {
     }
     put_object(
         &format!("{prefix}/club-b/last-backup-status.json"),
-        status_json(true, 1, 0).as_bytes(),
+        site_status_json(true, 1, 0).as_bytes(),
     );
-    let relay = Relay::start();
+    let relay = Relay::start(&s3_addr());
     let d = Dashboard::start(&relay.url(), &prefix, &[]);
     let j = d.fleet(&[]);
     let arr = j.get("sites").arr();

@@ -10,146 +10,17 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::net::ClosedPort;
+use common::net::{ClosedPort, Relay, http};
 use common::s3::*;
 use common::*;
 
 const API_TOKEN: &str = "api-token-never-shown-0123456789";
-
-fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = env
-        .iter()
-        .filter(|(k, _)| !extra.iter().any(|(k2, _)| k2 == k))
-        .cloned()
-        .collect();
-    v.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    v
-}
-
-fn run(t: &Tree, env: &[(String, String)], args: &[&str]) -> Out {
-    let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    t.run_env(&e, args)
-}
-
-/// A plain HTTP/1.0 exchange (no chunked answers): (status, body).
-fn http(
-    host: &str,
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect((host, port))
-        .unwrap_or_else(|e| panic!("cannot connect to {host}:{port}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read: {e}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, raw[split + 4..].to_vec())
-}
-
-/// An object's bytes read through the filer (None: 404).
-fn object(key: &str) -> Option<Vec<u8>> {
-    let (h, p) = filer();
-    let (st, body) = http(&h, p, "GET", &format!("/buckets/{BUCKET}/{key}"), &[], b"");
-    match st {
-        200 => Some(body),
-        404 => None,
-        other => panic!(
-            "filer GET {key}: HTTP {other}: {}",
-            String::from_utf8_lossy(&body)
-        ),
-    }
-}
-
-fn put_object(key: &str, data: &[u8]) {
-    let (h, p) = filer();
-    let (st, body) = http(&h, p, "PUT", &format!("/buckets/{BUCKET}/{key}"), &[], data);
-    assert!(
-        (200..300).contains(&st),
-        "filer PUT {key}: HTTP {st}: {}",
-        String::from_utf8_lossy(&body)
-    );
-}
-
-/// The names of the objects directly under `dir/` (through the filer's JSON listing).
-fn objects_in(dir: &str) -> Vec<String> {
-    let (h, p) = filer();
-    let (st, body) = http(
-        &h,
-        p,
-        "GET",
-        &format!("/buckets/{BUCKET}/{dir}/?limit=1000"),
-        &[("Accept", "application/json")],
-        b"",
-    );
-    if st == 404 {
-        return vec![];
-    }
-    assert_eq!(
-        st,
-        200,
-        "filer listing of {dir}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let j = parse_json(&String::from_utf8_lossy(&body)).unwrap_or_else(|e| panic!("{e}"));
-    let mut names: Vec<String> = match j.try_get("Entries") {
-        Some(e) if !e.is_null() => e
-            .arr()
-            .iter()
-            .map(|x| {
-                x.get("FullPath")
-                    .str()
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
-            .collect(),
-        _ => vec![],
-    };
-    names.sort();
-    names
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
-}
 
 fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
@@ -174,16 +45,6 @@ fn assert_no_secrets(t: &Tree, outs: &[&Out]) {
         for secret in [SECRET_KEY, API_TOKEN] {
             assert!(!text.contains(secret), "a secret shows in {what}:\n{text}");
         }
-    }
-}
-
-/// A child process killed when the test ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -316,32 +177,6 @@ fn server_down_then_back() {
     }
 }
 
-/// A TCP forwarder to SeaweedFS that the test turns on when it likes ("the server is
-/// back").
-fn forward(listener: TcpListener, to: &str) {
-    let to = to.to_string();
-    std::thread::spawn(move || {
-        for c in listener.incoming() {
-            let Ok(c) = c else { continue };
-            let Ok(u) = TcpStream::connect(&to) else {
-                continue;
-            };
-            for (mut a, mut b) in [
-                (c.try_clone(), u.try_clone()),
-                (u.try_clone(), c.try_clone()),
-            ]
-            .into_iter()
-            .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
-            {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut a, &mut b);
-                    let _ = b.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        }
-    });
-}
-
 #[test]
 #[ignore = "needs SeaweedFS: make test-offsite"]
 fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
@@ -350,9 +185,10 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     // The S3 server is down (its port refuses connections), then comes back.
     let s3_down = ClosedPort::new();
     let mut c = t.command(&["serve"]);
-    for (k, v) in with(&s3_env(&prefix, "pi"), &[("S3_ENDPOINT", &s3_down.url())]) {
-        c.env(k, v);
-    }
+    c.envs(with(
+        &s3_env(&prefix, "pi"),
+        &[("S3_ENDPOINT", &s3_down.url())],
+    ));
     // A child of the daemon (RESTART_CMD, after a restore through the API) writes down
     // its environment and argv: that is where a secret would leak.
     let child_env = t.root.join("restart-cmd-env.txt");
@@ -372,21 +208,13 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
     let pid = child.id();
-    let port = wait_serving(&mut child, "serve").port();
+    let addr = wait_serving(&mut child, "serve").addr;
     let guard = Guard(child);
     let auth = format!("Bearer {API_TOKEN}");
-    let api = |method: &str, path: &str| {
-        http(
-            "127.0.0.1",
-            port,
-            method,
-            path,
-            &[("Authorization", &auth)],
-            b"",
-        )
-    };
+    let api =
+        |method: &str, path: &str| http(&addr, method, path, &[("Authorization", &auth)], b"");
     let pending_metric = || {
-        let (st, body) = api("GET", "/metrics");
+        let (st, _, body) = api("GET", "/metrics");
         assert_eq!(st, 200);
         let text = String::from_utf8_lossy(&body).to_string();
         text.lines()
@@ -395,7 +223,7 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
             .unwrap_or_else(|| panic!("no pending metric in\n{text}"))
     };
     assert_eq!(pending_metric(), 0);
-    let (st, body) = api("POST", "/api/backups/create");
+    let (st, _, body) = api("POST", "/api/backups/create");
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     // The server is down: the copy waits, and says so.
     wait_for("a failed attempt", 20, || {
@@ -404,10 +232,7 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     });
     assert_eq!(pending_metric(), 1);
     // The server comes back on that port: a retry sends the copy.
-    forward(
-        s3_down.listen(),
-        s3_endpoint().trim_start_matches("http://"),
-    );
+    let _back = Relay::on(s3_down.listen(), &s3_addr(), None);
     wait_for("the retry", 30, || pending_metric() == 0);
     let name = archives(&t.backups).pop().unwrap_or_default();
     assert!(object(&format!("{prefix}/pi/{name}")) == Some(read(&t.archive_path(&name))));
@@ -422,9 +247,8 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
         &t.configuration_json(),
         b"{\"changed since the backup\": true}\n",
     );
-    let (st, body) = http(
-        "127.0.0.1",
-        port,
+    let (st, _, body) = http(
+        &addr,
         "POST",
         &format!("/api/backups/restore/{name}"),
         &[
@@ -471,7 +295,7 @@ fn remote_retention_never_removes_the_newest_three() {
     }
     put_object(&format!("{dir}/notes.txt"), b"not an archive");
     let env = with(&s3_env(&prefix, "pi"), &[("S3_RETENTION_DAYS", "30")]);
-    let name = t.backup(&with_refs(&env));
+    let name = backup(&t, &env);
     let mut expected = vec![
         name,
         "backup-20200104-030000.tar.gz.age".to_string(),
@@ -481,10 +305,6 @@ fn remote_retention_never_removes_the_newest_three() {
     ];
     expected.sort();
     assert_eq!(objects_in(&dir), expected);
-}
-
-fn with_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 #[test]
@@ -517,7 +337,7 @@ fn encrypted_copy_decrypts_with_the_age_cli() {
         &s3_env(&prefix, "pi"),
         &[("ENCRYPT_TO", &recipients), ("INCLUDE_VIDEOS", "true")],
     );
-    let name = t.backup(&with_refs(&env));
+    let name = backup(&t, &env);
     let local = read(&t.archive_path(&name));
     assert!(local.len() > 12 * 1024 * 1024);
     let copy = object(&format!("{prefix}/pi/{name}.age")).unwrap_or_else(|| panic!("no .age copy"));
@@ -555,17 +375,12 @@ fn fleet_lists_every_site_and_marks_stale_ones() {
     let prefix = unique_prefix("fleet");
     let a = Tree::new("fleet-a");
     let b = Tree::new("fleet-b");
-    a.backup(&with_refs(&s3_env(&prefix, "club-a")));
-    b.backup(&with_refs(&s3_env(&prefix, "club-b")));
-    // A third site that stopped backing up two days ago.
-    let old = iso_utc(now_unix() - 50 * 3600);
-    let stale = format!(
-        r#"{{"timestamp":"{old}","date":"{}","success":true,"archive":"backup-x.tar.gz","size":"1.0 MB","size_bytes":1000000,"backups_count":3,"retention_days":7,"duration_ms":5,"warnings":[],"error":null,"last_success":"{old}","offsite":{{"pending":2,"last_upload":null,"error":null}}}}"#,
-        &old[..10]
-    );
+    backup(&a, &s3_env(&prefix, "club-a"));
+    backup(&b, &s3_env(&prefix, "club-b"));
+    // A third site that stopped backing up two days ago (50 h), with 2 copies waiting.
     put_object(
         &format!("{prefix}/club-c/last-backup-status.json"),
-        stale.as_bytes(),
+        site_status_json(true, 50, 2).as_bytes(),
     );
     let out = run(&a, &s3_env(&prefix, "club-a"), &["fleet"]);
     out.expect_code(0, "fleet");
@@ -679,12 +494,7 @@ fn tls_with_a_ca_the_test_generates() {
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
         -keyout other.key -out other.pem -days 2 -subj /CN=other-ca 2>/dev/null",
     );
-    let s3_port = s3_endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_string();
+    let s3_port = s3_addr().rsplit(':').next().unwrap_or_default().to_string();
     let mut c = Command::new("python3");
     c.arg("-c")
         .arg(TLS_PROXY)

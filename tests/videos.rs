@@ -10,144 +10,17 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::net::ClosedPort;
+use common::net::{ClosedPort, Relay, http};
 use common::s3::*;
 use common::*;
 
 /// The environment of a site with VIDEOS_OFFSITE.
 fn site_env(prefix: &str, site: &str) -> Vec<(String, String)> {
-    let mut env = s3_env(prefix, site);
-    env.push(("VIDEOS_OFFSITE".into(), "true".into()));
-    env
-}
-
-fn with(env: &[(String, String)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = env
-        .iter()
-        .filter(|(k, _)| !extra.iter().any(|(k2, _)| k2 == k))
-        .cloned()
-        .collect();
-    v.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    v
-}
-
-fn run(t: &Tree, env: &[(String, String)], args: &[&str]) -> Out {
-    let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    t.run_env(&e, args)
-}
-
-/// One backup run that must succeed; returns the new archive's name.
-fn backup(t: &Tree, env: &[(String, String)]) -> String {
-    let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    t.backup(&e)
-}
-
-/// A plain HTTP/1.0 exchange: (status, body).
-fn http(host: &str, port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect((host, port))
-        .unwrap_or_else(|e| panic!("cannot connect to {host}:{port}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read: {e}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, raw[split + 4..].to_vec())
-}
-
-/// An object's bytes read through the filer (None: 404).
-fn object(key: &str) -> Option<Vec<u8>> {
-    let (h, p) = filer();
-    let (st, body) = http(&h, p, "GET", &format!("/buckets/{BUCKET}/{key}"), b"");
-    match st {
-        200 => Some(body),
-        404 => None,
-        other => panic!(
-            "filer GET {key}: HTTP {other}: {}",
-            String::from_utf8_lossy(&body)
-        ),
-    }
-}
-
-fn put_object(key: &str, data: &[u8]) {
-    let (h, p) = filer();
-    let (st, body) = http(&h, p, "PUT", &format!("/buckets/{BUCKET}/{key}"), data);
-    assert!(
-        (200..300).contains(&st),
-        "filer PUT {key}: HTTP {st}: {}",
-        String::from_utf8_lossy(&body)
-    );
-}
-
-/// Every object key under `dir/` (recursively, through the filer's JSON listings).
-fn keys_under(dir: &str) -> BTreeSet<String> {
-    let (h, p) = filer();
-    let mut out = BTreeSet::new();
-    let mut todo = vec![dir.trim_end_matches('/').to_string()];
-    while let Some(d) = todo.pop() {
-        let (st, body) = http(
-            &h,
-            p,
-            "GET",
-            &format!("/buckets/{BUCKET}/{d}/?limit=10000"),
-            b"",
-        );
-        if st == 404 {
-            continue;
-        }
-        assert_eq!(st, 200, "listing {d}: {}", String::from_utf8_lossy(&body));
-        let j = parse_json(&String::from_utf8_lossy(&body)).unwrap_or_else(|e| panic!("{e}"));
-        let Some(entries) = j.try_get("Entries").filter(|e| !e.is_null()) else {
-            continue;
-        };
-        for e in entries.arr() {
-            let full = e.get("FullPath").str();
-            let key = full
-                .strip_prefix(&format!("/buckets/{BUCKET}/"))
-                .unwrap_or(full)
-                .to_string();
-            if e.get("Mode").u64() & (1 << 31) != 0 {
-                todo.push(key);
-            } else {
-                out.insert(key);
-            }
-        }
-    }
-    out
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
+    with(&s3_env(prefix, site), &[("VIDEOS_OFFSITE", "true")])
 }
 
 fn sha256_file(path: &Path) -> String {
@@ -222,16 +95,6 @@ fn rewrite_keeping_mtime(path: &Path) {
     f.write_all(&vec![0x5a; meta.len() as usize])
         .unwrap_or_else(|e| panic!("{e}"));
     f.set_modified(mtime).unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// A child process killed when the test ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -508,59 +371,6 @@ fn gc_keeps_every_referenced_object_and_removes_an_unreferenced_old_one() {
     );
 }
 
-/// A TCP forwarder to SeaweedFS that lets at most `rate` bytes a second through towards
-/// the server and counts them.
-fn slow_forward(
-    listener: TcpListener,
-    to: String,
-    rate: u64,
-    sent: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) {
-    std::thread::spawn(move || {
-        for c in listener.incoming() {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let Ok(c) = c else { continue };
-            let Ok(u) = TcpStream::connect(&to) else {
-                continue;
-            };
-            let (Ok(mut c2), Ok(mut u2)) = (c.try_clone(), u.try_clone()) else {
-                continue;
-            };
-            let sent = sent.clone();
-            let (mut c, mut u) = (c, u);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 16 * 1024];
-                let started = Instant::now();
-                let mut total = 0u64;
-                loop {
-                    let n = match c.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if u.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    total += n as u64;
-                    sent.fetch_add(n as u64, Ordering::Relaxed);
-                    // Throttle: never ahead of `rate` bytes a second.
-                    let due = Duration::from_secs_f64(total as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-                let _ = u.shutdown(std::net::Shutdown::Write);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut u2, &mut c2);
-                let _ = c2.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-}
-
 #[test]
 #[ignore = "needs SeaweedFS: make test-offsite"]
 fn kill_9_during_an_upload_leaves_no_half_object_and_the_next_run_completes() {
@@ -568,37 +378,17 @@ fn kill_9_during_an_upload_leaves_no_half_object_and_the_next_run_completes() {
     let t = Tree::new("videos-kill");
     let big = t.add_video(b"big/final.mp4", 24 * 1024 * 1024, BASE_MTIME);
     let big_hash = sha256_file(&big);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .port();
-    let sent = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    slow_forward(
-        listener,
-        s3_endpoint()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string(),
-        4 * 1024 * 1024,
-        sent.clone(),
-        stop.clone(),
-    );
-    let env = with(
-        &site_env(&prefix, "club"),
-        &[("S3_ENDPOINT", &format!("http://127.0.0.1:{port}"))],
-    );
+    // A relay to SeaweedFS that lets at most 4 MiB a second through and counts them.
+    let relay = Relay::throttled(&s3_addr(), 4 * 1024 * 1024);
+    let env = with(&site_env(&prefix, "club"), &[("S3_ENDPOINT", &relay.url())]);
     let mut c = t.command(&["run"]);
-    for (k, v) in &env {
-        c.env(k, v);
-    }
+    c.envs(env);
     c.stdout(Stdio::null()).stderr(Stdio::null());
     let child = c.spawn().unwrap_or_else(|e| panic!("run: {e}"));
     let mut guard = Guard(child);
     // Kill it in the middle of the big video's PUT.
     wait_for("the big upload to be under way", 60, || {
-        sent.load(Ordering::Relaxed) > 6 * 1024 * 1024
+        relay.sent() > 6 * 1024 * 1024
     });
     let _ = guard.0.kill();
     let _ = guard.0.wait();
@@ -607,7 +397,7 @@ fn kill_9_during_an_upload_leaves_no_half_object_and_the_next_run_completes() {
     // The archive copy went nowhere either: its videos were not all in the bucket.
     let name = archives(&t.backups).pop().unwrap_or_default();
     assert!(object(&format!("{prefix}/club/{name}")).is_none());
-    stop.store(true, Ordering::Relaxed);
+    relay.set_down(true);
     // The next run (server reachable directly) completes cleanly.
     let name2 = backup(&t, &site_env(&prefix, "club"));
     assert_eq!(
@@ -713,23 +503,21 @@ fn the_api_dry_run_lists_and_the_restore_fetches() {
     let name = backup(&t, &env);
     fs::remove_file(t.videos().join("promo.mp4")).unwrap_or_else(|e| panic!("{e}"));
     let mut c = t.command(&["serve"]);
-    for (k, v) in &env {
-        c.env(k, v);
-    }
+    c.envs(env.iter().cloned());
     // Port 0: the daemon binds a free port itself and says which.
     c.env("LISTEN", "127.0.0.1:0")
         .env("NEOPRO_CATCHUP_DELAY", "3600")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
-    let port = wait_serving(&mut child, "serve").port();
+    let addr = wait_serving(&mut child, "serve").addr;
     let _guard = Guard(child);
     let post = |body: &str| {
-        let (st, b) = http(
-            "127.0.0.1",
-            port,
+        let (st, _, b) = http(
+            &addr,
             "POST",
             &format!("/api/backups/restore/{name}"),
+            &[],
             body.as_bytes(),
         );
         (
@@ -751,7 +539,7 @@ fn the_api_dry_run_lists_and_the_restore_fetches() {
     assert_eq!(st, 200, "{j:?}");
     assert!(j.get("success").bool());
     // /metrics: what the `run` command sent, by kind.
-    let (st, m) = http("127.0.0.1", port, "GET", "/metrics", b"");
+    let (st, _, m) = http(&addr, "GET", "/metrics", &[], b"");
     assert_eq!(st, 200);
     let m = String::from_utf8_lossy(&m).to_string();
     let videos = inventory(&t, &name).len();

@@ -1,7 +1,8 @@
 //! Shared helpers for the black-box tests: a throwaway Pi-like tree in a fresh temp
 //! folder, a runner for the built binary with a clean environment, the external tools
 //! the contract names (GNU tar, gzip, sha256sum, Python's tarfile), a small JSON reader,
-//! and a tmpfs mount guard for the disk-full tests (CI runs as root).
+//! a tmpfs mount guard for the disk-full tests (CI runs as root), a guard that kills a
+//! child process when the test ends, and a poll with a deadline.
 //!
 //! Std only, so that the tests build wherever the binary builds.
 
@@ -296,6 +297,29 @@ pub fn wait_output(mut child: Child, what: &str) -> Out {
         stdout,
         stderr,
     }
+}
+
+/// A child process (a daemon, a proxy) killed and reaped when the test ends, even when
+/// it fails.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every 100 ms until it holds; fails the test after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
 }
 
 /// Runs an external tool (tar, gzip, sha256sum, python3…) in `cwd`.

@@ -3,14 +3,17 @@
 //! tests, a TCP connection from a chosen loopback
 //! source address (Linux routes all of 127.0.0.0/8 to `lo`), so that one test can play
 //! several clients; and a reader of exactly one HTTP answer on a kept-open connection
-//! (HEAD answers announce a length they do not send).
+//! (HEAD answers announce a length they do not send); a plain HTTP/1.0 exchange; and a
+//! TCP relay in front of a server, which records, throttles or cuts what goes through.
 
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A connection to `addr` (`127.0.0.1:PORT`) from `src` (any port).
@@ -215,4 +218,186 @@ impl ClosedPort {
         }
         TcpListener::from(self.fd)
     }
+}
+
+/// One HTTP/1.0 exchange on a new connection to `addr` (`host:port`), the answer read
+/// to the end (so no chunked answers): (status, head, body). `Host: addr` is sent unless
+/// `headers` names a Host of its own.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s =
+        TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .and_then(|_| s.write_all(body))
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, raw[split + 4..].to_vec())
+}
+
+/// A TCP relay to `host:port` on a loopback port, each connection relayed to a
+/// connection of its own. It records the first line of each connection (a client that
+/// opens one connection per request shows every request line), counts the bytes sent
+/// towards the server, may let at most a given number of them through a second (per
+/// connection), and drops every new connection while it is down.
+pub struct Relay {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    seen: Arc<Mutex<Vec<String>>>,
+    sent: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// A relay to `to` on a port the system picks.
+    pub fn start(to: &str) -> Relay {
+        Relay::on(bind_loopback(), to, None)
+    }
+
+    /// Same, letting at most `rate` bytes a second through towards `to`.
+    pub fn throttled(to: &str, rate: u64) -> Relay {
+        Relay::on(bind_loopback(), to, Some(rate))
+    }
+
+    /// A relay to `to` on `listener` (e.g. a `ClosedPort` brought up: the server is
+    /// back on the port its clients knew).
+    pub fn on(listener: TcpListener, to: &str, rate: Option<u64>) -> Relay {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let relay = Relay {
+            addr,
+            seen: Arc::new(Mutex::new(Vec::new())),
+            sent: Arc::new(AtomicU64::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
+        };
+        let (seen, sent, down) = (
+            Arc::clone(&relay.seen),
+            Arc::clone(&relay.sent),
+            Arc::clone(&relay.down),
+        );
+        let to = to.to_string();
+        std::thread::spawn(move || {
+            for c in listener.incoming() {
+                let Ok(c) = c else { continue };
+                if down.load(Ordering::SeqCst) {
+                    drop(c);
+                    continue;
+                }
+                let (to, seen, sent) = (to.clone(), Arc::clone(&seen), Arc::clone(&sent));
+                std::thread::spawn(move || relay_one(c, &to, rate, &seen, &sent));
+            }
+        });
+        relay
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The first line of every connection so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The bytes sent towards the server so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Down: every new connection is dropped at once. Connections already relayed go on.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+fn bind_loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"))
+}
+
+/// Relays one connection both ways, each direction shut down when its source ends.
+fn relay_one(
+    client: TcpStream,
+    to: &str,
+    rate: Option<u64>,
+    seen: &Mutex<Vec<String>>,
+    sent: &AtomicU64,
+) {
+    let Ok(upstream) = TcpStream::connect(to) else {
+        return;
+    };
+    let (Ok(client_r), Ok(mut up_w)) = (client.try_clone(), upstream.try_clone()) else {
+        return;
+    };
+    let mut reader = BufReader::new(client_r);
+    let mut first = Vec::new();
+    if reader.read_until(b'\n', &mut first).is_err() {
+        return;
+    }
+    if let Ok(mut v) = seen.lock() {
+        v.push(String::from_utf8_lossy(&first).trim_end().to_string());
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let started = Instant::now();
+            let mut total = 0u64;
+            let mut send = |bytes: &[u8]| {
+                if up_w.write_all(bytes).is_err() {
+                    return false;
+                }
+                total += bytes.len() as u64;
+                sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                // Throttled: never ahead of `rate` bytes a second.
+                if let Some(rate) = rate {
+                    let due = Duration::from_secs_f64(total as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                true
+            };
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut more = send(&first);
+            while more {
+                more = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => false,
+                    Ok(n) => send(&buf[..n]),
+                };
+            }
+            let _ = up_w.shutdown(Shutdown::Write);
+        });
+        let (mut up_r, mut client_w) = (upstream, client);
+        let _ = io::copy(&mut up_r, &mut client_w);
+        let _ = client_w.shutdown(Shutdown::Write);
+    });
 }
