@@ -30,9 +30,11 @@ use crate::config::{Config, OffsiteSettings};
 use crate::http::server::{self, Body, Request, Response};
 use crate::offsite::fleet::{self, Cost, Fleet, STATES, Site};
 use crate::serve::guard;
+use crate::serve::page::embed;
 use crate::serve::reply::{JSON, error, jstr};
 
-pub const PAGE: &str = include_str!("fleet.html");
+/// The page, with the style and helper it shares with the Pi's page (page.rs).
+pub const PAGE: &str = embed!(include_str!("fleet.html"));
 
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
@@ -419,6 +421,11 @@ pub fn serve(cfg: Config, listen: SocketAddr) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_is_whole_under_its_csp() {
+        assert_eq!(crate::serve::page::inline_only(PAGE, CSP), Ok(()));
+    }
 
     #[test]
     fn labels_are_escaped() {
