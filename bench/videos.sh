@@ -9,7 +9,7 @@
 # 2. 20,000 small videos, first and second night: peak RSS.          goal: <= 8 MiB
 # 3. INCLUDE_VIDEOS against `tar cf` (and `tar czf`) on the same files, best of REPS:
 #    the first night (hashes computed on the way) and the next ones (hash cache).
-#                                                  goal: next nights >= 0.8x tar cf
+#                               goal: every night >= 0.8x tar cf (wall), the first too
 #
 # Prints the tables and writes target/bench/videos-results.md. A missed goal is reported
 # (exit 0; BENCH_STRICT=1 makes it exit 1); a real error exits non-zero.
@@ -267,6 +267,9 @@ SPEED=$(ratio "$TAR_T" "$I2_T")
 SPEED_SYNC=$(ratio "$TARS_T" "$I2_T")
 python3 -c "import sys; sys.exit(0 if $SPEED >= $GOAL_SPEED else 1)" \
     || missed+=("INCLUDE_VIDEOS at ${SPEED}x tar cf's wall time (goal >= ${GOAL_SPEED}x; ${SPEED_SYNC}x tar cf + fsync, which it does)")
+SPEED1=$(ratio "$TAR_T" "$I1_T")
+python3 -c "import sys; sys.exit(0 if $SPEED1 >= $GOAL_SPEED else 1)" \
+    || missed+=("INCLUDE_VIDEOS, first night, at ${SPEED1}x tar cf's wall time (goal >= ${GOAL_SPEED}x)")
 
 {
     echo "## Videos offsite: $(human "$TOTAL") of incompressible videos ($NFILES files), SeaweedFS on loopback"

@@ -218,6 +218,16 @@ impl<W: Write> Writer<'_, W> {
 
 /// Size of the reads of a video copied into the archive.
 const VIDEO_CHUNK: usize = 1024 * 1024;
+/// From this size on, a video's SHA-256 is computed on a second thread (`copy_hashing_aside`).
+const PIPELINE_MIN: u64 = 4 * VIDEO_CHUNK as u64;
+/// Chunks the copy may be ahead of the hashing thread.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Whether this Pi has a second core to hash on (a Pi Zero has one).
+fn two_cores() -> bool {
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
 
 impl<X: Write> Writer<'_, MixedGz<X>> {
     /// A video (INCLUDE_VIDEOS): its tar header through the tar builder, then its bytes,
@@ -256,34 +266,21 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
                 Path::new(std::ffi::OsStr::from_bytes(&path)),
                 io::empty(),
             )?;
-            let mut hasher = known.is_none().then(hashes::Hasher::new);
-            if buf.len() < VIDEO_CHUNK {
-                buf.resize(VIDEO_CHUNK, 0);
-            }
-            let mut left = size;
-            while left > 0 {
-                if self.cancel.load(Ordering::Relaxed) {
-                    return Err(io::Error::other("backup cancelled (shutdown)"));
-                }
-                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let n = file.read(&mut buf[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the file shrank while it was being read",
-                    ));
-                }
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&buf[..n]);
-                }
-                self.tar.get_mut().write_all(&buf[..n])?;
-                left -= n as u64;
-            }
+            let computed = if known.is_some() {
+                self.copy(&mut file, size, None, buf)?;
+                None
+            } else if size >= PIPELINE_MIN && two_cores() {
+                Some(self.copy_hashing_aside(&mut file, size, buf)?)
+            } else {
+                let mut h = hashes::Hasher::new();
+                self.copy(&mut file, size, Some(&mut h), buf)?;
+                Some(h.finish())
+            };
             let pad = (512 - size % 512) % 512;
             self.tar.get_mut().write_all(&[0u8; 512][..pad as usize])?;
             let same = hashes::Key::of_meta(&file.metadata()?) == hashes::Key::of_meta(meta);
-            let hash: [u8; 32] = match (known, hasher) {
-                (_, Some(h)) => h.finish(),
+            let hash: [u8; 32] = match (known, computed) {
+                (_, Some(h)) => h,
                 (Some(_), None) if !same => {
                     return Err(io::Error::other(
                         "it changed while it was being archived; the next run takes it again",
@@ -301,6 +298,120 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
             Err(e) => Err(e),
             Ok(v) => back.map(|_| v),
         }
+    }
+
+    /// Copies `size` bytes of `file` into the archive in chunks of `buf` (VIDEO_CHUNK),
+    /// feeding `hasher` on the way.
+    fn copy(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        mut hasher: Option<&mut hashes::Hasher>,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        if buf.len() < VIDEO_CHUNK {
+            buf.resize(VIDEO_CHUNK, 0);
+        }
+        let mut left = size;
+        while left > 0 {
+            let n = self.read_chunk(file, left, buf)?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
+            self.tar.get_mut().write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// The same copy with the SHA-256 computed on a second thread: a chunk is hashed
+    /// there while the next one is read, checksummed (gzip's CRC-32) and written here,
+    /// so that on a Pi 2 to 5 the first night of a video costs about what a night with
+    /// its hash cached does (SHA-256 is as slow as the copy itself on a Pi 4, which has
+    /// no SHA instructions). Three chunks circulate (3 MiB at most); a Pi Zero (one
+    /// core) and small files use `copy`. A thread that cannot be started is no error:
+    /// the copy then hashes on this one.
+    fn copy_hashing_aside(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<[u8; 32]> {
+        use std::sync::mpsc;
+        let (to_hash, hash_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(CHUNKS_IN_FLIGHT);
+        let (free_tx, free) = mpsc::channel::<Vec<u8>>();
+        std::thread::scope(|scope| {
+            let hashing = std::thread::Builder::new()
+                .name("video-sha256".into())
+                .spawn_scoped(scope, move || {
+                    let mut h = hashes::Hasher::new();
+                    for (chunk, n) in hash_rx {
+                        h.update(&chunk[..n]);
+                        // The copy may be over (an error): the chunk is then dropped.
+                        let _ = free_tx.send(chunk);
+                    }
+                    h.finish()
+                });
+            let Ok(hashing) = hashing else {
+                drop(to_hash);
+                let mut h = hashes::Hasher::new();
+                self.copy(file, size, Some(&mut h), buf)?;
+                return Ok(h.finish());
+            };
+            let copied = (|| {
+                let mut spare = CHUNKS_IN_FLIGHT;
+                let mut mine = Some(std::mem::take(buf));
+                let mut left = size;
+                while left > 0 {
+                    let mut chunk = match mine.take() {
+                        Some(c) => c,
+                        None if spare > 0 => {
+                            spare -= 1;
+                            Vec::new()
+                        }
+                        None => free
+                            .recv()
+                            .map_err(|_| io::Error::other("the hashing thread stopped"))?,
+                    };
+                    if chunk.len() < VIDEO_CHUNK {
+                        chunk.resize(VIDEO_CHUNK, 0);
+                    }
+                    let n = self.read_chunk(file, left, &mut chunk)?;
+                    self.tar.get_mut().write_all(&chunk[..n])?;
+                    left -= n as u64;
+                    to_hash
+                        .send((chunk, n))
+                        .map_err(|_| io::Error::other("the hashing thread stopped"))?;
+                }
+                Ok(())
+            })();
+            drop(to_hash);
+            let hash = hashing
+                .join()
+                .map_err(|_| io::Error::other("the hashing thread failed"));
+            // The caller's buffer back, for the next video.
+            if let Ok(b) = free.try_recv() {
+                *buf = b;
+            }
+            copied.and(hash)
+        })
+    }
+
+    /// Reads the next chunk (at most `left` bytes) into `chunk`; a file that ends
+    /// early is an error (its tar entry would be corrupt), as is a shutdown.
+    fn read_chunk(&mut self, file: &mut File, left: u64, chunk: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other("backup cancelled (shutdown)"));
+        }
+        let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = file.read(&mut chunk[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being read",
+            ));
+        }
+        Ok(n)
     }
 }
 
