@@ -220,8 +220,10 @@ impl<W: Write> Writer<'_, W> {
 const VIDEO_CHUNK: usize = 1024 * 1024;
 /// From this size on, a video's SHA-256 is computed on a second thread (`copy_hashing_aside`).
 const PIPELINE_MIN: u64 = 4 * VIDEO_CHUNK as u64;
-/// Chunks the copy may be ahead of the hashing thread.
+/// Chunks the copy may be ahead of the hashing thread, and their size: three chunks
+/// (768 KiB) circulate between the two threads.
 const CHUNKS_IN_FLIGHT: usize = 2;
+const PIPELINE_CHUNK: usize = 256 * 1024;
 
 /// Whether this Pi has a second core to hash on (a Pi Zero has one).
 fn two_cores() -> bool {
@@ -328,8 +330,8 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
     /// there while the next one is read, checksummed (gzip's CRC-32) and written here,
     /// so that on a Pi 2 to 5 the first night of a video costs about what a night with
     /// its hash cached does (SHA-256 is as slow as the copy itself on a Pi 4, which has
-    /// no SHA instructions). Three chunks circulate (3 MiB at most); a Pi Zero (one
-    /// core) and small files use `copy`. A thread that cannot be started is no error:
+    /// no SHA instructions). Three chunks of 256 KiB circulate; a Pi Zero (one core)
+    /// and small files use `copy`. A thread that cannot be started is no error:
     /// the copy then hashes on this one.
     fn copy_hashing_aside(
         &mut self,
@@ -359,23 +361,16 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
                 return Ok(h.finish());
             };
             let copied = (|| {
-                let mut spare = CHUNKS_IN_FLIGHT;
-                let mut mine = Some(std::mem::take(buf));
+                let mut spare = CHUNKS_IN_FLIGHT + 1;
                 let mut left = size;
                 while left > 0 {
-                    let mut chunk = match mine.take() {
-                        Some(c) => c,
-                        None if spare > 0 => {
-                            spare -= 1;
-                            Vec::new()
-                        }
-                        None => free
-                            .recv()
-                            .map_err(|_| io::Error::other("the hashing thread stopped"))?,
+                    let mut chunk = if spare > 0 {
+                        spare -= 1;
+                        vec![0; PIPELINE_CHUNK]
+                    } else {
+                        free.recv()
+                            .map_err(|_| io::Error::other("the hashing thread stopped"))?
                     };
-                    if chunk.len() < VIDEO_CHUNK {
-                        chunk.resize(VIDEO_CHUNK, 0);
-                    }
                     let n = self.read_chunk(file, left, &mut chunk)?;
                     self.tar.get_mut().write_all(&chunk[..n])?;
                     left -= n as u64;
@@ -389,10 +384,6 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
             let hash = hashing
                 .join()
                 .map_err(|_| io::Error::other("the hashing thread failed"));
-            // The caller's buffer back, for the next video.
-            if let Ok(b) = free.try_recv() {
-                *buf = b;
-            }
             copied.and(hash)
         })
     }
