@@ -74,6 +74,8 @@ fn verify_and_restore_refuse_a_fifo_named_like_an_archive_at_once() {
         vec!["restore", name, "--dry-run"],
         vec!["restore", name],
         vec!["restore", path.as_str(), "--dry-run"],
+        vec!["restore", name, "--videos", "--dry-run"],
+        vec!["restore", name, "--videos"],
     ] {
         let out = quick(&t, &[], &args);
         out.expect_code(1, &args.join(" "));
