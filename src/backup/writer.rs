@@ -233,7 +233,7 @@ fn two_cores() -> bool {
 
 impl<X: Write> Writer<'_, MixedGz<X>> {
     /// A video (INCLUDE_VIDEOS): its tar header through the tar builder, then its bytes,
-    /// read in 1 MiB chunks, as stored deflate blocks (backup/gzip.rs): already
+    /// read in chunks, as stored deflate blocks (backup/gzip.rs): already
     /// compressed, a video is copied at disk speed instead of going through the
     /// compressor. Its MANIFEST.sha256 line takes `known`, the hash the cache holds for
     /// this very version of the file (videos/hashes.rs), else the SHA-256 computed on
@@ -328,11 +328,11 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
 
     /// The same copy with the SHA-256 computed on a second thread: a chunk is hashed
     /// there while the next one is read, checksummed (gzip's CRC-32) and written here,
-    /// so that on a Pi 2 to 5 the first night of a video costs about what a night with
-    /// its hash cached does (SHA-256 is as slow as the copy itself on a Pi 4, which has
-    /// no SHA instructions). Three chunks of 256 KiB circulate; a Pi Zero (one core)
-    /// and small files use `copy`. A thread that cannot be started is no error:
-    /// the copy then hashes on this one.
+    /// so that with two cores or more the first night of a video costs about what a
+    /// night with its hash cached does (SHA-256 is about 40 % of a first night's CPU
+    /// time even on an x86 with SHA instructions; a Pi 4 has none). Three chunks of
+    /// 256 KiB circulate; a Pi Zero (one core) and small files use `copy`. A thread
+    /// that cannot be started is no error: the copy then hashes on this one.
     fn copy_hashing_aside(
         &mut self,
         file: &mut File,
