@@ -615,3 +615,126 @@ fn offsite_regions_keys_and_recipients() {
     let c = ok(&[("S3_BUCKET", "Not_Valid")], "");
     assert!(c.offsite.is_none());
 }
+
+#[test]
+fn email_keys_are_all_three_or_none() {
+    let all = [
+        ("SMTP_URL", "smtps://alerts:pw@mail.example:465"),
+        ("ALERT_EMAIL_TO", "club@example.org, ops@example.org"),
+        ("ALERT_EMAIL_FROM", "pi@example.org"),
+    ];
+    let e = ok(&all, "")
+        .alerts
+        .email
+        .unwrap_or_else(|| panic!("three email keys gave no email settings"));
+    assert_eq!(e.to, ["club@example.org", "ops@example.org"]);
+    assert_eq!(e.from, "pi@example.org");
+    assert!(ok(&[], "").alerts.email.is_none());
+    // A blank SMTP_URL counts as unset: the other two alone are an error naming them.
+    for blank in ["", "  "] {
+        let e = err(&[("SMTP_URL", blank), all[1]], "");
+        assert!(
+            e.contains("ALERT_EMAIL_TO is set but SMTP_URL is not"),
+            "{e}"
+        );
+        let e = err(&[("SMTP_URL", blank), all[2]], "");
+        assert!(
+            e.contains("ALERT_EMAIL_FROM is set but SMTP_URL is not"),
+            "{e}"
+        );
+    }
+    // SMTP_URL without the addresses.
+    let e = err(&all[..1], "");
+    assert!(e.contains("ALERT_EMAIL_TO is not"), "{e}");
+    let e = err(&all[..2], "");
+    assert!(e.contains("ALERT_EMAIL_FROM is not"), "{e}");
+}
+
+#[test]
+fn frame_ancestors_origins_at_their_edges() {
+    for good in [
+        "http://h",
+        "http://h:1",
+        "http://[::1]",
+        "http://[::1]:65535",
+    ] {
+        assert!(valid_origin(good), "{good} refused");
+    }
+    for bad in [
+        "http://h:0",
+        "http://[::1]x",
+        "http://[::1]80",
+        "http://h:65536",
+    ] {
+        assert!(!valid_origin(bad), "{bad} accepted");
+    }
+}
+
+/// A config file in a folder of its own under the temp dir, with `mode`, in a folder
+/// with `dir_mode`; the warnings `Lookup::gather` gives for it.
+fn gather_warnings(name: &str, text: &str, mode: u32, dir_mode: u32) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("neopro-config-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("backup.conf");
+    std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+    let set = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    set(&file, mode);
+    set(&dir, dir_mode);
+    let got = Lookup::gather(Some(&file)).map(|l| l.warnings);
+    set(&dir, 0o755);
+    let _ = std::fs::remove_dir_all(&dir);
+    got.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_secret_readable_by_every_user_is_warned_about() {
+    let token = "API_TOKEN=0123456789abcdef0123\n";
+    let w = gather_warnings("readable", token, 0o644, 0o755);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("holds API_TOKEN")
+            && w[0].contains("mode 0644")
+            && w[0].contains("chmod 600"),
+        "{w:?}"
+    );
+    assert!(
+        !w[0].contains("0123456789abcdef"),
+        "the warning shows the token: {w:?}"
+    );
+    for (what, text, mode, dir_mode) in [
+        ("group only", token, 0o640, 0o755),
+        ("no secret", "BACKUP_TIME=04:00\n", 0o644, 0o755),
+        ("an empty secret", "API_TOKEN=\n", 0o644, 0o755),
+        ("a folder others cannot enter", token, 0o644, 0o700),
+    ] {
+        let w = gather_warnings(&what.replace(' ', "-"), text, mode, dir_mode);
+        assert!(w.is_empty(), "{what}: {w:?}");
+    }
+}
+
+#[test]
+fn a_config_file_up_to_1_mib_is_read_and_a_larger_one_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("neopro-config-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join("backup.conf");
+    // A well-commented file of 1 MiB exactly: read.
+    let tail = "BACKUP_TIME=04:00\n";
+    let filler = "#".repeat(1024 * 1024 - tail.len() - 1) + "\n";
+    std::fs::write(&file, format!("{filler}{tail}")).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+    let src = Lookup::gather(Some(&file)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(src.get("BACKUP_TIME"), Some("04:00"));
+    // One byte more: refused.
+    std::fs::write(&file, format!("#{filler}{tail}")).unwrap_or_else(|e| panic!("{e}"));
+    let got = Lookup::gather(Some(&file));
+    let _ = std::fs::remove_dir_all(&dir);
+    let Err(e) = got else {
+        panic!("a config file over 1 MiB was read");
+    };
+    assert!(e.0.contains("backup.conf"), "{e}");
+}
