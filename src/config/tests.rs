@@ -185,7 +185,10 @@ fn bad_offsite_values_name_key_value_and_expectation() {
     };
     assert!(e.0.contains("SITE_ID"), "{e}");
     let on = cfg(&with_s3(&[("VIDEOS_OFFSITE", "yes")]), "").map_err(|e| e.0);
-    assert!(on.is_ok_and(|c| c.offsite.is_some_and(|o| o.videos)));
+    assert!(on.is_ok_and(|c| c.videos_offsite() && c.offsite.is_some_and(|o| o.videos)));
+    // Off unless asked, with or without a bucket.
+    assert!(!ok(&with_s3(&[]), "").videos_offsite());
+    assert!(!ok(&[], "").videos_offsite());
     // A webhook URL's path is a token: never echoed.
     let Err(e) = cfg(&[("ALERT_WEBHOOK", "https://hooks.example/T0K3N/x y")], "") else {
         panic!("bad webhook accepted");
@@ -648,6 +651,27 @@ fn email_keys_are_all_three_or_none() {
     assert!(e.contains("ALERT_EMAIL_TO is not"), "{e}");
     let e = err(&all[..2], "");
     assert!(e.contains("ALERT_EMAIL_FROM is not"), "{e}");
+}
+
+#[test]
+fn frame_ancestors_holds_at_most_16_origins() {
+    let list = |n: usize| {
+        (1..=n)
+            .map(|i| format!("https://panel{i}.example"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        ok(&[("FRAME_ANCESTORS", &list(16))], "")
+            .frame_ancestors
+            .len(),
+        16
+    );
+    let e = err(&[("FRAME_ANCESTORS", &list(17))], "");
+    assert!(
+        e.contains("FRAME_ANCESTORS") && e.contains("at most 16"),
+        "{e}"
+    );
 }
 
 #[test]
