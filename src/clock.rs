@@ -124,6 +124,26 @@ pub fn naive_secs(year: i64, month: u32, day: u32, hour: u32, minute: u32, secon
         + i64::from(second)
 }
 
+/// `Wed, 18 Dec 2024 03:00:00`, in UTC: the date of HTTP headers (with ` GMT`, RFC 9110)
+/// and of mail headers (with ` +0000`, RFC 5322).
+pub fn day_and_time_utc(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(unix);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02}",
+        DAYS[c.weekday as usize % 7],
+        c.day,
+        MONTHS[(c.month as usize).saturating_sub(1) % 12],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
 /// The calendar date and time of naive seconds.
 pub fn civil(secs: i64) -> Civil {
     let days = secs.div_euclid(86_400);

@@ -81,21 +81,7 @@ pub fn etag(meta: &std::fs::Metadata) -> String {
 
 /// An HTTP date (IMF-fixdate, RFC 9110, 5.6.7): `Wed, 18 Dec 2024 03:00:00 GMT`.
 pub fn http_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = clock::civil(unix);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[c.weekday as usize % 7],
-        c.day,
-        MONTHS[(c.month as usize + 11) % 12],
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    format!("{} GMT", clock::day_and_time_utc(unix))
 }
 
 pub fn download(shared: &Shared, req: &Request, name: &str) -> Response {

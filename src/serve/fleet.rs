@@ -30,15 +30,13 @@ use crate::config::{Config, OffsiteSettings};
 use crate::http::server::{self, Body, Request, Response};
 use crate::offsite::fleet::{self, Cost, Fleet, STATES, Site};
 use crate::serve::guard;
-use crate::serve::page::embed;
+use crate::serve::page::{self, embed};
 use crate::serve::reply::{JSON, error, jstr};
 
 /// The page, with the style and helper it shares with the Pi's page (page.rs).
 pub const PAGE: &str = embed!(include_str!("fleet.html"));
 
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                   img-src data:; connect-src 'self'; frame-ancestors 'self'";
 
 /// The cache period: NEOPRO_FLEET_CACHE_SECS (1 to 3600), default 30.
 pub fn cache_period() -> Duration {
@@ -333,7 +331,7 @@ pub fn route(cache: &Arc<Cache>, token: Option<&str>, req: &Request) -> Response
     }
     match (read, path) {
         (true, "/") => Response::new(200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec())
-            .with_header("Content-Security-Policy", CSP),
+            .with_header("Content-Security-Policy", &page::csp(&[])),
         (true, "/api/fleet") => api(cache),
         (true, "/metrics") => metrics(cache),
         (true, "/healthz") => Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec()),
@@ -424,7 +422,7 @@ mod tests {
 
     #[test]
     fn the_page_is_whole_under_its_csp() {
-        assert_eq!(crate::serve::page::inline_only(PAGE, CSP), Ok(()));
+        assert_eq!(page::inline_only(PAGE, &page::csp(&[])), Ok(()));
     }
 
     #[test]

@@ -178,21 +178,7 @@ pub(super) fn quoted_printable(text: &str) -> String {
 
 /// `Wed, 18 Dec 2024 02:00:00 +0000` (RFC 5322 3.3), in UTC.
 pub fn rfc5322_date(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = clock::civil(unix);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} +0000",
-        DAYS[c.weekday as usize % 7],
-        c.day,
-        MONTHS[(c.month as usize).saturating_sub(1) % 12],
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    format!("{} +0000", clock::day_and_time_utc(unix))
 }
 
 /// `<time.counter.random@host>`: unique across runs (the time and 64 random bits) and
