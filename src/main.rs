@@ -7,13 +7,15 @@
 //!   `offsite/` (queue, S3 copies, fleet), `videos/` (inventory, hash cache),
 //!   `retention`, `schedule`, `status`, `store` (BACKUP_DIR), `alerts/`, `config/`,
 //!   `clock`
-//! - adapters: `http/` (server, client), `offsite/s3`, `shell` (operator commands),
+//! - adapters: `bucket/` (the offsite store: S3, in memory for tests), `http/` (server,
+//!   client), `shell` (operator commands),
 //!   `fsutil`, `host`, `units`
 //!
 //! The formats are written down in docs/format.md.
 
 mod alerts;
 mod backup;
+mod bucket;
 mod cli;
 mod clock;
 mod config;

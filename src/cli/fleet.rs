@@ -64,12 +64,13 @@ pub fn serve(cfg: Config, listen: SocketAddr) -> Result<ExitCode, Usage> {
 /// S3_RETENTION_DAYS; removed with `--apply` only. Exit 1 when the bucket cannot be
 /// read or a removal failed.
 pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
-    if cfg.offsite.is_none() {
+    let Some(o) = &cfg.offsite else {
         return Err(Usage(
             "fleet gc works on the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY (the operator's keys)".into(),
         ));
-    }
-    let plan = match gc::plan(cfg, clock::now_unix()) {
+    };
+    let bucket = crate::offsite::bucket(o);
+    let plan = match gc::plan(&bucket, o, clock::now_unix()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("neopro-backup: fleet gc: {e}");
@@ -92,7 +93,7 @@ pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let done = match gc::apply(cfg, &plan) {
+    let done = match gc::apply(&bucket, o, &plan) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("neopro-backup: fleet gc: {e}");
@@ -140,7 +141,7 @@ fn days(j: &gc::Judged) -> String {
     })
 }
 
-pub fn gc_summary(p: &gc::Plan) -> String {
+pub fn gc_summary(p: &gc::GcPlan) -> String {
     let mut out = format!("{} site(s) publish their video references:", p.sites.len());
     if p.sites.is_empty() {
         out.push_str(" none");

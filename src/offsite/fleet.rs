@@ -6,8 +6,7 @@
 //! copies are counted and summed, their keys dropped), then one GET per site of its
 //! `last-backup-status.json` only, eight at a time. A status object over 64 KiB is not
 //! read (a real one is under 2 KiB), so a site cannot make the reader hold much.
-//! (`s3::Client::list` returns the whole listing at once: 30,000 keys are about 5 MB
-//! for a moment; a page-by-page listing would let `Tally` take them as they come.)
+//! The listing is folded page by page (`Bucket::list_each`): keys are never all held.
 //!
 //! A site is a folder directly under the prefix with at least one object of its own
 //! (`S3_PREFIX/<site>/<object>`); deeper keys (such as the shared
@@ -23,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use nanoserde::{DeJson, SerJson};
 
+use crate::bucket::Bucket;
 use crate::clock;
 use crate::config::OffsiteSettings;
-use crate::offsite::{self, s3};
+use crate::offsite;
 use crate::status::Status;
 use crate::store;
 
@@ -169,7 +169,7 @@ fn is_copy_name(name: &str) -> bool {
 
 /// What the listing says of one site.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Listed {
+pub struct SiteListing {
     pub archives: u64,
     pub bytes: u64,
     /// The newest copy: name and size.
@@ -181,7 +181,7 @@ pub struct Listed {
 /// The listing folded per site while it is read: keys are never kept.
 pub struct Tally {
     root: String,
-    pub sites: BTreeMap<String, Listed>,
+    pub sites: BTreeMap<String, SiteListing>,
     pub objects: u64,
 }
 
@@ -221,7 +221,7 @@ impl Tally {
             entry.status_size = Some(size);
         } else if is_copy_name(name) {
             entry.archives += 1;
-            entry.bytes += size;
+            entry.bytes = entry.bytes.saturating_add(size);
             if entry.newest.as_ref().is_none_or(|(n, _)| name > n.as_str()) {
                 entry.newest = Some((name.to_string(), size));
             }
@@ -233,9 +233,9 @@ impl Tally {
 type Fetched = Result<Option<Status>, String>;
 
 /// GETs one status object (twice when the connection failed).
-fn fetch_status(client: &s3::Client, key: &str) -> Fetched {
-    let got = match client.get(key) {
-        Err(e) if e.transport => client.get(key), // once more: a connection can drop
+fn fetch_status(b: &dyn Bucket, key: &str) -> Fetched {
+    let got = match b.get(key) {
+        Err(e) if e.transport => b.get(key), // once more: a connection can drop
         r => r,
     };
     match got.map_err(|e| e.msg)? {
@@ -251,14 +251,14 @@ fn fetch_status(client: &s3::Client, key: &str) -> Fetched {
 }
 
 /// GETs `keys` with at most `READERS` requests in flight; the answers in order.
-fn fetch_all(client: &s3::Client, keys: &[String]) -> Vec<Fetched> {
+fn fetch_all(b: &dyn Bucket, keys: &[String]) -> Vec<Fetched> {
     let next = AtomicUsize::new(0);
     let answers: Mutex<Vec<Option<Fetched>>> = Mutex::new(keys.iter().map(|_| None).collect());
     let work = || {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(key) = keys.get(i) else { break };
-            let r = fetch_status(client, key);
+            let r = fetch_status(b, key);
             answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
         }
     };
@@ -282,8 +282,8 @@ fn fetch_all(client: &s3::Client, keys: &[String]) -> Vec<Fetched> {
 
 /// The rows from a folded listing and the statuses (pure).
 pub fn rows(
-    listed: BTreeMap<String, Listed>,
-    mut statuses: impl FnMut(&str, &Listed) -> Fetched,
+    listed: BTreeMap<String, SiteListing>,
+    mut statuses: impl FnMut(&str, &SiteListing) -> Fetched,
     now: i64,
 ) -> Fleet {
     let mut sites = Vec::with_capacity(listed.len());
@@ -322,7 +322,11 @@ pub fn rows(
 
 /// Reads the bucket. `Err` when it cannot be listed (a message for a person).
 pub fn build(o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
-    let client = offsite::client(o);
+    build_on(&offsite::bucket(o), o, now)
+}
+
+/// `build` on the store `b`.
+pub fn build_on(b: &dyn Bucket, o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
     let root = if o.prefix.is_empty() {
         String::new()
     } else {
@@ -330,8 +334,7 @@ pub fn build(o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
     };
     let started = Instant::now();
     let mut tally = Tally::new(&root);
-    client
-        .list_each(&root, None, |ob| tally.add(&ob.key, ob.size))
+    b.list_each(&root, None, &mut |ob| tally.add(&ob.key, ob.size))
         .map_err(|e| e.msg)?;
     let objects = tally.objects;
     let listing = started.elapsed();
@@ -342,7 +345,7 @@ pub fn build(o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
         .map(|(site, _)| format!("{root}{site}/{}", offsite::STATUS_OBJECT))
         .collect();
     let started = Instant::now();
-    let mut answers = fetch_all(&client, &wanted).into_iter();
+    let mut answers = fetch_all(b, &wanted).into_iter();
     let statuses = started.elapsed();
     let fleet = rows(
         tally.sites,
@@ -442,7 +445,7 @@ mod tests {
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(
             t.sites["a"],
-            Listed {
+            SiteListing {
                 archives: 2,
                 bytes: 22,
                 newest: Some(("backup-20241218-030000.tar.gz".into(), 12)),
@@ -450,14 +453,14 @@ mod tests {
             }
         );
         assert_eq!((t.sites["b"].archives, t.sites["b"].bytes), (1, 40));
-        assert_eq!(t.sites["c"], Listed::default());
+        assert_eq!(t.sites["c"], SiteListing::default());
     }
 
     #[test]
     fn rows_from_the_listing_worst_first() {
         let now = clock::parse_iso(T).unwrap_or_default() + 3600;
         let mut listed = BTreeMap::new();
-        let with_status = Listed {
+        let with_status = SiteListing {
             archives: 3,
             bytes: 300,
             newest: Some(("backup-20241218-030000.tar.gz".into(), 100)),
@@ -468,7 +471,7 @@ mod tests {
         }
         listed.insert(
             "never".to_string(),
-            Listed {
+            SiteListing {
                 status_size: None,
                 ..with_status.clone()
             },

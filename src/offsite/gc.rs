@@ -18,11 +18,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::bucket::{Bucket, Object};
 use crate::clock;
-use crate::config::{Config, OffsiteSettings};
+use crate::config::OffsiteSettings;
 use crate::units::hex;
 
-use super::s3::{Client, Object};
 use super::videos::{self, MISSING_OBJECT, REFS_OBJECT, VIDEOS_DIR, parse_hash_list};
 
 /// Every site's referenced hashes.
@@ -41,7 +41,7 @@ pub struct Judged {
 
 /// What `fleet gc` found.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub struct GcPlan {
     /// (site, hashes it references).
     pub sites: Vec<(String, usize)>,
     pub objects: usize,
@@ -71,9 +71,9 @@ fn root(o: &OffsiteSettings) -> String {
 }
 
 /// Reads every site's videos-referenced.txt.
-fn read_refs(client: &Client, o: &OffsiteSettings) -> Result<Refs, String> {
+fn read_refs(b: &dyn Bucket, o: &OffsiteSettings) -> Result<Refs, String> {
     let root = root(o);
-    let listing = client.list(&root, Some("/")).map_err(|e| e.msg)?;
+    let listing = b.list(&root, Some("/")).map_err(|e| e.msg)?;
     let mut refs = Refs::new();
     for p in &listing.prefixes {
         let site = p.strip_prefix(&root).unwrap_or(p).trim_end_matches('/');
@@ -81,10 +81,9 @@ fn read_refs(client: &Client, o: &OffsiteSettings) -> Result<Refs, String> {
             continue;
         }
         let key = format!("{p}{REFS_OBJECT}");
-        let set = match client.get(&key).map_err(|e| e.msg)? {
-            Some(b) => parse_hash_list(&String::from_utf8_lossy(&b)).map_err(|e| {
-                format!("s3://{}/{key} is damaged ({e}): nothing removed", o.bucket)
-            })?,
+        let set = match b.get(&key).map_err(|e| e.msg)? {
+            Some(text) => parse_hash_list(&String::from_utf8_lossy(&text))
+                .map_err(|e| format!("{} is damaged ({e}): nothing removed", b.describe(&key)))?,
             None => Vec::new(),
         };
         refs.insert(site.to_string(), set.into_iter().collect());
@@ -100,7 +99,7 @@ fn referenced(refs: &Refs, j: &Judged) -> bool {
 }
 
 fn age_secs(ob: &Object, now: i64) -> Option<i64> {
-    clock::parse_iso(&ob.last_modified).map(|t| now - t)
+    clock::parse_iso(&ob.last_modified).map(|t| now.saturating_sub(t))
 }
 
 /// How old an unreferenced object must be to go: S3_RETENTION_DAYS, or
@@ -113,22 +112,18 @@ fn min_age_secs(o: &OffsiteSettings) -> i64 {
         .unwrap_or(i64::from(o.retention_days) * 86_400)
 }
 
-/// The dry run: what would be removed.
-pub fn plan(cfg: &Config, now: i64) -> Result<Plan, String> {
-    let o = cfg.offsite.as_ref().ok_or(
-        "fleet gc reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY",
-    )?;
-    let client = super::client(o);
-    let refs = read_refs(&client, o)?;
+/// The dry run: what would be removed from `b`.
+pub fn plan(b: &dyn Bucket, o: &OffsiteSettings, now: i64) -> Result<GcPlan, String> {
+    let refs = read_refs(b, o)?;
     let root = root(o);
-    let listing = client
+    let listing = b
         .list(&format!("{root}{VIDEOS_DIR}/"), None)
         .map_err(|e| e.msg)?;
     let min_age = min_age_secs(o);
-    let mut p = Plan {
+    let mut p = GcPlan {
         sites: refs.iter().map(|(s, h)| (s.clone(), h.len())).collect(),
         retention_days: o.retention_days,
-        ..Plan::default()
+        ..GcPlan::default()
     };
     for ob in listing.objects {
         let Some(v) = videos::parse_key(&root, &ob.key) else {
@@ -136,7 +131,7 @@ pub fn plan(cfg: &Config, now: i64) -> Result<Plan, String> {
             continue;
         };
         p.objects += 1;
-        p.bytes += ob.size;
+        p.bytes = p.bytes.saturating_add(ob.size);
         let j = Judged {
             age_secs: age_secs(&ob, now),
             key: ob.key,
@@ -156,24 +151,22 @@ pub fn plan(cfg: &Config, now: i64) -> Result<Plan, String> {
 }
 
 /// `--apply`: removes what `plan` found, with the last looks of the module doc.
-pub fn apply(cfg: &Config, plan: &Plan) -> Result<Applied, String> {
-    let o = cfg.offsite.as_ref().ok_or("S3_ENDPOINT is not set")?;
-    let client = super::client(o);
+pub fn apply(b: &dyn Bucket, o: &OffsiteSettings, plan: &GcPlan) -> Result<Applied, String> {
     let mut out = Applied::default();
     // (3) The second look.
-    let refs = read_refs(&client, o)?;
+    let refs = read_refs(b, o)?;
     for j in &plan.doomed {
         if referenced(&refs, j) {
             out.spared += 1;
             continue;
         }
-        match client.delete(&j.key) {
+        match b.delete(&j.key) {
             Ok(()) => out.removed.push(j.clone()),
             Err(e) => out.errors.push(e.msg),
         }
     }
     // (5) The last look: who started to name a removed object meanwhile.
-    let after = read_refs(&client, o)?;
+    let after = read_refs(b, o)?;
     let mut notices: BTreeMap<String, BTreeSet<[u8; 32]>> = BTreeMap::new();
     for j in &out.removed {
         for (site, hashes) in &after {
@@ -185,8 +178,8 @@ pub fn apply(cfg: &Config, plan: &Plan) -> Result<Applied, String> {
     }
     for (site, hashes) in notices {
         let key = format!("{}{site}/{MISSING_OBJECT}", root(o));
-        let mut all: BTreeSet<[u8; 32]> = match client.get(&key) {
-            Ok(Some(b)) => parse_hash_list(&String::from_utf8_lossy(&b))
+        let mut all: BTreeSet<[u8; 32]> = match b.get(&key) {
+            Ok(Some(text)) => parse_hash_list(&String::from_utf8_lossy(&text))
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
@@ -200,7 +193,7 @@ pub fn apply(cfg: &Config, plan: &Plan) -> Result<Applied, String> {
             text.push_str(&hex(h));
             text.push('\n');
         }
-        match client.put_bytes(&key, text.as_bytes(), "text/plain") {
+        match b.put_bytes(&key, text.as_bytes(), "text/plain") {
             Ok(()) => out.notices.push((site, hashes.len())),
             Err(e) => out.errors.push(e.msg),
         }

@@ -30,11 +30,10 @@
 pub mod fleet;
 pub mod gc;
 mod ledger;
-pub mod s3;
-pub mod sigv4;
+#[cfg(test)]
+mod tests_on_mem;
 mod video_put;
 pub mod videos;
-mod xml;
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -43,13 +42,14 @@ use std::time::{Duration, Instant};
 
 use nanoserde::{DeJson, SerJson};
 
+use crate::bucket::{self, Bucket, s3::S3};
 use crate::clock::{self, Tz};
 use crate::config::{Config, OffsiteSettings};
 use crate::fsutil::{self, Lock, LockWait};
 use crate::retention;
 use crate::status::{self, Log};
 use crate::store::{self, OFFSITE_LOCK_FILE, OFFSITE_PENDING_DIR, OFFSITE_STATE_FILE};
-use s3::{Client, Credentials};
+use crate::units::hex;
 
 pub const STATUS_OBJECT: &str = "last-backup-status.json";
 /// Longest wait between two attempts.
@@ -201,11 +201,12 @@ fn unqueue(dir: &Path, name: &str) {
     let _ = fsutil::fsync_dir(&pdir);
 }
 
-pub fn client(o: &OffsiteSettings) -> Client {
-    Client {
+/// The store the settings name (S3 today).
+pub fn bucket(o: &OffsiteSettings) -> S3 {
+    S3 {
         endpoint: o.endpoint.clone(),
         bucket: o.bucket.clone(),
-        creds: Credentials {
+        creds: bucket::s3::Credentials {
             access_key: o.access_key.clone(),
             secret_key: o.secret_key.clone(),
             region: o.region.clone(),
@@ -233,43 +234,29 @@ pub fn object_name(o: &OffsiteSettings, name: &str) -> String {
 
 /// Sends one archive; `Ok(None)` when the local archive no longer exists.
 fn send_archive(
-    client: &Client,
+    b: &dyn Bucket,
     o: &OffsiteSettings,
     site: &str,
     dir: &Path,
     name: &str,
     cancel: &AtomicBool,
-) -> Result<Option<(String, u64)>, s3::Error> {
+) -> Result<Option<(String, u64)>, bucket::Error> {
     let key = format!("{}{}", site_prefix(o, site), object_name(o, name));
     let (mut file, meta) = match fsutil::open_regular_nofollow(&dir.join(name)) {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(s3::Error {
-                msg: format!("cannot read {name}: {e}"),
-                transport: false,
-            });
-        }
+        Err(e) => return Err(bucket::Error::local(format!("cannot read {name}: {e}"))),
     };
     if o.encrypt_to.is_empty() {
-        client.put_file(&key, &mut file, meta.len(), "application/gzip", cancel)?;
+        bucket::put_file(b, &key, &mut file, meta.len(), "application/gzip", cancel)?;
         return Ok(Some((key, meta.len())));
     }
     let recipients: Vec<age::x25519::Recipient> =
         o.encrypt_to.iter().filter_map(|r| r.parse().ok()).collect();
-    let local = |e: String| s3::Error {
-        msg: format!("encrypting {name}: {e}"),
-        transport: false,
-    };
+    let local = |e: String| bucket::Error::local(format!("encrypting {name}: {e}"));
     let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
         .map_err(|e| local(e.to_string()))?;
-    let mut up = s3::Upload::new(
-        client,
-        &key,
-        "application/octet-stream",
-        s3::PART_SIZE,
-        cancel,
-    );
+    let mut up = b.writer(&key, "application/octet-stream", cancel);
     let copied = (|| -> io::Result<()> {
         let mut w = enc.wrap_output(&mut up)?;
         let mut src = file.by_ref().take(meta.len());
@@ -295,14 +282,14 @@ fn send_archive(
 /// Removes this site's copies older than S3_RETENTION_DAYS, never the newest 3 (the
 /// same rule, and the same pure function, as local retention).
 fn remote_retention(
-    client: &Client,
+    b: &dyn Bucket,
     o: &OffsiteSettings,
     site: &str,
     tz: &Tz,
     log: &Log,
-) -> Result<(), s3::Error> {
+) -> Result<(), bucket::Error> {
     let prefix = site_prefix(o, site);
-    let listing = client.list(&prefix, None)?;
+    let listing = b.list(&prefix, None)?;
     // A remote copy counts among the newest 3 when it is not empty; the clock rule of
     // local retention applies too (docs/format.md, Retention): a clock far ahead of the
     // newest copy deletes nothing.
@@ -327,10 +314,11 @@ fn remote_retention(
         ));
     }
     for key in plan.delete {
-        client.delete(&key)?;
+        b.delete(&key)?;
         log.info(&format!(
-            "offsite: removed s3://{}/{key} (older than {} days)",
-            o.bucket, o.retention_days
+            "offsite: removed {} (older than {} days)",
+            b.describe(&key),
+            o.retention_days
         ));
     }
     Ok(())
@@ -362,7 +350,9 @@ pub fn has_work(cfg: &Config) -> bool {
         return true;
     }
     match status::read(dir) {
-        Ok(Some(st)) => s3::sha256_hex(st.to_json().as_bytes()) != read_state(dir).status_sent,
+        Ok(Some(st)) => {
+            hex(&bucket::sha256(st.to_json().as_bytes())) != read_state(dir).status_sent
+        }
         _ => false,
     }
 }
@@ -372,6 +362,22 @@ pub fn has_work(cfg: &Config) -> bool {
 /// (a new backup was just made). Never panics, never returns an error: the outcome is
 /// logged and recorded in the status.
 pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: bool) -> Round {
+    let Some(o) = &cfg.offsite else {
+        return Round::Idle;
+    };
+    process_on(&bucket(o), cfg, tz, log, cancel, force)
+}
+
+/// `process` on the store `b` (the settings' own in the product, the in-memory one in
+/// the unit tests).
+pub fn process_on(
+    b: &dyn Bucket,
+    cfg: &Config,
+    tz: &Tz,
+    log: &Log,
+    cancel: &AtomicBool,
+    force: bool,
+) -> Round {
     let Some(o) = &cfg.offsite else {
         return Round::Idle;
     };
@@ -394,26 +400,16 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
     if !force && now < state.next_try && state.next_try - now <= MAX_BACKOFF {
         return Round::Idle;
     }
-    let client = client(o);
     let site = cfg.site_id.as_str();
     let mut sent = 0usize;
-    let mut failure: Option<s3::Error> = None;
+    let mut failure: Option<bucket::Error> = None;
     let mut tried: Vec<String> = Vec::new();
     // Videos first: an archive copy goes only once the videos it names are in the
     // bucket (docs/format.md, Videos offsite).
     let mut ready: Option<Vec<String>> = None;
     let mut video_error = None;
     if o.videos && !cancel.load(Ordering::Relaxed) {
-        match videos::sync(
-            cfg,
-            o,
-            &client,
-            site,
-            &pending(dir),
-            log,
-            cancel,
-            &mut state,
-        ) {
+        match videos::sync(cfg, o, b, site, &pending(dir), log, cancel, &mut state) {
             Ok(s) => {
                 ready = Some(s.ready);
                 video_error = s.error;
@@ -433,7 +429,7 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
             break;
         }
         let started = Instant::now();
-        match send_archive(&client, o, site, dir, &name, cancel) {
+        match send_archive(b, o, site, dir, &name, cancel) {
             Ok(Some((key, size))) => {
                 unqueue(dir, &name);
                 sent += 1;
@@ -444,8 +440,8 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
                 state.failures = 0;
                 state.next_try = 0;
                 log.info(&format!(
-                    "offsite: sent {name} to s3://{}/{key} ({}, {:.1} s)",
-                    o.bucket,
+                    "offsite: sent {name} to {} ({}, {:.1} s)",
+                    b.describe(&key),
                     crate::units::human_size(size, 1),
                     started.elapsed().as_secs_f64()
                 ));
@@ -464,7 +460,7 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
     }
     if sent > 0
         && failure.is_none()
-        && let Err(e) = remote_retention(&client, o, site, tz, log)
+        && let Err(e) = remote_retention(b, o, site, tz, log)
     {
         log.warn(&format!("offsite: remote retention skipped: {e}"));
     }
@@ -487,10 +483,10 @@ pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: boo
             error: fail_msg,
         });
         let json = st.to_json();
-        let hash = s3::sha256_hex(json.as_bytes());
+        let hash = hex(&bucket::sha256(json.as_bytes()));
         if reachable && hash != state.status_sent {
             let key = format!("{}{STATUS_OBJECT}", site_prefix(o, site));
-            match client.put_bytes(&key, json.as_bytes(), "application/json") {
+            match b.put_bytes(&key, json.as_bytes(), "application/json") {
                 Ok(()) => state.status_sent = hash,
                 Err(e) => {
                     if failure.is_none() {

@@ -11,10 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::videos::hashes::Hasher;
 
-use crate::http::client::Payload;
-use crate::units::hex;
-
-use super::s3::{self, Client, Head};
+use crate::bucket::{self, Body, Bucket, ObjectHead};
 
 /// A reader of exactly `left` bytes of a file that hashes them and fails, instead of
 /// handing over the last bytes, when the SHA-256 is not `expect`: the server then never
@@ -148,27 +145,24 @@ pub(super) enum Sent {
 
 /// Sends one video unless the bucket has it: HEAD, then a PUT with `If-None-Match: *`.
 pub(super) fn send_video(
-    client: &Client,
+    b: &dyn Bucket,
     key: &str,
     file: File,
     size: u64,
     hash: &[u8; 32],
     recipients: &[age::x25519::Recipient],
     cancel: &AtomicBool,
-) -> Result<Sent, s3::Error> {
-    match client.head(key)? {
+) -> Result<Sent, bucket::Error> {
+    match b.head(key)? {
         // A plain object is the video's bytes: another size is not this video.
-        Head::Exists(n) if recipients.is_empty() && n != size => {
-            return Err(s3::Error {
-                msg: format!(
-                    "s3://{}/{key} holds {n} bytes, not the video's {size}: it is not this video (the operator must remove it)",
-                    client.bucket
-                ),
-                transport: false,
-            });
+        ObjectHead::Exists(n) if recipients.is_empty() && n != size => {
+            return Err(bucket::Error::local(format!(
+                "{} holds {n} bytes, not the video's {size}: it is not this video (the operator must remove it)",
+                b.describe(key)
+            )));
         }
-        Head::Exists(_) => return Ok(Sent::Present),
-        Head::Missing | Head::Unknown => {}
+        ObjectHead::Exists(_) => return Ok(Sent::Present),
+        ObjectHead::Missing | ObjectHead::Unknown => {}
     }
     let src = Verified {
         file,
@@ -177,32 +171,29 @@ pub(super) fn send_video(
         expect: *hash,
         cancel,
     };
-    let local = |e: io::Error| s3::Error {
-        msg: format!("PUT s3://{}/{key}: {e}", client.bucket),
-        transport: false,
-    };
-    let (body, payload_hash, len) = if recipients.is_empty() {
+    let local = |e: io::Error| bucket::Error::local(format!("PUT {}: {e}", b.describe(key)));
+    let (body, len) = if recipients.is_empty() {
         // The server may check the body against its SHA-256 (AWS does).
         (
-            Payload {
+            Body {
                 reader: Box::new(src),
                 len: size,
+                sha256: Some(*hash),
             },
-            hex(hash),
             size,
         )
     } else {
         let (enc, len) = Encrypting::new(src, recipients).map_err(local)?;
         (
-            Payload {
+            Body {
                 reader: Box::new(enc),
                 len,
+                sha256: None,
             },
-            "UNSIGNED-PAYLOAD".to_string(),
             len,
         )
     };
-    let created = client.put_new(key, body, &payload_hash, "application/octet-stream")?;
+    let created = b.create(key, body, "application/octet-stream")?;
     Ok(if created {
         Sent::Uploaded(len)
     } else {

@@ -28,8 +28,8 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::bucket::{self, Body, Bucket};
 use crate::config::{Config, OffsiteSettings};
-use crate::http::client::Payload;
 use crate::status::Log;
 use crate::store;
 use crate::units::hex;
@@ -38,7 +38,6 @@ use crate::videos::inventory;
 
 use super::ledger::Entry;
 pub use super::ledger::{LEDGER_FILE, Ledger, parse_hash_list, read_inventory};
-use super::s3::{self, Client};
 use super::video_put::{Sent, send_video};
 use super::{MergedArchive, QueueState, site_prefix};
 
@@ -50,7 +49,7 @@ pub const REFS_OBJECT: &str = "videos-referenced.txt";
 /// cannot exclude): the site uploads those videos again and removes the notice.
 pub const MISSING_OBJECT: &str = "videos-missing.txt";
 /// The largest object a single PUT may create on AWS S3.
-const SINGLE_PUT_MAX: u64 = s3::SINGLE_PUT_MAX;
+const SINGLE_PUT_MAX: u64 = bucket::SINGLE_PUT_MAX;
 
 /// `S3_PREFIX/` (empty prefix: ``).
 pub fn root(o: &OffsiteSettings) -> String {
@@ -117,14 +116,14 @@ pub struct Synced {
     pub ready: Vec<String>,
     /// A video that could not be sent for a reason other than the network (the archive
     /// copies still go; the error shows in the status).
-    pub error: Option<s3::Error>,
+    pub error: Option<bucket::Error>,
 }
 
 /// The destination the `sent` flags are valid for.
 fn destination(o: &OffsiteSettings, site: &str) -> String {
     let mut recipients = o.encrypt_to.clone();
     recipients.sort();
-    s3::sha256_hex(
+    hex(&bucket::sha256(
         format!(
             "{}\n{}\n{}\n{site}\n{}",
             o.endpoint.origin(),
@@ -133,7 +132,7 @@ fn destination(o: &OffsiteSettings, site: &str) -> String {
             recipients.join(" ")
         )
         .as_bytes(),
-    )
+    ))
 }
 
 /// The videos part of one round (see the module doc). `Err` stops the round: the
@@ -142,13 +141,13 @@ fn destination(o: &OffsiteSettings, site: &str) -> String {
 pub(super) fn sync(
     cfg: &Config,
     o: &OffsiteSettings,
-    client: &Client,
+    b: &dyn Bucket,
     site: &str,
     pending: &[String],
     log: &Log,
     cancel: &AtomicBool,
     st: &mut QueueState,
-) -> Result<Synced, s3::Error> {
+) -> Result<Synced, bucket::Error> {
     let dir = &cfg.backup_dir;
     let prefix = site_prefix(o, site);
     let refs_key = format!("{prefix}{REFS_OBJECT}");
@@ -162,10 +161,10 @@ pub(super) fn sync(
                 _ => format!("{LEDGER_FILE} is missing"),
             };
             log.warn(&format!(
-                "offsite: {why}: rebuilt from s3://{}/{refs_key}",
-                o.bucket
+                "offsite: {why}: rebuilt from {}",
+                b.describe(&refs_key)
             ));
-            let published = match client.get(&refs_key)? {
+            let published = match b.get(&refs_key)? {
                 Some(b) => parse_hash_list(&String::from_utf8_lossy(&b)).unwrap_or_default(),
                 None => Vec::new(),
             };
@@ -230,7 +229,7 @@ pub(super) fn sync(
     st.videos_pending = ledger.unsent_current() as u64;
     // 3. What this site keeps: its archives here and in the bucket (and any notice of
     //    objects removed by `fleet gc` meanwhile).
-    let listing = client.list(&prefix, Some("/"))?;
+    let listing = b.list(&prefix, Some("/"))?;
     let mut kept: BTreeSet<String> = store::list(dir)
         .map(|l| l.into_iter().map(|a| a.name).collect())
         .unwrap_or_default();
@@ -245,9 +244,9 @@ pub(super) fn sync(
     let notice_key = format!("{prefix}{MISSING_OBJECT}");
     let mut healed: Vec<[u8; 32]> = Vec::new();
     if listing.objects.iter().any(|ob| ob.key == notice_key)
-        && let Some(b) = client.get(&notice_key)?
+        && let Some(text) = b.get(&notice_key)?
     {
-        healed = parse_hash_list(&String::from_utf8_lossy(&b)).unwrap_or_default();
+        healed = parse_hash_list(&String::from_utf8_lossy(&text)).unwrap_or_default();
         for h in &healed {
             ledger.set_sent(h, false);
         }
@@ -271,21 +270,20 @@ pub(super) fn sync(
     // 4. Publish the references before any upload (streamed: 65 bytes a video).
     let (len, refs_hash) = ledger.refs_digest();
     if refs_hash != st.refs_sent {
-        client.put_stream(
+        b.put(
             &refs_key,
-            Payload {
+            Body {
                 reader: Box::new(ledger.refs_reader()),
                 len,
+                sha256: inventory::parse_sha256(&refs_hash),
             },
-            &refs_hash,
             "text/plain",
         )?;
         st.refs_sent = refs_hash;
     }
     if ledger.dirty {
-        ledger.save(dir).map_err(|e| s3::Error {
-            msg: format!("offsite: cannot write {LEDGER_FILE}: {e}"),
-            transport: false,
+        ledger.save(dir).map_err(|e| {
+            bucket::Error::local(format!("offsite: cannot write {LEDGER_FILE}: {e}"))
         })?;
         ledger.dirty = false;
     }
@@ -302,7 +300,7 @@ pub(super) fn sync(
             .max_by_key(|m| m.seq)
             .map(|m| m.name.clone());
         if let Some(newest) = newest {
-            error = upload_all(cfg, o, client, site, &newest, &mut ledger, log, cancel, st)?;
+            error = upload_all(cfg, o, b, site, &newest, &mut ledger, log, cancel, st)?;
         }
         st.videos_pending = ledger.unsent_current() as u64;
     }
@@ -312,7 +310,7 @@ pub(super) fn sync(
         Err(_) => true,
     });
     if !healed.is_empty() && error.is_none() && healed_all {
-        client.delete(&notice_key)?;
+        b.delete(&notice_key)?;
     }
     Ok(Synced { ready, error })
 }
@@ -334,20 +332,20 @@ const LOG_EACH_FIRST: u64 = 10;
 fn upload_all(
     cfg: &Config,
     o: &OffsiteSettings,
-    client: &Client,
+    b: &dyn Bucket,
     site: &str,
     newest: &str,
     ledger: &mut Ledger,
     log: &Log,
     cancel: &AtomicBool,
     st: &mut QueueState,
-) -> Result<Option<s3::Error>, s3::Error> {
+) -> Result<Option<bucket::Error>, bucket::Error> {
     let dir = &cfg.backup_dir;
     let recipients: Vec<age::x25519::Recipient> =
         o.encrypt_to.iter().filter_map(|r| r.parse().ok()).collect();
     let root = cfg.videos_dir();
-    let mut error: Option<s3::Error> = None;
-    let mut fatal: Option<s3::Error> = None;
+    let mut error: Option<bucket::Error> = None;
+    let mut fatal: Option<bucket::Error> = None;
     let mut saved_at = Instant::now();
     let mut p = Progress {
         sent: 0,
@@ -399,7 +397,7 @@ fn upload_all(
         }
         let key = object_key(o, site, &hash);
         let started = Instant::now();
-        match send_video(client, &key, file, l.size, &hash, &recipients, cancel) {
+        match send_video(b, &key, file, l.size, &hash, &recipients, cancel) {
             Ok(sent) => {
                 ledger.set_sent(&hash, true);
                 match sent {
@@ -410,8 +408,8 @@ fn upload_all(
                         p.bytes += n;
                         if p.sent <= LOG_EACH_FIRST {
                             log.info(&format!(
-                                "offsite: sent video {shown} to s3://{}/{key} ({}, {:.1} s)",
-                                o.bucket,
+                                "offsite: sent video {shown} to {} ({}, {:.1} s)",
+                                b.describe(&key),
                                 crate::units::human_size(n, 1),
                                 started.elapsed().as_secs_f64()
                             ));
@@ -421,8 +419,8 @@ fn upload_all(
                         p.present += 1;
                         if p.present <= LOG_EACH_FIRST {
                             log.info(&format!(
-                                "offsite: video {shown} is already in the bucket (s3://{}/{key})",
-                                o.bucket
+                                "offsite: video {shown} is already in the bucket ({})",
+                                b.describe(&key)
                             ));
                         }
                     }

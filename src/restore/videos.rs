@@ -24,10 +24,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backup::archive::{self, MANIFEST};
+use crate::bucket::{Bucket, RangeReader};
 use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::{self, Lock, LockWait};
-use crate::offsite::s3::{self, Client, RANGE_CHUNK};
 use crate::offsite::{self, videos as remote};
 use crate::status::Log;
 use crate::videos::hashes::{self, Hasher, Key};
@@ -386,58 +386,6 @@ fn compare(
     }
 }
 
-/// An object read by ranges of at most RANGE_CHUNK bytes.
-struct Ranges<'a> {
-    client: &'a Client,
-    key: String,
-    pos: u64,
-    total: u64,
-    buf: Vec<u8>,
-    at: usize,
-}
-
-impl<'a> Ranges<'a> {
-    /// `Ok(None)` when the object does not exist.
-    fn open(client: &'a Client, key: &str) -> Result<Option<Ranges<'a>>, s3::Error> {
-        let Some(first) = client.get_range(key, 0, RANGE_CHUNK)? else {
-            return Ok(None);
-        };
-        Ok(Some(Ranges {
-            client,
-            key: key.to_string(),
-            pos: first.data.len() as u64,
-            total: first.total,
-            buf: first.data,
-            at: 0,
-        }))
-    }
-}
-
-impl Read for Ranges<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.buf.len() {
-            if self.pos >= self.total {
-                return Ok(0);
-            }
-            let r = self
-                .client
-                .get_range(&self.key, self.pos, RANGE_CHUNK)
-                .map_err(|e| io::Error::other(e.msg))?
-                .ok_or_else(|| io::Error::other("the object vanished while it was read"))?;
-            if r.data.is_empty() {
-                return Err(io::Error::other("the object ended early"));
-            }
-            self.pos += r.data.len() as u64;
-            self.buf = r.data;
-            self.at = 0;
-        }
-        let n = (self.buf.len() - self.at).min(out.len());
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
-}
-
 /// Where a video may come from: the shared plain object first (any site may have sent
 /// it), then this site's encrypted one when identities are given.
 fn sources(cfg: &Config, hash: &[u8; 32], have_identity: bool) -> Vec<(String, bool)> {
@@ -452,12 +400,12 @@ fn sources(cfg: &Config, hash: &[u8; 32], have_identity: bool) -> Vec<(String, b
 }
 
 /// Downloads one video into place. Ok(bytes) or why not.
-fn fetch_one(job: &VideoJob, client: &Client, root: &File, f: &Fetch) -> Result<u64, String> {
+fn fetch_one(job: &VideoJob, b: &dyn Bucket, root: &File, f: &Fetch) -> Result<u64, String> {
     let (dirs, name) = split_rel(&f.rel)?;
     let dir = make_parents(root, &dirs)?;
     let mut tried = Vec::new();
     for (key, encrypted) in sources(job.cfg, &f.sha256, !job.identities.is_empty()) {
-        let ranges = match Ranges::open(client, &key) {
+        let ranges = match RangeReader::open(b, &key) {
             Ok(Some(r)) => r,
             Ok(None) => {
                 tried.push(key);
@@ -465,7 +413,7 @@ fn fetch_one(job: &VideoJob, client: &Client, root: &File, f: &Fetch) -> Result<
             }
             // A key without list permission gets 403 for a missing object: try the
             // next place before giving up.
-            Err(e) if e.msg.contains("HTTP 403") => {
+            Err(e) if e.denied() => {
                 tried.push(format!("{key} (403)"));
                 continue;
             }
@@ -473,19 +421,19 @@ fn fetch_one(job: &VideoJob, client: &Client, root: &File, f: &Fetch) -> Result<
         };
         let reader: Box<dyn Read> = if encrypted {
             let d = age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, ranges))
-                .map_err(|e| format!("s3://{}/{key}: not an age file ({e})", client.bucket))?;
+                .map_err(|e| format!("{}: not an age file ({e})", b.describe(&key)))?;
             let ids = job.identities.iter().map(|i| i as &dyn age::Identity);
             Box::new(d.decrypt(ids).map_err(|e| {
                 format!(
-                    "s3://{}/{key}: cannot decrypt it with the given identity ({e})",
-                    client.bucket
+                    "{}: cannot decrypt it with the given identity ({e})",
+                    b.describe(&key)
                 )
             })?)
         } else {
             Box::new(ranges)
         };
         return write_into_place(&dir, name, reader, f, job.cancel)
-            .map_err(|e| format!("s3://{}/{key}: {e}", client.bucket));
+            .map_err(|e| format!("{}: {e}", b.describe(&key)));
     }
     let hint = match &job.cfg.offsite {
         Some(o) if !o.encrypt_to.is_empty() && job.identities.is_empty() => {
@@ -688,13 +636,13 @@ pub fn run(job: &VideoJob, reader: impl Read, wait: LockWait) -> Result<VideoDon
         let Some(o) = &cfg.offsite else {
             return Err("S3_ENDPOINT is not set".into());
         };
-        let client = offsite::client(o);
+        let bucket = offsite::bucket(o);
         for f in &p.fetch {
             if job.cancel.load(Ordering::Relaxed) {
                 results.push((f.rel.clone(), Err("cancelled (shutdown)".to_string())));
                 continue;
             }
-            let r = fetch_one(job, &client, &root, f);
+            let r = fetch_one(job, &bucket, &root, f);
             match &r {
                 Ok(n) => log.info(&format!(
                     "restored video {} ({})",

@@ -1,0 +1,429 @@
+//! An offsite store in memory, for unit tests: the queue, the ledger, remote retention,
+//! videos offsite, `fleet gc` and the fleet run on it in `make check`, without a server.
+//! It keeps the semantics of the interface (mod.rs; the contract suite checks it like
+//! S3), counts what it is asked (requests by kind, body bytes received), and injects the
+//! failures the real stores show: a connection that cannot be made or drops in the
+//! middle of a body, an error answer (5xx, 403), a slow listing.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{Body, Bucket, Error, ObjectHead, ObjectWriter, Page, Ranged, cancelled, sha256};
+
+/// The kinds of requests, for fault injection and counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    List,
+    Head,
+    Get,
+    Put,
+    Create,
+    Delete,
+}
+
+/// A failure to inject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The connection cannot be made (nothing is read or written).
+    Unreachable,
+    /// The store answers this status (nothing is written).
+    Status(u16),
+    /// A write's connection drops once this many body bytes were sent; a read's answer
+    /// is cut short (the store had sent part of it).
+    Dropped(u64),
+    /// The answer comes after this long (then the request succeeds).
+    Slow(Duration),
+}
+
+struct Stored {
+    data: Vec<u8>,
+    last_modified: String,
+}
+
+struct Injected {
+    op: Op,
+    key_prefix: String,
+    fault: Fault,
+    times: u32,
+}
+
+/// The store. `page_size` keys a listing page (small pages exercise the pagination).
+pub struct MemBucket {
+    name: String,
+    objects: Mutex<BTreeMap<String, Stored>>,
+    faults: Mutex<Vec<Injected>>,
+    counts: Mutex<BTreeMap<Op, u64>>,
+    bytes_in: Mutex<u64>,
+    /// What `last_modified` says for the objects written from now on.
+    stamp: Mutex<String>,
+    pub page_size: usize,
+}
+
+impl Default for MemBucket {
+    fn default() -> Self {
+        MemBucket::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MemBucket {
+    pub fn new() -> MemBucket {
+        MemBucket {
+            name: "mem".into(),
+            objects: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(Vec::new()),
+            counts: Mutex::new(BTreeMap::new()),
+            bytes_in: Mutex::new(0),
+            stamp: Mutex::new(crate::clock::iso_utc_millis(crate::clock::now_unix(), 0)),
+            page_size: 3,
+        }
+    }
+
+    /// The next `times` requests of kind `op` on keys starting with `key_prefix` fail
+    /// with `fault` (for a listing, the prefix listed).
+    pub fn inject(&self, op: Op, key_prefix: &str, fault: Fault, times: u32) {
+        lock(&self.faults).push(Injected {
+            op,
+            key_prefix: key_prefix.to_string(),
+            fault,
+            times,
+        });
+    }
+
+    /// Objects written from now on are dated `unix`.
+    pub fn set_time(&self, unix: i64) {
+        *lock(&self.stamp) = crate::clock::iso_utc_millis(unix, 0);
+    }
+
+    /// Writes an object behind the interface's back (a hostile site, an old version).
+    pub fn insert(&self, key: &str, data: &[u8]) {
+        let last_modified = lock(&self.stamp).clone();
+        lock(&self.objects).insert(
+            key.to_string(),
+            Stored {
+                data: data.to_vec(),
+                last_modified,
+            },
+        );
+    }
+
+    /// An object's bytes, read behind the interface's back.
+    pub fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+        lock(&self.objects).get(key).map(|o| o.data.clone())
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.objects).keys().cloned().collect()
+    }
+
+    /// How many requests of kind `op` were made.
+    pub fn count(&self, op: Op) -> u64 {
+        lock(&self.counts).get(&op).copied().unwrap_or(0)
+    }
+
+    /// Body bytes received by writes, complete or not.
+    pub fn bytes_received(&self) -> u64 {
+        *lock(&self.bytes_in)
+    }
+
+    /// Counts the request and takes the fault to inject for it, if any.
+    fn enter(&self, op: Op, key: &str) -> Option<Fault> {
+        *lock(&self.counts).entry(op).or_default() += 1;
+        let mut faults = lock(&self.faults);
+        let i = faults
+            .iter()
+            .position(|f| f.op == op && key.starts_with(&f.key_prefix) && f.times > 0)?;
+        faults[i].times -= 1;
+        let fault = faults[i].fault.clone();
+        if faults[i].times == 0 {
+            faults.remove(i);
+        }
+        drop(faults);
+        if let Fault::Slow(d) = fault {
+            std::thread::sleep(d);
+            return None;
+        }
+        Some(fault)
+    }
+
+    fn fail(&self, what: &str, key: &str, fault: &Fault) -> Error {
+        let shown = self.describe(key);
+        match fault {
+            Fault::Status(s) => Error::refused(format!("{what} {shown}: HTTP {s}"), *s),
+            _ => Error::transport(format!("{what} {shown}: connection lost")),
+        }
+    }
+
+    /// Reads a write's body, checking its length and SHA-256 as S3 does.
+    fn receive(
+        &self,
+        what: &str,
+        key: &str,
+        body: Body<'_>,
+        fault: Option<&Fault>,
+    ) -> Result<Vec<u8>, Error> {
+        let shown = self.describe(key);
+        let cut = match fault {
+            Some(Fault::Dropped(n)) => Some(*n),
+            Some(f) => return Err(self.fail(what, key, f)),
+            None => None,
+        };
+        let mut data = Vec::new();
+        let mut reader = body.reader.take(body.len.saturating_add(1));
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => return Err(Error::local(format!("{what} {shown}: {e}"))),
+            };
+            if n == 0 {
+                break;
+            }
+            *lock(&self.bytes_in) += n as u64;
+            data.extend_from_slice(&buf[..n]);
+            if cut.is_some_and(|c| data.len() as u64 >= c) {
+                return Err(Error::transport(format!("{what} {shown}: connection lost")));
+            }
+        }
+        if data.len() as u64 != body.len {
+            return Err(Error::refused(
+                format!(
+                    "{what} {shown}: HTTP 400 IncompleteBody ({} bytes of {})",
+                    data.len(),
+                    body.len
+                ),
+                400,
+            ));
+        }
+        if body.sha256.is_some_and(|h| h != sha256(&data)) {
+            return Err(Error::refused(
+                format!("{what} {shown}: HTTP 400 BadDigest"),
+                400,
+            ));
+        }
+        Ok(data)
+    }
+
+    fn store(&self, key: &str, data: Vec<u8>) {
+        let last_modified = lock(&self.stamp).clone();
+        lock(&self.objects).insert(
+            key.to_string(),
+            Stored {
+                data,
+                last_modified,
+            },
+        );
+    }
+}
+
+impl Bucket for MemBucket {
+    fn describe(&self, key: &str) -> String {
+        format!("{}://{key}", self.name)
+    }
+
+    fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Page, Error> {
+        if let Some(f) = self.enter(Op::List, prefix) {
+            return Err(self.fail("LIST", prefix, &f));
+        }
+        let objects = lock(&self.objects);
+        // Every entry under the prefix in key order (objects, and folders folded at the
+        // delimiter), then the page that starts after the token.
+        let mut entries: Vec<(String, Option<super::Object>)> = Vec::new();
+        for (key, o) in objects.range::<str, _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        )) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let rest = &key[prefix.len()..];
+            if let Some(d) = delimiter.filter(|d| !d.is_empty())
+                && let Some(i) = rest.find(d)
+            {
+                let folder = format!("{prefix}{}", &rest[..i + d.len()]);
+                if entries.last().map(|e| &e.0) != Some(&folder) {
+                    entries.push((folder, None));
+                }
+                continue;
+            }
+            let object = super::Object {
+                key: key.clone(),
+                size: o.data.len() as u64,
+                last_modified: o.last_modified.clone(),
+            };
+            entries.push((key.clone(), Some(object)));
+        }
+        let from = token.map_or(0, |t| {
+            entries
+                .iter()
+                .position(|e| e.0.as_str() > t)
+                .unwrap_or(entries.len())
+        });
+        let size = self.page_size.max(1);
+        let mut page = Page::default();
+        for (name, object) in entries.iter().skip(from).take(size) {
+            match object {
+                Some(o) => page.objects.push(o.clone()),
+                None => page.prefixes.push(name.clone()),
+            }
+        }
+        if entries.len() > from + size {
+            page.next = entries.get(from + size - 1).map(|e| e.0.clone());
+        }
+        Ok(page)
+    }
+
+    fn head(&self, key: &str) -> Result<ObjectHead, Error> {
+        if let Some(f) = self.enter(Op::Head, key) {
+            return match f {
+                Fault::Status(403) => Ok(ObjectHead::Unknown),
+                f => Err(self.fail("HEAD", key, &f)),
+            };
+        }
+        Ok(match lock(&self.objects).get(key) {
+            Some(o) => ObjectHead::Exists(o.data.len() as u64),
+            None => ObjectHead::Missing,
+        })
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(f) = self.enter(Op::Get, key) {
+            return Err(self.fail("GET", key, &f));
+        }
+        let objects = lock(&self.objects);
+        match objects.get(key) {
+            Some(o) if o.data.len() > super::MAX_ANSWER => Err(Error::local(format!(
+                "GET {}: the answer is over {} bytes",
+                self.describe(key),
+                super::MAX_ANSWER
+            ))),
+            Some(o) => Ok(Some(o.data.clone())),
+            None => Ok(None),
+        }
+    }
+
+    fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Ranged>, Error> {
+        let fault = self.enter(Op::Get, key);
+        if let Some(f @ (Fault::Unreachable | Fault::Status(_))) = &fault {
+            return Err(self.fail("GET", key, f));
+        }
+        let objects = lock(&self.objects);
+        let Some(o) = objects.get(key) else {
+            return Ok(None);
+        };
+        let total = o.data.len() as u64;
+        let len = len.clamp(1, super::MAX_ANSWER as u64);
+        let from = usize::try_from(start.min(total)).unwrap_or(usize::MAX);
+        let to = usize::try_from(start.saturating_add(len).min(total)).unwrap_or(usize::MAX);
+        if let Some(Fault::Dropped(_)) = fault {
+            return Err(Error::transport(format!(
+                "GET {}: connection lost",
+                self.describe(key)
+            )));
+        }
+        Ok(Some(Ranged {
+            data: o.data[from..to].to_vec(),
+            total,
+        }))
+    }
+
+    fn put(&self, key: &str, body: Body<'_>, _content_type: &str) -> Result<(), Error> {
+        let fault = self.enter(Op::Put, key);
+        let data = self.receive("PUT", key, body, fault.as_ref())?;
+        self.store(key, data);
+        Ok(())
+    }
+
+    fn create(&self, key: &str, body: Body<'_>, _content_type: &str) -> Result<bool, Error> {
+        let fault = self.enter(Op::Create, key);
+        // The body is sent whole before the answer (no `Expect: 100-continue`), as to S3:
+        // a create of an existing key costs its bytes.
+        let data = self.receive("PUT", key, body, fault.as_ref())?;
+        let mut objects = lock(&self.objects);
+        if objects.contains_key(key) {
+            return Ok(false);
+        }
+        let last_modified = lock(&self.stamp).clone();
+        objects.insert(
+            key.to_string(),
+            Stored {
+                data,
+                last_modified,
+            },
+        );
+        Ok(true)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        if let Some(f) = self.enter(Op::Delete, key) {
+            return Err(self.fail("DELETE", key, &f));
+        }
+        lock(&self.objects).remove(key);
+        Ok(())
+    }
+
+    fn writer<'a>(
+        &'a self,
+        key: &'a str,
+        _content_type: &'a str,
+        cancel: &'a AtomicBool,
+    ) -> Box<dyn ObjectWriter + 'a> {
+        Box::new(MemWriter {
+            bucket: self,
+            key,
+            buf: Vec::new(),
+            cancel,
+        })
+    }
+}
+
+/// The writer: the object appears, whole, at `finish`.
+struct MemWriter<'a> {
+    bucket: &'a MemBucket,
+    key: &'a str,
+    buf: Vec<u8>,
+    cancel: &'a AtomicBool,
+}
+
+impl Write for MemWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for MemWriter<'_> {
+    fn finish(self: Box<Self>) -> Result<u64, Error> {
+        let len = self.buf.len() as u64;
+        let body = Body {
+            reader: Box::new(io::Cursor::new(self.buf)),
+            len,
+            sha256: None,
+        };
+        self.bucket.put(self.key, body, "")?;
+        Ok(len)
+    }
+
+    fn fail(self: Box<Self>, e: io::Error) -> Error {
+        Error::local(format!("PUT {}: {e}", self.bucket.describe(self.key)))
+    }
+}

@@ -1,0 +1,520 @@
+//! The offsite domain on the in-memory store (bucket/mem.rs), in `make check`: the
+//! queue, remote retention, encryption, videos offsite and its ledger, `fleet gc` and
+//! the fleet, with real backups of a real Pi-like tree in a temp folder, and the
+//! failures a store shows injected (5xx, a connection that drops mid-body, 403).
+//! The same paths run against SeaweedFS in tests/offsite.rs, tests/videos.rs and
+//! tests/fleet.rs (`make test-offsite`).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use crate::backup;
+use crate::bucket::mem::{Fault, MemBucket, Op};
+use crate::bucket::{Bucket, ObjectHead};
+use crate::clock::{self, Tz};
+use crate::config::{Config, Lookup};
+use crate::fsutil::LockWait;
+use crate::status::{self, Log};
+use crate::units::hex;
+
+use super::{Round, gc, pending, process_on, read_state};
+
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A folder of its own under the system's temp dir, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "neopro-mem-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        ok(std::fs::create_dir_all(&p));
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A Pi: its Neopro tree (two videos) and its BACKUP_DIR, with `env` on top of the
+/// offsite keys (the endpoint is never contacted: the store is the in-memory one).
+struct Pi {
+    _scratch: Scratch,
+    root: PathBuf,
+    cfg: Config,
+}
+
+const PREFIX: &str = "neopro";
+
+fn pi(site: &str, env: &[(&str, &str)]) -> Pi {
+    pi_with_tree(site, env, None)
+}
+
+fn pi_with_tree(site: &str, env: &[(&str, &str)], tree: Option<&Path>) -> Pi {
+    let scratch = Scratch::new(site);
+    let root = scratch.0.clone();
+    let neopro = tree.map_or_else(|| root.join("neopro"), Path::to_path_buf);
+    if tree.is_none() {
+        ok(std::fs::create_dir_all(neopro.join("webapp")));
+        ok(std::fs::create_dir_all(neopro.join("sync-agent")));
+        ok(std::fs::create_dir_all(neopro.join("videos/sponsors")));
+        ok(std::fs::write(
+            neopro.join("webapp/configuration.json"),
+            format!("{{\"club\":\"{site}\"}}"),
+        ));
+        ok(std::fs::write(
+            neopro.join("sync-agent/.env"),
+            "API_KEY=k\n",
+        ));
+        ok(std::fs::write(
+            neopro.join("videos/sponsors/a.mp4"),
+            vec![1u8; 300_000],
+        ));
+        ok(std::fs::write(
+            neopro.join("videos/b.mp4"),
+            vec![2u8; 70_000],
+        ));
+    }
+    ok(std::fs::write(
+        root.join("site.conf"),
+        format!("SITE={site}\n"),
+    ));
+    let mut vars: HashMap<String, String> = [
+        ("NEOPRO_DIR", neopro.display().to_string()),
+        ("BACKUP_DIR", root.join("backups").display().to_string()),
+        ("SITE_CONF", root.join("site.conf").display().to_string()),
+        ("SITE_ID", site.to_string()),
+        ("SERVICES", String::new()),
+        ("S3_ENDPOINT", "http://127.0.0.1:9".to_string()),
+        ("S3_BUCKET", "neopro-mem".to_string()),
+        ("S3_PREFIX", PREFIX.to_string()),
+        ("S3_ACCESS_KEY", "k".to_string()),
+        ("S3_SECRET_KEY", "secret-secret".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in env {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let lookup = ok(Lookup::from_parts(vars, "", Path::new("test.conf")).map_err(|e| e.0));
+    let cfg = ok(Config::from_sources(&lookup).map_err(|e| e.0));
+    Pi {
+        _scratch: scratch,
+        root,
+        cfg,
+    }
+}
+
+impl Pi {
+    fn dir(&self) -> &Path {
+        &self.cfg.backup_dir
+    }
+
+    /// A real backup; its archive's name.
+    fn backup(&self) -> String {
+        let never = AtomicBool::new(false);
+        let out = backup::run(&self.cfg, &Tz::utc(), LockWait::Try, &never)
+            .unwrap_or_else(|_| panic!("another backup holds the lock"));
+        assert!(out.status.success, "{:?}", out.status.error);
+        out.status
+            .archive
+            .unwrap_or_else(|| panic!("a successful backup names its archive"))
+    }
+
+    fn round(&self, b: &dyn Bucket) -> Round {
+        let tz = Tz::utc();
+        let log = Log::new(self.dir(), &tz);
+        process_on(b, &self.cfg, &tz, &log, &AtomicBool::new(false), true)
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{PREFIX}/{}/{name}", self.cfg.site_id)
+    }
+
+    fn local(&self, name: &str) -> Vec<u8> {
+        ok(std::fs::read(self.dir().join(name)))
+    }
+}
+
+#[test]
+fn the_queue_sends_each_copy_then_the_status_and_nothing_twice() {
+    let p = pi("club", &[]);
+    let name = p.backup();
+    assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
+    let m = MemBucket::new();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert_eq!(m.bytes(&p.key(&name)), Some(p.local(&name)));
+    assert!(pending(p.dir()).is_empty());
+    let st = m
+        .bytes(&p.key(super::STATUS_OBJECT))
+        .unwrap_or_else(|| panic!("no status in the bucket"));
+    let st = ok(<status::Status as nanoserde::DeJson>::deserialize_json(
+        &String::from_utf8_lossy(&st),
+    ));
+    assert_eq!(st.archive.as_deref(), Some(name.as_str()));
+    let offsite = st.offsite.unwrap_or_else(|| panic!("no offsite object"));
+    assert_eq!((offsite.pending, offsite.error), (0, None));
+    assert!(!super::has_work(&p.cfg), "a round after success has work");
+    // Nothing new: no write at all.
+    let puts = m.count(Op::Put);
+    assert_eq!(p.round(&m), Round::Sent(0));
+    assert_eq!(m.count(Op::Put), puts);
+}
+
+#[test]
+fn a_failed_upload_keeps_the_copy_queued_with_backoff_and_the_error_in_the_status() {
+    for fault in [Fault::Status(503), Fault::Dropped(100), Fault::Unreachable] {
+        let p = pi("club", &[]);
+        let name = p.backup();
+        let m = MemBucket::new();
+        m.inject(Op::Put, &p.key(&name), fault.clone(), 1);
+        let before = clock::now_unix();
+        let Round::Failed(why) = p.round(&m) else {
+            panic!("{fault:?}: the round did not fail");
+        };
+        assert!(why.contains(&name), "{fault:?}: {why}");
+        assert_eq!(pending(p.dir()), std::slice::from_ref(&name), "{fault:?}");
+        assert_eq!(m.bytes(&p.key(&name)), None, "{fault:?}: half a copy");
+        let st = read_state(p.dir());
+        assert_eq!(st.failures, 1);
+        assert!(st.next_try > before, "{fault:?}: no backoff");
+        let local = ok(status::read(p.dir())).unwrap_or_else(|| panic!("no status"));
+        let err = local.offsite.and_then(|o| o.error).unwrap_or_default();
+        assert!(err.contains(&name), "{fault:?}: status error {err:?}");
+        // The next round sends it.
+        assert_eq!(p.round(&m), Round::Sent(1), "{fault:?}");
+        assert_eq!(m.bytes(&p.key(&name)), Some(p.local(&name)));
+        assert_eq!(read_state(p.dir()).failures, 0);
+    }
+}
+
+#[test]
+fn remote_retention_removes_old_copies_never_the_newest_three_nor_counting_empty_ones() {
+    let p = pi("club", &[("S3_RETENTION_DAYS", "30")]);
+    let m = MemBucket::new();
+    // Five old nights, the newest of them empty (a broken upload): it does not count.
+    let old = [
+        "backup-20200101-030000.tar.gz",
+        "backup-20200102-030000.tar.gz",
+        "backup-20200103-030000.tar.gz",
+        "backup-20200104-030000.tar.gz",
+        "backup-20200105-030000.tar.gz",
+    ];
+    for n in &old[..4] {
+        m.insert(&p.key(n), b"old");
+    }
+    m.insert(&p.key(old[4]), b"");
+    m.insert(&p.key("notes.txt"), b"not a copy");
+    let name = p.backup();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    let left: Vec<String> = m.keys();
+    for (n, kept) in [
+        (old[0], false),
+        (old[1], false),
+        (old[2], true),
+        (old[3], true),
+        (old[4], false),
+        (name.as_str(), true),
+        ("notes.txt", true),
+    ] {
+        assert_eq!(left.contains(&p.key(n)), kept, "{n}: {left:?}");
+    }
+}
+
+#[test]
+fn an_encrypted_copy_decrypts_to_the_archive() {
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let p = pi("club", &[("ENCRYPT_TO", &recipient)]);
+    let name = p.backup();
+    let m = MemBucket::new();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert_eq!(m.bytes(&p.key(&name)), None, "a plain copy with ENCRYPT_TO");
+    let enc = m
+        .bytes(&p.key(&format!("{name}.age")))
+        .unwrap_or_else(|| panic!("no .age copy"));
+    let d = ok(age::Decryptor::new(&enc[..]));
+    let mut plain = Vec::new();
+    ok(ok(d.decrypt(std::iter::once(&id as &dyn age::Identity))).read_to_end(&mut plain));
+    assert!(plain == p.local(&name), "the decrypted copy differs");
+}
+
+fn video_keys(m: &MemBucket) -> Vec<String> {
+    m.keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{PREFIX}/videos/")))
+        .collect()
+}
+
+#[test]
+fn videos_go_once_per_bucket_a_second_site_sends_none_of_their_bytes() {
+    let a = pi("club-a", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    a.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    let videos = video_keys(&m);
+    assert_eq!(videos.len(), 2, "{videos:?}");
+    // The objects are the videos' bytes under their hash.
+    for (file, len) in [("videos/sponsors/a.mp4", 300_000), ("videos/b.mp4", 70_000)] {
+        let bytes = ok(std::fs::read(a.root.join("neopro").join(file)));
+        assert_eq!(bytes.len(), len);
+        let h = hex(&crate::bucket::sha256(&bytes));
+        let want = format!("{PREFIX}/videos/sha256/{}/{h}", &h[..2]);
+        let found = videos.iter().find(|k| **k == want);
+        let found = found.unwrap_or_else(|| panic!("{file} is not in the bucket: {videos:?}"));
+        assert_eq!(m.bytes(found), Some(bytes));
+    }
+    // The references list names both, and came before the uploads.
+    let refs = m
+        .bytes(&a.key(super::videos::REFS_OBJECT))
+        .unwrap_or_else(|| panic!("no videos-referenced.txt"));
+    let refs = ok(super::videos::parse_hash_list(&String::from_utf8_lossy(
+        &refs,
+    )));
+    assert_eq!(refs.len(), 2);
+    assert_eq!(read_state(a.dir()).videos_pending, 0);
+    // A second site with the same videos: the bucket has them, it sends none of their
+    // bytes (the look before the write, not the write's refusal, spares them).
+    let b = pi_with_tree(
+        "club-b",
+        &[("VIDEOS_OFFSITE", "1")],
+        Some(&a.root.join("neopro")),
+    );
+    let bname = b.backup();
+    let before = m.bytes_received();
+    assert_eq!(b.round(&m), Round::Sent(1));
+    let sent = m.bytes_received() - before;
+    let archive = b.local(&bname).len() as u64;
+    assert!(
+        sent < archive + 10_000,
+        "the second site sent {sent} bytes for an archive of {archive}: the videos again"
+    );
+    assert_eq!(video_keys(&m).len(), 2);
+    // A night with nothing new reads no video and asks nothing per video.
+    let heads = m.count(Op::Head);
+    b.backup_again_later();
+    assert_eq!(b.round(&m), Round::Sent(1));
+    assert_eq!(
+        m.count(Op::Head),
+        heads,
+        "a quiet night looked at the videos"
+    );
+}
+
+impl Pi {
+    /// A second backup, a second later (archive names have one-second resolution).
+    fn backup_again_later(&self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        self.backup()
+    }
+}
+
+#[test]
+fn a_video_upload_that_breaks_is_retried_and_the_archive_waits_for_its_videos() {
+    let a = pi("club", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    let name = a.backup();
+    m.inject(
+        Op::Create,
+        &format!("{PREFIX}/videos/"),
+        Fault::Unreachable,
+        1,
+    );
+    let Round::Failed(_) = a.round(&m) else {
+        panic!("the round did not fail");
+    };
+    // The archive waits for its videos.
+    assert_eq!(m.bytes(&a.key(&name)), None);
+    assert_eq!(pending(a.dir()), std::slice::from_ref(&name));
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(video_keys(&m).len(), 2);
+    assert_eq!(m.bytes(&a.key(&name)), Some(a.local(&name)));
+}
+
+// ---------------------------------------------------------------------------------
+// fleet gc
+
+/// A bucket with two sites' references, a plain and an encrypted object each, and
+/// orphans; dated 40 days ago (S3_RETENTION_DAYS 30).
+fn gc_bucket(o: &crate::config::OffsiteSettings) -> (MemBucket, [[u8; 32]; 5]) {
+    let m = MemBucket::new();
+    m.set_time(clock::now_unix() - 40 * 86_400);
+    let h = [[1u8; 32], [2u8; 32], [3u8; 32], [4u8; 32], [5u8; 32]];
+    let refs = |hs: &[[u8; 32]]| {
+        hs.iter()
+            .map(|x| format!("{}\n", hex(x)))
+            .collect::<String>()
+    };
+    m.insert(
+        &format!("{PREFIX}/a/{}", super::videos::REFS_OBJECT),
+        refs(&[h[0], h[2]]).as_bytes(),
+    );
+    m.insert(
+        &format!("{PREFIX}/b/{}", super::videos::REFS_OBJECT),
+        refs(&[h[1]]).as_bytes(),
+    );
+    m.insert(&super::videos::plain_key(o, &h[0]), b"a's video");
+    m.insert(&super::videos::plain_key(o, &h[1]), b"b's video");
+    m.insert(&super::videos::plain_key(o, &h[3]), b"orphan");
+    // Encrypted: a's copy of h[2] (a lists it), b's copy of h[2] (b does not).
+    m.insert(&super::videos::age_key(o, "a", &h[2]), b"age a");
+    m.insert(&super::videos::age_key(o, "b", &h[2]), b"age b");
+    m.insert(&format!("{PREFIX}/videos/notes.txt"), b"not a video");
+    m.set_time(clock::now_unix());
+    // A young orphan.
+    m.insert(&super::videos::plain_key(o, &h[4]), b"young");
+    (m, h)
+}
+
+fn gc_settings() -> crate::config::OffsiteSettings {
+    let p = pi("op", &[("S3_RETENTION_DAYS", "30")]);
+    p.cfg
+        .offsite
+        .clone()
+        .unwrap_or_else(|| panic!("offsite settings"))
+}
+
+#[test]
+fn gc_removes_only_old_objects_no_site_references_encrypted_ones_by_their_own_site() {
+    let o = gc_settings();
+    let (m, h) = gc_bucket(&o);
+    let now = clock::now_unix();
+    let plan = ok(gc::plan(&m, &o, now));
+    let doomed: Vec<&str> = plan.doomed.iter().map(|j| j.key.as_str()).collect();
+    let b_age = super::videos::age_key(&o, "b", &h[2]);
+    let orphan = super::videos::plain_key(&o, &h[3]);
+    assert_eq!(doomed, [b_age.as_str(), orphan.as_str()]);
+    assert_eq!((plan.objects, plan.referenced, plan.young), (6, 3, 1));
+    assert_eq!(plan.foreign, [format!("{PREFIX}/videos/notes.txt")]);
+    // The dry run deleted nothing.
+    assert_eq!(m.count(Op::Delete), 0);
+    let done = ok(gc::apply(&m, &o, &plan));
+    assert_eq!(done.removed.len(), 2);
+    assert!(done.errors.is_empty());
+    let left = m.keys();
+    assert!(!left.contains(&orphan) && !left.contains(&b_age));
+    for kept in [
+        super::videos::plain_key(&o, &h[0]),
+        super::videos::plain_key(&o, &h[1]),
+        super::videos::plain_key(&o, &h[4]),
+        super::videos::age_key(&o, "a", &h[2]),
+        format!("{PREFIX}/videos/notes.txt"),
+    ] {
+        assert!(left.contains(&kept), "{kept} removed");
+    }
+}
+
+#[test]
+fn gc_spares_what_a_site_started_to_reference_after_the_plan() {
+    let o = gc_settings();
+    let (m, h) = gc_bucket(&o);
+    let plan = ok(gc::plan(&m, &o, clock::now_unix()));
+    assert_eq!(plan.doomed.len(), 2);
+    // Between the plan and the removal, b starts to name the orphan and its own h[2].
+    m.insert(
+        &format!("{PREFIX}/b/{}", super::videos::REFS_OBJECT),
+        format!("{}\n{}\n{}\n", hex(&h[1]), hex(&h[2]), hex(&h[3])).as_bytes(),
+    );
+    let done = ok(gc::apply(&m, &o, &plan));
+    assert_eq!((done.removed.len(), done.spared), (0, 2));
+    assert_eq!(m.count(Op::Delete), 0);
+}
+
+#[test]
+fn gc_removes_nothing_when_a_list_cannot_be_read() {
+    let o = gc_settings();
+    let (m, _) = gc_bucket(&o);
+    // A damaged list: nothing planned.
+    m.insert(
+        &format!("{PREFIX}/b/{}", super::videos::REFS_OBJECT),
+        b"not a hash\n",
+    );
+    let e = gc::plan(&m, &o, clock::now_unix()).err();
+    assert!(e.as_deref().is_some_and(|e| e.contains("damaged")), "{e:?}");
+    // A list that cannot be fetched at the second look: nothing removed.
+    let (m, _) = gc_bucket(&o);
+    let plan = ok(gc::plan(&m, &o, clock::now_unix()));
+    m.inject(Op::Get, &format!("{PREFIX}/b/"), Fault::Status(500), 1);
+    assert!(gc::apply(&m, &o, &plan).is_err());
+    assert_eq!(m.count(Op::Delete), 0);
+}
+
+// ---------------------------------------------------------------------------------
+// The fleet
+
+#[test]
+fn the_fleet_is_one_paginated_listing_and_one_get_per_status() {
+    let o = gc_settings();
+    let m = MemBucket::new();
+    let a = pi("club-a", &[]);
+    let b = pi("club-b", &[]);
+    a.backup();
+    b.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(b.round(&m), Round::Sent(1));
+    // A site with a copy and no status, a site with a damaged status, the videos.
+    m.insert(
+        &format!("{PREFIX}/club-c/backup-20240101-030000.tar.gz"),
+        b"x",
+    );
+    m.insert(&format!("{PREFIX}/club-d/{}", super::STATUS_OBJECT), b"{");
+    m.insert(
+        &format!("{PREFIX}/videos/sha256/01/{}", "01".repeat(32)),
+        b"v",
+    );
+    let (lists, gets) = (m.count(Op::List), m.count(Op::Get));
+    // A slow store: the listing's time is what the dashboard reports as its cost.
+    m.inject(
+        Op::List,
+        PREFIX,
+        Fault::Slow(std::time::Duration::from_millis(60)),
+        1,
+    );
+    let (fleet, cost) = ok(super::fleet::build_on(&m, &o, clock::now_unix()));
+    assert!(
+        cost.listing >= std::time::Duration::from_millis(60),
+        "{:?}",
+        cost.listing
+    );
+    let sites: Vec<(&str, &str)> = fleet
+        .sites
+        .iter()
+        .map(|s| (s.site.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(sites.len(), 4, "{sites:?}");
+    assert!(sites.contains(&("club-a", "ok")) && sites.contains(&("club-b", "ok")));
+    assert_eq!(fleet.unreadable, 1);
+    assert_eq!(cost.status_gets, 3);
+    assert_eq!(m.count(Op::Get) - gets, 3);
+    // Pages of three keys: the listing followed them all.
+    assert!(m.count(Op::List) - lists >= 3);
+    assert_eq!(m.count(Op::Head), 0);
+}
+
+#[test]
+fn a_range_read_resumes_after_a_dropped_range() {
+    let m = MemBucket::new();
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    m.insert("v", &big);
+    m.inject(Op::Get, "v", Fault::Dropped(0), 1);
+    let mut r = ok(crate::bucket::RangeReader::open(&m, "v")).unwrap_or_else(|| panic!("gone"));
+    let mut back = Vec::new();
+    ok(r.read_to_end(&mut back));
+    assert!(back == big);
+    // Three ranges of 8 MiB, plus the one that dropped.
+    assert_eq!(m.count(Op::Get), 4);
+    assert_eq!(ok(m.head("v")), ObjectHead::Exists(big.len() as u64));
+}
