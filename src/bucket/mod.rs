@@ -12,9 +12,9 @@
 //! The semantics every store offers (docs/format.md, Offsite store):
 //! - keys are `/`-separated strings; a listing is in key order, by pages, with the
 //!   "folders" directly under the prefix when a delimiter is given;
-//! - `put` replaces whatever is under a key (statuses, reference lists); `create` never
-//!   replaces: it answers `Ok(false)` when the key exists (archives and videos, which
-//!   are immutable once written). On S3 this is a PUT with `If-None-Match: *`; a store
+//! - `put` replaces whatever is under a key (statuses, reference lists, archive copies);
+//!   `create` never replaces: it answers `Ok(false)` when the key exists (the videos,
+//!   shared by every site). On S3 this is a PUT with `If-None-Match: *`; a store
 //!   without an atomic create-only write stands it in with a look first (HEAD, then
 //!   PUT), which leaves a window where two writers of one key both write: harmless for
 //!   content-addressed objects (both write the same bytes, checked against their hash);
