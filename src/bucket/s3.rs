@@ -12,12 +12,13 @@
 //!
 //! The secret key only ever enters an HMAC; no error or log line can contain it.
 
-use std::io::{self, Write};
+use std::cell::Cell;
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock;
 use crate::http::client::{self, Payload, Timeouts, Url};
-use crate::units::hex;
+use crate::units::{base64, hex};
 
 use super::xml::{xml_all, xml_escape, xml_one, xml_unescape};
 use super::{Body, Bucket, Error, MAX_ANSWER, Object, ObjectHead, ObjectWriter, Page, Ranged};
@@ -256,6 +257,59 @@ fn content_range_total(v: &str) -> Option<u64> {
     parse_u64(v.rsplit('/').next()?)
 }
 
+/// The parts of a PUT: the body, the payload hash it is signed with, and the headers
+/// (`If-None-Match: *` for a create, which `put` drops). A body whose SHA-256 is known
+/// carries it twice: as the signed payload hash (which AWS checks) and as
+/// `x-amz-checksum-sha256` (which AWS, SeaweedFS and MinIO check, refusing a body that
+/// does not match with BadDigest, and keep with the object).
+fn write_request<'a>(
+    body: Body<'a>,
+    content_type: &str,
+    failed: &'a Cell<bool>,
+) -> (Payload<'a>, String, Vec<(&'static str, String)>) {
+    let mut headers = vec![
+        ("content-type", content_type.to_string()),
+        ("if-none-match", "*".to_string()),
+    ];
+    let hash = match body.sha256 {
+        Some(h) => {
+            headers.push(("x-amz-checksum-sha256", base64(&h)));
+            hex(&h)
+        }
+        None => "UNSIGNED-PAYLOAD".to_string(),
+    };
+    let payload = Payload {
+        reader: Box::new(Watched {
+            inner: body.reader,
+            failed,
+        }),
+        len: body.len,
+    };
+    (payload, hash, headers)
+}
+
+/// A body reader that remembers it failed: the failure is then this side's (a file
+/// that changed, a hash that is not the expected one), not the network's.
+struct Watched<'a> {
+    inner: Box<dyn Read + 'a>,
+    failed: &'a Cell<bool>,
+}
+
+impl Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        if r.is_err() {
+            self.failed.set(true);
+        }
+        r
+    }
+}
+
+/// A request whose body's own reader failed is a local failure.
+fn local_if<T>(r: Result<T, Error>, failed: &Cell<bool>) -> Result<T, Error> {
+    r.map_err(|e| if failed.get() { Error::local(e.msg) } else { e })
+}
+
 impl Bucket for S3 {
     fn describe(&self, key: &str) -> String {
         self.shown(Some(key))
@@ -398,32 +452,18 @@ impl Bucket for S3 {
     }
 
     fn put(&self, key: &str, body: Body<'_>, content_type: &str) -> Result<(), Error> {
-        let hash = body
-            .sha256
-            .map_or_else(|| "UNSIGNED-PAYLOAD".to_string(), |h| hex(&h));
-        let ct = [("content-type", content_type.to_string())];
-        let payload = Payload {
-            reader: body.reader,
-            len: body.len,
-        };
-        self.send("PUT", Some(key), &[], &ct, payload, &hash, &[])
-            .map(|_| ())
+        let failed = Cell::new(false);
+        let (payload, hash, mut headers) = write_request(body, content_type, &failed);
+        headers.retain(|(k, _)| *k != "if-none-match");
+        let r = self.send("PUT", Some(key), &[], &headers, payload, &hash, &[]);
+        local_if(r, &failed).map(|_| ())
     }
 
     fn create(&self, key: &str, body: Body<'_>, content_type: &str) -> Result<bool, Error> {
-        let hash = body
-            .sha256
-            .map_or_else(|| "UNSIGNED-PAYLOAD".to_string(), |h| hex(&h));
-        let h = [
-            ("content-type", content_type.to_string()),
-            ("if-none-match", "*".to_string()),
-        ];
-        let payload = Payload {
-            reader: body.reader,
-            len: body.len,
-        };
-        let r = self.send("PUT", Some(key), &[], &h, payload, &hash, &[412])?;
-        Ok(r.status != 412)
+        let failed = Cell::new(false);
+        let (payload, hash, headers) = write_request(body, content_type, &failed);
+        let r = self.send("PUT", Some(key), &[], &headers, payload, &hash, &[412]);
+        Ok(local_if(r, &failed)?.status != 412)
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {

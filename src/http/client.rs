@@ -355,19 +355,44 @@ pub fn request(
         head.push_str(&format!("Content-Length: {}\r\n", body.len));
     }
     head.push_str("\r\n");
-    let send = |stream: &mut Box<dyn Stream>| -> io::Result<()> {
+    // A failure of the body's own reader (a file that shrank, a video whose hash is not
+    // the expected one) ends the request at once: the server, still waiting for the rest
+    // of the body, would answer only at its own timeout.
+    let mut local: Option<io::Error> = None;
+    let send = |stream: &mut Box<dyn Stream>, local: &mut Option<io::Error>| -> io::Result<()> {
         let mut w = io::BufWriter::with_capacity(64 * 1024, stream);
         w.write_all(head.as_bytes())?;
-        let sent = io::copy(&mut body.reader.take(body.len), &mut w)?;
+        let mut reader = body.reader.take(body.len);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut sent: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let e2 = io::Error::new(e.kind(), e.to_string());
+                    *local = Some(e);
+                    return Err(e2);
+                }
+            };
+            w.write_all(&buf[..n])?;
+            sent = sent.saturating_add(n as u64);
+        }
         if sent != body.len {
-            return Err(io::Error::new(
+            let e = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("the body ended after {sent} of {} bytes", body.len),
-            ));
+            );
+            *local = Some(io::Error::new(e.kind(), e.to_string()));
+            return Err(e);
         }
         w.flush()
     };
-    let sent = send(&mut stream);
+    let sent = send(&mut stream, &mut local);
+    if let Some(e) = local {
+        return Err(format!("sending the body to {}: {e}", url.origin()));
+    }
     // A server may answer (e.g. 403) and close before taking the whole body: read the
     // response anyway, it says more than the broken pipe.
     let resp = read_response(&mut stream, method == "HEAD", max_body);

@@ -6,27 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock;
 
-/// Standard base64 with padding (RFC 4648).
-pub(super) fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(T[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub(super) use crate::units::base64;
 
 /// A whole message, ready for [`send`]: CRLF line ends, 7-bit, no line over 76
 /// characters. `now` is the Unix time of the Date header (written in UTC, `+0000`),
