@@ -9,6 +9,7 @@ pub mod fleet;
 mod guard;
 mod metrics;
 mod page;
+mod prom;
 mod reply;
 mod restore_api;
 pub mod state;
@@ -27,7 +28,7 @@ use crate::http::server;
 use crate::schedule::{self, Scheduler, Tick};
 use crate::status::{self, Log, Status};
 use crate::store;
-use state::{BACKUP_STACK, Shared, read_enabled};
+use state::{Shared, read_enabled};
 
 /// The accept loop is taken for stuck when it has not gone round for this long.
 const ACCEPT_STALE: Duration = Duration::from_secs(2);
