@@ -489,15 +489,7 @@ mod tests {
             Some("backup-20241218-030000")
         );
         assert!(!start.never.load(Ordering::SeqCst));
-        let defaults = crate::config::Lookup::from_parts(
-            std::collections::HashMap::new(),
-            "",
-            Path::new("test.conf"),
-        )
-        .and_then(|l| Config::from_sources(&l));
-        let Ok(cfg) = defaults else {
-            panic!("the default configuration");
-        };
+        let cfg = Config::defaults();
         let job = start.job(&cfg, vec!["site.conf"]);
         let videos = start.video_job(&cfg, Vec::new());
         for (name, top) in [

@@ -16,8 +16,8 @@ pub mod state;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backup::Busy;
@@ -217,18 +217,7 @@ pub fn serve(cfg: Config) -> u8 {
     }
     let enabled = read_enabled(&cfg.backup_dir, &log);
     let addr = server::local_addr(&listener).map_or(cfg.listen.to_string(), |a| a.to_string());
-    let shared = Arc::new(Shared {
-        cfg,
-        tz,
-        enabled: AtomicBool::new(enabled),
-        next_run: Mutex::new(0),
-        scheduler_alive: AtomicBool::new(false),
-        failures: AtomicU64::new(0),
-        running: AtomicUsize::new(0),
-        cancel: AtomicBool::new(false),
-        catch_up_pending: AtomicBool::new(false),
-        stats: Arc::new(server::Stats::default()),
-    });
+    let shared = Arc::new(Shared::new(cfg, tz, enabled));
     log.info(&format!(
         "neopro-backup {} serving on http://{addr} (schedule {}, daily at {:02}:{:02})",
         env!("CARGO_PKG_VERSION"),

@@ -48,6 +48,22 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// At the daemon's start: no run planned or running, no failure seen yet.
+    pub fn new(cfg: Config, tz: Tz, enabled: bool) -> Shared {
+        Shared {
+            cfg,
+            tz,
+            enabled: AtomicBool::new(enabled),
+            next_run: Mutex::new(0),
+            scheduler_alive: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            cancel: AtomicBool::new(false),
+            catch_up_pending: AtomicBool::new(false),
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
     /// One backup, refused (Busy) when another one holds the lock.
     pub fn run_backup(&self) -> Result<Outcome, Busy> {
         let out = self.worker("backup", true, || {
@@ -162,30 +178,6 @@ pub fn clock_warning(shared: &Shared) -> Option<crate::schedule::ClockWarning> {
 mod tests {
     use super::*;
 
-    fn shared() -> Shared {
-        let defaults = crate::config::Lookup::from_parts(
-            std::collections::HashMap::new(),
-            "",
-            Path::new("test.conf"),
-        )
-        .and_then(|l| Config::from_sources(&l));
-        let Ok(cfg) = defaults else {
-            panic!("the default configuration");
-        };
-        Shared {
-            cfg,
-            tz: Tz::utc(),
-            enabled: AtomicBool::new(true),
-            next_run: Mutex::new(0),
-            scheduler_alive: AtomicBool::new(false),
-            failures: AtomicU64::new(0),
-            running: AtomicUsize::new(0),
-            cancel: AtomicBool::new(false),
-            catch_up_pending: AtomicBool::new(false),
-            stats: Arc::new(Stats::default()),
-        }
-    }
-
     /// More stack than the 2 MiB a thread gets by default: without BACKUP_STACK this
     /// overflows (and aborts the test binary).
     fn deep() -> usize {
@@ -216,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_worker_that_writes_counts_as_running_meanwhile() {
-        let s = shared();
+        let s = Shared::new(Config::defaults(), Tz::utc(), true);
         let during = s.worker("backup", true, || s.running.load(Ordering::SeqCst));
         assert_eq!(during, Some(1));
         assert_eq!(s.running.load(Ordering::SeqCst), 0);
