@@ -180,6 +180,62 @@ fn names_of(path: &Path) -> (String, Option<String>) {
     (name, top)
 }
 
+/// What both restore commands build their job from: the archive's names, the local
+/// zone, and a cancel flag nothing sets (Ctrl-C ends the process).
+struct Start {
+    name: String,
+    expected_top: Option<String>,
+    tz: Tz,
+    never: AtomicBool,
+}
+
+impl Start {
+    /// Opens the archive like every archive (without blocking on a FIFO named like one,
+    /// regular files only); exit code 1, said on stderr, when it cannot.
+    fn open(archive_path: &Path, in_store: bool) -> Result<(Start, File), u8> {
+        let file = open_archive(archive_path, in_store).map_err(|e| {
+            eprintln!("neopro-backup: {e}");
+            1
+        })?;
+        let (name, expected_top) = names_of(archive_path);
+        let start = Start {
+            name,
+            expected_top,
+            tz: Tz::local(),
+            never: AtomicBool::new(false),
+        };
+        Ok((start, file))
+    }
+
+    /// The job of `restore` (configuration files).
+    fn job<'a>(&'a self, cfg: &'a Config, files: Vec<&'static str>) -> Job<'a> {
+        Job {
+            cfg,
+            tz: &self.tz,
+            name: self.name.clone(),
+            expected_top: self.expected_top.clone(),
+            files,
+            cancel: &self.never,
+        }
+    }
+
+    /// The job of `restore --videos`.
+    fn video_job<'a>(
+        &'a self,
+        cfg: &'a Config,
+        identities: Vec<age::x25519::Identity>,
+    ) -> VideoJob<'a> {
+        VideoJob {
+            cfg,
+            tz: &self.tz,
+            name: self.name.clone(),
+            expected_top: self.expected_top.clone(),
+            identities,
+            cancel: &self.never,
+        }
+    }
+}
+
 /// `verify ARCHIVE`: gzip, tar and MANIFEST.sha256; exit 0 intact, 1 damaged.
 pub fn verify(path: &Path, in_store: bool) -> ExitCode {
     let file = match open_archive(path, in_store) {
@@ -257,24 +313,11 @@ pub fn cli(
             return 2;
         }
     };
-    let file = match open_archive(archive_path, in_store) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("neopro-backup: {e}");
-            return 1;
-        }
+    let (start, file) = match Start::open(archive_path, in_store) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
-    let (name, expected_top) = names_of(archive_path);
-    let tz = Tz::local();
-    let never = AtomicBool::new(false);
-    let job = Job {
-        cfg,
-        tz: &tz,
-        expected_top,
-        name,
-        files,
-        cancel: &never,
-    };
+    let job = start.job(cfg, files);
     if dry_run {
         return match restore::dry_run(&job, file) {
             Ok(r) => {
@@ -351,25 +394,11 @@ pub fn cli_videos(
             return 2;
         }
     };
-    // Opened like every archive: without blocking (a FIFO named like one), regular only.
-    let file = match open_archive(archive_path, in_store) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("neopro-backup: {e}");
-            return 1;
-        }
+    let (start, file) = match Start::open(archive_path, in_store) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
-    let (name, expected_top) = names_of(archive_path);
-    let tz = Tz::local();
-    let never = AtomicBool::new(false);
-    let job = VideoJob {
-        cfg,
-        tz: &tz,
-        expected_top,
-        name,
-        identities,
-        cancel: &never,
-    };
+    let job = start.video_job(cfg, identities);
     if dry_run {
         return match videos::plan(&job, file) {
             Ok(p) => {
@@ -427,5 +456,64 @@ pub fn cli_videos(
             eprintln!("neopro-backup: restore of the videos failed: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Both jobs start from the same opened archive: its name, the top folder its name
+    /// promises (none for a file not named like an archive), a cancel flag not set.
+    #[test]
+    fn both_restore_jobs_start_from_the_same_archive() {
+        let dir = std::env::temp_dir().join(format!("neopro-cli-restore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir_all(dir.join("sub")) {
+            panic!("{e}");
+        }
+        let named = dir.join("backup-20241218-030000.tar.gz");
+        let other = dir.join("copy.tgz");
+        for p in [&named, &other] {
+            if let Err(e) = std::fs::write(p, b"x") {
+                panic!("{e}");
+            }
+        }
+        let Ok((start, _)) = Start::open(&named, false) else {
+            panic!("cannot open {}", named.display());
+        };
+        assert_eq!(start.name, "backup-20241218-030000.tar.gz");
+        assert_eq!(
+            start.expected_top.as_deref(),
+            Some("backup-20241218-030000")
+        );
+        assert!(!start.never.load(Ordering::SeqCst));
+        let cfg = Config::defaults();
+        let job = start.job(&cfg, vec!["site.conf"]);
+        let videos = start.video_job(&cfg, Vec::new());
+        for (name, top) in [
+            (&job.name, &job.expected_top),
+            (&videos.name, &videos.expected_top),
+        ] {
+            assert_eq!(name, "backup-20241218-030000.tar.gz");
+            assert_eq!(top.as_deref(), Some("backup-20241218-030000"));
+        }
+        assert_eq!(job.files, ["site.conf"]);
+        assert!(std::ptr::eq(job.cancel, videos.cancel) && std::ptr::eq(job.tz, videos.tz));
+        let Ok((other, _)) = Start::open(&other, false) else {
+            panic!("cannot open copy.tgz");
+        };
+        assert_eq!(
+            (other.name.as_str(), other.expected_top),
+            ("copy.tgz", None)
+        );
+        // Not there, or not a regular file: exit code 1, no job.
+        assert!(matches!(
+            Start::open(&dir.join("gone.tar.gz"), false),
+            Err(1)
+        ));
+        assert!(matches!(Start::open(&dir.join("sub"), false), Err(1)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

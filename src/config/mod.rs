@@ -626,6 +626,19 @@ fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
     }))
 }
 
+#[cfg(test)]
+impl Config {
+    /// Every key at its default, for the unit tests of other rooms.
+    pub fn defaults() -> Config {
+        match Lookup::from_parts(HashMap::new(), "", Path::new("test.conf"))
+            .and_then(|l| Config::from_sources(&l))
+        {
+            Ok(c) => c,
+            Err(e) => panic!("the default configuration: {}", e.0),
+        }
+    }
+}
+
 impl Config {
     pub fn load(config_path: Option<&Path>) -> Result<Config, ConfigError> {
         Config::from_sources(&Lookup::gather(config_path)?)

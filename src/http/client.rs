@@ -318,17 +318,7 @@ fn tls_stream(url: &Url, sock: TcpStream) -> Result<Box<dyn Stream>, String> {
 
 /// Describes an I/O error on the connection; TLS verification failures say what to do.
 fn io_error(url: &Url, what: &str, e: &io::Error) -> String {
-    let msg = format!("{what} {}: {e}", url.origin());
-    #[cfg(feature = "tls")]
-    if let Some(inner) = e.get_ref()
-        && let Some(tls) = inner.downcast_ref::<rustls::Error>()
-        && matches!(tls, rustls::Error::InvalidCertificate(_))
-    {
-        return msg
-            + " (the server's certificate is not trusted: install its CA in the system \
-               store or point SSL_CERT_FILE at a bundle that holds it)";
-    }
-    msg
+    crate::http::tls::with_cert_hint(format!("{what} {}: {e}", url.origin()), e)
 }
 
 /// Sends one request and reads the response, keeping at most `max_body` bytes of it

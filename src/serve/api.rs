@@ -15,35 +15,19 @@ use nanoserde::{DeJson, SerJson};
 
 use crate::backup::archive;
 use crate::fsutil;
+use crate::http::percent::percent_decode;
 use crate::http::server::{Body, Request, Response};
-use crate::serve::reply::{JSON, bad_name, error, json, jstr, not_found_backup, open_archive};
+use crate::serve::reply::{
+    JSON, bad_name, error, failed, json, jstr, not_found_backup, open_archive,
+};
 use crate::serve::state::Shared;
 use crate::serve::{download, guard, metrics, page, restore_api};
 use crate::status;
 use crate::store;
 
-/// Decodes %XX escapes once; `None` on a malformed escape.
-pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
 /// The archive name in a path segment, when it is one (else the 400 response).
 pub fn archive_param(raw: &str) -> Result<String, Response> {
-    let decoded = percent_decode(raw).ok_or_else(bad_name)?;
-    let name = String::from_utf8(decoded).map_err(|_| bad_name())?;
+    let name = percent_decode(raw).ok_or_else(bad_name)?;
     if store::is_archive_name(&name) {
         Ok(name)
     } else {
@@ -182,23 +166,12 @@ struct Created {
     archive: Option<String>,
 }
 
-#[derive(SerJson)]
-struct Failed {
-    success: bool,
-    error: String,
-    details: String,
-}
-
 fn create(shared: &Shared) -> Response {
     match shared.run_backup() {
-        Err(_) => json(
+        Err(_) => failed(
             409,
-            Failed {
-                success: false,
-                error: "Un backup est déjà en cours".into(),
-                details: "Réessayez dans quelques instants".into(),
-            }
-            .serialize_json(),
+            "Un backup est déjà en cours",
+            "Réessayez dans quelques instants",
         ),
         Ok(out) if out.status.success => json(
             200,
@@ -210,14 +183,10 @@ fn create(shared: &Shared) -> Response {
             }
             .serialize_json(),
         ),
-        Ok(out) => json(
+        Ok(out) => failed(
             500,
-            Failed {
-                success: false,
-                error: "Échec de la création du backup".into(),
-                details: out.status.error.unwrap_or_default(),
-            }
-            .serialize_json(),
+            "Échec de la création du backup",
+            out.status.error.as_deref().unwrap_or_default(),
         ),
     }
 }

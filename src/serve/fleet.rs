@@ -31,12 +31,11 @@ use crate::http::server::{self, Body, Request, Response};
 use crate::offsite::fleet::{self, Cost, Fleet, STATES, Site};
 use crate::serve::guard;
 use crate::serve::page::{self, embed};
+use crate::serve::prom::{self, Kind, Text};
 use crate::serve::reply::{JSON, error, jstr};
 
 /// The page, with the style and helper it shares with the Pi's page (page.rs).
 pub const PAGE: &str = embed!(include_str!("fleet.html"));
-
-const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The cache period: NEOPRO_FLEET_CACHE_SECS (1 to 3600), default 30.
 pub fn cache_period() -> Duration {
@@ -85,13 +84,6 @@ fn render(f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
     }
 }
 
-/// A Prometheus label value: `\`, `"` and newlines escaped.
-pub fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// The per-site metrics (docs/format.md, Fleet).
 fn site_series(sites: &[Site]) -> String {
     type Value = fn(&Site) -> String;
@@ -127,18 +119,14 @@ fn site_series(sites: &[Site]) -> String {
             |s| u8::from(s.stale).to_string(),
         ),
     ];
-    let mut out = String::with_capacity(sites.len() * 6 * 96 + 1024);
+    let mut out = Text::new();
     for (name, help, value) in families {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        let mut family = out.family(name, Kind::Gauge, help);
         for s in sites {
-            out.push_str(&format!(
-                "{name}{{site=\"{}\"}} {}\n",
-                label(&s.site),
-                value(s)
-            ));
+            family.sample(&[("site", &s.site)], value(s));
         }
     }
-    out
+    out.finish()
 }
 
 #[derive(Default)]
@@ -273,11 +261,9 @@ fn metrics(cache: &Arc<Cache>) -> Response {
         Ok((v, err)) => (err.is_none(), Some(v)),
         Err(_) => (false, None),
     };
-    let mut head = String::with_capacity(1024);
+    let mut head = Text::new();
     let mut gauge = |name: &str, help: &str, value: String| {
-        head.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        ));
+        head.one(name, Kind::Gauge, help, value);
     };
     gauge(
         "neopro_fleet_bucket_up",
@@ -304,13 +290,13 @@ fn metrics(cache: &Arc<Cache>) -> Response {
         "Sites in the bucket at the last read.",
         v.map_or(0, |v| v.sites).to_string(),
     );
-    let mut parts: Vec<Arc<[u8]>> = vec![Arc::from(head.into_bytes())];
+    let mut parts: Vec<Arc<[u8]>> = vec![Arc::from(head.finish().into_bytes())];
     if let Some(v) = v {
         parts.push(Arc::clone(&v.series));
     }
     Response {
         status: 200,
-        headers: vec![("Content-Type".into(), METRICS_TYPE.into())],
+        headers: vec![("Content-Type".into(), prom::CONTENT_TYPE.into())],
         body: Body::Parts(parts),
     }
 }
@@ -423,12 +409,6 @@ mod tests {
     #[test]
     fn the_page_is_whole_under_its_csp() {
         assert_eq!(page::inline_only(PAGE, &page::csp(&[])), Ok(()));
-    }
-
-    #[test]
-    fn labels_are_escaped() {
-        assert_eq!(label(r#"a"b\c"#), r#"a\"b\\c"#);
-        assert_eq!(label("x\ny"), "x\\ny");
     }
 
     #[test]

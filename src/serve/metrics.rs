@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::http::server::Response;
+use crate::serve::prom::{CONTENT_TYPE, Kind, Text};
 use crate::serve::state::Shared;
 use crate::status;
 use crate::store::cached_backups;
@@ -22,27 +23,25 @@ pub fn metrics(shared: &Shared) -> Response {
         .and_then(|s| s.credible_success_unix(now))
         .unwrap_or(0);
     let clock_warning = crate::serve::state::clock_warning(shared);
-    let mut out = String::with_capacity(2048);
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
+    let mut out = Text::new();
+    let mut metric = |name: &str, kind: Kind, help: &str, value: String| {
+        out.one(name, kind, help, value);
     };
     metric(
         "neopro_backup_last_success_timestamp_seconds",
-        "gauge",
+        Kind::Gauge,
         "Unix time of the last successful backup (0: none, or only one dated in the future).",
         last_success.to_string(),
     );
     metric(
         "neopro_backup_last_run_success",
-        "gauge",
+        Kind::Gauge,
         "1 if the last run succeeded, 0 if it failed or none ran.",
         u8::from(st.as_ref().is_some_and(|s| s.success)).to_string(),
     );
     metric(
         "neopro_backup_last_duration_seconds",
-        "gauge",
+        Kind::Gauge,
         "Duration of the last run.",
         format!(
             "{:.3}",
@@ -51,7 +50,7 @@ pub fn metrics(shared: &Shared) -> Response {
     );
     metric(
         "neopro_backup_last_size_bytes",
-        "gauge",
+        Kind::Gauge,
         "Size of the last archive.",
         st.as_ref()
             .and_then(|s| s.size_bytes)
@@ -60,37 +59,37 @@ pub fn metrics(shared: &Shared) -> Response {
     );
     metric(
         "neopro_backup_archives",
-        "gauge",
+        Kind::Gauge,
         "Archives in BACKUP_DIR.",
         count.to_string(),
     );
     metric(
         "neopro_backup_archives_bytes",
-        "gauge",
+        Kind::Gauge,
         "Total size of the archives in BACKUP_DIR.",
         bytes.to_string(),
     );
     metric(
         "neopro_backup_failures_total",
-        "counter",
+        Kind::Counter,
         "Failed runs seen by this daemon since it started.",
         shared.failures.load(Ordering::Relaxed).to_string(),
     );
     metric(
         "neopro_backup_next_run_timestamp_seconds",
-        "gauge",
+        Kind::Gauge,
         "Unix time of the next scheduled run (0: schedule off).",
         shared.next_run().unwrap_or(0).to_string(),
     );
     metric(
         "neopro_backup_schedule_enabled",
-        "gauge",
+        Kind::Gauge,
         "1 if the automatic daily backup is on.",
         u8::from(shared.enabled.load(Ordering::SeqCst)).to_string(),
     );
     metric(
         "neopro_backup_offsite_pending",
-        "gauge",
+        Kind::Gauge,
         "Offsite copies waiting to be sent.",
         crate::offsite::summary(&shared.cfg)
             .map_or(0, |o| o.pending)
@@ -121,30 +120,19 @@ pub fn metrics(shared: &Shared) -> Response {
             video_bytes,
         ),
     ] {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-        ));
+        metric(name, Kind::Counter, help, value.to_string());
     }
-    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        ));
-    };
     metric(
         "neopro_backup_clock_warning",
-        "gauge",
+        Kind::Gauge,
         "1 when the clock looks wrong: not set (1970), or an archive or the last success dated in the future.",
         u8::from(clock_warning.is_some()).to_string(),
     );
     metric(
         "neopro_backup_http_connections",
-        "gauge",
+        Kind::Gauge,
         "Open HTTP connections.",
         shared.stats.connections.load(Ordering::Relaxed).to_string(),
     );
-    Response::new(
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        out.into_bytes(),
-    )
+    Response::new(200, CONTENT_TYPE, out.finish().into_bytes())
 }

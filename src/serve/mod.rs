@@ -9,14 +9,15 @@ pub mod fleet;
 mod guard;
 mod metrics;
 mod page;
+mod prom;
 mod reply;
 mod restore_api;
 pub mod state;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::backup::Busy;
@@ -27,7 +28,7 @@ use crate::http::server;
 use crate::schedule::{self, Scheduler, Tick};
 use crate::status::{self, Log, Status};
 use crate::store;
-use state::{BACKUP_STACK, Shared, read_enabled};
+use state::{Shared, read_enabled};
 
 /// The accept loop is taken for stuck when it has not gone round for this long.
 const ACCEPT_STALE: Duration = Duration::from_secs(2);
@@ -216,18 +217,7 @@ pub fn serve(cfg: Config) -> u8 {
     }
     let enabled = read_enabled(&cfg.backup_dir, &log);
     let addr = server::local_addr(&listener).map_or(cfg.listen.to_string(), |a| a.to_string());
-    let shared = Arc::new(Shared {
-        cfg,
-        tz,
-        enabled: AtomicBool::new(enabled),
-        next_run: Mutex::new(0),
-        scheduler_alive: AtomicBool::new(false),
-        failures: AtomicU64::new(0),
-        running: AtomicUsize::new(0),
-        cancel: AtomicBool::new(false),
-        catch_up_pending: AtomicBool::new(false),
-        stats: Arc::new(server::Stats::default()),
-    });
+    let shared = Arc::new(Shared::new(cfg, tz, enabled));
     log.info(&format!(
         "neopro-backup {} serving on http://{addr} (schedule {}, daily at {:02}:{:02})",
         env!("CARGO_PKG_VERSION"),

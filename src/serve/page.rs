@@ -2,9 +2,10 @@
 //! inline, no external resources: the Pi is often offline), compiled into the binary.
 //!
 //! The `fleet serve` dashboard (fleet.rs) has the same look: the style both pages share
-//! lives once, in style.css, and so does their `el()` helper, in el.js. Each page's
-//! source holds a marker line where they go (`/* style.css */` first in its `<style>`,
-//! after its own page-width rules; `// el.js` in its `<script>`), and [`embed!`]
+//! lives once, in style.css, and so do their script helpers (`el()`, sizes, dates,
+//! `ago`, the token dialog), in util.js. Each page's source holds a marker line where
+//! they go (`/* style.css */` first in its `<style>`, after its own page-width rules;
+//! `// util.js` in its `<script>`), and [`embed!`]
 //! replaces it at compile time: each page is still served as one self-contained answer
 //! under the same Content-Security-Policy, and a marker missing or doubled fails the build.
 
@@ -12,10 +13,11 @@
 pub const STYLE: &str = include_str!("style.css");
 /// The marker line in each page's `<style>` that [`STYLE`] replaces.
 pub const STYLE_MARK: &str = "/* style.css */\n";
-/// `el(tag, attrs, ...kids)`, the DOM builder both pages' scripts use.
-pub const EL_JS: &str = include_str!("el.js");
-/// The marker line in each page's `<script>` that [`EL_JS`] replaces.
-pub const EL_MARK: &str = "// el.js\n";
+/// The helpers both pages' scripts use: `el(tag, attrs, ...kids)`, `bytes`, `num`,
+/// `wallClock`, `agoSaying`, `bearer`.
+pub const UTIL_JS: &str = include_str!("util.js");
+/// The marker line in each page's `<script>` that [`UTIL_JS`] replaces.
+pub const UTIL_MARK: &str = "// util.js\n";
 
 pub const PAGE: &str = embed!(include_str!("page.html"));
 
@@ -58,16 +60,16 @@ pub const fn splice<const N: usize>(src: &[u8], mark: &[u8], with: &[u8]) -> [u8
     out
 }
 
-/// A page's source (a `&'static str`) with [`STYLE`] and [`EL_JS`] put in place of
+/// A page's source (a `&'static str`) with [`STYLE`] and [`UTIL_JS`] put in place of
 /// their markers, as a `&'static str` computed at compile time.
 macro_rules! embed {
     ($src:expr) => {{
-        use $crate::serve::page::{EL_JS, EL_MARK, STYLE, STYLE_MARK, splice};
+        use $crate::serve::page::{STYLE, STYLE_MARK, UTIL_JS, UTIL_MARK, splice};
         const SRC: &[u8] = $src.as_bytes();
         const STYLED: [u8; SRC.len() - STYLE_MARK.len() + STYLE.len()] =
             splice(SRC, STYLE_MARK.as_bytes(), STYLE.as_bytes());
-        const DONE: [u8; STYLED.len() - EL_MARK.len() + EL_JS.len()] =
-            splice(&STYLED, EL_MARK.as_bytes(), EL_JS.as_bytes());
+        const DONE: [u8; STYLED.len() - UTIL_MARK.len() + UTIL_JS.len()] =
+            splice(&STYLED, UTIL_MARK.as_bytes(), UTIL_JS.as_bytes());
         match std::str::from_utf8(&DONE) {
             Ok(s) => s,
             Err(_) => panic!("a page is not UTF-8"),
@@ -162,14 +164,14 @@ mod tests {
     }
 
     /// Both served pages: the shared style first in their one `<style>` (after only
-    /// their own page-width rules), `el()` in their one `<script>`, no marker left.
+    /// their own page-width rules), util.js in their one `<script>`, no marker left.
     #[test]
     fn both_pages_embed_the_shared_style_and_helper_once() {
         for (name, page) in [("page", PAGE), ("fleet", crate::serve::fleet::PAGE)] {
             assert_eq!(page.matches(STYLE).count(), 1, "{name}");
-            assert_eq!(page.matches(EL_JS).count(), 1, "{name}");
+            assert_eq!(page.matches(UTIL_JS).count(), 1, "{name}");
             assert!(
-                !page.contains(STYLE_MARK) && !page.contains(EL_MARK),
+                !page.contains(STYLE_MARK) && !page.contains(UTIL_MARK),
                 "{name}"
             );
             let (style, script) = (page.find("<style>\n"), page.find("<script>\n"));
@@ -187,7 +189,7 @@ mod tests {
                 page.find(STYLE).is_some_and(|at| at + STYLE.len() <= end),
                 "{name}"
             );
-            assert!(page.find(EL_JS).is_some_and(|at| at > script), "{name}");
+            assert!(page.find(UTIL_JS).is_some_and(|at| at > script), "{name}");
             assert!(page.ends_with("</script>\n</body>\n</html>\n"), "{name}");
         }
     }

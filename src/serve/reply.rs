@@ -22,6 +22,23 @@ pub fn error(status: u16, msg: &str) -> Response {
     json(status, format!("{{\"error\":{}}}", jstr(msg)))
 }
 
+/// A refused or failed action: `{"success":false,"error":…,"details":…}` (the backup
+/// and restore answers of docs/format.md, API).
+pub fn failed(status: u16, error: &str, details: &str) -> Response {
+    #[derive(SerJson)]
+    struct Failed {
+        success: bool,
+        error: String,
+        details: String,
+    }
+    let body = Failed {
+        success: false,
+        error: error.to_string(),
+        details: details.to_string(),
+    };
+    json(status, body.serialize_json())
+}
+
 pub fn bad_name() -> Response {
     error(400, "Nom de fichier invalide")
 }
@@ -36,4 +53,24 @@ pub fn open_archive(
     name: &str,
 ) -> Result<(std::fs::File, std::fs::Metadata), Response> {
     fsutil::open_regular_nofollow(&shared.cfg.backup_dir.join(name)).map_err(|_| not_found_backup())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::server::Body;
+
+    #[test]
+    fn a_failure_says_success_false_with_its_error_and_details() {
+        let r = failed(409, "Un backup est déjà en cours", "Réessayez \"bientôt\"");
+        assert_eq!(r.status, 409);
+        assert_eq!(r.headers, [("Content-Type".to_string(), JSON.to_string())]);
+        let Body::Bytes(body) = r.body else {
+            panic!("a failure is one JSON document");
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"success":false,"error":"Un backup est déjà en cours","details":"Réessayez \"bientôt\""}"#
+        );
+    }
 }

@@ -8,12 +8,11 @@
 use nanoserde::{DeJson, SerJson};
 
 use crate::http::server::Response;
-use std::sync::atomic::Ordering;
 
 use crate::fsutil::LockWait;
 use crate::restore::videos::{self, VideoJob, VideoPlan};
 use crate::restore::{self, Abort, Done, DryReport, FILES, FileResult, Job};
-use crate::serve::reply::{error, json, open_archive};
+use crate::serve::reply::{error, failed, json, open_archive};
 use crate::serve::state::Shared;
 use crate::store;
 use crate::videos::inventory;
@@ -52,25 +51,6 @@ fn parse_full(body: &[u8]) -> Result<(bool, Option<Vec<String>>, bool), ()> {
         }
         _ => Err(()),
     }
-}
-
-#[derive(SerJson)]
-struct FailedJson {
-    success: bool,
-    error: String,
-    details: String,
-}
-
-fn failed(status: u16, error: &str, details: &str) -> Response {
-    json(
-        status,
-        FailedJson {
-            success: false,
-            error: error.to_string(),
-            details: details.to_string(),
-        }
-        .serialize_json(),
-    )
 }
 
 #[derive(SerJson)]
@@ -355,49 +335,37 @@ pub fn http(shared: &Shared, name: &str, body: &[u8]) -> Response {
         files,
         cancel: &shared.cancel,
     };
-    if !dry {
-        // Seen by the shutdown, which waits for (or cancels) the safety backup.
-        shared.running.fetch_add(1, Ordering::SeqCst);
-    }
-    // Compression (the safety backup) wants more stack than a connection thread has.
-    let out = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("restore".into())
-            .stack_size(crate::serve::BACKUP_STACK)
-            .spawn_scoped(s, || {
-                if dry {
-                    match restore::dry_run(&job, file) {
-                        Ok(r) => json(200, dry_json(name, &r)),
-                        Err(e) => failed(500, "Archive refusée", &e),
-                    }
-                } else {
-                    match restore::run(&job, file, LockWait::Try) {
-                        Ok(d) => {
-                            let (status, body) = done_json(name, &d);
-                            json(status, body)
-                        }
-                        Err(Abort::Busy) => failed(
-                            409,
-                            "Un backup est déjà en cours",
-                            "Réessayez dans quelques instants",
-                        ),
-                        Err(Abort::Refused(e)) => {
-                            failed(500, "Archive refusée : rien n'a été restauré", &e)
-                        }
-                        Err(Abort::Failed(e)) => {
-                            failed(500, "Échec de la restauration : rien n'a été restauré", &e)
-                        }
-                    }
+    // A real restore is seen by the shutdown, which waits for (or cancels) the safety
+    // backup; compression (that backup) wants the worker's big stack.
+    let out = shared.worker("restore", !dry, || {
+        if dry {
+            match restore::dry_run(&job, file) {
+                Ok(r) => json(200, dry_json(name, &r)),
+                Err(e) => failed(500, "Archive refusée", &e),
+            }
+        } else {
+            match restore::run(&job, file, LockWait::Try) {
+                Ok(d) => {
+                    let (status, body) = done_json(name, &d);
+                    json(status, body)
                 }
-            })
-            .map(|h| h.join())
+                Err(Abort::Busy) => failed(
+                    409,
+                    "Un backup est déjà en cours",
+                    "Réessayez dans quelques instants",
+                ),
+                Err(Abort::Refused(e)) => {
+                    failed(500, "Archive refusée : rien n'a été restauré", &e)
+                }
+                Err(Abort::Failed(e)) => {
+                    failed(500, "Échec de la restauration : rien n'a été restauré", &e)
+                }
+            }
+        }
     });
-    if !dry {
-        shared.running.fetch_sub(1, Ordering::SeqCst);
-    }
     match out {
-        Ok(Ok(r)) => r,
-        _ => failed(
+        Some(r) => r,
+        None => failed(
             500,
             "Échec de la restauration",
             "le traitement n'a pas pu démarrer",
@@ -567,44 +535,32 @@ fn http_videos(shared: &Shared, name: &str, dry: bool) -> Response {
         identities: Vec::new(),
         cancel: &shared.cancel,
     };
-    if !dry {
-        shared.running.fetch_add(1, Ordering::SeqCst);
-    }
-    let out = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("restore-videos".into())
-            .stack_size(crate::serve::BACKUP_STACK)
-            .spawn_scoped(s, || {
-                if dry {
-                    match videos::plan(&job, file) {
-                        Ok(p) => {
-                            let (st, body) = videos_json(name, true, &p, &[]);
-                            json(st, body)
-                        }
-                        Err(e) => failed(500, "Archive refusée", &e),
-                    }
-                } else {
-                    match videos::run(&job, file, LockWait::Try) {
-                        Ok(d) => {
-                            let (st, body) = videos_json(name, false, &d.plan, &d.results);
-                            json(st, body)
-                        }
-                        Err(e) => failed(
-                            500,
-                            "Échec de la restauration des vidéos : rien n'a été récupéré",
-                            &e,
-                        ),
-                    }
+    let out = shared.worker("restore-videos", !dry, || {
+        if dry {
+            match videos::plan(&job, file) {
+                Ok(p) => {
+                    let (st, body) = videos_json(name, true, &p, &[]);
+                    json(st, body)
                 }
-            })
-            .map(|h| h.join())
+                Err(e) => failed(500, "Archive refusée", &e),
+            }
+        } else {
+            match videos::run(&job, file, LockWait::Try) {
+                Ok(d) => {
+                    let (st, body) = videos_json(name, false, &d.plan, &d.results);
+                    json(st, body)
+                }
+                Err(e) => failed(
+                    500,
+                    "Échec de la restauration des vidéos : rien n'a été récupéré",
+                    &e,
+                ),
+            }
+        }
     });
-    if !dry {
-        shared.running.fetch_sub(1, Ordering::SeqCst);
-    }
     match out {
-        Ok(Ok(r)) => r,
-        _ => failed(
+        Some(r) => r,
+        None => failed(
             500,
             "Échec de la restauration des vidéos",
             "le traitement n'a pas pu démarrer",

@@ -48,25 +48,31 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// At the daemon's start: no run planned or running, no failure seen yet.
+    pub fn new(cfg: Config, tz: Tz, enabled: bool) -> Shared {
+        Shared {
+            cfg,
+            tz,
+            enabled: AtomicBool::new(enabled),
+            next_run: Mutex::new(0),
+            scheduler_alive: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            cancel: AtomicBool::new(false),
+            catch_up_pending: AtomicBool::new(false),
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
     /// One backup, refused (Busy) when another one holds the lock.
     pub fn run_backup(&self) -> Result<Outcome, Busy> {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        // Compression wants more stack than an HTTP connection thread has: run it in a
-        // thread of its own (scoped, so it borrows `self`).
-        let out = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("backup".into())
-                .stack_size(BACKUP_STACK)
-                .spawn_scoped(s, || {
-                    backup::run(&self.cfg, &self.tz, LockWait::Try, &self.cancel)
-                })
-                .map(|h| h.join())
+        let out = self.worker("backup", true, || {
+            backup::run(&self.cfg, &self.tz, LockWait::Try, &self.cancel)
         });
-        self.running.fetch_sub(1, Ordering::SeqCst);
         let out = match out {
-            Ok(Ok(r)) => r?,
+            Some(r) => r?,
             // A thread that cannot start, or a panic (abort in release): report as failure.
-            _ => return Err(Busy),
+            None => return Err(Busy),
         };
         if !out.status.success {
             self.failures.fetch_add(1, Ordering::Relaxed);
@@ -79,6 +85,24 @@ impl Shared {
         // The offsite worker sends the copy (and the status) in its own thread.
         crate::offsite::wake();
         Ok(out)
+    }
+
+    /// Runs `work` on a [`big_stack`] thread; with `writes`, it counts in `running`
+    /// meanwhile (the shutdown waits for, or cancels, what writes).
+    pub fn worker<T: Send>(
+        &self,
+        name: &str,
+        writes: bool,
+        work: impl FnOnce() -> T + Send,
+    ) -> Option<T> {
+        if writes {
+            self.running.fetch_add(1, Ordering::SeqCst);
+        }
+        let out = big_stack(name, work);
+        if writes {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+        }
+        out
     }
 
     /// Switches the schedule on or off and persists the choice atomically.
@@ -94,6 +118,21 @@ impl Shared {
         let n = *self.next_run.lock().unwrap_or_else(|p| p.into_inner());
         (n != 0 && self.enabled.load(Ordering::SeqCst)).then_some(n)
     }
+}
+
+/// Runs `work` in a thread of its own named `name`, with [`BACKUP_STACK`]: compression
+/// (a backup, a restore's safety backup) wants more stack than an HTTP connection
+/// thread has. Scoped, so `work` may borrow; `None` when the thread cannot start or
+/// `work` panicked.
+pub fn big_stack<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(BACKUP_STACK)
+            .spawn_scoped(s, work)
+            .ok()?;
+        h.join().ok()
+    })
 }
 
 pub fn read_enabled(dir: &Path, log: &Log) -> bool {
@@ -133,4 +172,54 @@ pub fn clock_warning(shared: &Shared) -> Option<crate::schedule::ClockWarning> {
         newest.as_ref().map(|(n, t)| (n.as_str(), *t)),
         success.as_ref().map(|(s, t)| (s.as_str(), *t)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More stack than the 2 MiB a thread gets by default: without BACKUP_STACK this
+    /// overflows (and aborts the test binary).
+    fn deep() -> usize {
+        let mut buf = [1u8; 3 * 1024 * 1024];
+        std::hint::black_box(&mut buf);
+        buf.iter().map(|&b| usize::from(b)).sum()
+    }
+
+    #[test]
+    fn big_stack_runs_the_work_in_a_named_thread_with_the_big_stack() {
+        let here = std::thread::current().id();
+        let borrowed = String::from("borrowed");
+        let got = big_stack("restore", || {
+            let t = std::thread::current();
+            (
+                t.id() != here,
+                t.name().map(str::to_string),
+                deep(),
+                borrowed.len(),
+            )
+        });
+        assert_eq!(
+            got,
+            Some((true, Some("restore".to_string()), 3 * 1024 * 1024, 8))
+        );
+        assert_eq!(big_stack("x", || -> u8 { panic!("in the worker") }), None);
+    }
+
+    #[test]
+    fn a_worker_that_writes_counts_as_running_meanwhile() {
+        let s = Shared::new(Config::defaults(), Tz::utc(), true);
+        let during = s.worker("backup", true, || s.running.load(Ordering::SeqCst));
+        assert_eq!(during, Some(1));
+        assert_eq!(s.running.load(Ordering::SeqCst), 0);
+        let dry = s.worker("restore", false, || s.running.load(Ordering::SeqCst));
+        assert_eq!(dry, Some(0));
+        let failed = s.worker("backup", true, || -> usize { panic!("in the worker") });
+        assert_eq!(failed, None);
+        assert_eq!(
+            s.running.load(Ordering::SeqCst),
+            0,
+            "a panic still counts down"
+        );
+    }
 }

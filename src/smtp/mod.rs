@@ -239,16 +239,7 @@ impl Session {
 
     fn io_err(&self, what: &str, e: &io::Error) -> String {
         let msg = format!("{} ({what}): {}", self.peer, plain_io(e));
-        #[cfg(feature = "tls")]
-        if let Some(inner) = e.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
-            && matches!(tls, rustls::Error::InvalidCertificate(_))
-        {
-            return msg
-                + " (the server's certificate is not trusted: install its CA in the system \
-                   store or point SSL_CERT_FILE at a bundle that holds it)";
-        }
-        msg
+        crate::http::tls::with_cert_hint(msg, e)
     }
 
     fn write_line(&mut self, line: &str, shown: &str) -> Result<(), String> {
