@@ -50,7 +50,7 @@ pub struct Status {
     pub offsite: Option<Offsite>,
 }
 
-/// `"offsite": {"pending": N, "last_upload": "…", "error": null}`.
+/// `"offsite": {"pending": N, "last_upload": "…", "error": null, "poisoned": 0}`.
 #[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
 #[nserde(default)]
 #[nserde(serialize_none_as_null)]
@@ -61,6 +61,10 @@ pub struct Offsite {
     pub last_upload: Option<String>,
     /// Why the last attempt failed; null after a success.
     pub error: Option<String>,
+    /// With VIDEOS_OFFSITE: shared video objects found not to hold the video their name
+    /// says (another site wrote them first), each routed around with this site's own
+    /// copy (docs/format.md, Videos offsite). 0 in statuses of older versions.
+    pub poisoned: u64,
 }
 
 impl From<&Offsite> for Offsite {

@@ -49,6 +49,22 @@ pub fn run(b: &dyn Bucket, root: &str) {
         "application/octet-stream"
     )));
     assert_eq!(ok(b.get(&k("v/a"))), Some(data.clone()));
+    // The store keeps the SHA-256 the body was written with (and checked).
+    assert_eq!(
+        ok(b.head_checked(&k("v/a"))),
+        (ObjectHead::Exists(1000), Some(sha256(&data)))
+    );
+    // Written without one: none kept.
+    let body = Body {
+        reader: Box::new(&data[..]),
+        len: data.len() as u64,
+        sha256: None,
+    };
+    ok(b.put(&k("v/unsummed"), body, "application/octet-stream"));
+    assert_eq!(
+        ok(b.head_checked(&k("v/unsummed"))),
+        (ObjectHead::Exists(1000), None)
+    );
 
     // A body whose SHA-256 is not the one announced is refused, nothing written; so is
     // a body shorter than its length.
@@ -114,7 +130,7 @@ pub fn run(b: &dyn Bucket, root: &str) {
     for n in names {
         ok(b.delete(&k(n)));
     }
-    for n in ["status.json", "v/a", "w/big"] {
+    for n in ["status.json", "v/a", "v/unsummed", "w/big"] {
         ok(b.delete(&k(n)));
     }
     assert!(ok(b.list(root, None)).objects.is_empty());

@@ -41,6 +41,8 @@ pub enum Fault {
 struct Stored {
     data: Vec<u8>,
     last_modified: String,
+    /// The SHA-256 the writer announced (and the store checked), as S3 keeps it.
+    checksum: Option<[u8; 32]>,
 }
 
 struct Injected {
@@ -101,16 +103,10 @@ impl MemBucket {
         *lock(&self.stamp) = crate::clock::iso_utc_millis(unix, 0);
     }
 
-    /// Writes an object behind the interface's back (a hostile site, an old version).
+    /// Writes an object behind the interface's back (a hostile site, an old version),
+    /// without a kept SHA-256.
     pub fn insert(&self, key: &str, data: &[u8]) {
-        let last_modified = lock(&self.stamp).clone();
-        lock(&self.objects).insert(
-            key.to_string(),
-            Stored {
-                data: data.to_vec(),
-                last_modified,
-            },
-        );
+        self.store(key, data.to_vec(), None);
     }
 
     /// An object's bytes, read behind the interface's back.
@@ -211,13 +207,14 @@ impl MemBucket {
         Ok(data)
     }
 
-    fn store(&self, key: &str, data: Vec<u8>) {
+    fn store(&self, key: &str, data: Vec<u8>, checksum: Option<[u8; 32]>) {
         let last_modified = lock(&self.stamp).clone();
         lock(&self.objects).insert(
             key.to_string(),
             Stored {
                 data,
                 last_modified,
+                checksum,
             },
         );
     }
@@ -286,15 +283,19 @@ impl Bucket for MemBucket {
     }
 
     fn head(&self, key: &str) -> Result<ObjectHead, Error> {
+        self.head_checked(key).map(|(h, _)| h)
+    }
+
+    fn head_checked(&self, key: &str) -> Result<(ObjectHead, Option<[u8; 32]>), Error> {
         if let Some(f) = self.enter(Op::Head, key) {
             return match f {
-                Fault::Status(403) => Ok(ObjectHead::Unknown),
+                Fault::Status(403) => Ok((ObjectHead::Unknown, None)),
                 f => Err(self.fail("HEAD", key, &f)),
             };
         }
         Ok(match lock(&self.objects).get(key) {
-            Some(o) => ObjectHead::Exists(o.data.len() as u64),
-            None => ObjectHead::Missing,
+            Some(o) => (ObjectHead::Exists(o.data.len() as u64), o.checksum),
+            None => (ObjectHead::Missing, None),
         })
     }
 
@@ -341,13 +342,15 @@ impl Bucket for MemBucket {
 
     fn put(&self, key: &str, body: Body<'_>, _content_type: &str) -> Result<(), Error> {
         let fault = self.enter(Op::Put, key);
+        let checksum = body.sha256;
         let data = self.receive("PUT", key, body, fault.as_ref())?;
-        self.store(key, data);
+        self.store(key, data, checksum);
         Ok(())
     }
 
     fn create(&self, key: &str, body: Body<'_>, _content_type: &str) -> Result<bool, Error> {
         let fault = self.enter(Op::Create, key);
+        let checksum = body.sha256;
         // The body is sent whole before the answer (no `Expect: 100-continue`), as to S3:
         // a create of an existing key costs its bytes.
         let data = self.receive("PUT", key, body, fault.as_ref())?;
@@ -361,6 +364,7 @@ impl Bucket for MemBucket {
             Stored {
                 data,
                 last_modified,
+                checksum,
             },
         );
         Ok(true)

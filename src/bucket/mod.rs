@@ -198,6 +198,14 @@ pub trait Bucket: Sync {
 
     fn head(&self, key: &str) -> Result<ObjectHead, Error>;
 
+    /// `head`, and the SHA-256 the store keeps with the object when it was written with
+    /// one (`Body::sha256`), which the store checked against the bytes it received: an
+    /// object whose kept SHA-256 is its name's needs no download to be trusted. `None`
+    /// for an object written without one (by an older version, or by anyone else).
+    fn head_checked(&self, key: &str) -> Result<(ObjectHead, Option<[u8; 32]>), Error> {
+        Ok((self.head(key)?, None))
+    }
+
     /// The object's bytes (at most `MAX_ANSWER`), `None` when it does not exist.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
 
@@ -346,6 +354,41 @@ pub fn put_file(
         sha256: Some(sha),
     };
     b.put(key, body, content_type)
+}
+
+/// The SHA-256 of an object's bytes and its size, read by ranges (bounded memory);
+/// `None` when it does not exist.
+pub fn sha256_of(
+    b: &dyn Bucket,
+    key: &str,
+    cancel: &AtomicBool,
+) -> Result<Option<([u8; 32], u64)>, Error> {
+    let Some(mut r) = RangeReader::open(b, key)? else {
+        return Ok(None);
+    };
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n: u64 = 0;
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::local(format!(
+                "GET {}: {}",
+                b.describe(key),
+                cancelled()
+            )));
+        }
+        let got = r
+            .read(&mut buf)
+            .map_err(|e| Error::transport(format!("GET {}: {e}", b.describe(key))))?;
+        if got == 0 {
+            break;
+        }
+        ctx.update(&buf[..got]);
+        n = n.saturating_add(got as u64);
+    }
+    let mut sha = [0u8; 32];
+    sha.copy_from_slice(ctx.finish().as_ref());
+    Ok(Some((sha, n)))
 }
 
 /// An object read by ranges of at most RANGE_CHUNK bytes (bounded memory, whatever its

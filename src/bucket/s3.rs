@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::clock;
 use crate::http::client::{self, Payload, Timeouts, Url};
-use crate::units::{base64, hex};
+use crate::units::{base64, base64_decode, hex};
 
 use super::xml::{xml_all, xml_escape, xml_one, xml_unescape};
 use super::{Body, Bucket, Error, MAX_ANSWER, Object, ObjectHead, ObjectWriter, Page, Ranged};
@@ -356,19 +356,33 @@ impl Bucket for S3 {
     /// A 403 is `Unknown`: a key allowed to read but not to list a prefix gets 403, not
     /// 404, for a missing object.
     fn head(&self, key: &str) -> Result<ObjectHead, Error> {
+        self.head_checked(key).map(|(h, _)| h)
+    }
+
+    /// HEAD with `x-amz-checksum-mode: ENABLED`: the SHA-256 the server kept from the
+    /// upload's `x-amz-checksum-sha256` (AWS, SeaweedFS 4.48, MinIO), if any. A composite
+    /// checksum of a multipart upload (`…-N`) is not an object's SHA-256: `None`.
+    fn head_checked(&self, key: &str) -> Result<(ObjectHead, Option<[u8; 32]>), Error> {
         let r = self.send(
             "HEAD",
             Some(key),
             &[],
-            &[],
+            &[("x-amz-checksum-mode", "ENABLED".to_string())],
             Payload::empty(),
             EMPTY_SHA256,
             &[403, 404],
         )?;
         Ok(match r.status {
-            404 => ObjectHead::Missing,
-            403 => ObjectHead::Unknown,
-            _ => ObjectHead::Exists(r.header("content-length").and_then(parse_u64).unwrap_or(0)),
+            404 => (ObjectHead::Missing, None),
+            403 => (ObjectHead::Unknown, None),
+            _ => {
+                let size = r.header("content-length").and_then(parse_u64).unwrap_or(0);
+                let sum = r
+                    .header("x-amz-checksum-sha256")
+                    .and_then(|v| base64_decode(v.trim()))
+                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+                (ObjectHead::Exists(size), sum)
+            }
         })
     }
 

@@ -56,6 +56,8 @@ pub struct Site {
     pub size_bytes: Option<u64>,
     /// Copies the site had not sent when it sent its status.
     pub pending: u64,
+    /// Shared video objects the site found poisoned (routed around with its own copy).
+    pub poisoned: u64,
     /// Whether the site's last run succeeded (null: no readable status).
     pub last_run_success: Option<bool>,
     pub error: Option<String>,
@@ -100,6 +102,7 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
         size: None,
         size_bytes: None,
         pending: 0,
+        poisoned: 0,
         last_run_success: None,
         error: None,
         stale: true,
@@ -118,6 +121,7 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
             row.size = st.size.clone();
             row.size_bytes = st.size_bytes;
             row.pending = st.offsite.as_ref().map_or(0, |o| o.pending);
+            row.poisoned = st.offsite.as_ref().map_or(0, |o| o.poisoned);
             row.last_run_success = Some(st.success);
             row.error = st
                 .error

@@ -82,6 +82,9 @@ struct QueueState {
     videos_merged: Vec<MergedArchive>,
     videos_pending: u64,
     refs_sent: String,
+    /// Shared video objects found not to hold the video their name says (poisoned),
+    /// routed around with this site's own copy.
+    videos_poisoned: u64,
 }
 
 /// An archive whose video inventory is in the ledger, and its merge number.
@@ -102,6 +105,11 @@ pub fn sent_totals(cfg: &Config) -> (u64, u64, u64, u64) {
         st.videos_sent,
         st.video_bytes_sent,
     )
+}
+
+/// Shared video objects this site found poisoned (for /metrics).
+pub fn poisoned(cfg: &Config) -> u64 {
+    read_state(&cfg.backup_dir).videos_poisoned
 }
 
 /// Copies waiting: archives, and videos with VIDEOS_OFFSITE.
@@ -169,6 +177,7 @@ pub fn summary(cfg: &Config) -> Option<status::Offsite> {
         pending: pending_total(cfg, &st),
         last_upload: st.last_upload,
         error: st.error,
+        poisoned: st.videos_poisoned,
     })
 }
 
@@ -481,6 +490,7 @@ pub fn process_on(
             pending: pending_total(cfg, &state),
             last_upload: state.last_upload.clone(),
             error: fail_msg,
+            poisoned: state.videos_poisoned,
         });
         let json = st.to_json();
         let hash = hex(&bucket::sha256(json.as_bytes()));

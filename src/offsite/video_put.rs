@@ -1,11 +1,20 @@
 //! One video to the bucket (docs/format.md, Videos offsite): HEAD, then a PUT with
-//! `If-None-Match: *` streamed from the file, plain (signed with the file's SHA-256) or
-//! age-encrypted on the fly (`UNSIGNED-PAYLOAD`, its length known in advance); in both
-//! cases the last bytes are held back until the file's SHA-256 is checked.
+//! `If-None-Match: *` streamed from the file, plain (signed with the file's SHA-256,
+//! which the store checks and keeps) or age-encrypted on the fly (`UNSIGNED-PAYLOAD`,
+//! its length known in advance); in both cases the last bytes are held back until the
+//! file's SHA-256 is checked.
+//!
+//! A shared plain object is trusted only once its bytes are known to hash to its name:
+//! the SHA-256 the store kept from its upload says so at no cost; an object without one
+//! (an older version's, or anyone's) is read once and hashed. One that does not match
+//! (another site wrote junk under the name first: the store keeps the first object of
+//! a name) is *poisoned*: this site then sends its own copy to its own folder
+//! (`S3_PREFIX/SITE_ID/videos/<2 hex>/<64 hex>`, where no other site may write), which
+//! `restore --videos` tries next, and reports it.
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -136,69 +145,131 @@ impl Read for Encrypting<'_> {
 }
 
 /// What became of one video.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Sent {
     /// Uploaded now (bytes sent).
     Uploaded(u64),
     /// The bucket had it already.
     Present,
+    /// The shared object under its name is not this video: this site's own copy went to
+    /// `fallback` (bytes sent, 0 when it was there already).
+    Poisoned(u64),
+}
+
+/// Whether the shared plain object at `key` holds the video `hash` of `size` bytes:
+/// by the SHA-256 the store kept, else by reading it once. `Ok(None)`: it vanished.
+fn shared_object_holds(
+    b: &dyn Bucket,
+    key: &str,
+    size: u64,
+    hash: &[u8; 32],
+    cancel: &AtomicBool,
+) -> Result<Option<bool>, bucket::Error> {
+    match b.head_checked(key)? {
+        (ObjectHead::Exists(n), _) if n != size => Ok(Some(false)),
+        (ObjectHead::Exists(_), Some(kept)) => Ok(Some(kept == *hash)),
+        (ObjectHead::Missing, _) => Ok(None),
+        // Unknown (403) or no kept SHA-256: read it.
+        _ => Ok(bucket::sha256_of(b, key, cancel)?.map(|(h, n)| h == *hash && n == size)),
+    }
 }
 
 /// Sends one video unless the bucket has it: HEAD, then a PUT with `If-None-Match: *`.
+/// A plain object already there is checked (see the module doc); `fallback` is where
+/// this site's own copy goes when the shared one is poisoned.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn send_video(
     b: &dyn Bucket,
     key: &str,
+    fallback: &str,
     file: File,
     size: u64,
     hash: &[u8; 32],
     recipients: &[age::x25519::Recipient],
     cancel: &AtomicBool,
 ) -> Result<Sent, bucket::Error> {
-    match b.head(key)? {
-        // A plain object is the video's bytes: another size is not this video.
-        ObjectHead::Exists(n) if recipients.is_empty() && n != size => {
-            return Err(bucket::Error::local(format!(
-                "{} holds {n} bytes, not the video's {size}: it is not this video (the operator must remove it)",
-                b.describe(key)
-            )));
+    let local = |e: io::Error| bucket::Error::local(format!("PUT {}: {e}", b.describe(key)));
+    // Each body reads the file from its start (clones share the offset).
+    let open = || -> io::Result<File> {
+        let f = file.try_clone()?;
+        (&f).seek(SeekFrom::Start(0))?;
+        Ok(f)
+    };
+    if !recipients.is_empty() {
+        // An age object cannot be checked without the identity, which never is on the
+        // Pi: the bucket policy keeps other sites out of this site's age folder.
+        if let ObjectHead::Exists(_) = b.head(key)? {
+            return Ok(Sent::Present);
         }
-        ObjectHead::Exists(_) => return Ok(Sent::Present),
-        ObjectHead::Missing | ObjectHead::Unknown => {}
+        let src = verified(open().map_err(local)?, size, hash, cancel);
+        let (enc, len) = Encrypting::new(src, recipients).map_err(local)?;
+        let body = Body {
+            reader: Box::new(enc),
+            len,
+            sha256: None,
+        };
+        let created = b.create(key, body, "application/octet-stream")?;
+        return Ok(if created {
+            Sent::Uploaded(len)
+        } else {
+            Sent::Present
+        });
     }
-    let src = Verified {
+    let mut holds = shared_object_holds(b, key, size, hash, cancel)?;
+    if holds.is_none() {
+        let created = b.create(
+            key,
+            plain_body(open().map_err(local)?, size, hash, cancel),
+            "application/octet-stream",
+        )?;
+        if created {
+            return Ok(Sent::Uploaded(size));
+        }
+        // Someone wrote it meanwhile: check theirs.
+        holds = shared_object_holds(b, key, size, hash, cancel)?;
+    }
+    if holds != Some(false) {
+        return Ok(Sent::Present);
+    }
+    // Poisoned: our own copy, in our own folder (checked like a shared one).
+    match shared_object_holds(b, fallback, size, hash, cancel)? {
+        Some(true) => return Ok(Sent::Poisoned(0)),
+        Some(false) => {
+            // A broken copy of our own (an interrupted older version): replace it.
+            b.put(
+                fallback,
+                plain_body(open().map_err(local)?, size, hash, cancel),
+                "application/octet-stream",
+            )?;
+            return Ok(Sent::Poisoned(size));
+        }
+        None => {}
+    }
+    b.create(
+        fallback,
+        plain_body(open().map_err(local)?, size, hash, cancel),
+        "application/octet-stream",
+    )?;
+    Ok(Sent::Poisoned(size))
+}
+
+fn verified<'a>(file: File, size: u64, hash: &[u8; 32], cancel: &'a AtomicBool) -> Verified<'a> {
+    Verified {
         file,
         left: size,
         hash: Hasher::new(),
         expect: *hash,
         cancel,
-    };
-    let local = |e: io::Error| bucket::Error::local(format!("PUT {}: {e}", b.describe(key)));
-    let (body, len) = if recipients.is_empty() {
-        // The server may check the body against its SHA-256 (AWS does).
-        (
-            Body {
-                reader: Box::new(src),
-                len: size,
-                sha256: Some(*hash),
-            },
-            size,
-        )
-    } else {
-        let (enc, len) = Encrypting::new(src, recipients).map_err(local)?;
-        (
-            Body {
-                reader: Box::new(enc),
-                len,
-                sha256: None,
-            },
-            len,
-        )
-    };
-    let created = b.create(key, body, "application/octet-stream")?;
-    Ok(if created {
-        Sent::Uploaded(len)
-    } else {
-        Sent::Present
-    })
+    }
+}
+
+/// A plain video's body: the store checks it against its SHA-256 (and keeps it).
+fn plain_body<'a>(file: File, size: u64, hash: &[u8; 32], cancel: &'a AtomicBool) -> Body<'a> {
+    Body {
+        reader: Box::new(verified(file, size, hash, cancel)),
+        len: size,
+        sha256: Some(*hash),
+    }
 }
 
 #[cfg(test)]

@@ -85,6 +85,17 @@ pub fn age_key(o: &OffsiteSettings, site: &str, hash: &[u8; 32]) -> String {
     )
 }
 
+/// Where a site keeps its own copy of a video whose shared object is poisoned (see
+/// video_put.rs): in its own folder, where no other site may write.
+pub fn fallback_key(o: &OffsiteSettings, site: &str, hash: &[u8; 32]) -> String {
+    let h = hex(hash);
+    format!(
+        "{}{VIDEOS_DIR}/{}/{h}",
+        super::site_prefix(o, site),
+        &h[..2]
+    )
+}
+
 /// A video object of the bucket: its hash, and the site for an encrypted one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoObject {
@@ -397,7 +408,8 @@ fn upload_all(
         }
         let key = object_key(o, site, &hash);
         let started = Instant::now();
-        match send_video(b, &key, file, l.size, &hash, &recipients, cancel) {
+        let fallback = fallback_key(o, site, &hash);
+        match send_video(b, &key, &fallback, file, l.size, &hash, &recipients, cancel) {
             Ok(sent) => {
                 ledger.set_sent(&hash, true);
                 match sent {
@@ -414,6 +426,16 @@ fn upload_all(
                                 started.elapsed().as_secs_f64()
                             ));
                         }
+                    }
+                    Sent::Poisoned(n) => {
+                        st.videos_poisoned = st.videos_poisoned.saturating_add(1);
+                        st.videos_sent += u64::from(n > 0);
+                        st.video_bytes_sent = st.video_bytes_sent.saturating_add(n);
+                        log.warn(&format!(
+                            "offsite: {} is not the video {shown} (another site wrote other bytes under its name first): this site's own copy is at {}; the operator should remove the bad object",
+                            b.describe(&key),
+                            b.describe(&fallback)
+                        ));
                     }
                     Sent::Present => {
                         p.present += 1;

@@ -87,7 +87,7 @@ fn render(f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
 /// The per-site metrics (docs/format.md, Fleet).
 fn site_series(sites: &[Site]) -> String {
     type Value = fn(&Site) -> String;
-    let families: [(&str, &str, Value); 6] = [
+    let families: [(&str, &str, Value); 7] = [
         (
             "neopro_fleet_site_last_success_timestamp_seconds",
             "Unix time of the site's last successful backup (0: none known).",
@@ -112,6 +112,11 @@ fn site_series(sites: &[Site]) -> String {
             "neopro_fleet_site_offsite_pending",
             "Copies the site had not sent yet when it sent its status.",
             |s| s.pending.to_string(),
+        ),
+        (
+            "neopro_fleet_site_videos_poisoned",
+            "Shared video objects the site found not to hold the video their name says (routed around with its own copy; the operator should remove them).",
+            |s| s.poisoned.to_string(),
         ),
         (
             "neopro_fleet_site_stale",
@@ -431,7 +436,7 @@ mod tests {
         );
         assert!(text.contains("neopro_fleet_site_archives{site=\"club-a\"} 30\n"));
         assert!(text.contains("neopro_fleet_site_last_run_success{site=\"club\\\"b\"} 0\n"));
-        assert_eq!(text.matches("# TYPE ").count(), 6);
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 12);
+        assert_eq!(text.matches("# TYPE ").count(), 7);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 14);
     }
 }

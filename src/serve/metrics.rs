@@ -123,6 +123,12 @@ pub fn metrics(shared: &Shared) -> Response {
         metric(name, Kind::Counter, help, value.to_string());
     }
     metric(
+        "neopro_backup_offsite_videos_poisoned",
+        Kind::Gauge,
+        "Shared video objects found not to hold the video their name says (another site wrote them first), routed around with this site's own copy.",
+        crate::offsite::poisoned(&shared.cfg).to_string(),
+    );
+    metric(
         "neopro_backup_clock_warning",
         Kind::Gauge,
         "1 when the clock looks wrong: not set (1970), or an archive or the last success dated in the future.",
