@@ -95,7 +95,8 @@ pub fn run_shell(
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
                 let pid = child.id() as libc::pid_t;
-                // SAFETY: signalling the process group created for this command.
+                // SAFETY: kill touches no memory of ours; -pid is the process group this
+                // command leads (process_group(0)), not yet reaped, so not a reused id.
                 unsafe { libc::kill(-pid, libc::SIGKILL) };
                 break (child.wait().ok(), true);
             }

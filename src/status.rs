@@ -250,14 +250,19 @@ mod tests {
                 pending: 2,
                 last_upload: None,
                 error: Some("down".into()),
+                poisoned: 1,
             }),
             ..s
         };
         let j = s.to_json();
         assert!(
-            j.contains(r#""offsite":{"pending":2,"last_upload":null,"error":"down"}"#),
+            j.contains(r#""offsite":{"pending":2,"last_upload":null,"error":"down","poisoned":1}"#),
             "{j}"
         );
+        // A status of an older version (no `poisoned`) reads as 0.
+        let old = j.replace(r#","poisoned":1"#, "");
+        let back = Status::deserialize_json(&old).ok().and_then(|s| s.offsite);
+        assert_eq!(back.map(|o| o.poisoned), Some(0));
         assert_eq!(Status::deserialize_json(&j).ok(), Some(s));
     }
 }

@@ -52,7 +52,7 @@ pub fn base64(data: &[u8]) -> String {
 /// of the alphabet, a length not a multiple of 4, padding in the middle).
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.as_bytes();
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let val = |c: u8| -> Option<u32> {

@@ -19,7 +19,7 @@ mod units;
 // What the reader asks the store (old-format top folders), with what the store needs.
 #[path = "../../src/clock.rs"]
 mod clock;
-#[path = "../../src/fsutil.rs"]
+#[path = "../../src/fsutil/mod.rs"]
 mod fsutil;
 #[path = "../../src/store.rs"]
 mod store;

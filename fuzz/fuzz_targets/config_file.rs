@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "../../src/config/mod.rs"]
 mod config;
-#[path = "../../src/fsutil.rs"]
+#[path = "../../src/fsutil/mod.rs"]
 mod fsutil;
 #[path = "../../src/host.rs"]
 mod host;

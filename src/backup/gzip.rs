@@ -215,18 +215,12 @@ impl Syncing {
     }
 
     fn account(&mut self, n: usize) {
-        use std::os::fd::AsRawFd;
         self.written += n as u64;
         if self.written - self.started < WINDOW {
             return;
         }
-        let off = libc::off64_t::try_from(self.started).unwrap_or(0);
-        let len = libc::off64_t::try_from(self.written - self.started).unwrap_or(0);
         // Advice only: an error (a file system without it) changes nothing but speed.
-        // SAFETY: sync_file_range on a descriptor we own, with in-range offsets.
-        unsafe {
-            libc::sync_file_range(self.file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE);
-        }
+        crate::fsutil::sys::start_writeback(&self.file, self.started, self.written - self.started);
         self.started = self.written;
     }
 }

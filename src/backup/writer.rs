@@ -407,7 +407,7 @@ impl<X: Write> Writer<'_, MixedGz<X>> {
 }
 
 fn own_ids() -> (u32, u32) {
-    // SAFETY: getuid/getgid cannot fail.
+    // SAFETY: getuid/getgid take nothing, touch no memory and cannot fail.
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 

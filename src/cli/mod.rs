@@ -96,7 +96,8 @@ fn load(config: Option<&Path>) -> Result<Config, Usage> {
     // Secrets read from the environment are not passed on to the processes we start
     // (systemctl, ON_FAILURE_CMD, RESTART_CMD): they would show in their environ.
     for k in config::SECRET_KEYS {
-        // SAFETY: called from main before any thread is started.
+        // SAFETY: remove_var races only with another thread using the environment;
+        // this runs in main before any thread is started.
         unsafe { std::env::remove_var(k) };
     }
     for k in &cfg.unknown_keys {

@@ -386,7 +386,7 @@ pub fn cli_videos(
     dry_run: bool,
     identity: Option<&Path>,
 ) -> u8 {
-    let identities = match identity.map(videos::read_identities) {
+    let identities = match identity.map(restore::identity::read) {
         None => Vec::new(),
         Some(Ok(ids)) => ids,
         Some(Err(e)) => {

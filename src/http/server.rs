@@ -366,7 +366,8 @@ pub fn serve(listener: TcpListener, routes: Arc<Routes>, shutdown: &AtomicBool, 
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
+        // SAFETY: `pfd` is one initialised pollfd on the stack, alive for the call, and
+        // nfds is 1: poll writes only its `revents`.
         let rc = unsafe { libc::poll(&mut pfd, 1, 500) };
         if rc <= 0 {
             continue;

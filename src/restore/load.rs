@@ -35,7 +35,7 @@ pub(super) fn lossy(p: &[u8]) -> String {
 
 /// Accepts only what a backup writes inside its top folder: FILES, the inventory,
 /// system-info.txt, MANIFEST.sha256, and regular files and folders under `videos/`.
-/// (Links, devices and unsafe paths never get here: `read_entries` refuses them.)
+/// (Links, devices and paths that leave the folder never get here: `read_entries` refuses them.)
 pub(super) fn check_names(seen: &[EntrySeen]) -> Result<(), String> {
     let mut files = BTreeSet::new();
     for e in seen {

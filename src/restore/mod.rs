@@ -37,6 +37,7 @@ use crate::status::Log;
 use crate::store;
 use crate::videos::inventory;
 
+pub mod identity;
 mod load;
 mod target;
 pub mod videos;

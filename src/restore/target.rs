@@ -4,15 +4,14 @@
 //! Target folders are reached without following any symbolic link (`open_dir`), so a
 //! restore never writes outside its three targets, even as root.
 
-use std::ffi::CString;
-use std::fs::{File, Permissions};
+use std::fs::Permissions;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::load::Archived;
+use crate::fsutil::sys::{self, Dir, FinalLink, WalkError};
 
 /// Prefix of the temporary file written beside each restored file.
 pub(super) const TMP_PREFIX: &str = ".tmp-restore-";
@@ -61,11 +60,6 @@ impl Item {
     }
 }
 
-pub(super) fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 /// Why a target's folder cannot be used.
 #[derive(Debug)]
 pub(super) enum DirError {
@@ -84,117 +78,32 @@ impl DirError {
     }
 }
 
-fn cstr(b: &[u8]) -> Result<CString, DirError> {
-    CString::new(b).map_err(|_| DirError::Other("a name holds a NUL byte".to_string()))
-}
-
-/// Opens the folder `dir` (absolute) one component at a time, each relative to the one
-/// before with `O_NOFOLLOW`: a symbolic link anywhere on the way is refused, never
-/// followed, so that a restore (even as root) writes only into the folder named in the
-/// configuration, never into one a link points to. Returns a descriptor usable for
-/// `openat`, `renameat` and `fsync`.
-pub(super) fn open_dir(dir: &Path) -> Result<OwnedFd, DirError> {
-    use std::path::Component;
-    if !dir.is_absolute() {
-        return Err(DirError::Unsafe(format!(
-            "{} is not an absolute path",
-            dir.display()
-        )));
-    }
-    let open = |at: libc::c_int, name: &CString, flags: libc::c_int| {
-        // SAFETY: `name` is NUL-terminated; `at` is AT_FDCWD or a descriptor we own.
-        let fd = unsafe { libc::openat(at, name.as_ptr(), flags | libc::O_CLOEXEC) };
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            // SAFETY: fd was just opened and nothing else owns it.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-        }
-    };
-    let root = cstr(b"/")?;
-    let mut cur = open(libc::AT_FDCWD, &root, libc::O_PATH | libc::O_DIRECTORY)
-        .map_err(|e| DirError::Other(format!("cannot open /: {e}")))?;
-    let mut walked = PathBuf::from("/");
-    for comp in dir.components() {
-        let name = match comp {
-            Component::RootDir | Component::CurDir => continue,
-            Component::Normal(n) => n,
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(DirError::Unsafe(format!(
-                    "{} holds `..`: not followed",
-                    dir.display()
-                )));
-            }
+/// Opens the folder `dir` (absolute) without following a symbolic link anywhere on the
+/// way (`Dir::walk`), so that a restore (even as root) writes only into the folder named
+/// in the configuration, never into one a link points to.
+pub(super) fn open_dir(dir: &Path) -> Result<Dir, DirError> {
+    Dir::walk(dir).map_err(|e| {
+        let never = |p: &Path, what: &str| {
+            DirError::Unsafe(format!(
+                "{} is {what}: a restore never follows it (restore this file by hand)",
+                p.display()
+            ))
         };
-        walked.push(name);
-        let c = cstr(name.as_bytes())?;
-        match open(
-            cur.as_raw_fd(),
-            &c,
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-        ) {
-            Ok(fd) => cur = fd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(DirError::Missing(format!(
-                    "the folder {} does not exist",
-                    walked.display()
-                )));
-            }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
-                let what = match stat_at(cur.as_raw_fd(), &c) {
-                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => "a symbolic link",
-                    _ => "not a folder",
-                };
-                return Err(DirError::Unsafe(format!(
-                    "{} is {what}: a restore never follows it (restore this file by hand)",
-                    walked.display()
-                )));
-            }
-            Err(e) => {
-                return Err(DirError::Other(format!(
-                    "cannot reach the folder {}: {e}",
-                    walked.display()
-                )));
-            }
+        match &e {
+            WalkError::Missing(_) => DirError::Missing(e.to_string()),
+            WalkError::NotAbsolute(_) | WalkError::DotDot(_) => DirError::Unsafe(e.to_string()),
+            WalkError::Link(p) => never(p, "a symbolic link"),
+            WalkError::NotADir(p) => never(p, "not a folder"),
+            WalkError::BadName(_) => DirError::Other("a name holds a NUL byte".to_string()),
+            WalkError::Reach(..) | WalkError::Open(..) => DirError::Other(e.to_string()),
         }
-    }
-    // The last one again, readable (fsync needs more than an O_PATH descriptor).
-    let dot = cstr(b".")?;
-    open(cur.as_raw_fd(), &dot, libc::O_RDONLY | libc::O_DIRECTORY)
-        .map_err(|e| DirError::Other(format!("cannot open the folder {}: {e}", dir.display())))
+    })
 }
 
-/// `fstatat` without following a symlink.
-fn stat_at(dfd: libc::c_int, name: &CString) -> io::Result<libc::stat> {
-    // SAFETY: a zeroed stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: dfd is an open folder, name NUL-terminated, st writable.
-    if unsafe { libc::fstatat(dfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st)
-}
-
-/// True when the file `name` in the folder `dfd` holds exactly `expected` (opened
+/// True when the file `name` in the folder `dir` holds exactly `expected` (opened
 /// without following a link and without blocking, its type checked on the handle).
-pub(super) fn same_content(dfd: &OwnedFd, name: &CString, expected: &[u8]) -> io::Result<bool> {
-    // SAFETY: dfd is an open folder and name NUL-terminated.
-    let fd = unsafe {
-        libc::openat(
-            dfd.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just opened and nothing else owns it.
-    let mut f = unsafe { File::from_raw_fd(fd) };
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
+pub(super) fn same_content(dir: &Dir, name: &[u8], expected: &[u8]) -> io::Result<bool> {
+    let (mut f, meta) = dir.open_regular(name, FinalLink::NoFollow)?;
     if meta.len() != expected.len() as u64 {
         return Ok(false);
     }
@@ -215,16 +124,15 @@ pub(super) fn same_content(dfd: &OwnedFd, name: &CString, expected: &[u8]) -> io
 /// Why a file could not be written into `dir`, when that can be told beforehand (the
 /// folder was reached without a link on the way: its path names it).
 pub(super) fn dir_problem(dir: &Path) -> Option<String> {
-    let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
-        let e = io::Error::last_os_error();
-        return Some(format!(
+    match sys::check_writable(dir) {
+        Ok(()) => None,
+        // A name with a NUL byte is told by `inspect`.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => None,
+        Err(e) => Some(format!(
             "the folder {} is not writable ({e})",
             dir.display()
-        ));
+        )),
     }
-    None
 }
 
 /// Compares one target with the archive. The target's folder is reached without
@@ -249,13 +157,14 @@ pub(super) fn inspect(name: &'static str, target: PathBuf, archived: Option<&Arc
         .map(|n| n.as_bytes().to_vec())
         .unwrap_or_default();
     let dfd = open_dir(&dir);
-    let cname = CString::new(file_name).ok();
+    // A name the calls cannot take (a NUL byte) is told below.
+    let cname = (!file_name.contains(&0)).then_some(file_name);
     let st = match (&dfd, &cname) {
-        (Ok(d), Some(c)) => Some(stat_at(d.as_raw_fd(), c)),
+        (Ok(d), Some(c)) => Some(d.stat(c, FinalLink::NoFollow)),
         _ => None,
     };
     if let Some(Ok(st)) = &st
-        && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && sys::is_type(st, libc::S_IFREG)
     {
         item.current_size = Some(st.st_size as u64);
         item.mode = st.st_mode & 0o7777;
@@ -281,13 +190,13 @@ pub(super) fn inspect(name: &'static str, target: PathBuf, archived: Option<&Arc
             FileState::Unreadable,
             Some(format!("cannot inspect {t}: {e}")),
         ),
-        (_, _, Some(Ok(st))) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => (
+        (_, _, Some(Ok(st))) if sys::is_type(st, libc::S_IFLNK) => (
             FileState::Unreadable,
             Some(format!(
                 "{t} is a symbolic link: it is not replaced (restore this file by hand)"
             )),
         ),
-        (_, _, Some(Ok(st))) if st.st_mode & libc::S_IFMT != libc::S_IFREG => (
+        (_, _, Some(Ok(st))) if !sys::is_type(st, libc::S_IFREG) => (
             FileState::Unreadable,
             Some(format!("{t} is not a regular file: it is not replaced")),
         ),
@@ -302,7 +211,7 @@ pub(super) fn inspect(name: &'static str, target: PathBuf, archived: Option<&Arc
         return item;
     }
     item.problem = dir_problem(&dir);
-    let me = euid();
+    let me = crate::fsutil::euid();
     match item.owner {
         Some((uid, gid)) if me != 0 && uid != me => {
             item.problem.get_or_insert_with(|| {
@@ -318,7 +227,7 @@ pub(super) fn inspect(name: &'static str, target: PathBuf, archived: Option<&Arc
             item.owner = dfd
                 .as_ref()
                 .ok()
-                .and_then(|d| File::from(d.try_clone().ok()?).metadata().ok())
+                .and_then(|d| d.metadata().ok())
                 .map(|m| (m.uid(), m.gid()));
         }
         None => {}
@@ -346,30 +255,18 @@ pub(super) fn replace_file(
     let name = target
         .file_name()
         .ok_or_else(|| format!("{} names no file", target.display()))?;
-    let d = File::from(open_dir(dir).map_err(|e| e.message().to_string())?);
-    let dfd = d.as_raw_fd();
-    let cname = CString::new(name.as_bytes()).map_err(|_| "bad file name".to_string())?;
-    let mut tmp = TMP_PREFIX.as_bytes().to_vec();
-    tmp.extend_from_slice(name.as_bytes());
-    let ctmp = CString::new(tmp).map_err(|_| "bad file name".to_string())?;
-    // A leftover of an interrupted restore (never followed if it is a link).
-    // SAFETY: dfd is an open folder and ctmp a NUL-terminated name.
-    unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
-    // SAFETY: as above; the mode argument is what O_CREAT reads.
-    let fd = unsafe {
-        libc::openat(
-            dfd,
-            ctmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(format!("cannot write in the folder {shown}: {e}"));
+    let d = open_dir(dir).map_err(|e| e.message().to_string())?;
+    let cname = name.as_bytes();
+    if cname.contains(&0) {
+        return Err("bad file name".to_string());
     }
-    // SAFETY: fd was just opened here and nothing else owns it.
-    let mut f = unsafe { File::from_raw_fd(fd) };
+    let mut tmp = TMP_PREFIX.as_bytes().to_vec();
+    tmp.extend_from_slice(cname);
+    // A leftover of an interrupted restore (never followed if it is a link).
+    let _ = d.remove_file(&tmp);
+    let mut f = d
+        .create_new(&tmp, 0o600)
+        .map_err(|e| format!("cannot write in the folder {shown}: {e}"))?;
     let res = (|| {
         f.write_all(bytes)
             .map_err(|e| format!("cannot write in the folder {shown}: {e}"))?;
@@ -388,17 +285,13 @@ pub(super) fn replace_file(
             .map_err(|e| format!("cannot set the mode {mode:o}: {e}"))?;
         f.sync_all()
             .map_err(|e| format!("cannot sync the new file in {shown}: {e}"))?;
-        // SAFETY: dfd is an open folder; both names are NUL-terminated.
-        if unsafe { libc::renameat(dfd, ctmp.as_ptr(), dfd, cname.as_ptr()) } != 0 {
-            let e = io::Error::last_os_error();
-            return Err(format!("cannot replace {}: {e}", target.display()));
-        }
+        d.rename(&tmp, cname)
+            .map_err(|e| format!("cannot replace {}: {e}", target.display()))?;
         d.sync_all()
             .map_err(|e| format!("replaced, but cannot sync the folder {shown}: {e}"))
     })();
     if res.is_err() {
-        // SAFETY: as above.
-        unsafe { libc::unlinkat(dfd, ctmp.as_ptr(), 0) };
+        let _ = d.remove_file(&tmp);
     }
     res
 }

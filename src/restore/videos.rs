@@ -15,10 +15,8 @@
 //!    checked, then synced and renamed into place. A corrupted object is reported and
 //!    never written into place. Videos the archive does not name are never touched.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +25,7 @@ use crate::backup::archive::{self, MANIFEST};
 use crate::bucket::{Bucket, RangeReader};
 use crate::clock::Tz;
 use crate::config::Config;
+use crate::fsutil::sys::{self, Dir, FinalLink, WalkError};
 use crate::fsutil::{self, Lock, LockWait};
 use crate::offsite::{self, videos as remote};
 use crate::status::Log;
@@ -149,35 +148,16 @@ fn split_rel(rel: &[u8]) -> Result<(Vec<&[u8]>, &[u8]), String> {
             .iter()
             .any(|p| p.is_empty() || *p == b"." || *p == b".." || p.contains(&0))
     {
-        return Err("unsafe path: not restored".into());
+        return Err(
+            "refused path (`..`, `.`, an empty or NUL name, or over 64 folders): not restored"
+                .into(),
+        );
     }
     let (name, dirs) = parts.split_last().ok_or("empty path")?;
     if !inventory::is_video(name) {
         return Err("not a video name: not restored".into());
     }
     Ok((dirs.to_vec(), name))
-}
-
-fn cstr(b: &[u8]) -> io::Result<CString> {
-    CString::new(b).map_err(|_| io::Error::other("NUL in a name"))
-}
-
-/// Opens `name` in the folder `dir` as a folder, never through a link.
-fn open_dir_at(dir: &File, name: &[u8]) -> io::Result<File> {
-    let c = cstr(name)?;
-    // SAFETY: `dir` is an open folder and `c` a NUL-terminated name.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor we just opened and own.
-    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// Opens the videos folder itself, which must be a folder, not a link.
@@ -187,18 +167,6 @@ fn open_root(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-}
-
-/// `fstatat`, following a final link or not.
-fn stat_at(dir: &File, name: &[u8], follow: bool) -> io::Result<libc::stat> {
-    let c = cstr(name)?;
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
-    // SAFETY: valid folder descriptor, NUL-terminated name, writable stat buffer.
-    if unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, flags) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st)
 }
 
 // time_t is 32 bits in the libc crate's view of 32-bit musl: widened here (a no-op on
@@ -216,24 +184,8 @@ fn key_of(st: &libc::stat) -> Key {
 
 /// The SHA-256 of the file `name` in `dir` (following a final link: a linked video is
 /// that file for the inventory too).
-fn hash_at(dir: &File, name: &[u8], cancel: &AtomicBool) -> io::Result<[u8; 32]> {
-    let c = cstr(name)?;
-    // SAFETY: as above.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor we just opened and own.
-    let mut f = unsafe { File::from_raw_fd(fd) };
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
+fn hash_at(dir: &Dir, name: &[u8], cancel: &AtomicBool) -> io::Result<[u8; 32]> {
+    let (mut f, _) = dir.open_regular(name, FinalLink::Follow)?;
     let mut h = Hasher::new();
     let mut buf = vec![0u8; 1024 * 1024];
     loop {
@@ -250,22 +202,17 @@ fn hash_at(dir: &File, name: &[u8], cancel: &AtomicBool) -> io::Result<[u8; 32]>
 
 /// The folder that holds `rel`, walked from the videos folder without following links;
 /// `Ok(None)` when a folder on the way does not exist yet.
-fn parent_of(root: &File, dirs: &[&[u8]]) -> io::Result<Option<File>> {
-    let mut cur = root.try_clone()?;
-    for d in dirs {
-        match open_dir_at(&cur, d) {
-            Ok(f) => cur = f,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
-                return Err(io::Error::other(format!(
-                    "{} is not a folder (a link or a file): not followed",
-                    String::from_utf8_lossy(d)
-                )));
-            }
-            Err(e) => return Err(e),
-        }
+fn parent_of(root: &File, dirs: &[&[u8]]) -> io::Result<Option<Dir>> {
+    match Dir::reopen(root)?.descend(dirs) {
+        Ok(d) => Ok(Some(d)),
+        Err(WalkError::Missing(_)) => Ok(None),
+        Err(WalkError::Link(p) | WalkError::NotADir(p)) => Err(io::Error::other(format!(
+            "{} is not a folder (a link or a file): not followed",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        ))),
+        Err(WalkError::Reach(_, e) | WalkError::Open(_, e)) => Err(e),
+        Err(e) => Err(io::Error::other(e.to_string())),
     }
-    Ok(Some(cur))
 }
 
 /// Step 2: the archive's videos compared with the Pi.
@@ -355,14 +302,14 @@ pub fn plan(job: &VideoJob, reader: impl Read) -> Result<VideoPlan, String> {
 
 /// `None` when the file in `dir` is the archived video, else why it must be fetched.
 fn compare(
-    dir: &File,
+    dir: &Dir,
     name: &[u8],
     size: u64,
     hash: &[u8; 32],
     cache: &hashes::Cache,
     cancel: &AtomicBool,
 ) -> Result<Option<Why>, String> {
-    let st = match stat_at(dir, name, true) {
+    let st = match dir.stat(name, FinalLink::Follow) {
         Ok(st) => st,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             // Missing, or a dangling link (replaced by the file).
@@ -370,7 +317,7 @@ fn compare(
         }
         Err(e) => return Err(format!("cannot inspect it: {e}")),
     };
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    if !sys::is_type(&st, libc::S_IFREG) {
         return Err("exists and is not a regular file: not replaced".into());
     }
     if st.st_size as u64 != size {
@@ -449,29 +396,26 @@ fn fetch_one(job: &VideoJob, b: &dyn Bucket, root: &File, f: &Fetch) -> Result<u
 
 /// Opens (creating them as needed) the folders of `dirs` under the videos folder,
 /// never through a link. New folders get mode 0755 and, as root, their parent's owner.
-fn make_parents(root: &File, dirs: &[&[u8]]) -> Result<File, String> {
-    let mut cur = root.try_clone().map_err(|e| e.to_string())?;
+fn make_parents(root: &File, dirs: &[&[u8]]) -> Result<Dir, String> {
+    let mut cur = Dir::reopen(root).map_err(|e| e.to_string())?;
     for d in dirs {
-        let c = cstr(d).map_err(|e| e.to_string())?;
-        // SAFETY: open folder descriptor and NUL-terminated name.
-        let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o755) };
-        let made = rc == 0;
-        if !made {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
+        let made = match cur.create_dir(d, 0o755) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+            Err(e) => {
                 return Err(format!(
                     "cannot create the folder {}: {e}",
                     String::from_utf8_lossy(d)
                 ));
             }
-        }
-        let next = open_dir_at(&cur, d).map_err(|e| {
+        };
+        let next = cur.open_dir(d).map_err(|e| {
             format!(
                 "{} is not a folder (a link or a file): not followed ({e})",
                 String::from_utf8_lossy(d)
             )
         })?;
-        if made && super::target::euid() == 0 {
+        if made && fsutil::euid() == 0 {
             let owner = cur.metadata().map(|m| (m.uid(), m.gid()));
             if let Ok((u, g)) = owner {
                 let _ = std::os::unix::fs::fchown(&next, Some(u), Some(g));
@@ -485,7 +429,7 @@ fn make_parents(root: &File, dirs: &[&[u8]]) -> Result<File, String> {
 /// Streams `reader` into a part file beside `name`, checks size and SHA-256, then syncs
 /// and renames it into place (and syncs the folder).
 fn write_into_place(
-    dir: &File,
+    dir: &Dir,
     name: &[u8],
     mut reader: impl Read,
     f: &Fetch,
@@ -494,28 +438,11 @@ fn write_into_place(
     let mut part = PART_PREFIX.as_bytes().to_vec();
     part.extend_from_slice(name);
     part.extend_from_slice(b".part");
-    let cpart = cstr(&part).map_err(|e| e.to_string())?;
-    let cname = cstr(name).map_err(|e| e.to_string())?;
-    let dfd = dir.as_raw_fd();
     // A leftover of an interrupted restore (a link is removed, never followed).
-    // SAFETY: open folder descriptor and NUL-terminated names throughout.
-    unsafe { libc::unlinkat(dfd, cpart.as_ptr(), 0) };
-    let fd = unsafe {
-        libc::openat(
-            dfd,
-            cpart.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(format!(
-            "cannot write in its folder: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: a descriptor we just opened and own.
-    let mut out = unsafe { File::from_raw_fd(fd) };
+    let _ = dir.remove_file(&part);
+    let mut out = dir
+        .create_new(&part, 0o600)
+        .map_err(|e| format!("cannot write in its folder: {e}"))?;
     let res = (|| {
         let mut h = Hasher::new();
         let mut n = 0u64;
@@ -548,13 +475,13 @@ fn write_into_place(
             ));
         }
         // The mode and owner of the file it replaces, else 0644 and the folder's owner.
-        let (mode, owner) = match stat_at(dir, name, false) {
-            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+        let (mode, owner) = match dir.stat(name, FinalLink::NoFollow) {
+            Ok(st) if sys::is_type(&st, libc::S_IFREG) => {
                 (st.st_mode & 0o7777, Some((st.st_uid, st.st_gid)))
             }
             _ => (0o644, dir.metadata().ok().map(|m| (m.uid(), m.gid()))),
         };
-        if super::target::euid() == 0
+        if fsutil::euid() == 0
             && let Some((u, g)) = owner
         {
             let _ = std::os::unix::fs::fchown(&out, Some(u), Some(g));
@@ -563,19 +490,13 @@ fn write_into_place(
         out.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| e.to_string())?;
         out.sync_all().map_err(|e| e.to_string())?;
-        // SAFETY: as above.
-        if unsafe { libc::renameat(dfd, cpart.as_ptr(), dfd, cname.as_ptr()) } != 0 {
-            return Err(format!(
-                "cannot move it into place: {}",
-                io::Error::last_os_error()
-            ));
-        }
+        dir.rename(&part, name)
+            .map_err(|e| format!("cannot move it into place: {e}"))?;
         dir.sync_all().map_err(|e| e.to_string())?;
         Ok(n)
     })();
     if res.is_err() {
-        // SAFETY: as above.
-        unsafe { libc::unlinkat(dfd, cpart.as_ptr(), 0) };
+        let _ = dir.remove_file(&part);
     }
     res
 }
@@ -665,26 +586,6 @@ pub fn run(job: &VideoJob, reader: impl Read, wait: LockWait) -> Result<VideoDon
     Ok(done)
 }
 
-/// Reads an age identity file (as `age-keygen` writes it): every `AGE-SECRET-KEY-1…`
-/// line.
-pub fn read_identities(path: &Path) -> Result<Vec<age::x25519::Identity>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
-    let ids: Vec<age::x25519::Identity> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .filter_map(|l| l.parse().ok())
-        .collect();
-    if ids.is_empty() {
-        return Err(format!(
-            "{} holds no age identity (AGE-SECRET-KEY-1… lines, as age-keygen writes them)",
-            path.display()
-        ));
-    }
-    Ok(ids)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,5 +609,98 @@ mod tests {
         ] {
             assert!(split_rel(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    fn sha(b: &[u8]) -> [u8; 32] {
+        let mut h = Hasher::new();
+        h.update(b);
+        h.finish()
+    }
+
+    /// Steps 2 and 3 on a real folder, without the bucket: what is compared, where a
+    /// video is written, and what is refused (a folder that is a link, a wrong hash).
+    #[test]
+    fn videos_are_compared_and_written_in_place_never_through_a_link() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let base = std::env::temp_dir().join(format!("neopro-rv-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root_path = base.join("videos");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(root_path.join("match")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        symlink(&outside, root_path.join("linked")).unwrap();
+        std::fs::write(root_path.join("match/a.mp4"), b"video a").unwrap();
+        let root = open_root(&root_path).unwrap();
+        let (cache, _) = hashes::Cache::load(&base);
+        let no = AtomicBool::new(false);
+        let cmp = |dirs: &[&[u8]], name: &[u8], content: &[u8]| {
+            let dir = parent_of(&root, dirs).map_err(|e| e.to_string())?;
+            match dir {
+                None => Ok(Some(Why::Missing)),
+                Some(d) => compare(&d, name, content.len() as u64, &sha(content), &cache, &no),
+            }
+        };
+        assert_eq!(cmp(&[b"match"], b"a.mp4", b"video a"), Ok(None));
+        assert_eq!(
+            cmp(&[b"match"], b"a.mp4", b"video b"),
+            Ok(Some(Why::Differs))
+        );
+        assert_eq!(
+            cmp(&[b"match"], b"a.mp4", b"longer"),
+            Ok(Some(Why::Differs))
+        );
+        assert_eq!(cmp(&[b"match"], b"b.mp4", b"x"), Ok(Some(Why::Missing)));
+        assert_eq!(
+            cmp(&[b"new", b"deeper"], b"b.mp4", b"x"),
+            Ok(Some(Why::Missing))
+        );
+        let e = cmp(&[b"linked"], b"a.mp4", b"x").unwrap_err();
+        assert!(
+            e.contains("linked is not a folder (a link or a file)"),
+            "{e}"
+        );
+        assert_eq!(
+            cmp(&[], b"match", b"x").unwrap_err(),
+            "exists and is not a regular file: not replaced"
+        );
+
+        let fetch = |rel: &str, content: &[u8]| Fetch {
+            rel: rel.as_bytes().to_vec(),
+            size: content.len() as u64,
+            sha256: sha(content),
+            why: Why::Missing,
+        };
+        // New folders are made, the video lands 0644 and no part file is left.
+        let f = fetch("new/deeper/b.mp4", b"video b");
+        let dir = make_parents(&root, &[b"new", b"deeper"]).unwrap();
+        assert_eq!(
+            write_into_place(&dir, b"b.mp4", &b"video b"[..], &f, &no),
+            Ok(7)
+        );
+        let written = root_path.join("new/deeper/b.mp4");
+        assert_eq!(std::fs::read(&written).unwrap(), b"video b");
+        let mode = std::fs::metadata(&written).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // A corrupted object is never written into place, nor left as a part file.
+        let f = fetch("match/a.mp4", b"video A");
+        let dir = make_parents(&root, &[b"match"]).unwrap();
+        let e = write_into_place(&dir, b"a.mp4", &b"video B"[..], &f, &no).unwrap_err();
+        assert!(e.starts_with("corrupted object"), "{e}");
+        let e = write_into_place(&dir, b"a.mp4", &b"video A and more"[..], &f, &no).unwrap_err();
+        assert!(e.starts_with("corrupted object: longer"), "{e}");
+        assert_eq!(
+            std::fs::read(root_path.join("match/a.mp4")).unwrap(),
+            b"video a"
+        );
+        let names: Vec<_> = std::fs::read_dir(root_path.join("match"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["a.mp4"]);
+        // A folder that is a link is never created through nor followed.
+        let e = make_parents(&root, &[b"linked"]).unwrap_err();
+        assert!(e.contains("not followed"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

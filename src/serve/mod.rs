@@ -200,7 +200,8 @@ pub fn serve(cfg: Config) -> u8 {
             return 1;
         }
     };
-    // SAFETY: installing an async-signal-safe handler that only stores an atomic.
+    // SAFETY: `on_signal` is an extern "C" fn that only stores an atomic (async-signal-
+    // safe), SIG_IGN a valid disposition; signal() touches no memory of ours.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);

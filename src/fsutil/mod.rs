@@ -1,10 +1,13 @@
 //! File-system primitives for an SD card that may lose power at any moment: atomic
 //! replace (temp, fsync, rename, fsync of the directory), opening without following
-//! symlinks, and the `flock` that keeps backups one at a time.
+//! symlinks, and the `flock` that keeps backups one at a time. The raw calls std does
+//! not offer (`openat` and the other `*at` calls, `access`, `statvfs`,
+//! `sync_file_range`) are in [`sys`], the only `unsafe` code that touches files.
+
+pub mod sys;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -199,14 +202,7 @@ impl DiskUse {
 
 /// `df` figures for the file system holding `path`.
 pub fn disk_use(path: &Path) -> Option<DiskUse> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return None;
-    }
+    let st = sys::statvfs(path).ok()?;
     let frsize = st.f_frsize as u64;
     let blocks = st.f_blocks as u64;
     Some(DiskUse {
@@ -238,24 +234,29 @@ impl Lock {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)?;
-        let op = match wait {
-            LockWait::Block => libc::LOCK_EX,
-            LockWait::Try => libc::LOCK_EX | libc::LOCK_NB,
-        };
+        // std's lock and try_lock are flock(LOCK_EX) and flock(LOCK_EX | LOCK_NB).
         loop {
-            // SAFETY: flock on a file descriptor we own.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if rc == 0 {
-                return Ok(Some(Lock { _file: file }));
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) => return Ok(None),
-                _ => return Err(e),
+            let res = match wait {
+                LockWait::Block => file.lock(),
+                LockWait::Try => match file.try_lock() {
+                    Ok(()) => Ok(()),
+                    Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => Err(e),
+                },
+            };
+            match res {
+                Ok(()) => return Ok(Some(Lock { _file: file })),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             }
         }
     }
+}
+
+/// The effective uid: 0 (root) may give the files it writes to another owner.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// The owner uid of a file, for keeping ownership on restore.
