@@ -518,3 +518,85 @@ fn a_range_read_resumes_after_a_dropped_range() {
     assert_eq!(m.count(Op::Get), 4);
     assert_eq!(ok(m.head("v")), ObjectHead::Exists(big.len() as u64));
 }
+
+// ---------------------------------------------------------------------------------
+// Poisoned shared objects (docs/format.md, Videos offsite)
+
+/// The shared key and the bytes of the site's video `rel`.
+fn shared(p: &Pi, rel: &str) -> (String, Vec<u8>, [u8; 32]) {
+    let bytes = ok(std::fs::read(p.root.join("neopro/videos").join(rel)));
+    let hash = crate::bucket::sha256(&bytes);
+    let o = p.cfg.offsite.as_ref().unwrap_or_else(|| panic!("offsite"));
+    (super::videos::plain_key(o, &hash), bytes, hash)
+}
+
+#[test]
+fn junk_under_a_video_name_is_found_and_routed_around_with_the_site_own_copy() {
+    let a = pi("club-a", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    let (key, bytes, hash) = shared(&a, "sponsors/a.mp4");
+    // A hostile site wrote junk of the right size first, without a kept SHA-256.
+    m.insert(&key, &vec![0u8; bytes.len()]);
+    let name = a.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    let o = a.cfg.offsite.as_ref().unwrap_or_else(|| panic!("offsite"));
+    let own = super::videos::fallback_key(o, "club-a", &hash);
+    assert_eq!(m.bytes(&own), Some(bytes.clone()), "no copy of its own");
+    assert_eq!(
+        m.bytes(&key),
+        Some(vec![0u8; bytes.len()]),
+        "the junk was replaced"
+    );
+    // Reported: state, status (local and in the bucket), and the archive still went.
+    assert_eq!(read_state(a.dir()).videos_poisoned, 1);
+    let st = ok(status::read(a.dir())).unwrap_or_else(|| panic!("no status"));
+    assert_eq!(st.offsite.map(|o| o.poisoned), Some(1));
+    let remote = m
+        .bytes(&a.key(super::STATUS_OBJECT))
+        .unwrap_or_else(|| panic!("no status in the bucket"));
+    assert!(String::from_utf8_lossy(&remote).contains("\"poisoned\":1"));
+    assert_eq!(m.bytes(&a.key(&name)), Some(a.local(&name)));
+    // The next night checks nothing again.
+    let gets = m.count(Op::Get);
+    a.backup_again_later();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(read_state(a.dir()).videos_poisoned, 1);
+    assert_eq!(m.count(Op::Get), gets);
+}
+
+#[test]
+fn a_kept_sha256_is_trusted_without_a_download_and_an_unsummed_object_is_read_once() {
+    let a = pi("club-a", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    let (key_a, bytes_a, _) = shared(&a, "sponsors/a.mp4");
+    let (key_b, bytes_b, _) = shared(&a, "b.mp4");
+    // a.mp4 as an honest site sends it (SHA-256 kept); b.mp4 as an older version did
+    // (no SHA-256 kept).
+    ok(m.put(&key_a, crate::bucket::Body::bytes(&bytes_a), "video/mp4"));
+    m.insert(&key_b, &bytes_b);
+    a.backup();
+    let gets = m.count(Op::Get);
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(read_state(a.dir()).videos_poisoned, 0);
+    // Only b.mp4 was read (one range: 70,000 bytes), and nothing was uploaded.
+    assert_eq!(m.count(Op::Get) - gets, 1);
+    assert_eq!(m.count(Op::Create), 0);
+    // Junk that carries its own (true) SHA-256: told apart without a download.
+    let b = pi_with_tree(
+        "club-b",
+        &[("VIDEOS_OFFSITE", "1")],
+        Some(&a.root.join("neopro")),
+    );
+    let m2 = MemBucket::new();
+    let junk = vec![9u8; bytes_a.len()];
+    ok(m2.put(&key_a, crate::bucket::Body::bytes(&junk), "video/mp4"));
+    b.backup();
+    assert_eq!(b.round(&m2), Round::Sent(1));
+    assert_eq!(read_state(b.dir()).videos_poisoned, 1);
+    let o = b.cfg.offsite.as_ref().unwrap_or_else(|| panic!("offsite"));
+    let hash = crate::bucket::sha256(&bytes_a);
+    assert_eq!(
+        m2.bytes(&super::videos::fallback_key(o, "club-b", &hash)),
+        Some(bytes_a)
+    );
+}

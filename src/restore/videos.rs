@@ -334,53 +334,82 @@ fn compare(
 }
 
 /// Where a video may come from: the shared plain object first (any site may have sent
-/// it), then this site's encrypted one when identities are given.
+/// Where a video may come from, in this order: the shared plain object (any site may
+/// have sent it), this site's own copy (sent when it found the shared one poisoned),
+/// then this site's encrypted one when identities are given. Each is checked against
+/// the hash before it replaces anything; a bad or missing one sends the restore on to
+/// the next.
 fn sources(cfg: &Config, hash: &[u8; 32], have_identity: bool) -> Vec<(String, bool)> {
     let Some(o) = &cfg.offsite else {
         return Vec::new();
     };
-    let mut v = vec![(remote::plain_key(o, hash), false)];
+    let mut v = vec![
+        (remote::plain_key(o, hash), false),
+        (remote::fallback_key(o, &cfg.site_id, hash), false),
+    ];
     if have_identity {
         v.push((remote::age_key(o, &cfg.site_id, hash), true));
     }
     v
 }
 
-/// Downloads one video into place. Ok(bytes) or why not.
+/// Downloads one video into place from the first source that holds it whole and
+/// unchanged. Ok(bytes) or why not (every source tried, and why each failed).
 fn fetch_one(job: &VideoJob, b: &dyn Bucket, root: &File, f: &Fetch) -> Result<u64, String> {
     let (dirs, name) = split_rel(&f.rel)?;
     let dir = make_parents(root, &dirs)?;
     let mut tried = Vec::new();
+    let mut missing_only = true;
     for (key, encrypted) in sources(job.cfg, &f.sha256, !job.identities.is_empty()) {
+        if job.cancel.load(Ordering::Relaxed) {
+            return Err("cancelled (shutdown)".into());
+        }
+        let shown = b.describe(&key);
         let ranges = match RangeReader::open(b, &key) {
             Ok(Some(r)) => r,
             Ok(None) => {
-                tried.push(key);
+                tried.push(format!("{shown}: missing"));
                 continue;
             }
             // A key without list permission gets 403 for a missing object: try the
             // next place before giving up.
             Err(e) if e.denied() => {
-                tried.push(format!("{key} (403)"));
+                tried.push(format!("{shown}: 403"));
                 continue;
             }
-            Err(e) => return Err(e.msg),
+            Err(e) => {
+                missing_only = false;
+                tried.push(e.msg);
+                continue;
+            }
         };
+        missing_only = false;
         let reader: Box<dyn Read> = if encrypted {
-            let d = age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, ranges))
-                .map_err(|e| format!("{}: not an age file ({e})", b.describe(&key)))?;
+            let d = match age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, ranges))
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    tried.push(format!("{shown}: not an age file ({e})"));
+                    continue;
+                }
+            };
             let ids = job.identities.iter().map(|i| i as &dyn age::Identity);
-            Box::new(d.decrypt(ids).map_err(|e| {
-                format!(
-                    "{}: cannot decrypt it with the given identity ({e})",
-                    b.describe(&key)
-                )
-            })?)
+            match d.decrypt(ids) {
+                Ok(r) => Box::new(r),
+                Err(e) => {
+                    tried.push(format!(
+                        "{shown}: cannot decrypt it with the given identity ({e})"
+                    ));
+                    continue;
+                }
+            }
         } else {
             Box::new(ranges)
         };
-        return write_into_place(&dir, name, reader, f, job.cancel)
-            .map_err(|e| format!("{}: {e}", b.describe(&key)));
+        match write_into_place(&dir, name, reader, f, job.cancel) {
+            Ok(n) => return Ok(n),
+            Err(e) => tried.push(format!("{shown}: {e}")),
+        }
     }
     let hint = match &job.cfg.offsite {
         Some(o) if !o.encrypt_to.is_empty() && job.identities.is_empty() => {
@@ -388,10 +417,12 @@ fn fetch_one(job: &VideoJob, b: &dyn Bucket, root: &File, f: &Fetch) -> Result<u
         }
         _ => "",
     };
-    Err(format!(
-        "not in the bucket, or not readable ({}){hint}",
-        tried.join(", ")
-    ))
+    let what = if missing_only {
+        "not in the bucket, or not readable"
+    } else {
+        "no copy in the bucket is whole and unchanged"
+    };
+    Err(format!("{what} ({}){hint}", tried.join("; ")))
 }
 
 /// Opens (creating them as needed) the folders of `dirs` under the videos folder,

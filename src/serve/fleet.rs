@@ -114,7 +114,7 @@ fn site_series(sites: &[Site]) -> String {
             |s| s.pending.to_string(),
         ),
         (
-            "neopro_fleet_site_videos_poisoned",
+            "neopro_fleet_site_poisoned_objects",
             "Shared video objects the site found not to hold the video their name says (routed around with its own copy; the operator should remove them).",
             |s| s.poisoned.to_string(),
         ),

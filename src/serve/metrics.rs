@@ -123,7 +123,7 @@ pub fn metrics(shared: &Shared) -> Response {
         metric(name, Kind::Counter, help, value.to_string());
     }
     metric(
-        "neopro_backup_offsite_videos_poisoned",
+        "neopro_backup_offsite_poisoned_objects",
         Kind::Gauge,
         "Shared video objects found not to hold the video their name says (another site wrote them first), routed around with this site's own copy.",
         crate::offsite::poisoned(&shared.cfg).to_string(),
