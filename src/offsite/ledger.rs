@@ -7,7 +7,7 @@
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use crate::videos::hashes::Hasher;
 
 use crate::fsutil;
 use crate::units::hex;
@@ -186,7 +186,7 @@ impl Ledger {
     /// The length and SHA-256 of videos-referenced.txt (`refs_reader`), without making
     /// the text.
     pub(super) fn refs_digest(&self) -> (u64, String) {
-        let mut h = Sha256::new();
+        let mut h = Hasher::new();
         let mut r = self.refs_reader();
         let mut buf = [0u8; 4096];
         let mut n = 0u64;
@@ -197,7 +197,7 @@ impl Ledger {
             h.update(&buf[..k]);
             n += k as u64;
         }
-        (n, hex(&h.finalize()))
+        (n, hex(&h.finish()))
     }
 
     /// videos-referenced.txt as a stream: a header line, then every hash, sorted.
@@ -360,7 +360,10 @@ mod tests {
         assert_eq!(parse_hash_list(&refs).ok(), Some(vec![h(1), h(3)]));
         assert_eq!(
             l.refs_digest(),
-            (refs.len() as u64, hex(&Sha256::digest(refs.as_bytes())))
+            (
+                refs.len() as u64,
+                crate::offsite::s3::sha256_hex(refs.as_bytes())
+            )
         );
         assert!(parse_hash_list("zz\n").is_err());
     }

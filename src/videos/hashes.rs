@@ -22,9 +22,10 @@ use crate::videos::inventory::{self, Video, Videos};
 
 pub const CACHE_FILE: &str = "videos-sha256.cache";
 
-/// SHA-256 of video bytes: ring's assembly (with the CPU's SHA extensions where it has
-/// them) runs at the same speed whatever the optimisation level of the build, about
-/// twice the `sha2` crate's in the size-optimised release binary.
+/// The crate's one SHA-256 (videos here, MANIFEST.sha256 in backup/writer.rs and
+/// backup/archive.rs, the offsite ledger): ring's assembly (with the CPU's SHA
+/// extensions where it has them) runs at the same speed whatever the optimisation level
+/// of the build, unlike the `sha2` crate's Rust in the size-optimised release binary.
 pub struct Hasher(ring::digest::Context);
 
 impl Hasher {
