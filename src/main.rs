@@ -7,8 +7,8 @@
 //!   `offsite/` (queue, S3 copies, fleet), `videos/` (inventory, hash cache),
 //!   `retention`, `schedule`, `status`, `store` (BACKUP_DIR), `alerts/`, `config/`,
 //!   `clock`
-//! - adapters: `http/` (server, client), `offsite/s3`, `shell` (operator commands),
-//!   `fsutil`, `host`, `units`
+//! - adapters: `http/` (server, client), `smtp/` (the mail client), `offsite/s3`,
+//!   `shell` (operator commands), `fsutil`, `host`, `units`
 //!
 //! The formats are written down in docs/format.md.
 

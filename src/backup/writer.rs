@@ -589,7 +589,7 @@ fn stream_archive(
                 filled.hashed,
                 crate::units::human_size(filled.bytes_read, 1),
                 filled.cached,
-                hashes::CACHE_FILE
+                store::VIDEO_HASH_CACHE_FILE
             ));
         }
     }

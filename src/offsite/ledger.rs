@@ -14,7 +14,7 @@ use crate::units::hex;
 use crate::videos::inventory::{self, Listed};
 
 /// The ledger, in BACKUP_DIR.
-pub const LEDGER_FILE: &str = "offsite-videos.txt";
+pub use crate::store::VIDEOS_LEDGER_FILE as LEDGER_FILE;
 const LEDGER_MAGIC: &str = "# neopro-backup videos offsite v1: sha256 gone_since sent";
 /// The first line of videos-referenced.txt.
 pub const REFS_HEADER: &str = "# sha256 of every video named by this site's kept archives";

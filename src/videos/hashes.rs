@@ -18,9 +18,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::fsutil;
+use crate::store::VIDEO_HASH_CACHE_FILE;
 use crate::videos::inventory::{self, Video, Videos};
-
-pub const CACHE_FILE: &str = "videos-sha256.cache";
 
 /// The crate's one SHA-256 (videos here, MANIFEST.sha256 in backup/writer.rs and
 /// backup/archive.rs, the offsite ledger): ring's assembly (with the CPU's SHA
@@ -106,14 +105,14 @@ impl Cache {
     /// Reads the cache; a missing file is an empty cache, a corrupt one is an empty cache
     /// and a warning (it is rebuilt).
     pub fn load(dir: &Path) -> (Cache, Option<String>) {
-        let f = match fsutil::open_regular_nofollow(&dir.join(CACHE_FILE)) {
+        let f = match fsutil::open_regular_nofollow(&dir.join(VIDEO_HASH_CACHE_FILE)) {
             Ok((f, _)) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (Cache::default(), None),
             Err(e) => {
                 return (
                     Cache::default(),
                     Some(format!(
-                        "cannot read {CACHE_FILE} ({e}): every video is hashed again"
+                        "cannot read {VIDEO_HASH_CACHE_FILE} ({e}): every video is hashed again"
                     )),
                 );
             }
@@ -123,7 +122,7 @@ impl Cache {
             Err(why) => (
                 Cache::default(),
                 Some(format!(
-                    "{CACHE_FILE} is damaged ({why}): rebuilt, every video is hashed again"
+                    "{VIDEO_HASH_CACHE_FILE} is damaged ({why}): rebuilt, every video is hashed again"
                 )),
             ),
         }
@@ -316,7 +315,7 @@ impl Session {
         if self.filled.hashed > 0 || unused || self.damaged {
             match save(dir, videos) {
                 Ok(()) => self.filled.saved = true,
-                Err(e) => warn(format!("cannot write {CACHE_FILE}: {e}")),
+                Err(e) => warn(format!("cannot write {VIDEO_HASH_CACHE_FILE}: {e}")),
             }
         }
         self.filled
@@ -325,7 +324,7 @@ impl Session {
 
 /// Writes the cache of `videos` (those with a hash), streamed to a temp file and renamed.
 fn save(dir: &Path, videos: &Videos) -> io::Result<()> {
-    let (file, tmp) = fsutil::create_temp(dir, CACHE_FILE, 0o600)?;
+    let (file, tmp) = fsutil::create_temp(dir, VIDEO_HASH_CACHE_FILE, 0o600)?;
     let res = (|| {
         let mut w = BufWriter::with_capacity(64 * 1024, file);
         writeln!(w, "{MAGIC}")?;
@@ -348,7 +347,7 @@ fn save(dir: &Path, videos: &Videos) -> io::Result<()> {
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, dir.join(CACHE_FILE))?;
+        std::fs::rename(&tmp, dir.join(VIDEO_HASH_CACHE_FILE))?;
         fsutil::fsync_dir(dir)
     })();
     if res.is_err() {
