@@ -7,8 +7,7 @@ use std::io::{self, Read};
 use std::path::{Component, Path};
 
 use crate::store;
-use crate::units::hex;
-use crate::videos::hashes::Hasher;
+use crate::units::{Sha256, hex};
 
 pub const MANIFEST: &str = "MANIFEST.sha256";
 
@@ -315,7 +314,7 @@ pub fn read_entries(
             }
             let want = keep(&inner_bytes);
             let mut content = want.then(Vec::new);
-            let mut h = Hasher::new();
+            let mut h = Sha256::new();
             let mut size = 0u64;
             loop {
                 let n = entry

@@ -97,7 +97,7 @@ pub fn write_archive(
 struct Exact<'a, R> {
     inner: R,
     left: u64,
-    hash: hashes::Hasher,
+    hash: crate::units::Sha256,
     cancel: &'a AtomicBool,
 }
 
@@ -189,7 +189,7 @@ impl<W: Write> Writer<'_, W> {
         let mut r = Exact {
             inner: reader,
             left: size,
-            hash: hashes::Hasher::new(),
+            hash: crate::units::Sha256::new(),
             cancel: self.cancel,
         };
         self.tar.append_data(

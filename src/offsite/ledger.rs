@@ -7,7 +7,7 @@
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use crate::videos::hashes::Hasher;
+use crate::units::Sha256;
 
 use crate::fsutil;
 use crate::units::hex;
@@ -186,7 +186,7 @@ impl Ledger {
     /// The length and SHA-256 of videos-referenced.txt (`refs_reader`), without making
     /// the text.
     pub(super) fn refs_digest(&self) -> (u64, String) {
-        let mut h = Hasher::new();
+        let mut h = Sha256::new();
         let mut r = self.refs_reader();
         let mut buf = [0u8; 4096];
         let mut n = 0u64;

@@ -21,33 +21,10 @@ use crate::fsutil;
 use crate::store::VIDEO_HASH_CACHE_FILE;
 use crate::videos::inventory::{self, Video, Videos};
 
-/// The crate's one SHA-256 (videos here, MANIFEST.sha256 in backup/writer.rs and
-/// backup/archive.rs, the offsite ledger): ring's assembly (with the CPU's SHA
-/// extensions where it has them) runs at the same speed whatever the optimisation level
-/// of the build, unlike the `sha2` crate's Rust in the size-optimised release binary.
-pub struct Hasher(ring::digest::Context);
+/// The crate's one SHA-256, under the name offsite/video_put.rs and restore/videos.rs
+/// import.
+pub use crate::units::Sha256 as Hasher;
 
-impl Hasher {
-    pub fn new() -> Hasher {
-        Hasher(ring::digest::Context::new(&ring::digest::SHA256))
-    }
-
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    pub fn finish(self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(self.0.finish().as_ref());
-        out
-    }
-}
-
-impl Default for Hasher {
-    fn default() -> Hasher {
-        Hasher::new()
-    }
-}
 const MAGIC: &str = "# neopro-backup video SHA-256 cache v1: dev ino size mtime mtime_ns sha256";
 
 /// What identifies one version of a video file without reading it.
