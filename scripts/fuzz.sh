@@ -10,7 +10,7 @@
 # should not depend on the luck of the draw. Hunts use FUZZ_SEED=0 (libFuzzer picks one,
 # and prints it in the log as "Seed:"); what they find becomes a seed in fuzz/corpus/.
 #
-# Targets: http_head (src/http/head.rs), config_file (src/config.rs), archive_reader
+# Targets: http_head (src/http/head.rs), config_file (src/config/), archive_reader
 # (src/backup/archive.rs). Seeds: fuzz/corpus/<target>/ (committed, read only here),
 # with the tokens of fuzz/dict/<target>.dict;
 # what libFuzzer finds goes to fuzz/target/corpus/<target>/ (not committed) and is

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The SMTP server of the email tests (src/smtp.rs runs tests/smtp/server.py): aiosmtpd
+# The SMTP server of the email tests (src/smtp/server_tests.rs runs tests/smtp/server.py): aiosmtpd
 # from PyPI into .xtools/smtp-venv. Idempotent: a no-op (a fraction of a second) when
 # the pinned versions are there. Needs python3 with venv (Debian: python3-venv).
 set -euo pipefail

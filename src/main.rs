@@ -8,8 +8,8 @@
 //!   `retention`, `schedule`, `status`, `store` (BACKUP_DIR), `alerts/`, `config/`,
 //!   `clock`
 //! - adapters: `bucket/` (the offsite store: S3, in memory for tests), `http/` (server,
-//!   client), `shell` (operator commands),
-//!   `fsutil`, `host`, `units`
+//!   client), `smtp/` (the mail client), `shell` (operator commands), `fsutil`, `host`,
+//!   `units`
 //!
 //! The formats are written down in docs/format.md.
 

@@ -1,6 +1,8 @@
 //! BACKUP_DIR, the store: what lives in it and under which name, the folder's mode, the
-//! backup lock, crash leftovers, the list of archives and its cache. Every other module
-//! names files in BACKUP_DIR through the constants here (docs/format.md, "BACKUP_DIR").
+//! backup lock, crash leftovers, the list of archives and its cache. Every module names
+//! files in BACKUP_DIR through the constants here (docs/format.md, "BACKUP_DIR"); the
+//! temp prefix `.tmp-` is fsutil.rs's (every temp file the crate makes, in any folder),
+//! re-exported here.
 //!
 //! ```text
 //! BACKUP_DIR/                      0700, created by the first run or the daemon
@@ -13,6 +15,9 @@
 //!   offsite-pending/               queued offsite copies (offsite/)
 //!   offsite-state.json, .offsite.lock
 //!   alert-mail.json                email alerts not sent yet, failing since when
+//!   videos-sha256.cache            the video hash cache (videos/hashes.rs)
+//!   offsite-videos.txt             the videos offsite ledger (offsite/ledger.rs)
+//!   .videos-restore.lock           flock: one `restore --videos` at a time
 //! ```
 
 use std::io;
@@ -44,6 +49,12 @@ pub const OFFSITE_STATE_FILE: &str = "offsite-state.json";
 pub const MAIL_STATE_FILE: &str = "alert-mail.json";
 /// One offsite sender at a time.
 pub const OFFSITE_LOCK_FILE: &str = ".offsite.lock";
+/// The video hash cache (videos/hashes.rs), with VIDEOS_OFFSITE or INCLUDE_VIDEOS.
+pub const VIDEO_HASH_CACHE_FILE: &str = "videos-sha256.cache";
+/// The videos offsite ledger (offsite/ledger.rs), with VIDEOS_OFFSITE.
+pub const VIDEOS_LEDGER_FILE: &str = "offsite-videos.txt";
+/// One video restore (`restore --videos`) at a time (restore/videos.rs).
+pub const VIDEOS_RESTORE_LOCK_FILE: &str = ".videos-restore.lock";
 
 #[derive(SerJson)]
 pub struct Entry {

@@ -501,6 +501,75 @@ fn exit_codes_for_usage_help_and_version() {
     assert_eq!(archives(&t.backups).len(), 1);
 }
 
+/// The keys of README.md's configuration table (its first column; `A, B` is two keys).
+fn readme_config_keys() -> BTreeSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let section = text
+        .split_once("\n### Configuration\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("README.md has no ### Configuration section"));
+    let rows = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| key |"))
+        .skip(2) // the head and the |---| line
+        .take_while(|l| l.starts_with('|'));
+    let mut keys = BTreeSet::new();
+    for row in rows {
+        let first = row.split('|').nth(1).unwrap_or("");
+        for key in first.split(',').map(str::trim) {
+            // A key written otherwise (backticks, lower case) would be missed silently.
+            assert!(
+                !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+                "README.md's configuration table: {key:?} in {row:?} is not a bare KEY"
+            );
+            keys.insert(key.to_string());
+        }
+    }
+    keys
+}
+
+/// The keys `--help` names: every `KEY=` in the lines after the "Configuration keys"
+/// heading (whose own `KEY=VALUE` is not a key).
+fn help_config_keys(help: &str) -> BTreeSet<String> {
+    let (_, section) = help
+        .split_once("Configuration keys")
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .unwrap_or_else(|| panic!("--help has no \"Configuration keys\":\n{help}"));
+    let mut keys = BTreeSet::new();
+    let mut word = String::new();
+    for c in section.chars() {
+        if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
+            word.push(c);
+        } else {
+            if c == '=' && !word.is_empty() {
+                keys.insert(word.clone());
+            }
+            word.clear();
+        }
+    }
+    keys
+}
+
+#[test]
+fn help_lists_every_key_of_the_readme_table_and_no_other() {
+    let readme = readme_config_keys();
+    assert!(readme.len() >= 20, "README.md's table read as {readme:?}");
+    let out = Tree::new("help-keys").run(&["--help"]);
+    out.expect_code(0, "--help");
+    let help = help_config_keys(&out.stdout);
+    let not_in_help: Vec<_> = readme.difference(&help).collect();
+    let not_in_readme: Vec<_> = help.difference(&readme).collect();
+    assert!(
+        not_in_help.is_empty() && not_in_readme.is_empty(),
+        "keys of README.md's table missing from --help: {not_in_help:?}; \
+         keys of --help missing from README.md's table: {not_in_readme:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Configuration
 

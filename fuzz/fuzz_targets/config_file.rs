@@ -20,7 +20,7 @@ pub mod http_client;
 #[path = "../../src/smtp/url.rs"]
 pub mod smtp_url;
 
-/// What config.rs reaches as `crate::http::client` and `crate::smtp`.
+/// What config/mod.rs reaches as `crate::http::client` and `crate::smtp`.
 mod http {
     pub use crate::http_client as client;
 }

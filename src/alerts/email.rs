@@ -1,5 +1,5 @@
 //! Email alerts: a mail on every failed run and one on the first success after a
-//! failure (texts in mail.rs), sent with smtp.rs after the backup lock is released.
+//! failure (texts in mail.rs), sent with smtp/ after the backup lock is released.
 //!
 //! A mail that cannot be sent (server down, AUTH refused, timeout) is logged and kept in
 //! `BACKUP_DIR/alert-mail.json`; it is sent before the next alert, oldest first, and at

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Component, Path};
 
-use sha2::{Digest, Sha256};
-
 use crate::store;
-use crate::units::hex;
+use crate::units::{Sha256, hex};
 
 pub const MANIFEST: &str = "MANIFEST.sha256";
 
@@ -340,7 +338,7 @@ pub fn read_entries(
             seen.push(EntrySeen {
                 path: inner_bytes,
                 is_dir: false,
-                sha256: hex(&h.finalize()),
+                sha256: hex(&h.finish()),
                 size,
                 content,
             });
@@ -563,7 +561,9 @@ mod tests {
     #[test]
     fn an_old_top_folder_is_old_format_even_with_a_manifest() {
         let conf = &b"{}"[..];
-        let manifest = manifest_line(&hex(&Sha256::digest(conf)), b"configuration.json");
+        // sha256sum of `{}`.
+        let sum = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+        let manifest = manifest_line(sum, b"configuration.json");
         let files = [("configuration.json", conf), (MANIFEST, &manifest[..])];
         for (top, old) in [("20241218-030000", true), ("backup-20241218-030000", false)] {
             let r = verify(&targz(top, &files)[..], None);

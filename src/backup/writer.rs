@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::backup::archive::{self, MANIFEST};
 use crate::backup::gzip::{MixedGz, Syncing};
 use crate::backup::{describe_io, sysinfo};
@@ -99,7 +97,7 @@ pub fn write_archive(
 struct Exact<'a, R> {
     inner: R,
     left: u64,
-    hash: Sha256,
+    hash: crate::units::Sha256,
     cancel: &'a AtomicBool,
 }
 
@@ -191,7 +189,7 @@ impl<W: Write> Writer<'_, W> {
         let mut r = Exact {
             inner: reader,
             left: size,
-            hash: Sha256::new(),
+            hash: crate::units::Sha256::new(),
             cancel: self.cancel,
         };
         self.tar.append_data(
@@ -199,7 +197,7 @@ impl<W: Write> Writer<'_, W> {
             Path::new(std::ffi::OsStr::from_bytes(&path)),
             &mut r,
         )?;
-        let digest = crate::units::hex(&r.hash.finalize());
+        let digest = crate::units::hex(&r.hash.finish());
         self.manifest.extend(archive::manifest_line(&digest, inner));
         Ok(())
     }
@@ -591,7 +589,7 @@ fn stream_archive(
                 filled.hashed,
                 crate::units::human_size(filled.bytes_read, 1),
                 filled.cached,
-                hashes::CACHE_FILE
+                store::VIDEO_HASH_CACHE_FILE
             ));
         }
     }

@@ -39,7 +39,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ring::digest;
+use crate::units::Sha256;
 
 /// Upper bound of an object read whole (`get`): listings pages, statuses, lists.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -166,9 +166,9 @@ impl<'a> Body<'a> {
 
 /// The SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref());
-    out
+    let mut h = Sha256::new();
+    h.update(data);
+    h.finish()
 }
 
 /// A writer of one object whose length is not known in advance (an age encryption):
@@ -324,7 +324,7 @@ pub fn put_file(
             Err(e) => Err(w.fail(e)),
         };
     }
-    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut ctx = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut left = len;
     while left > 0 {
@@ -342,8 +342,7 @@ pub fn put_file(
         ctx.update(&buf[..n]);
         left -= n as u64;
     }
-    let mut sha = [0u8; 32];
-    sha.copy_from_slice(ctx.finish().as_ref());
+    let sha = ctx.finish();
     file.seek(SeekFrom::Start(0)).map_err(local)?;
     let body = Body {
         reader: Box::new(Cancellable {
@@ -366,7 +365,7 @@ pub fn sha256_of(
     let Some(mut r) = RangeReader::open(b, key)? else {
         return Ok(None);
     };
-    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut ctx = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut n: u64 = 0;
     loop {
@@ -386,9 +385,7 @@ pub fn sha256_of(
         ctx.update(&buf[..got]);
         n = n.saturating_add(got as u64);
     }
-    let mut sha = [0u8; 32];
-    sha.copy_from_slice(ctx.finish().as_ref());
-    Ok(Some((sha, n)))
+    Ok(Some((ctx.finish(), n)))
 }
 
 /// An object read by ranges of at most RANGE_CHUNK bytes (bounded memory, whatever its

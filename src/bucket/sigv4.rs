@@ -1,7 +1,7 @@
 //! AWS Signature Version 4 (the `Authorization` header S3 wants), as pure functions
 //! checked against AWS's published examples below. Nothing here does I/O.
 
-use ring::{digest, hmac};
+use ring::hmac;
 
 use crate::clock;
 use crate::config::Secret;
@@ -11,7 +11,9 @@ use crate::units::hex;
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(digest::digest(&digest::SHA256, data).as_ref())
+    let mut h = crate::units::Sha256::new();
+    h.update(data);
+    hex(&h.finish())
 }
 
 /// RFC 3986 percent-encoding as SigV4 wants it: unreserved characters stay, everything

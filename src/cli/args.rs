@@ -46,15 +46,19 @@ Options:
   -h, --help      this help
   -V, --version   the version
 
-Configuration keys (environment, then the config file, KEY=VALUE lines):
+Configuration keys (environment, then the config file, KEY=VALUE lines; the README's
+table says what each one does):
   NEOPRO_DIR=/home/pi/neopro  BACKUP_DIR=/home/pi/neopro-backups
   SITE_CONF=/etc/neopro/site.conf  RETENTION_DAYS=7  BACKUP_TIME=03:00
-  LISTEN=127.0.0.1:8081  API_TOKEN=  INCLUDE_VIDEOS=false  VIDEOS_OFFSITE=false
+  LISTEN=127.0.0.1:8081  API_TOKEN=  FRAME_ANCESTORS=(https://host[:port] …)
+  INCLUDE_VIDEOS=false  VIDEOS_OFFSITE=false  RESTART_CMD=(run after a restore)
   SERVICES=\"neopro-app neopro-sync-agent nginx\"
-Offsite copies and alerts (offsite is off while S3_ENDPOINT is unset):
+Offsite copies (off while S3_ENDPOINT is unset):
   S3_ENDPOINT=  S3_BUCKET=  S3_REGION=us-east-1  S3_PREFIX=neopro  S3_ACCESS_KEY=
   S3_SECRET_KEY=  SITE_ID=(hostname)  S3_RETENTION_DAYS=30  ENCRYPT_TO=(age1… keys)
+Alerts (mail is off while SMTP_URL is unset):
   ALERT_WEBHOOK=  PING_URL=  ON_FAILURE_CMD=
+  SMTP_URL=(smtps://user:password@host:465)  ALERT_EMAIL_TO=  ALERT_EMAIL_FROM=
 
 Exit codes: 0 success, 1 failed backup or damaged archive, 2 usage or configuration error
 (`check`: 0 OK, 2 CRITICAL, 3 UNKNOWN).
@@ -407,6 +411,31 @@ mod tests {
         assert_eq!(p(&["-h"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["list", "--help"]), Ok((Cmd::Help, None)));
         assert_eq!(p(&["-V"]), Ok((Cmd::Version, None)));
+    }
+
+    /// The help's `KEY=` words are the keys config/ reads, no more, no fewer (and
+    /// tests/engine.rs holds the help to README.md's table).
+    #[test]
+    fn help_names_every_key_the_config_reads() {
+        let section = HELP
+            .split_once("Configuration keys")
+            .and_then(|(_, rest)| rest.split_once('\n'))
+            .map_or("", |(_, keys)| keys);
+        let mut named = std::collections::BTreeSet::new();
+        let mut word = String::new();
+        for c in section.chars() {
+            if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
+                word.push(c);
+            } else {
+                if c == '=' && !word.is_empty() {
+                    named.insert(word.clone());
+                }
+                word.clear();
+            }
+        }
+        let read: std::collections::BTreeSet<String> =
+            crate::config::KEYS.iter().map(|k| k.to_string()).collect();
+        assert_eq!(named, read);
     }
 
     #[test]

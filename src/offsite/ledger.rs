@@ -7,14 +7,14 @@
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use crate::units::Sha256;
 
 use crate::fsutil;
 use crate::units::hex;
 use crate::videos::inventory::{self, Listed};
 
 /// The ledger, in BACKUP_DIR.
-pub const LEDGER_FILE: &str = "offsite-videos.txt";
+pub use crate::store::VIDEOS_LEDGER_FILE as LEDGER_FILE;
 const LEDGER_MAGIC: &str = "# neopro-backup videos offsite v1: sha256 gone_since sent";
 /// The first line of videos-referenced.txt.
 pub const REFS_HEADER: &str = "# sha256 of every video named by this site's kept archives";
@@ -197,7 +197,7 @@ impl Ledger {
             h.update(&buf[..k]);
             n += k as u64;
         }
-        (n, hex(&h.finalize()))
+        (n, hex(&h.finish()))
     }
 
     /// videos-referenced.txt as a stream: a header line, then every hash, sorted.
@@ -360,7 +360,10 @@ mod tests {
         assert_eq!(parse_hash_list(&refs).ok(), Some(vec![h(1), h(3)]));
         assert_eq!(
             l.refs_digest(),
-            (refs.len() as u64, hex(&Sha256::digest(refs.as_bytes())))
+            (
+                refs.len() as u64,
+                crate::units::hex(&crate::bucket::sha256(refs.as_bytes()))
+            )
         );
         assert!(parse_hash_list("zz\n").is_err());
     }

@@ -35,7 +35,7 @@ use crate::videos::inventory::{self, Listed};
 use super::INVENTORY;
 
 /// Held by a video restore (one at a time), in BACKUP_DIR.
-pub const LOCK_FILE: &str = ".videos-restore.lock";
+use crate::store::VIDEOS_RESTORE_LOCK_FILE as LOCK_FILE;
 /// Prefix of the file a video is downloaded to, beside its target.
 pub const PART_PREFIX: &str = ".neopro-restore-";
 /// Kept free on top of the videos to fetch.

@@ -18,36 +18,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::fsutil;
+use crate::store::VIDEO_HASH_CACHE_FILE;
 use crate::videos::inventory::{self, Video, Videos};
 
-pub const CACHE_FILE: &str = "videos-sha256.cache";
+/// The crate's one SHA-256, under the name offsite/video_put.rs and restore/videos.rs
+/// import.
+pub use crate::units::Sha256 as Hasher;
 
-/// SHA-256 of video bytes: ring's assembly (with the CPU's SHA extensions where it has
-/// them) runs at the same speed whatever the optimisation level of the build, about
-/// twice the `sha2` crate's in the size-optimised release binary.
-pub struct Hasher(ring::digest::Context);
-
-impl Hasher {
-    pub fn new() -> Hasher {
-        Hasher(ring::digest::Context::new(&ring::digest::SHA256))
-    }
-
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-    }
-
-    pub fn finish(self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(self.0.finish().as_ref());
-        out
-    }
-}
-
-impl Default for Hasher {
-    fn default() -> Hasher {
-        Hasher::new()
-    }
-}
 const MAGIC: &str = "# neopro-backup video SHA-256 cache v1: dev ino size mtime mtime_ns sha256";
 
 /// What identifies one version of a video file without reading it.
@@ -105,14 +82,14 @@ impl Cache {
     /// Reads the cache; a missing file is an empty cache, a corrupt one is an empty cache
     /// and a warning (it is rebuilt).
     pub fn load(dir: &Path) -> (Cache, Option<String>) {
-        let f = match fsutil::open_regular_nofollow(&dir.join(CACHE_FILE)) {
+        let f = match fsutil::open_regular_nofollow(&dir.join(VIDEO_HASH_CACHE_FILE)) {
             Ok((f, _)) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (Cache::default(), None),
             Err(e) => {
                 return (
                     Cache::default(),
                     Some(format!(
-                        "cannot read {CACHE_FILE} ({e}): every video is hashed again"
+                        "cannot read {VIDEO_HASH_CACHE_FILE} ({e}): every video is hashed again"
                     )),
                 );
             }
@@ -122,7 +99,7 @@ impl Cache {
             Err(why) => (
                 Cache::default(),
                 Some(format!(
-                    "{CACHE_FILE} is damaged ({why}): rebuilt, every video is hashed again"
+                    "{VIDEO_HASH_CACHE_FILE} is damaged ({why}): rebuilt, every video is hashed again"
                 )),
             ),
         }
@@ -315,7 +292,7 @@ impl Session {
         if self.filled.hashed > 0 || unused || self.damaged {
             match save(dir, videos) {
                 Ok(()) => self.filled.saved = true,
-                Err(e) => warn(format!("cannot write {CACHE_FILE}: {e}")),
+                Err(e) => warn(format!("cannot write {VIDEO_HASH_CACHE_FILE}: {e}")),
             }
         }
         self.filled
@@ -324,7 +301,7 @@ impl Session {
 
 /// Writes the cache of `videos` (those with a hash), streamed to a temp file and renamed.
 fn save(dir: &Path, videos: &Videos) -> io::Result<()> {
-    let (file, tmp) = fsutil::create_temp(dir, CACHE_FILE, 0o600)?;
+    let (file, tmp) = fsutil::create_temp(dir, VIDEO_HASH_CACHE_FILE, 0o600)?;
     let res = (|| {
         let mut w = BufWriter::with_capacity(64 * 1024, file);
         writeln!(w, "{MAGIC}")?;
@@ -347,7 +324,7 @@ fn save(dir: &Path, videos: &Videos) -> io::Result<()> {
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, dir.join(CACHE_FILE))?;
+        std::fs::rename(&tmp, dir.join(VIDEO_HASH_CACHE_FILE))?;
         fsutil::fsync_dir(dir)
     })();
     if res.is_err() {
