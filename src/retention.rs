@@ -32,7 +32,7 @@ pub struct Candidate {
 
 /// What retention decided.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct RetentionPlan {
     /// Names to delete, oldest first.
     pub delete: Vec<String>,
     /// Set when nothing is deleted because the clock is more than `CLOCK_AHEAD_MAX`
@@ -46,7 +46,7 @@ pub fn plan(
     now: i64,
     retention_days: u32,
     just_made: Option<&str>,
-) -> Plan {
+) -> RetentionPlan {
     let earlier = archives
         .iter()
         .filter(|a| a.valid && Some(a.name.as_str()) != just_made && a.naive <= now)
@@ -54,12 +54,12 @@ pub fn plan(
     if let Some(newest) = earlier
         && now - newest.naive > CLOCK_AHEAD_MAX
     {
-        return Plan {
+        return RetentionPlan {
             delete: Vec::new(),
             clock_ahead_of: Some(newest.name.clone()),
         };
     }
-    Plan {
+    RetentionPlan {
         delete: keep_newest(archives, now, retention_days, just_made),
         clock_ahead_of: None,
     }

@@ -57,7 +57,7 @@ pub const VIDEOS_LEDGER_FILE: &str = "offsite-videos.txt";
 pub const VIDEOS_RESTORE_LOCK_FILE: &str = ".videos-restore.lock";
 
 #[derive(SerJson)]
-pub struct Entry {
+pub struct ArchiveEntry {
     pub name: String,
     pub size: String,
     #[nserde(rename = "sizeBytes")]
@@ -93,8 +93,8 @@ pub fn name_unix(naive: i64, tz: &clock::Tz) -> i64 {
 
 /// One line of the list. `date`, `created`, `age` and the order all come from the time
 /// in the name (what the user sees, and what survives a copy that resets mtime).
-pub fn entry(a: &ArchiveInfo, format: Format, naive_now: i64, tz: &clock::Tz) -> Entry {
-    Entry {
+pub fn entry(a: &ArchiveInfo, format: Format, naive_now: i64, tz: &clock::Tz) -> ArchiveEntry {
+    ArchiveEntry {
         name: a.name.clone(),
         size: human_size(a.size, 2),
         size_bytes: a.size,
@@ -389,7 +389,7 @@ struct ListCache {
     total_size: u64,
 }
 
-pub struct Listed {
+pub struct ArchiveListing {
     pub backups_json: std::sync::Arc<[u8]>,
     pub total: u64,
     pub total_size: u64,
@@ -426,18 +426,18 @@ fn dir_key(dir: &std::path::Path) -> Option<(DirKey, bool)> {
 }
 
 /// The cached array, when it was made from this folder in this state not long ago.
-fn cache_hit(dir: &std::path::Path, key: Option<(DirKey, bool)>) -> Option<Listed> {
+fn cache_hit(dir: &std::path::Path, key: Option<(DirKey, bool)>) -> Option<ArchiveListing> {
     let (k, _) = key?;
     let cache = LIST_CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let c = cache.as_ref()?;
-    (c.key == k && c.dir == dir && c.made.elapsed() < LIST_CACHE_TTL).then(|| Listed {
+    (c.key == k && c.dir == dir && c.made.elapsed() < LIST_CACHE_TTL).then(|| ArchiveListing {
         backups_json: std::sync::Arc::clone(&c.backups_json),
         total: c.total,
         total_size: c.total_size,
     })
 }
 
-pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<Listed> {
+pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<ArchiveListing> {
     if let Some(l) = cache_hit(dir, dir_key(dir)) {
         return Ok(l);
     }
@@ -450,7 +450,7 @@ pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<
     let made = std::time::Instant::now();
     let archives = list(dir)?;
     let naive_now = tz.to_naive(clock::now_unix());
-    let entries: Vec<Entry> = archives
+    let entries: Vec<ArchiveEntry> = archives
         .iter()
         .zip(formats(dir, &archives))
         .map(|(a, f)| entry(a, f, naive_now, tz))
@@ -458,7 +458,7 @@ pub fn cached_backups(dir: &std::path::Path, tz: &clock::Tz) -> std::io::Result<
     // Sized up front (an entry is ~160 bytes): no trail of ever larger buffers.
     let mut out = nanoserde::SerJsonState::new(String::with_capacity(entries.len() * 192 + 2));
     entries.ser_json(0, &mut out);
-    let listed = Listed {
+    let listed = ArchiveListing {
         backups_json: out.out.into_bytes().into(),
         total: archives.len() as u64,
         total_size: archives.iter().map(|a| a.size).sum(),

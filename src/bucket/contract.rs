@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
 
-use super::{Body, Bucket, ObjectHead, RangeReader, sha256};
+use super::{Bucket, ObjectBody, ObjectHead, RangeReader, sha256};
 
 fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
@@ -39,13 +39,13 @@ pub fn run(b: &dyn Bucket, root: &str) {
     let data = pattern(1000, 1);
     assert!(ok(b.create(
         &k("v/a"),
-        Body::bytes(&data),
+        ObjectBody::bytes(&data),
         "application/octet-stream"
     )));
     let other = pattern(1000, 2);
     assert!(!ok(b.create(
         &k("v/a"),
-        Body::bytes(&other),
+        ObjectBody::bytes(&other),
         "application/octet-stream"
     )));
     assert_eq!(ok(b.get(&k("v/a"))), Some(data.clone()));
@@ -55,7 +55,7 @@ pub fn run(b: &dyn Bucket, root: &str) {
         (ObjectHead::Exists(1000), Some(sha256(&data)))
     );
     // Written without one: none kept.
-    let body = Body {
+    let body = ObjectBody {
         reader: Box::new(&data[..]),
         len: data.len() as u64,
         sha256: None,
@@ -68,7 +68,7 @@ pub fn run(b: &dyn Bucket, root: &str) {
 
     // A body whose SHA-256 is not the one announced is refused, nothing written; so is
     // a body shorter than its length.
-    let lie = Body {
+    let lie = ObjectBody {
         reader: Box::new(&other[..]),
         len: other.len() as u64,
         sha256: Some(sha256(&data)),
@@ -76,7 +76,7 @@ pub fn run(b: &dyn Bucket, root: &str) {
     let e = b.create(&k("v/lie"), lie, "application/octet-stream");
     assert!(e.is_err(), "a body that does not match its hash was taken");
     assert_eq!(ok(b.head(&k("v/lie"))), ObjectHead::Missing);
-    let short = Body {
+    let short = ObjectBody {
         reader: Box::new(&data[..10]),
         len: 20,
         sha256: None,

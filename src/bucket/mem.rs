@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{Body, Bucket, Error, ObjectHead, ObjectWriter, Page, Ranged, cancelled, sha256};
+use super::{Bucket, Error, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged, cancelled, sha256};
 
 /// The kinds of requests, for fault injection and counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -124,7 +124,7 @@ impl MemBucket {
         lock(&self.counts).get(&op).copied().unwrap_or(0)
     }
 
-    /// Body bytes received by writes, complete or not.
+    /// ObjectBody bytes received by writes, complete or not.
     pub fn bytes_received(&self) -> u64 {
         *lock(&self.bytes_in)
     }
@@ -162,7 +162,7 @@ impl MemBucket {
         &self,
         what: &str,
         key: &str,
-        body: Body<'_>,
+        body: ObjectBody<'_>,
         fault: Option<&Fault>,
     ) -> Result<Vec<u8>, Error> {
         let shown = self.describe(key);
@@ -340,7 +340,7 @@ impl Bucket for MemBucket {
         }))
     }
 
-    fn put(&self, key: &str, body: Body<'_>, _content_type: &str) -> Result<(), Error> {
+    fn put(&self, key: &str, body: ObjectBody<'_>, _content_type: &str) -> Result<(), Error> {
         let fault = self.enter(Op::Put, key);
         let checksum = body.sha256;
         let data = self.receive("PUT", key, body, fault.as_ref())?;
@@ -348,7 +348,7 @@ impl Bucket for MemBucket {
         Ok(())
     }
 
-    fn create(&self, key: &str, body: Body<'_>, _content_type: &str) -> Result<bool, Error> {
+    fn create(&self, key: &str, body: ObjectBody<'_>, _content_type: &str) -> Result<bool, Error> {
         let fault = self.enter(Op::Create, key);
         let checksum = body.sha256;
         // The body is sent whole before the answer (no `Expect: 100-continue`), as to S3:
@@ -418,7 +418,7 @@ impl Write for MemWriter<'_> {
 impl ObjectWriter for MemWriter<'_> {
     fn finish(self: Box<Self>) -> Result<u64, Error> {
         let len = self.buf.len() as u64;
-        let body = Body {
+        let body = ObjectBody {
             reader: Box::new(io::Cursor::new(self.buf)),
             len,
             sha256: None,

@@ -147,16 +147,16 @@ pub struct Listing {
 
 /// The body of a write: `len` bytes from `reader`, and their SHA-256 when known (the
 /// store then refuses a body that does not match).
-pub struct Body<'a> {
+pub struct ObjectBody<'a> {
     pub reader: Box<dyn Read + 'a>,
     pub len: u64,
     pub sha256: Option<[u8; 32]>,
 }
 
-impl<'a> Body<'a> {
-    pub fn bytes(data: &'a [u8]) -> Body<'a> {
+impl<'a> ObjectBody<'a> {
+    pub fn bytes(data: &'a [u8]) -> ObjectBody<'a> {
         let sha: [u8; 32] = sha256(data);
-        Body {
+        ObjectBody {
             reader: Box::new(data),
             len: data.len() as u64,
             sha256: Some(sha),
@@ -199,7 +199,7 @@ pub trait Bucket: Sync {
     fn head(&self, key: &str) -> Result<ObjectHead, Error>;
 
     /// `head`, and the SHA-256 the store keeps with the object when it was written with
-    /// one (`Body::sha256`), which the store checked against the bytes it received: an
+    /// one (`ObjectBody::sha256`), which the store checked against the bytes it received: an
     /// object whose kept SHA-256 is its name's needs no download to be trusted. `None`
     /// for an object written without one (by an older version, or by anyone else).
     fn head_checked(&self, key: &str) -> Result<(ObjectHead, Option<[u8; 32]>), Error> {
@@ -214,10 +214,10 @@ pub trait Bucket: Sync {
     fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Ranged>, Error>;
 
     /// Writes `key`, replacing what was there.
-    fn put(&self, key: &str, body: Body<'_>, content_type: &str) -> Result<(), Error>;
+    fn put(&self, key: &str, body: ObjectBody<'_>, content_type: &str) -> Result<(), Error>;
 
     /// Writes `key` only if it does not exist: `Ok(false)` (nothing written) if it does.
-    fn create(&self, key: &str, body: Body<'_>, content_type: &str) -> Result<bool, Error>;
+    fn create(&self, key: &str, body: ObjectBody<'_>, content_type: &str) -> Result<bool, Error>;
 
     fn delete(&self, key: &str) -> Result<(), Error>;
 
@@ -270,7 +270,7 @@ pub trait Bucket: Sync {
     }
 
     fn put_bytes(&self, key: &str, data: &[u8], content_type: &str) -> Result<(), Error> {
-        self.put(key, Body::bytes(data), content_type)
+        self.put(key, ObjectBody::bytes(data), content_type)
     }
 }
 
@@ -344,7 +344,7 @@ pub fn put_file(
     }
     let sha = ctx.finish();
     file.seek(SeekFrom::Start(0)).map_err(local)?;
-    let body = Body {
+    let body = ObjectBody {
         reader: Box::new(Cancellable {
             inner: (&mut *file).take(len),
             cancel,

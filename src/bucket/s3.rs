@@ -21,7 +21,9 @@ use crate::http::client::{self, Payload, Timeouts, Url};
 use crate::units::{base64, base64_decode, hex};
 
 use super::xml::{xml_all, xml_escape, xml_one, xml_unescape};
-use super::{Body, Bucket, Error, MAX_ANSWER, Object, ObjectHead, ObjectWriter, Page, Ranged};
+use super::{
+    Bucket, Error, MAX_ANSWER, Object, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged,
+};
 
 pub use super::sigv4::{
     Credentials, EMPTY_SHA256, amz_date, authorization, canonical_query, sha256_hex, uri_encode,
@@ -263,7 +265,7 @@ fn content_range_total(v: &str) -> Option<u64> {
 /// `x-amz-checksum-sha256` (which AWS, SeaweedFS and MinIO check, refusing a body that
 /// does not match with BadDigest, and keep with the object).
 fn write_request<'a>(
-    body: Body<'a>,
+    body: ObjectBody<'a>,
     content_type: &str,
     failed: &'a Cell<bool>,
 ) -> (Payload<'a>, String, Vec<(&'static str, String)>) {
@@ -465,7 +467,7 @@ impl Bucket for S3 {
         }
     }
 
-    fn put(&self, key: &str, body: Body<'_>, content_type: &str) -> Result<(), Error> {
+    fn put(&self, key: &str, body: ObjectBody<'_>, content_type: &str) -> Result<(), Error> {
         let failed = Cell::new(false);
         let (payload, hash, mut headers) = write_request(body, content_type, &failed);
         headers.retain(|(k, _)| *k != "if-none-match");
@@ -473,7 +475,7 @@ impl Bucket for S3 {
         local_if(r, &failed).map(|_| ())
     }
 
-    fn create(&self, key: &str, body: Body<'_>, content_type: &str) -> Result<bool, Error> {
+    fn create(&self, key: &str, body: ObjectBody<'_>, content_type: &str) -> Result<bool, Error> {
         let failed = Cell::new(false);
         let (payload, hash, headers) = write_request(body, content_type, &failed);
         let r = self.send("PUT", Some(key), &[], &headers, payload, &hash, &[412]);

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::fsutil;
 use crate::offsite;
 use crate::status::{self, Status};
-use crate::store::{self, Entry, entry};
+use crate::store::{self, ArchiveEntry, entry};
 use crate::units::human_size;
 
 /// `run`: one backup now; exit 0 on success, 1 on failure.
@@ -151,7 +151,7 @@ pub fn check(cfg: &Config, max_age_hours: u32) -> ExitCode {
 #[derive(SerJson)]
 #[nserde(serialize_none_as_null)]
 pub struct List {
-    pub backups: Vec<Entry>,
+    pub backups: Vec<ArchiveEntry>,
     pub status: Option<Status>,
     pub total: u64,
     #[nserde(rename = "totalSize")]

@@ -11,7 +11,7 @@ use crate::units::Sha256;
 
 use crate::fsutil;
 use crate::units::hex;
-use crate::videos::inventory::{self, Listed};
+use crate::videos::inventory::{self, InventoryLine};
 
 /// The ledger, in BACKUP_DIR.
 pub use crate::store::VIDEOS_LEDGER_FILE as LEDGER_FILE;
@@ -20,7 +20,7 @@ const LEDGER_MAGIC: &str = "# neopro-backup videos offsite v1: sha256 gone_since
 pub const REFS_HEADER: &str = "# sha256 of every video named by this site's kept archives";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Entry {
+pub(super) struct LedgerEntry {
     pub(super) hash: [u8; 32],
     /// The merge number of the first archive that no longer named it (0: the newest
     /// merged archive names it).
@@ -34,7 +34,7 @@ pub(super) struct Entry {
 /// Every hash a kept archive names, sorted by hash.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ledger {
-    pub(super) entries: Vec<Entry>,
+    pub(super) entries: Vec<LedgerEntry>,
     /// Changed since it was read.
     pub(super) dirty: bool,
 }
@@ -71,7 +71,7 @@ impl Ledger {
                     "0" => false,
                     _ => return None,
                 };
-                it.next().is_none().then_some(Entry {
+                it.next().is_none().then_some(LedgerEntry {
                     hash,
                     gone,
                     sent,
@@ -148,12 +148,13 @@ impl Ledger {
             added.sort_unstable();
             added.dedup();
             self.entries.reserve_exact(added.len());
-            self.entries.extend(added.into_iter().map(|hash| Entry {
-                hash,
-                gone: 0,
-                sent: false,
-                seen: false,
-            }));
+            self.entries
+                .extend(added.into_iter().map(|hash| LedgerEntry {
+                    hash,
+                    gone: 0,
+                    sent: false,
+                    seen: false,
+                }));
             self.entries.sort_unstable_by_key(|a| a.hash);
             self.dirty = true;
         }
@@ -283,7 +284,10 @@ pub fn parse_hash_list(text: &str) -> Result<Vec<[u8; 32]>, String> {
 /// (an inventory of 20,000 videos is never held whole), until it returns false.
 /// `Ok(false)` when the archive has no inventory. The inventory comes before any video
 /// in the archive, so an INCLUDE_VIDEOS archive is not read to its end.
-pub fn read_inventory(path: &Path, mut each: impl FnMut(Listed) -> bool) -> io::Result<bool> {
+pub fn read_inventory(
+    path: &Path,
+    mut each: impl FnMut(InventoryLine) -> bool,
+) -> io::Result<bool> {
     let (f, _) = fsutil::open_regular_nofollow(path)?;
     let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, f));
     let mut ar = tar::Archive::new(gz);

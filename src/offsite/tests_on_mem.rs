@@ -572,7 +572,11 @@ fn a_kept_sha256_is_trusted_without_a_download_and_an_unsummed_object_is_read_on
     let (key_b, bytes_b, _) = shared(&a, "b.mp4");
     // a.mp4 as an honest site sends it (SHA-256 kept); b.mp4 as an older version did
     // (no SHA-256 kept).
-    ok(m.put(&key_a, crate::bucket::Body::bytes(&bytes_a), "video/mp4"));
+    ok(m.put(
+        &key_a,
+        crate::bucket::ObjectBody::bytes(&bytes_a),
+        "video/mp4",
+    ));
     m.insert(&key_b, &bytes_b);
     a.backup();
     let gets = m.count(Op::Get);
@@ -589,7 +593,7 @@ fn a_kept_sha256_is_trusted_without_a_download_and_an_unsummed_object_is_read_on
     );
     let m2 = MemBucket::new();
     let junk = vec![9u8; bytes_a.len()];
-    ok(m2.put(&key_a, crate::bucket::Body::bytes(&junk), "video/mp4"));
+    ok(m2.put(&key_a, crate::bucket::ObjectBody::bytes(&junk), "video/mp4"));
     b.backup();
     assert_eq!(b.round(&m2), Round::Sent(1));
     assert_eq!(read_state(b.dir()).videos_poisoned, 1);

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::videos::hashes::Hasher;
 
-use crate::bucket::{self, Body, Bucket, ObjectHead};
+use crate::bucket::{self, Bucket, ObjectBody, ObjectHead};
 
 /// A reader of exactly `left` bytes of a file that hashes them and fails, instead of
 /// handing over the last bytes, when the SHA-256 is not `expect`: the server then never
@@ -203,7 +203,7 @@ pub(super) fn send_video(
         }
         let src = verified(open().map_err(local)?, size, hash, cancel);
         let (enc, len) = Encrypting::new(src, recipients).map_err(local)?;
-        let body = Body {
+        let body = ObjectBody {
             reader: Box::new(enc),
             len,
             sha256: None,
@@ -264,8 +264,13 @@ fn verified<'a>(file: File, size: u64, hash: &[u8; 32], cancel: &'a AtomicBool) 
 }
 
 /// A plain video's body: the store checks it against its SHA-256 (and keeps it).
-fn plain_body<'a>(file: File, size: u64, hash: &[u8; 32], cancel: &'a AtomicBool) -> Body<'a> {
-    Body {
+fn plain_body<'a>(
+    file: File,
+    size: u64,
+    hash: &[u8; 32],
+    cancel: &'a AtomicBool,
+) -> ObjectBody<'a> {
+    ObjectBody {
         reader: Box::new(verified(file, size, hash, cancel)),
         len: size,
         sha256: Some(*hash),

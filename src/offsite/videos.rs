@@ -28,7 +28,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::bucket::{self, Body, Bucket};
+use crate::bucket::{self, Bucket, ObjectBody};
 use crate::config::{Config, OffsiteSettings};
 use crate::status::Log;
 use crate::store;
@@ -36,7 +36,7 @@ use crate::units::hex;
 use crate::videos::hashes::{self, Key};
 use crate::videos::inventory;
 
-use super::ledger::Entry;
+use super::ledger::LedgerEntry;
 pub use super::ledger::{LEDGER_FILE, Ledger, parse_hash_list, read_inventory};
 use super::video_put::{Sent, send_video};
 use super::{MergedArchive, QueueState, site_prefix};
@@ -183,7 +183,7 @@ pub(super) fn sync(
             Ledger {
                 entries: published
                     .into_iter()
-                    .map(|hash| Entry {
+                    .map(|hash| LedgerEntry {
                         hash,
                         gone: 0,
                         sent: false,
@@ -283,7 +283,7 @@ pub(super) fn sync(
     if refs_hash != st.refs_sent {
         b.put(
             &refs_key,
-            Body {
+            ObjectBody {
                 reader: Box::new(ledger.refs_reader()),
                 len,
                 sha256: inventory::parse_sha256(&refs_hash),

@@ -30,7 +30,7 @@ use crate::fsutil::{self, Lock, LockWait};
 use crate::offsite::{self, videos as remote};
 use crate::status::Log;
 use crate::videos::hashes::{self, Hasher, Key};
-use crate::videos::inventory::{self, Listed};
+use crate::videos::inventory::{self, InventoryLine};
 
 use super::INVENTORY;
 
@@ -120,7 +120,10 @@ pub fn shown(rel: &[u8]) -> String {
 }
 
 /// Reads the archive (every check of a restore) and returns its inventory with hashes.
-fn inventory_of(reader: impl Read, expected_top: Option<&str>) -> Result<Vec<Listed>, String> {
+fn inventory_of(
+    reader: impl Read,
+    expected_top: Option<&str>,
+) -> Result<Vec<InventoryLine>, String> {
     let keep = |p: &[u8]| p == INVENTORY.as_bytes() || p == MANIFEST.as_bytes();
     let (_, seen) = archive::read_entries(reader, expected_top, &keep)?;
     super::load::check_names(&seen)?;
@@ -245,7 +248,7 @@ pub fn plan(job: &VideoJob, reader: impl Read) -> Result<VideoPlan, String> {
             ));
         }
     };
-    let (cache, _) = hashes::Cache::load(&cfg.backup_dir);
+    let (cache, _) = hashes::HashCache::load(&cfg.backup_dir);
     for l in listed {
         let Some(hash) = l.sha256 else {
             p.problems.push((
@@ -306,7 +309,7 @@ fn compare(
     name: &[u8],
     size: u64,
     hash: &[u8; 32],
-    cache: &hashes::Cache,
+    cache: &hashes::HashCache,
     cancel: &AtomicBool,
 ) -> Result<Option<Why>, String> {
     let st = match dir.stat(name, FinalLink::Follow) {
@@ -662,7 +665,7 @@ mod tests {
         symlink(&outside, root_path.join("linked")).unwrap();
         std::fs::write(root_path.join("match/a.mp4"), b"video a").unwrap();
         let root = open_root(&root_path).unwrap();
-        let (cache, _) = hashes::Cache::load(&base);
+        let (cache, _) = hashes::HashCache::load(&base);
         let no = AtomicBool::new(false);
         let cmp = |dirs: &[&[u8]], name: &[u8], content: &[u8]| {
             let dir = parent_of(&root, dirs).map_err(|e| e.to_string())?;

@@ -145,16 +145,16 @@ struct Slot {
 }
 
 /// The bucket's view, read at most once per period, by one thread at a time.
-pub struct Cache {
+pub struct FleetCache {
     offsite: OffsiteSettings,
     period: Duration,
     slot: Mutex<Slot>,
     done: Condvar,
 }
 
-impl Cache {
-    pub fn new(offsite: OffsiteSettings, period: Duration) -> Cache {
-        Cache {
+impl FleetCache {
+    pub fn new(offsite: OffsiteSettings, period: Duration) -> FleetCache {
+        FleetCache {
             offsite,
             period,
             slot: Mutex::new(Slot::default()),
@@ -236,7 +236,7 @@ impl Cache {
 }
 
 /// `GET /api/fleet`.
-fn api(cache: &Arc<Cache>) -> Response {
+fn api(cache: &Arc<FleetCache>) -> Response {
     let (v, err) = match cache.get() {
         Ok(x) => x,
         Err(e) => return error(502, &format!("Lecture du seau impossible : {e}")),
@@ -260,7 +260,7 @@ fn api(cache: &Arc<Cache>) -> Response {
 }
 
 /// `GET /metrics`: the fleet's gauges, then the per-site series of the view.
-fn metrics(cache: &Arc<Cache>) -> Response {
+fn metrics(cache: &Arc<FleetCache>) -> Response {
     let got = cache.get();
     let (up, v) = match &got {
         Ok((v, err)) => (err.is_none(), Some(v)),
@@ -307,7 +307,7 @@ fn metrics(cache: &Arc<Cache>) -> Response {
 }
 
 /// The routing table.
-pub fn route(cache: &Arc<Cache>, token: Option<&str>, req: &Request) -> Response {
+pub fn route(cache: &Arc<FleetCache>, token: Option<&str>, req: &Request) -> Response {
     if !guard::host_allowed(req.header("Host")) {
         return error(403, "Hôte non autorisé");
     }
@@ -377,7 +377,7 @@ pub fn serve(cfg: Config, listen: SocketAddr) -> u8 {
             format!("{}/", offsite.prefix)
         }
     );
-    let cache = Arc::new(Cache::new(offsite, period));
+    let cache = Arc::new(FleetCache::new(offsite, period));
     let token = cfg.api_token;
     let stop = Arc::new(AtomicBool::new(false));
     let http = {

@@ -61,7 +61,7 @@ impl Key {
 
 /// The cache as read from BACKUP_DIR: records sorted by key.
 #[derive(Debug, Default)]
-pub struct Cache {
+pub struct HashCache {
     recs: Vec<(Key, [u8; 32])>,
 }
 
@@ -78,26 +78,26 @@ fn parse_record(line: &str) -> Option<(Key, [u8; 32])> {
     it.next().is_none().then_some((key, hash))
 }
 
-impl Cache {
+impl HashCache {
     /// Reads the cache; a missing file is an empty cache, a corrupt one is an empty cache
     /// and a warning (it is rebuilt).
-    pub fn load(dir: &Path) -> (Cache, Option<String>) {
+    pub fn load(dir: &Path) -> (HashCache, Option<String>) {
         let f = match fsutil::open_regular_nofollow(&dir.join(VIDEO_HASH_CACHE_FILE)) {
             Ok((f, _)) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return (Cache::default(), None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (HashCache::default(), None),
             Err(e) => {
                 return (
-                    Cache::default(),
+                    HashCache::default(),
                     Some(format!(
                         "cannot read {VIDEO_HASH_CACHE_FILE} ({e}): every video is hashed again"
                     )),
                 );
             }
         };
-        match Cache::parse(BufReader::with_capacity(64 * 1024, f)) {
+        match HashCache::parse(BufReader::with_capacity(64 * 1024, f)) {
             Ok(c) => (c, None),
             Err(why) => (
-                Cache::default(),
+                HashCache::default(),
                 Some(format!(
                     "{VIDEO_HASH_CACHE_FILE} is damaged ({why}): rebuilt, every video is hashed again"
                 )),
@@ -105,7 +105,7 @@ impl Cache {
         }
     }
 
-    fn parse(mut r: impl BufRead) -> Result<Cache, String> {
+    fn parse(mut r: impl BufRead) -> Result<HashCache, String> {
         let mut line = String::new();
         let mut recs = Vec::new();
         let mut n = 0u64;
@@ -141,7 +141,7 @@ impl Cache {
         }
         recs.sort_unstable_by_key(|a| a.0);
         recs.dedup_by(|a, b| a.0 == b.0);
-        Ok(Cache { recs })
+        Ok(HashCache { recs })
     }
 
     fn find(&self, k: &Key) -> Option<usize> {
@@ -220,7 +220,7 @@ pub struct Session {
 
 /// Gives every video of `videos` whose key is in the cache its SHA-256.
 pub fn start(dir: &Path, videos: &mut Videos, warn: &mut dyn FnMut(String)) -> Session {
-    let (cache, problem) = Cache::load(dir);
+    let (cache, problem) = HashCache::load(dir);
     let damaged = problem.is_some();
     if let Some(p) = problem {
         warn(p);
@@ -365,7 +365,7 @@ mod tests {
         let rec = format!("1 2 3 4 5 {h}");
         let rec2 = format!("1 1 3 4 5 {h}");
         let good = text(&[MAGIC, &rec, &rec2, &rec, "# end 3"]);
-        let c = Cache::parse(good.as_bytes()).map_err(|e| e.to_string());
+        let c = HashCache::parse(good.as_bytes()).map_err(|e| e.to_string());
         let c = c.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.len(), 2, "sorted and deduplicated");
         let k = Key {
@@ -386,7 +386,7 @@ mod tests {
             text(&[MAGIC, &rec, "# end 1", &rec]),
             format!("{}# end 1", text(&[MAGIC, &rec])), // last line cut
         ] {
-            assert!(Cache::parse(bad.as_bytes()).is_err(), "{bad}");
+            assert!(HashCache::parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 }

@@ -454,7 +454,7 @@ pub fn render(videos: &Videos, tz: &Tz, sha256: bool) -> String {
 
 /// One line of an inventory read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
+pub struct InventoryLine {
     pub path: Vec<u8>,
     pub size: u64,
     /// The mtime column, Unix seconds (None when unreadable).
@@ -465,7 +465,7 @@ pub struct Listed {
 
 /// Parses one inventory line (3 columns, or 4 with VIDEOS_OFFSITE); `None` for the
 /// header, a blank or a malformed line.
-pub fn parse_line(l: &str) -> Option<Listed> {
+pub fn parse_line(l: &str) -> Option<InventoryLine> {
     if l.starts_with('#') || l.is_empty() {
         return None;
     }
@@ -474,7 +474,7 @@ pub fn parse_line(l: &str) -> Option<Listed> {
     let mtime = clock::parse_iso(it.next()?);
     let path = unescape_path(it.next()?)?;
     let sha256 = it.next().and_then(parse_sha256);
-    Some(Listed {
+    Some(InventoryLine {
         path,
         size,
         mtime,
@@ -483,7 +483,7 @@ pub fn parse_line(l: &str) -> Option<Listed> {
 }
 
 /// Every line of an inventory.
-pub fn parse_listed(text: &str) -> Vec<Listed> {
+pub fn parse_listed(text: &str) -> Vec<InventoryLine> {
     text.lines().filter_map(parse_line).collect()
 }
 
