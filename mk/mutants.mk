@@ -10,13 +10,14 @@
 
 MUTANTS_FILES := src/retention.rs src/schedule.rs src/clock.rs src/config/mod.rs \
                  src/bucket/sigv4.rs src/http/head.rs \
+                 src/offsite/gc.rs \
                  src/store.rs src/backup/archive.rs src/videos/inventory.rs
 # Whole files first; then, in the last three, only the pure functions (archive names,
 # the manifest, inventory escaping): the rest of them does I/O, which the black-box
 # tests in tests/ cover. A return-value mutant is named "replace F -> ...", the others
 # "... in F". cargo-mutants 27.1 adds one struct-field mutant of archive.rs (`verify`,
 # the field old_format) whatever --re and --exclude-re say: it is tested too.
-MUTANTS_RE := ^src/(retention|schedule|clock|config/mod|bucket/sigv4|http/head)\.rs:|(in|replace) (is_archive_name|stem_for|stem_of|name_time|manifest_line|parse_manifest|safe_inner_path|escape_path|unescape_path)\b
+MUTANTS_RE := ^src/(retention|schedule|clock|config/mod|bucket/sigv4|http/head|offsite/gc)\.rs:|(in|replace) (is_archive_name|stem_for|stem_of|name_time|manifest_line|parse_manifest|safe_inner_path|escape_path|unescape_path)\b
 MUTANTS_MIN_SCORE := 95
 
 .PHONY: mutants

@@ -50,7 +50,8 @@ pub struct Status {
     pub offsite: Option<Offsite>,
 }
 
-/// `"offsite": {"pending": N, "last_upload": "…", "error": null, "poisoned": 0}`.
+/// `"offsite": {"pending": N, "last_upload": "…", "error": null, "poisoned": 0,
+/// "videos": false}`.
 #[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
 #[nserde(default)]
 #[nserde(serialize_none_as_null)]
@@ -65,6 +66,10 @@ pub struct Offsite {
     /// says (another site wrote them first), each routed around with this site's own
     /// copy (docs/format.md, Videos offsite). 0 in statuses of older versions.
     pub poisoned: u64,
+    /// Whether VIDEOS_OFFSITE is on: the site then publishes videos-referenced.txt, and
+    /// `fleet gc` waits for a site that says so and has no readable list. false in
+    /// statuses of older versions.
+    pub videos: bool,
 }
 
 impl From<&Offsite> for Offsite {
@@ -251,18 +256,21 @@ mod tests {
                 last_upload: None,
                 error: Some("down".into()),
                 poisoned: 1,
+                videos: true,
             }),
             ..s
         };
         let j = s.to_json();
         assert!(
-            j.contains(r#""offsite":{"pending":2,"last_upload":null,"error":"down","poisoned":1}"#),
+            j.contains(
+                r#""offsite":{"pending":2,"last_upload":null,"error":"down","poisoned":1,"videos":true}"#
+            ),
             "{j}"
         );
         // A status of an older version (no `poisoned`) reads as 0.
-        let old = j.replace(r#","poisoned":1"#, "");
+        let old = j.replace(r#","poisoned":1,"videos":true"#, "");
         let back = Status::deserialize_json(&old).ok().and_then(|s| s.offsite);
-        assert_eq!(back.map(|o| o.poisoned), Some(0));
+        assert_eq!(back.map(|o| (o.poisoned, o.videos)), Some((0, false)));
         assert_eq!(Status::deserialize_json(&j).ok(), Some(s));
     }
 }

@@ -70,11 +70,15 @@ fn root(o: &OffsiteSettings) -> String {
     videos::root(o)
 }
 
-/// Reads every site's videos-referenced.txt.
+/// Reads every site's videos-referenced.txt. A site without one names nothing, unless
+/// its status says VIDEOS_OFFSITE is on: its list was lost, and it publishes it again
+/// at its next round; until then nothing can be removed (the error names the sites
+/// waited for).
 fn read_refs(b: &dyn Bucket, o: &OffsiteSettings) -> Result<Refs, String> {
     let root = root(o);
     let listing = b.list(&root, Some("/")).map_err(|e| e.msg)?;
     let mut refs = Refs::new();
+    let mut waiting = Vec::new();
     for p in &listing.prefixes {
         let site = p.strip_prefix(&root).unwrap_or(p).trim_end_matches('/');
         if site.is_empty() || site == VIDEOS_DIR {
@@ -84,11 +88,36 @@ fn read_refs(b: &dyn Bucket, o: &OffsiteSettings) -> Result<Refs, String> {
         let set = match b.get(&key).map_err(|e| e.msg)? {
             Some(text) => parse_hash_list(&String::from_utf8_lossy(&text))
                 .map_err(|e| format!("{} is damaged ({e}): nothing removed", b.describe(&key)))?,
-            None => Vec::new(),
+            None => {
+                if says_videos_on(b, &format!("{p}{}", super::STATUS_OBJECT))? {
+                    waiting.push(site.to_string());
+                }
+                Vec::new()
+            }
         };
         refs.insert(site.to_string(), set.into_iter().collect());
     }
+    if !waiting.is_empty() {
+        return Err(format!(
+            "{} site(s) have VIDEOS_OFFSITE on but no {REFS_OBJECT}: {} (each publishes it again at its next round); nothing removed",
+            waiting.len(),
+            waiting.join(", ")
+        ));
+    }
     Ok(refs)
+}
+
+/// Whether a site's status says VIDEOS_OFFSITE is on. A status that cannot be read
+/// is taken as "on": it might be.
+fn says_videos_on(b: &dyn Bucket, key: &str) -> Result<bool, String> {
+    use nanoserde::DeJson;
+    Ok(match b.get(key).map_err(|e| e.msg)? {
+        None => false,
+        Some(text) => std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| crate::status::Status::deserialize_json(t).ok())
+            .is_none_or(|st| st.offsite.is_some_and(|o| o.videos)),
+    })
 }
 
 fn referenced(refs: &Refs, j: &Judged) -> bool {

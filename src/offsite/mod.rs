@@ -178,6 +178,7 @@ pub fn summary(cfg: &Config) -> Option<status::Offsite> {
         last_upload: st.last_upload,
         error: st.error,
         poisoned: st.videos_poisoned,
+        videos: cfg.videos_offsite(),
     })
 }
 
@@ -417,6 +418,12 @@ pub fn process_on(
     // bucket (docs/format.md, Videos offsite).
     let mut ready: Option<Vec<String>> = None;
     let mut video_error = None;
+    if !o.videos
+        && !cancel.load(Ordering::Relaxed)
+        && let Err(e) = videos::unpublish(o, b, site, log, &mut state)
+    {
+        failure = Some(e);
+    }
     if o.videos && !cancel.load(Ordering::Relaxed) {
         match videos::sync(cfg, o, b, site, &pending(dir), log, cancel, &mut state) {
             Ok(s) => {
@@ -491,6 +498,7 @@ pub fn process_on(
             last_upload: state.last_upload.clone(),
             error: fail_msg,
             poisoned: state.videos_poisoned,
+            videos: o.videos,
         });
         let json = st.to_json();
         let hash = hex(&bucket::sha256(json.as_bytes()));

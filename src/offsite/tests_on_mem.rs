@@ -54,6 +54,7 @@ struct Pi {
     _scratch: Scratch,
     root: PathBuf,
     cfg: Config,
+    vars: HashMap<String, String>,
 }
 
 const PREFIX: &str = "neopro";
@@ -109,13 +110,18 @@ fn pi_with_tree(site: &str, env: &[(&str, &str)], tree: Option<&Path>) -> Pi {
     for (k, v) in env {
         vars.insert(k.to_string(), v.to_string());
     }
-    let lookup = ok(Lookup::from_parts(vars, "", Path::new("test.conf")).map_err(|e| e.0));
-    let cfg = ok(Config::from_sources(&lookup).map_err(|e| e.0));
+    let cfg = config(&vars);
     Pi {
         _scratch: scratch,
         root,
         cfg,
+        vars,
     }
+}
+
+fn config(vars: &HashMap<String, String>) -> Config {
+    let lookup = ok(Lookup::from_parts(vars.clone(), "", Path::new("test.conf")).map_err(|e| e.0));
+    ok(Config::from_sources(&lookup).map_err(|e| e.0))
 }
 
 impl Pi {
@@ -315,6 +321,14 @@ fn videos_go_once_per_bucket_a_second_site_sends_none_of_their_bytes() {
 }
 
 impl Pi {
+    /// The same Pi with `env` changed (its configuration edited).
+    fn reconfigure(&mut self, env: &[(&str, &str)]) {
+        for (k, v) in env {
+            self.vars.insert(k.to_string(), v.to_string());
+        }
+        self.cfg = config(&self.vars);
+    }
+
     /// A second backup, a second later (archive names have one-second resolution).
     fn backup_again_later(&self) -> String {
         std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -602,5 +616,80 @@ fn a_kept_sha256_is_trusted_without_a_download_and_an_unsummed_object_is_read_on
     assert_eq!(
         m2.bytes(&super::videos::fallback_key(o, "club-b", &hash)),
         Some(bytes_a)
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The references list (docs/format.md, Videos offsite)
+
+fn refs_of(m: &MemBucket, p: &Pi) -> Option<Vec<[u8; 32]>> {
+    let text = m.bytes(&p.key(super::videos::REFS_OBJECT))?;
+    Some(ok(super::videos::parse_hash_list(
+        &String::from_utf8_lossy(&text),
+    )))
+}
+
+#[test]
+fn a_lost_reference_list_is_published_again_and_its_videos_looked_at_again() {
+    let a = pi("club", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    a.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(refs_of(&m, &a).map(|r| r.len()), Some(2));
+    // Removed by hand (as the docs once advised), and one video with it.
+    ok(m.delete(&a.key(super::videos::REFS_OBJECT)));
+    let (key, bytes, _) = shared(&a, "b.mp4");
+    ok(m.delete(&key));
+    let heads = m.count(Op::Head);
+    a.backup_again_later();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(
+        refs_of(&m, &a).map(|r| r.len()),
+        Some(2),
+        "not published again"
+    );
+    assert!(
+        m.count(Op::Head) >= heads + 2,
+        "the videos were not looked at again"
+    );
+    assert_eq!(
+        m.bytes(&key),
+        Some(bytes),
+        "the missing video was not sent again"
+    );
+}
+
+#[test]
+fn turning_videos_offsite_off_publishes_an_empty_list_and_gc_no_longer_waits() {
+    let mut a = pi("club", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    a.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    let o = a.cfg.offsite.clone().unwrap_or_else(|| panic!("offsite"));
+    // The list is lost: gc waits for this site, whose status says videos are on.
+    ok(m.delete(&a.key(super::videos::REFS_OBJECT)));
+    let e = gc::plan(&m, &o, clock::now_unix())
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("club") && e.contains("nothing removed"), "{e}");
+    // VIDEOS_OFFSITE off: an explicit empty list, a status that says so; gc goes on.
+    a.reconfigure(&[("VIDEOS_OFFSITE", "0")]);
+    a.backup_again_later();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(refs_of(&m, &a), Some(vec![]));
+    let st = m
+        .bytes(&a.key(super::STATUS_OBJECT))
+        .unwrap_or_else(|| panic!("no status"));
+    assert!(String::from_utf8_lossy(&st).contains("\"videos\":false"));
+    let plan = ok(gc::plan(&m, &o, clock::now_unix()));
+    assert_eq!(plan.sites, [("club".to_string(), 0)]);
+    // Once: the next round writes no list.
+    let puts = m.count(Op::Put);
+    a.backup_again_later();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(
+        m.count(Op::Put) - puts,
+        2,
+        "the archive and the status only"
     );
 }

@@ -118,6 +118,32 @@ pub fn parse_key(root: &str, key: &str) -> Option<VideoObject> {
     (two.len() == 2 && name.starts_with(two)).then_some(VideoObject { hash, site })
 }
 
+/// With VIDEOS_OFFSITE off: a site that had published references publishes an
+/// explicit empty list once (so that `fleet gc` knows it names nothing any more and
+/// need not wait for it), and forgets what it sent.
+pub(super) fn unpublish(
+    o: &OffsiteSettings,
+    b: &dyn Bucket,
+    site: &str,
+    log: &Log,
+    st: &mut QueueState,
+) -> Result<(), bucket::Error> {
+    let empty = format!("{}\n", super::ledger::REFS_HEADER);
+    let hash = hex(&bucket::sha256(empty.as_bytes()));
+    if st.refs_sent.is_empty() || st.refs_sent == hash {
+        return Ok(());
+    }
+    let key = format!("{}{REFS_OBJECT}", site_prefix(o, site));
+    b.put_bytes(&key, empty.as_bytes(), "text/plain")?;
+    log.info(&format!(
+        "offsite: VIDEOS_OFFSITE is off: {} now names no video",
+        b.describe(&key)
+    ));
+    st.refs_sent = hash;
+    st.videos_dest.clear();
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------
 // The round.
 
@@ -265,6 +291,17 @@ pub(super) fn sync(
             "offsite: fleet gc removed {} video(s) this site names: they are sent again",
             healed.len()
         ));
+    }
+    // The list this site published is gone (removed by hand, lost with a bucket
+    // restored from an old copy): publish it again, and look again at every video it
+    // names (`fleet gc` may have removed some while no list protected them).
+    if !st.refs_sent.is_empty() && !listing.objects.iter().any(|ob| ob.key == refs_key) {
+        log.warn(&format!(
+            "offsite: {} is gone from the bucket: published again, and every video it names is looked at again",
+            b.describe(&refs_key)
+        ));
+        st.refs_sent.clear();
+        ledger.forget_sent();
     }
     drop(listing);
     st.videos_merged.retain(|m| kept.contains(&m.name));
