@@ -182,6 +182,8 @@ fn key_of(st: &libc::stat) -> Key {
         size: st.st_size as u64,
         mtime: i64::from(st.st_mtime),
         mtime_ns: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+        ctime: i64::from(st.st_ctime),
+        ctime_ns: u32::try_from(st.st_ctime_nsec).unwrap_or(0),
     }
 }
 

@@ -1,11 +1,15 @@
 //! The video hash cache (docs/format.md, BACKUP_DIR): the SHA-256 of every video, keyed
-//! by device, inode, size and mtime (ns), so that a night with no new or changed video
+//! by device, inode, size, mtime (ns) and ctime (ns: no user can set it, so a file
+//! rewritten in place with its size and mtime put back still gets a new key), so that
+//! a night with no new or changed video
 //! reads no video bytes, and a new video is read once to be hashed (and once more to be
 //! uploaded, by offsite/videos.rs).
 //!
 //! `BACKUP_DIR/videos-sha256.cache`, text, one line per video:
-//! `dev ino size mtime mtime_ns sha256` (decimal, then 64 lowercase hex), after the
-//! `MAGIC` line and before a closing `# end N` line (N records). It holds the videos of
+//! `dev ino size mtime mtime_ns ctime ctime_ns sha256` (decimal, then 64 lowercase
+//! hex), after the `MAGIC` line and before a closing `# end N` line (N records). A v1
+//! file (without the ctime) is from an older version: it is rebuilt once, with a line
+//! in the log that says so (every video is hashed once more). It holds the videos of
 //! the last backup only. It is rewritten only when it changes (an SD card wears), by an
 //! atomic replace (temp, fsync, rename, fsync of the folder); a file that is missing,
 //! truncated or corrupt in any way is ignored as a whole and rebuilt (every video hashed
@@ -25,7 +29,10 @@ use crate::videos::inventory::{self, Video, Videos};
 /// import.
 pub use crate::units::Sha256 as Hasher;
 
-const MAGIC: &str = "# neopro-backup video SHA-256 cache v1: dev ino size mtime mtime_ns sha256";
+const MAGIC: &str =
+    "# neopro-backup video SHA-256 cache v2: dev ino size mtime mtime_ns ctime ctime_ns sha256";
+/// The first line of the format before ctime was in the key.
+const MAGIC_V1: &str = "# neopro-backup video SHA-256 cache v1:";
 
 /// What identifies one version of a video file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +42,8 @@ pub struct Key {
     pub size: u64,
     pub mtime: i64,
     pub mtime_ns: u32,
+    pub ctime: i64,
+    pub ctime_ns: u32,
 }
 
 impl Key {
@@ -45,6 +54,8 @@ impl Key {
             size: m.len(),
             mtime: m.mtime(),
             mtime_ns: u32::try_from(m.mtime_nsec()).unwrap_or(0),
+            ctime: m.ctime(),
+            ctime_ns: u32::try_from(m.ctime_nsec()).unwrap_or(0),
         }
     }
 
@@ -55,6 +66,8 @@ impl Key {
             size: v.size,
             mtime: v.mtime,
             mtime_ns: v.mtime_ns,
+            ctime: v.ctime,
+            ctime_ns: v.ctime_ns,
         }
     }
 }
@@ -73,10 +86,15 @@ fn parse_record(line: &str) -> Option<(Key, [u8; 32])> {
         size: it.next()?.parse().ok()?,
         mtime: it.next()?.parse().ok()?,
         mtime_ns: it.next()?.parse().ok().filter(|n| *n < 1_000_000_000)?,
+        ctime: it.next()?.parse().ok()?,
+        ctime_ns: it.next()?.parse().ok().filter(|n| *n < 1_000_000_000)?,
     };
     let hash = inventory::parse_sha256(it.next()?)?;
     it.next().is_none().then_some((key, hash))
 }
+
+/// Why a v1 cache is not read.
+const OLD_VERSION: &str = "v1 (no ctime)";
 
 impl HashCache {
     /// Reads the cache; a missing file is an empty cache, a corrupt one is an empty cache
@@ -96,6 +114,12 @@ impl HashCache {
         };
         match HashCache::parse(BufReader::with_capacity(64 * 1024, f)) {
             Ok(c) => (c, None),
+            Err(why) if why == OLD_VERSION => (
+                HashCache::default(),
+                Some(format!(
+                    "{VIDEO_HASH_CACHE_FILE} is from an older version (its key had no ctime): rebuilt, every video is hashed once more"
+                )),
+            ),
             Err(why) => (
                 HashCache::default(),
                 Some(format!(
@@ -125,6 +149,9 @@ impl HashCache {
                 return Err(format!("line {n} after the end line"));
             }
             if n == 1 {
+                if l.starts_with(MAGIC_V1) {
+                    return Err(OLD_VERSION.into());
+                }
                 if l != MAGIC {
                     return Err("unknown first line".into());
                 }
@@ -310,12 +337,14 @@ fn save(dir: &Path, videos: &Videos) -> io::Result<()> {
             let Some(h) = v.sha256 else { continue };
             writeln!(
                 w,
-                "{} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {}",
                 v.dev,
                 v.ino,
                 v.size,
                 v.mtime,
                 v.mtime_ns,
+                v.ctime,
+                v.ctime_ns,
                 crate::units::hex(h)
             )?;
             n += 1;
@@ -362,8 +391,8 @@ mod tests {
     #[test]
     fn only_a_complete_well_formed_file_is_trusted() {
         let h = "ab".repeat(32);
-        let rec = format!("1 2 3 4 5 {h}");
-        let rec2 = format!("1 1 3 4 5 {h}");
+        let rec = format!("1 2 3 4 5 6 7 {h}");
+        let rec2 = format!("1 1 3 4 5 6 7 {h}");
         let good = text(&[MAGIC, &rec, &rec2, &rec, "# end 3"]);
         let c = HashCache::parse(good.as_bytes()).map_err(|e| e.to_string());
         let c = c.unwrap_or_else(|e| panic!("{e}"));
@@ -374,19 +403,35 @@ mod tests {
             size: 3,
             mtime: 4,
             mtime_ns: 5,
+            ctime: 6,
+            ctime_ns: 7,
         };
         assert_eq!(c.get(&k), Some([0xab; 32]));
         assert_eq!(c.get(&Key { mtime_ns: 6, ..k }), None);
+        assert_eq!(c.get(&Key { ctime: 7, ..k }), None);
+        assert_eq!(c.get(&Key { ctime_ns: 8, ..k }), None);
         for bad in [
             text(&[MAGIC, &rec]),                             // no end line: truncated
             text(&[MAGIC, &rec, "# end 2"]),                  // count
             text(&["# other", &rec, "# end 1"]),              // magic
             text(&[MAGIC, &rec[..rec.len() - 1], "# end 1"]), // short hash
-            text(&[MAGIC, "1 2 3 4 5000000000 x", "# end 1"]),
+            text(&[MAGIC, "1 2 3 4 5000000000 6 7 x", "# end 1"]),
+            text(&[MAGIC, &format!("1 2 3 4 5 6 5000000000 {h}"), "# end 1"]),
+            text(&[MAGIC, &format!("1 2 3 4 5 {h}"), "# end 1"]), // a v1 record
             text(&[MAGIC, &rec, "# end 1", &rec]),
             format!("{}# end 1", text(&[MAGIC, &rec])), // last line cut
         ] {
             assert!(HashCache::parse(bad.as_bytes()).is_err(), "{bad}");
         }
+        // A v1 file, as the version before wrote it: not read, said to be old.
+        let v1 = text(&[
+            "# neopro-backup video SHA-256 cache v1: dev ino size mtime mtime_ns sha256",
+            &format!("1 2 3 4 5 {h}"),
+            "# end 1",
+        ]);
+        assert_eq!(
+            HashCache::parse(v1.as_bytes()).err().as_deref(),
+            Some(OLD_VERSION)
+        );
     }
 }

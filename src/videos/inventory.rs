@@ -48,6 +48,8 @@ struct Ids {
     dev: u64,
     ino: u64,
     mtime_ns: u32,
+    ctime_ns: u32,
+    ctime: i64,
 }
 
 /// One video of a `Videos` list.
@@ -62,6 +64,10 @@ pub struct Video<'a> {
     pub mtime_ns: u32,
     pub dev: u64,
     pub ino: u64,
+    /// The inode's change time (seconds, nanoseconds): no user can set it, so a file
+    /// rewritten in place with its mtime put back still gets a new key.
+    pub ctime: i64,
+    pub ctime_ns: u32,
     /// The content's SHA-256, once known.
     pub sha256: Option<&'a [u8; 32]>,
 }
@@ -85,6 +91,8 @@ impl Videos {
             mtime_ns: ids.mtime_ns,
             dev: ids.dev,
             ino: ids.ino,
+            ctime: ids.ctime,
+            ctime_ns: ids.ctime_ns,
             sha256: self.hashes.get(idx).filter(|h| **h != [0u8; 32]),
         }
     }
@@ -123,6 +131,8 @@ impl Videos {
                 dev: meta.dev(),
                 ino: meta.ino(),
                 mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+                ctime: meta.ctime(),
+                ctime_ns: u32::try_from(meta.ctime_nsec()).unwrap_or(0),
             });
         }
         Ok(())
