@@ -15,6 +15,19 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/neopro/backup.conf";
 /// offsite): no site may take that name as its SITE_ID.
 pub const VIDEOS_DIR: &str = "videos";
 
+/// The names under S3_PREFIX that are not sites (docs/format.md, Offsite): a SITE_ID
+/// (set, or the hostname) equal to one of them sends no copy, whatever else is set.
+pub const RESERVED_SITE_IDS: &[&str] = &[VIDEOS_DIR];
+
+/// Why `site` cannot be a folder of its own in the bucket, if it cannot.
+pub fn reserved_site_id(site: &str) -> Option<String> {
+    RESERVED_SITE_IDS.contains(&site).then(|| {
+        format!(
+            "SITE_ID \"{site}\" (set, or this Pi's hostname) is reserved in the bucket (S3_PREFIX/{site}/ is not a site's folder): no offsite copy is sent until SITE_ID names this site; local backups go on"
+        )
+    })
+}
+
 /// Every key this program reads, so that a typo in the file can be pointed out.
 pub const KEYS: &[&str] = &[
     "NEOPRO_DIR",
@@ -517,8 +530,8 @@ fn site_id_key(src: &Lookup) -> Result<String, ConfigError> {
     }
 }
 
-/// VIDEOS_OFFSITE: a boolean that needs S3_ENDPOINT, and a SITE_ID other than `videos`
-/// (the name of the shared videos folder in the bucket).
+/// VIDEOS_OFFSITE: a boolean that needs S3_ENDPOINT. (A reserved SITE_ID stops the
+/// offsite copies, not the configuration: `reserved_site_id`.)
 fn videos_offsite_key(src: &Lookup, s3: bool) -> Result<bool, ConfigError> {
     let v = src.get("VIDEOS_OFFSITE").unwrap_or("false");
     let on = parse_bool(v).ok_or_else(|| bad("VIDEOS_OFFSITE", v, "true or false"))?;
@@ -526,13 +539,6 @@ fn videos_offsite_key(src: &Lookup, s3: bool) -> Result<bool, ConfigError> {
         return Err(ConfigError(
             "VIDEOS_OFFSITE=true needs S3_ENDPOINT (and the other S3 keys): the videos go to the bucket"
                 .to_string(),
-        ));
-    }
-    if on && src.get("SITE_ID") == Some(VIDEOS_DIR) {
-        return Err(bad(
-            "SITE_ID",
-            VIDEOS_DIR,
-            "another name with VIDEOS_OFFSITE=true (S3_PREFIX/videos/ holds the shared videos)",
         ));
     }
     Ok(on)

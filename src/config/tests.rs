@@ -177,13 +177,18 @@ fn bad_offsite_values_name_key_value_and_expectation() {
         e.0.contains("VIDEOS_OFFSITE") && e.0.contains("S3_ENDPOINT"),
         "{e}"
     );
-    let Err(e) = cfg(
-        &with_s3(&[("VIDEOS_OFFSITE", "1"), ("SITE_ID", "videos")]),
-        "",
-    ) else {
-        panic!("SITE_ID=videos accepted with VIDEOS_OFFSITE");
-    };
-    assert!(e.0.contains("SITE_ID"), "{e}");
+    // A reserved SITE_ID is no configuration error (local backups go on): the offsite
+    // queue refuses it (offsite/tests_on_mem.rs).
+    for env in [
+        with_s3(&[("VIDEOS_OFFSITE", "1"), ("SITE_ID", "videos")]),
+        with_s3(&[("SITE_ID", "videos")]),
+    ] {
+        let c = ok(&env, "");
+        assert_eq!(c.site_id, "videos");
+        assert!(reserved_site_id(&c.site_id).is_some_and(|why| why.contains("reserved")));
+    }
+    assert_eq!(reserved_site_id("club-videos"), None);
+    assert_eq!(reserved_site_id("Videos"), None);
     let on = cfg(&with_s3(&[("VIDEOS_OFFSITE", "yes")]), "").map_err(|e| e.0);
     assert!(on.is_ok_and(|c| c.videos_offsite() && c.offsite.is_some_and(|o| o.videos)));
     // Off unless asked, with or without a bucket.

@@ -406,6 +406,9 @@ pub fn process_on(
     };
     let mut state = read_state(dir);
     let now = clock::now_unix();
+    if let Some(why) = crate::config::reserved_site_id(&cfg.site_id) {
+        return refuse_round(cfg, dir, &mut state, log, why);
+    }
     // A clock that jumped back must not postpone the retry by years.
     if !force && now < state.next_try && state.next_try - now <= MAX_BACKOFF {
         return Round::Idle;
@@ -547,6 +550,34 @@ pub fn process_on(
         write_state(dir, &state, log);
     }
     round
+}
+
+/// A round that cannot send anything (a reserved SITE_ID): the reason goes to the log
+/// (once), the state and the local status; the copies stay queued.
+fn refuse_round(cfg: &Config, dir: &Path, state: &mut QueueState, log: &Log, why: String) -> Round {
+    if state.error.as_deref() != Some(why.as_str()) {
+        log.error(&format!("offsite: {why}"));
+        state.error = Some(why.clone());
+        write_state(dir, state, log);
+    }
+    if let Ok(Some(_block)) = store::lock(dir, LockWait::Try, || {})
+        && let Ok(Some(mut st)) = status::read(dir)
+    {
+        let off = status::Offsite {
+            pending: pending_total(cfg, state),
+            last_upload: state.last_upload.clone(),
+            error: Some(why.clone()),
+            poisoned: state.videos_poisoned,
+            videos: cfg.videos_offsite(),
+        };
+        if st.offsite.as_ref() != Some(&off) {
+            st.offsite = Some(off);
+            if let Err(e) = status::write(dir, &st) {
+                log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
+            }
+        }
+    }
+    Round::Failed(why)
 }
 
 /// The `run` command's offsite step, after its backup: one round now, whatever the

@@ -693,3 +693,27 @@ fn turning_videos_offsite_off_publishes_an_empty_list_and_gc_no_longer_waits() {
         "the archive and the status only"
     );
 }
+
+#[test]
+fn a_reserved_site_id_sends_nothing_says_why_and_the_local_backup_goes_on() {
+    for env in [&[][..], &[("VIDEOS_OFFSITE", "1")][..]] {
+        let p = pi("videos", env);
+        let name = p.backup();
+        assert!(p.dir().join(&name).is_file());
+        let m = MemBucket::new();
+        let Round::Failed(why) = p.round(&m) else {
+            panic!("a reserved SITE_ID sent copies");
+        };
+        assert!(why.contains("reserved") && why.contains("videos"), "{why}");
+        assert!(m.keys().is_empty(), "{:?}", m.keys());
+        assert_eq!(
+            m.count(Op::Put) + m.count(Op::Create) + m.count(Op::List),
+            0
+        );
+        assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
+        let st = ok(status::read(p.dir())).unwrap_or_else(|| panic!("no status"));
+        assert!(st.success);
+        let err = st.offsite.and_then(|o| o.error).unwrap_or_default();
+        assert!(err.contains("reserved"), "{err}");
+    }
+}
