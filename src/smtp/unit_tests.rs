@@ -366,3 +366,71 @@ fn smtp_scrub_hides_every_form_of_the_password() {
     assert!(!s.contains("hunter22") && !s.contains(&plain), "{s}");
     assert!(!s.contains(&base64(b"hunter22")), "{s}");
 }
+
+// ----- a server that injects commands after STARTTLS (CVE-2011-0411) -----
+
+/// A scripted server on 127.0.0.1:0 that answers STARTTLS with its 220 *and* a reply
+/// meant for after the handshake in the same write, then records what the client sends
+/// next.
+#[test]
+#[cfg(feature = "tls")]
+fn a_reply_pipelined_after_starttls_is_refused_and_nothing_more_is_sent() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = l
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = std::thread::spawn(move || -> Vec<u8> {
+        let Ok((sock, _)) = l.accept() else {
+            return b"no connection".to_vec();
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut w = sock.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let mut r = BufReader::new(sock);
+        let _ = w.write_all(b"220 mx ESMTP\r\n");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return b"closed before STARTTLS".to_vec();
+            }
+            let cmd = line.trim_end().to_ascii_uppercase();
+            if cmd.starts_with("EHLO") {
+                let _ = w.write_all(b"250-mx\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n");
+            } else if cmd == "STARTTLS" {
+                // The injection: a reply the client would take as the answer to its
+                // first command over TLS.
+                let _ = w.write_all(b"220 go ahead\r\n250 injected\r\n");
+                break;
+            } else {
+                let _ = w.write_all(b"500 ?\r\n");
+            }
+        }
+        // What the client sends after that (a TLS ClientHello would be its first byte
+        // 0x16; a clean refusal sends nothing and closes).
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+        rest
+    });
+    let mut u =
+        SmtpUrl::parse(&format!("smtp://u:p@127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}"));
+    u.security = Security::StartTls;
+    let e = send(
+        &u,
+        "a@club.fr",
+        &["b@club.fr".to_string()],
+        b"Subject: x\r\n\r\nx\r\n",
+        Duration::from_secs(10),
+    )
+    .err()
+    .unwrap_or_else(|| panic!("sent after an injection"));
+    assert!(e.contains("ahead of the TLS handshake"), "{e}");
+    let after = server.join().unwrap_or_else(|_| panic!("server thread"));
+    assert!(
+        after.is_empty(),
+        "the client sent {} bytes after STARTTLS",
+        after.len()
+    );
+}
