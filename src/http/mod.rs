@@ -3,4 +3,5 @@
 
 pub mod client;
 pub mod head;
+pub mod response;
 pub mod server;
