@@ -120,7 +120,13 @@ fn parse_head(raw: &[u8]) -> io::Result<(u16, Vec<(String, String)>)> {
         }
         Err(e) => return Err(invalid(format!("malformed HTTP answer: {e}"))),
     }
+    // Three digits (httparse); below 100 is no status class at all (RFC 9110, 15).
     let status = parsed.code.unwrap_or(0);
+    if status < 100 {
+        return Err(invalid(format!(
+            "malformed HTTP answer: status {status:03}"
+        )));
+    }
     let headers = parsed
         .headers
         .iter()
@@ -503,5 +509,8 @@ mod tests {
         .concat();
         assert!(err(&raw, 100).contains("head over"));
         assert!(err(b"garbage\r\n\r\n", 100).contains("malformed"));
+        // Found by the fuzz target: httparse takes any three digits.
+        assert!(err(b"HTTP/1.0 000 OK\r\n\r\n", 100).contains("status 000"));
+        assert!(err(b"HTTP/1.1 099 X\r\n\r\n", 100).contains("status 099"));
     }
 }
