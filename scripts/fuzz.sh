@@ -10,7 +10,8 @@
 # should not depend on the luck of the draw. Hunts use FUZZ_SEED=0 (libFuzzer picks one,
 # and prints it in the log as "Seed:"); what they find becomes a seed in fuzz/corpus/.
 #
-# Targets: http_head (src/http/head.rs), config_file (src/config/), archive_reader
+# Targets: http_head (src/http/head.rs), http_response (src/http/response.rs),
+# config_file (src/config/), archive_reader
 # (src/backup/archive.rs). Seeds: fuzz/corpus/<target>/ (committed, read only here),
 # with the tokens of fuzz/dict/<target>.dict;
 # what libFuzzer finds goes to fuzz/target/corpus/<target>/ (not committed) and is
@@ -31,7 +32,7 @@ ROOT=$XTOOLS/cargo-fuzz
 FUZZ=$ROOT/bin/cargo-fuzz
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 SEED=${FUZZ_SEED:-1}
-TARGETS=(http_head config_file archive_reader)
+TARGETS=(http_head http_response config_file archive_reader)
 
 if [ "$("$FUZZ" --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
     printf 'fuzz: installing cargo-fuzz %s into %s\n' "$CARGO_FUZZ_VERSION" "$ROOT" >&2

@@ -17,12 +17,16 @@ mod fsutil;
 mod host;
 #[path = "../../src/http/client.rs"]
 pub mod http_client;
+#[path = "../../src/http/response.rs"]
+pub mod http_response;
 #[path = "../../src/smtp/url.rs"]
 pub mod smtp_url;
 
-/// What config/mod.rs reaches as `crate::http::client` and `crate::smtp`.
+/// What config/mod.rs reaches as `crate::http::client` (and client.rs as
+/// `crate::http::response`) and `crate::smtp`.
 mod http {
     pub use crate::http_client as client;
+    pub use crate::http_response as response;
 }
 mod smtp {
     pub use crate::smtp_url::{SmtpUrl, check_address, parse_address_list};

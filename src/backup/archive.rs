@@ -40,7 +40,7 @@ struct CountIn<R> {
 impl<R: Read> Read for CountIn<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
+        self.count.set(self.count.get().saturating_add(n as u64));
         Ok(n)
     }
 }
@@ -57,7 +57,7 @@ struct Bounded<R> {
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.inflated += n as u64;
+        self.inflated = self.inflated.saturating_add(n as u64);
         let allowed =
             MAX_CONFIG_BYTES.saturating_add(self.compressed.get().saturating_mul(MAX_INFLATION));
         if self.inflated > allowed {
@@ -324,9 +324,9 @@ pub fn read_entries(
                     break;
                 }
                 h.update(&buf[..n]);
-                size += n as u64;
+                size = size.saturating_add(n as u64);
                 if !is_video {
-                    config_total += n as u64;
+                    config_total = config_total.saturating_add(n as u64);
                     if config_total > MAX_CONFIG_BYTES {
                         return Err(too_big());
                     }

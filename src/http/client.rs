@@ -10,11 +10,13 @@
 //! and the release binary must stay under 2 MiB on the Pis; what S3 needs from HTTP is
 //! this file.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 #[cfg(feature = "tls")]
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use crate::http::response;
 
 /// Where the CA bundle is looked for when SSL_CERT_FILE is not set.
 #[cfg(feature = "tls")]
@@ -157,22 +159,7 @@ impl<'a> Payload<'a> {
     }
 }
 
-/// A response whose body was read (up to a limit).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use crate::http::response::Reply;
 
 /// Timeouts of one request.
 #[derive(Clone, Copy)]
@@ -385,101 +372,12 @@ pub fn request(
     }
     // A server may answer (e.g. 403) and close before taking the whole body: read the
     // response anyway, it says more than the broken pipe.
-    let resp = read_response(&mut stream, method == "HEAD", max_body);
+    let resp = response::read(&mut stream, method == "HEAD", max_body);
     match (sent, resp) {
         (_, Ok(r)) => Ok(r),
         (Err(e), Err(_)) => Err(io_error(url, "sending to", &e)),
         (Ok(()), Err(e)) => Err(io_error(url, "reading the answer of", &e)),
     }
-}
-
-fn read_response(stream: &mut dyn Read, head_only: bool, max_body: usize) -> io::Result<Reply> {
-    let mut r = BufReader::with_capacity(16 * 1024, stream);
-    // The head: lines up to the empty one, at most 64 KiB.
-    let mut raw = Vec::new();
-    loop {
-        let n = r.by_ref().take(64 * 1024).read_until(b'\n', &mut raw)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before a complete HTTP answer",
-            ));
-        }
-        if raw.ends_with(b"\r\n\r\n") || raw.ends_with(b"\n\n") {
-            break;
-        }
-        if raw.len() > 64 * 1024 {
-            return Err(io::Error::other("HTTP answer head over 64 KiB"));
-        }
-    }
-    let mut hs = [httparse::EMPTY_HEADER; 64];
-    let mut parsed = httparse::Response::new(&mut hs);
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    match parsed.parse(&raw) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(invalid("incomplete HTTP answer".into())),
-        Err(e) => return Err(invalid(format!("malformed HTTP answer: {e}"))),
-    }
-    let status = parsed.code.unwrap_or(0);
-    let headers: Vec<(String, String)> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).trim().to_string(),
-            )
-        })
-        .collect();
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.as_str())
-    };
-    let mut body = Vec::new();
-    let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
-    let too_big = || invalid(format!("HTTP answer body over {max_body} bytes"));
-    if no_body {
-    } else if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        loop {
-            let mut line = String::new();
-            r.by_ref().take(1024).read_line(&mut line)?;
-            let size = line.trim().split(';').next().unwrap_or("");
-            let size = usize::from_str_radix(size.trim(), 16)
-                .map_err(|_| invalid(format!("bad chunk size {:?}", line.trim())))?;
-            if size == 0 {
-                break;
-            }
-            if body.len() + size > max_body {
-                return Err(too_big());
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf)?;
-        }
-    } else if let Some(len) = get("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| invalid(format!("bad Content-Length {len:?}")))?;
-        if len > max_body {
-            return Err(too_big());
-        }
-        body.resize(len, 0);
-        r.read_exact(&mut body)?;
-    } else {
-        r.take(max_body as u64 + 1).read_to_end(&mut body)?;
-        if body.len() > max_body {
-            return Err(too_big());
-        }
-    }
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
 }
 
 #[cfg(test)]
@@ -509,24 +407,5 @@ mod tests {
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn responses() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello";
-        let r = read_response(&mut &raw[..], false, 100).map_err(|e| e.to_string());
-        let r = r.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            (r.status, r.body.as_slice(), r.header("x-a")),
-            (200, &b"hello"[..], Some("b"))
-        );
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        let r = read_response(&mut &raw[..], false, 100).map_err(|e| e.to_string());
-        assert_eq!(r.unwrap_or_else(|e| panic!("{e}")).body, b"abcde");
-        let raw = b"HTTP/1.0 403 Forbidden\r\n\r\nno";
-        let r = read_response(&mut &raw[..], false, 100).map_err(|e| e.to_string());
-        assert_eq!(r.unwrap_or_else(|e| panic!("{e}")).body, b"no");
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n";
-        assert!(read_response(&mut &raw[..], false, 100).is_err());
     }
 }

@@ -5,5 +5,6 @@
 pub mod client;
 pub mod head;
 pub mod percent;
+pub mod response;
 pub mod server;
 pub mod tls;

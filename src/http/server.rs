@@ -3,7 +3,9 @@
 //! Pi nor starve each other (docs/format.md, HTTP):
 //!
 //! - at most `MAX_CONNECTIONS` connection threads (small stacks), of which one client
-//!   address (an IPv6 /64) holds at most `MAX_PER_ADDRESS`;
+//!   address (an IPv6 /64) holds at most `MAX_PER_ADDRESS`, and the last `RESERVED`
+//!   only go to addresses that hold none yet: nine addresses at their share cannot
+//!   take every slot, and a monitoring probe from a tenth still gets `/healthz`;
 //! - when the slots run short, a connection waiting idle for its next request is closed
 //!   to make room, the one idle the longest first, before any new client is turned away;
 //!   past `HIGH_WATER` connections (and 5 s after) a request head gets 2 s instead of 10;
@@ -34,6 +36,9 @@ use super::head;
 pub const MAX_CONNECTIONS: usize = 256;
 /// Connections one client address may hold (docs/format.md, HTTP: a fair share).
 pub const MAX_PER_ADDRESS: usize = MAX_CONNECTIONS / 8;
+/// Slots kept for addresses that hold no connection yet: an address that holds one is
+/// admitted only while fewer than `MAX_CONNECTIONS - RESERVED` are taken.
+pub const RESERVED: usize = MAX_CONNECTIONS / 8;
 /// Past this many connections (and for `PRESSURE_LINGER` after), heads get
 /// `PRESSED_DEADLINE`.
 pub const HIGH_WATER: usize = MAX_CONNECTIONS * 3 / 4;
@@ -225,6 +230,18 @@ enum Refusal {
     ServerFull,
 }
 
+/// Whether a new connection from an address that holds `held` of the `taken` slots
+/// may have a free one; if not, why (an idle connection may still be closed for it).
+fn room(taken: usize, held: usize) -> Result<(), Refusal> {
+    if held >= MAX_PER_ADDRESS {
+        Err(Refusal::AddressFull)
+    } else if taken >= MAX_CONNECTIONS || (held > 0 && taken >= MAX_CONNECTIONS - RESERVED) {
+        Err(Refusal::ServerFull)
+    } else {
+        Ok(())
+    }
+}
+
 /// The connection slots: who holds them, which are idle, and the fair-share rules.
 struct Slots {
     table: Mutex<SlotTable>,
@@ -247,12 +264,12 @@ impl Slots {
     /// when none is free.
     fn admit(&self, key: IpAddr, stream: &Arc<TcpStream>) -> Result<u64, Refusal> {
         let mut t = self.lock();
-        if t.per_key.get(&key).copied().unwrap_or(0) >= MAX_PER_ADDRESS {
-            if !Self::evict(&mut t, Some(key)) {
-                return Err(Refusal::AddressFull);
-            }
-        } else if t.slots.len() >= MAX_CONNECTIONS && !Self::evict(&mut t, None) {
-            return Err(Refusal::ServerFull);
+        let held = t.per_key.get(&key).copied().unwrap_or(0);
+        match room(t.slots.len(), held) {
+            Ok(()) => {}
+            Err(Refusal::AddressFull) if Self::evict(&mut t, Some(key)) => {}
+            Err(Refusal::ServerFull) if Self::evict(&mut t, None) => {}
+            Err(why) => return Err(why),
         }
         t.next_id += 1;
         let id = t.next_id;
@@ -685,4 +702,47 @@ fn write_response(
 /// The address the listener is bound to (LISTEN may say port 0 in tests).
 pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
     l.local_addr().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Addresses fill the slots in turn, each taking all it can: (slots held by each).
+    fn fill(addresses: usize) -> Vec<usize> {
+        let mut held = vec![0usize; addresses];
+        let mut taken = 0;
+        for h in held.iter_mut() {
+            while room(taken, *h).is_ok() {
+                *h += 1;
+                taken += 1;
+            }
+        }
+        held
+    }
+
+    #[test]
+    fn addresses_at_their_share_leave_room_for_newcomers() {
+        // Issue 21: nine addresses under their 32-connection share took all 256 slots.
+        let held = fill(9);
+        assert!(held.iter().all(|&h| (1..=MAX_PER_ADDRESS).contains(&h)));
+        let taken: usize = held.iter().sum();
+        assert_eq!(taken, MAX_CONNECTIONS - RESERVED + 2, "{held:?}");
+        // A tenth address, and then RESERVED - 2 more, each get a slot.
+        for n in 0..RESERVED - 2 {
+            assert_eq!(room(taken + n, 0), Ok(()), "newcomer {n}");
+        }
+        assert_eq!(room(MAX_CONNECTIONS, 0), Err(Refusal::ServerFull));
+        // An address that holds one waits for the shared slots, one at its share is
+        // refused as such.
+        assert_eq!(room(taken, 1), Err(Refusal::ServerFull));
+        assert_eq!(room(MAX_CONNECTIONS - RESERVED - 1, 1), Ok(()));
+        assert_eq!(room(0, MAX_PER_ADDRESS), Err(Refusal::AddressFull));
+        assert_eq!(room(0, MAX_PER_ADDRESS - 1), Ok(()));
+        // Many addresses with one connection each can still fill every slot.
+        assert_eq!(
+            fill(MAX_CONNECTIONS + 5).iter().sum::<usize>(),
+            MAX_CONNECTIONS
+        );
+    }
 }

@@ -119,6 +119,8 @@ impl Videos {
         let too_big = || io::Error::other("too many videos to list (over 4 GiB of names)");
         let off = u32::try_from(self.names.len()).map_err(|_| too_big())?;
         let len = u32::try_from(rel.len()).map_err(|_| too_big())?;
+        // The end too, so that `off + len` is a valid u32 for every item.
+        off.checked_add(len).ok_or_else(too_big)?;
         self.names.extend_from_slice(rel);
         self.items.push(Packed {
             off,
@@ -152,7 +154,7 @@ impl Videos {
     fn sort(&mut self) {
         self.hashes.clear();
         let names = &self.names;
-        let key = |i: &Packed| &names[i.off as usize..(i.off + i.len) as usize];
+        let key = |i: &Packed| &names[i.off as usize..i.off as usize + i.len as usize];
         if self.ids.len() == self.items.len() && !self.ids.is_empty() {
             // The order by path as a permutation (4 bytes a video), applied to both
             // lists in place, cycle by cycle: new[j] = old[perm[j]].
