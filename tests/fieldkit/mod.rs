@@ -1,5 +1,5 @@
-//! Helpers of the field-safety tests (tests/field.rs, tests/field_clock.rs,
-//! tests/field_archives.rs): a runner with a short deadline (a test that would hang
+//! Helpers of the field-safety tests (tests/it/field.rs, tests/it/field_clock.rs,
+//! tests/it/field_archives.rs): a runner with a short deadline (a test that would hang
 //! fails instead, quickly), archives at chosen dates, libfaketime, the daemon, archives
 //! of the old auto-backup.sh (bench/old-backup.sh), decompression bombs, an ext4 image.
 

@@ -6,7 +6,7 @@
 //! Std only; the hostile archives are built with Python's tarfile. Runs as root (CI):
 //! it changes owners and mounts a read-only tmpfs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

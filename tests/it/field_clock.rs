@@ -3,8 +3,8 @@
 //! libfaketime (Debian's libfaketime): 1970, 2099 and back, two days forward, two
 //! minutes back: no doubled run, no skipped day, no lost archive.
 
-mod common;
-mod fieldkit;
+use crate::common;
+use crate::fieldkit;
 
 use std::fs;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //!
 //! The tmpfs tests (full disk, read-only BACKUP_DIR) need root, as CI has.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -477,7 +477,7 @@ fn exit_codes_for_usage_help_and_version() {
         &["run", "extra"],
         &["verify"],
         &["verify", "a", "b"],
-        // (`check`'s usage errors are UNKNOWN, exit 3, on stdout: tests/field.rs.)
+        // (`check`'s usage errors are UNKNOWN, exit 3, on stdout: tests/it/field.rs.)
         &["list", "--bogus"],
     ] {
         let out = t.run(args);

@@ -3,8 +3,8 @@
 //! seconds, a config file that is a device, a FIFO or 100 MB, and the archives of the
 //! old auto-backup.sh (made by bench/old-backup.sh) listed, verified and restored.
 
-mod common;
-mod fieldkit;
+use crate::common;
+use crate::fieldkit;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

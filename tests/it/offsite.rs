@@ -6,7 +6,7 @@
 //!
 //! Ignored in a plain `cargo test` (no server there); `make test-offsite` runs them.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

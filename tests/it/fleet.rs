@@ -10,7 +10,7 @@
 //! `cargo test` (no server there); run them with
 //! `NEOPRO_TEST_S3=… NEOPRO_TEST_FILER=… cargo test --test fleet -- --include-ignored`.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! The S3 tests are ignored in a plain `cargo test` (no server there); the INCLUDE_VIDEOS
 //! test at the end needs no server and always runs.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

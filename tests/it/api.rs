@@ -5,7 +5,7 @@
 //! Std only. The shapes the admin panel reads are also checked from Node's own `fetch`
 //! in tests/node/api.test.mjs.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
