@@ -691,13 +691,6 @@ fn missing_sources_are_warnings_and_the_backup_still_succeeds() {
 // ---------------------------------------------------------------------------------
 // Retention
 
-/// An archive name for a Unix time (TZ=UTC in the tests).
-fn name_at(unix: i64) -> String {
-    let iso = iso_utc(unix);
-    let digits: String = iso[..19].chars().filter(char::is_ascii_digit).collect();
-    format!("backup-{}-{}.tar.gz", &digits[..8], &digits[8..])
-}
-
 /// A planted archive: retention counts a file as an archive only when it starts with the
 /// gzip magic (docs/format.md, Retention).
 const PLANTED: &[u8] = b"\x1f\x8b planted";
