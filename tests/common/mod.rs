@@ -566,14 +566,19 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.path)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Busy (a child still running after a failed assertion): detach it lazily.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
+        unmount(&self.path);
+    }
+}
+
+/// Unmounts `path` (at the end of a test, even a failed one); when it is busy (a child
+/// still running after a failed assertion), detaches it lazily.
+pub fn unmount(path: &Path) {
+    let ok = Command::new("umount")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount").arg("-l").arg(path).status();
     }
 }
 
