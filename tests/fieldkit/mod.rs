@@ -1,10 +1,7 @@
-//! Helpers of the field-safety tests (tests/field.rs, tests/field_clock.rs,
-//! tests/field_archives.rs): a runner with a short deadline (a test that would hang
-//! fails instead, quickly), archives at chosen dates, libfaketime, the daemon, archives
+//! Helpers of the field-safety tests (tests/it/field.rs, tests/it/field_clock.rs,
+//! tests/it/field_archives.rs): a runner with a short deadline (a test that would hang
+//! fails instead, quickly), archives at chosen dates, libfaketime, archives
 //! of the old auto-backup.sh (bench/old-backup.sh), decompression bombs, an ext4 image.
-
-// Each test file uses its own subset of these helpers.
-#![allow(dead_code)]
 
 use std::fs;
 use std::path::Path;
@@ -86,26 +83,6 @@ pub fn tar_list(path: &Path) -> Vec<String> {
     out.stdout.lines().map(str::to_string).collect()
 }
 
-/// `backup-YYYYMMDD-HHMMSS.tar.gz` for a Unix time (TZ=UTC in these tests).
-pub fn name_at(unix: i64) -> String {
-    let iso = iso_utc(unix); // 2024-12-18T03:00:00+00:00
-    let d: String = iso.chars().filter(char::is_ascii_digit).take(14).collect();
-    format!("backup-{}-{}.tar.gz", &d[..8], &d[8..14])
-}
-
-/// Unix time of a UTC date and time.
-pub fn utc(y: i64, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let m = i64::from(mo);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60
-}
-
 /// A valid archive (a copy of a real one) under the name of `unix`.
 pub fn plant_valid(t: &Tree, model: &Path, unix: i64) -> String {
     let name = name_at(unix);
@@ -161,132 +138,6 @@ pub fn listed(t: &Tree) -> Vec<(String, String)> {
             (b.get("name").str().to_string(), format.to_string())
         })
         .collect()
-}
-
-/// `serve` on 127.0.0.1:0, stderr collected; killed on drop.
-pub struct Daemon {
-    child: std::process::Child,
-    addr: String,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Daemon {
-    pub fn start(t: &Tree, env: &[(&str, &str)]) -> Daemon {
-        use std::io::BufRead;
-        let mut c = t.command(&["serve"]);
-        c.env("LISTEN", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start serve: {e}"));
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let log2 = std::sync::Arc::clone(&log);
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut l = log2.lock().unwrap_or_else(|p| p.into_inner());
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let mut d = Daemon {
-            child,
-            addr: String::new(),
-            log,
-        };
-        let line = d.wait_log("serving on http://", Duration::from_secs(30));
-        d.addr = line
-            .split("serving on http://")
-            .nth(1)
-            .unwrap_or_default()
-            .chars()
-            .take_while(|c| !c.is_whitespace())
-            .collect();
-        d
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Waits for a stderr line holding `needle` (after those already seen by an earlier
-    /// call with the same needle is the caller's business) and returns it.
-    pub fn wait_log(&mut self, needle: &str, limit: Duration) -> String {
-        self.wait_log_count(needle, 1, limit)
-    }
-
-    /// Waits until `n` lines hold `needle`; returns the n-th.
-    pub fn wait_log_count(&mut self, needle: &str, n: usize, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let log = self.log();
-            if let Some(l) = log.lines().filter(|l| l.contains(needle)).nth(n - 1) {
-                return l.to_string();
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("the daemon exited ({st}) while waiting for {needle:?}:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line #{n} with {needle:?} within {limit:?}:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// GET `path`: (status, body).
-    pub fn get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.addr)
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .unwrap_or_else(|e| panic!("read: {e}"));
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, body.to_string())
-    }
-
-    pub fn auto_status(&self) -> Json {
-        let (st, body) = self.get("/api/backups/auto-status");
-        assert_eq!(st, 200, "{body}");
-        parse_json(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-    }
-
-    /// The value of a metric of /metrics.
-    pub fn metric(&self, name: &str) -> f64 {
-        let (st, body) = self.get("/metrics");
-        assert_eq!(st, 200, "{body}");
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name}:\n{body}"))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A wall clock for the daemon under test: libfaketime reads `spec` (an offset and a
@@ -354,35 +205,6 @@ pub fn old_backup(t: &Tree) -> String {
         .collect();
     assert_eq!(new.len(), 1, "{new:?}");
     new.into_iter().next().unwrap_or_default()
-}
-
-impl Daemon {
-    /// POST `path` with a JSON body: (status, body).
-    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.addr)
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .unwrap_or_else(|e| panic!("read: {e}"));
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, body.to_string())
-    }
 }
 
 /// Writes a .tar.gz of a few KB whose one `entry` (inside `top/`) inflates to `gib` GiB
@@ -488,12 +310,6 @@ impl Ext4 {
 
 impl Drop for Ext4 {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.at)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.at).status();
-        }
+        unmount(&self.at);
     }
 }

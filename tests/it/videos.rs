@@ -6,7 +6,7 @@
 //! The S3 tests are ignored in a plain `cargo test` (no server there); the INCLUDE_VIDEOS
 //! test at the end needs no server and always runs.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::net::{ClosedPort, Relay, http};
+use common::net::{Answer, ClosedPort, Relay, http};
 use common::s3::*;
 use common::*;
 
@@ -506,14 +506,15 @@ fn the_api_dry_run_lists_and_the_restore_fetches() {
     c.envs(env.iter().cloned());
     // Port 0: the daemon binds a free port itself and says which.
     c.env("LISTEN", "127.0.0.1:0")
-        .env("NEOPRO_CATCHUP_DELAY", "3600")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
-    let addr = wait_serving(&mut child, "serve").addr;
-    let _guard = Guard(child);
+        .env("NEOPRO_CATCHUP_DELAY", "3600");
+    let daemon = Daemon::spawn(c, "serve");
+    let addr = daemon.addr.clone();
     let post = |body: &str| {
-        let (st, _, b) = http(
+        let Answer {
+            status: st,
+            body: b,
+            ..
+        } = http(
             &addr,
             "POST",
             &format!("/api/backups/restore/{name}"),
@@ -539,7 +540,11 @@ fn the_api_dry_run_lists_and_the_restore_fetches() {
     assert_eq!(st, 200, "{j:?}");
     assert!(j.get("success").bool());
     // /metrics: what the `run` command sent, by kind.
-    let (st, _, m) = http(&addr, "GET", "/metrics", &[], b"");
+    let Answer {
+        status: st,
+        body: m,
+        ..
+    } = http(&addr, "GET", "/metrics", &[], b"");
     assert_eq!(st, 200);
     let m = String::from_utf8_lossy(&m).to_string();
     let videos = inventory(&t, &name).len();

@@ -3,8 +3,8 @@
 //! seconds, a config file that is a device, a FIFO or 100 MB, and the archives of the
 //! old auto-backup.sh (made by bench/old-backup.sh) listed, verified and restored.
 
-mod common;
-mod fieldkit;
+use crate::common;
+use crate::fieldkit;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -47,21 +47,25 @@ fn old_format_archives_are_listed_as_such_verified_and_restored() {
 
     // The API: listed as old, verified, dry run and real restore.
     let daemon = Daemon::start(&t, &[("NEOPRO_CATCHUP_DELAY", "3600")]);
-    let (st, body) = daemon.get("/api/backups");
+    let a = daemon.get("/api/backups");
+    let (st, body) = (a.status, a.text());
     assert_eq!(st, 200, "{body}");
     let j = parse_json(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(j.get("backups").at(0).get("format").str(), "old", "{body}");
-    let (st, body) = daemon.post(&format!("/api/backups/verify/{old}"), "");
+    let a = daemon.post_json(&format!("/api/backups/verify/{old}"), "");
+    let (st, body) = (a.status, a.text());
     assert_eq!(st, 200, "{body}");
     let j = parse_json(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert!(j.get("ok").bool() && j.get("error").is_null(), "{body}");
     assert_eq!(j.get("format").str(), "old", "{body}");
-    let (st, body) = daemon.post(&format!("/api/backups/restore/{old}"), r#"{"dryRun":true}"#);
+    let a = daemon.post_json(&format!("/api/backups/restore/{old}"), r#"{"dryRun":true}"#);
+    let (st, body) = (a.status, a.text());
     assert_eq!(st, 200, "API dry run: {body}");
-    let (st, body) = daemon.post(
+    let a = daemon.post_json(
         &format!("/api/backups/restore/{old}"),
         r#"{"dryRun":false,"only":["configuration.json"]}"#,
     );
+    let (st, body) = (a.status, a.text());
     assert_eq!(st, 200, "API restore: {body}");
     assert_eq!(
         fs::read(t.configuration_json()).ok().as_deref(),

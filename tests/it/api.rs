@@ -5,18 +5,20 @@
 //! Std only. The shapes the admin panel reads are also checked from Node's own `fetch`
 //! in tests/node/api.test.mjs.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{Json, Tree, archives, parse_json, temp_files};
+use common::daemon::{Daemon, far_backup_time};
+use common::net::{self, Answer};
+use common::{Json, Tree, archives, temp_files};
 
 /// Tests that load the CPU or count the daemon's resources run one at a time, so that a
 /// backup compressing hundreds of MB does not make the "within one second" check flaky.
@@ -28,210 +30,6 @@ fn heavy() -> MutexGuard<'static, ()> {
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 const NAME: &str = "backup-20241218-030000.tar.gz";
-
-// ---------------------------------------------------------------------------------
-// The daemon under test.
-
-struct Daemon {
-    child: Child,
-    /// `127.0.0.1:PORT`, as logged by the daemon.
-    addr: String,
-    /// Everything the daemon wrote on stderr so far.
-    log: Arc<Mutex<String>>,
-    /// Set when the daemon's stderr reached its end (the process is gone).
-    log_closed: Arc<AtomicBool>,
-}
-
-impl Daemon {
-    /// `serve` on 127.0.0.1:0 with this tree, no catch-up run and BACKUP_TIME twelve
-    /// hours away (unless `env` says otherwise), and `env` on top.
-    fn start(tree: &Tree, env: &[(&str, &str)]) -> Daemon {
-        let mut c = tree.command(&["serve"]);
-        // The daily run twelve hours away: no scheduled backup lands in a test that
-        // happens to run at 03:00 (tests that need a BACKUP_TIME set their own).
-        c.env("LISTEN", "127.0.0.1:0")
-            .env("NEOPRO_CATCHUP_DELAY", "3600")
-            .env("BACKUP_TIME", far_backup_time())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", common::BIN));
-        let serving = common::wait_serving(&mut child, "the daemon");
-        Daemon {
-            child,
-            addr: serving.addr,
-            log: serving.log,
-            log_closed: serving.log_closed,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        self.req("GET", path, &[], b"")
-    }
-
-    /// One request on a fresh connection (`Connection: close`), with a Host header.
-    fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        if !body.is_empty() || matches!(method, "POST" | "PUT" | "DELETE") {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut raw = head.into_bytes();
-        raw.extend_from_slice(body);
-        http_raw(&self.addr, &raw)
-    }
-
-    fn post(&self, path: &str, body: &[u8]) -> Resp {
-        self.req("POST", path, &[], body)
-    }
-
-    /// SIGTERM, then the exit status and how long it took (panics after `limit`).
-    fn terminate(mut self, limit: Duration) -> (ExitStatus, Duration, String) {
-        signal(self.pid(), "TERM");
-        let t0 = Instant::now();
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                let took = t0.elapsed();
-                wait_for(
-                    "the daemon's last stderr lines",
-                    Duration::from_secs(5),
-                    || self.log_closed.load(Ordering::SeqCst),
-                );
-                return (st, took, self.log());
-            }
-            if t0.elapsed() > limit {
-                let _ = self.child.kill();
-                panic!(
-                    "the daemon did not exit within {limit:?} of SIGTERM:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig} {pid} failed");
-}
-
-// ---------------------------------------------------------------------------------
-// A minimal HTTP client.
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Json {
-        let ct = self.header("Content-Type").unwrap_or_default();
-        assert_eq!(
-            ct, "application/json; charset=utf-8",
-            "a JSON answer must say so: {self}"
-        );
-        parse_json(&self.text()).unwrap_or_else(|e| panic!("bad JSON ({e}): {self}"))
-    }
-
-    /// The `error` member of a JSON error answer.
-    fn error(&self) -> String {
-        self.json().get("error").str().to_string()
-    }
-}
-
-impl std::fmt::Display for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP {} {:?} {}", self.status, self.headers, {
-            let t = self.text();
-            t.chars().take(600).collect::<String>()
-        })
-    }
-}
-
-/// Sends `raw` on a new connection and reads the answer until the server closes it.
-fn http_raw(addr: &str, raw: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.write_all(raw).unwrap_or_else(|e| panic!("send: {e}"));
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .unwrap_or_else(|e| panic!("read the answer: {e}"));
-    parse_response(&buf).unwrap_or_else(|| {
-        panic!(
-            "not an HTTP answer: {:?}",
-            String::from_utf8_lossy(&buf[..buf.len().min(300)])
-        )
-    })
-}
-
-fn parse_response(buf: &[u8]) -> Option<Resp> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let body = buf[end + 4..].to_vec();
-    let r = Resp {
-        status,
-        headers,
-        body,
-    };
-    if let Some(len) = r.header("Content-Length") {
-        assert_eq!(
-            len.parse::<usize>().ok(),
-            Some(r.body.len()),
-            "Content-Length does not match the body: {r}"
-        );
-    }
-    Some(r)
-}
 
 // ---------------------------------------------------------------------------------
 // /proc.
@@ -373,7 +171,7 @@ fn hostile_names_are_400_everywhere() {
             d.addr
         ),
     ] {
-        let r = http_raw(&d.addr, raw.as_bytes());
+        let r = net::exchange(&d.addr, raw.as_bytes());
         assert_eq!(r.status, 400, "{raw:?}: {r}");
     }
     // A request line over the 16 KiB head limit is refused too (431), never served.
@@ -558,7 +356,7 @@ fn slow_tree(name: &str) -> Tree {
 }
 
 /// POST /api/backups/create from a thread of its own.
-fn create_in_background(d: &Arc<Daemon>) -> std::thread::JoinHandle<Resp> {
+fn create_in_background(d: &Arc<Daemon>) -> std::thread::JoinHandle<Answer> {
     let d = Arc::clone(d);
     std::thread::spawn(move || d.post("/api/backups/create", b""))
 }
@@ -579,7 +377,7 @@ fn parallel_creates_one_runs_the_others_are_409_and_every_archive_verifies() {
             })
         })
         .collect();
-    let answers: Vec<Resp> = handles
+    let answers: Vec<Answer> = handles
         .into_iter()
         .map(|h| {
             h.join()
@@ -652,7 +450,7 @@ fn a_create_while_a_backup_runs_is_409_and_changes_nothing() {
         || !temp_files(&tree.backups).is_empty(),
     );
     let writing = temp_files(&tree.backups);
-    let refused: Vec<Resp> = (0..3).map(|_| d.post("/api/backups/create", b"")).collect();
+    let refused: Vec<Answer> = (0..3).map(|_| d.post("/api/backups/create", b"")).collect();
     // Only meaningful if the first one was still running when the answers came back:
     // its temporary file is still there, under the same name.
     assert_eq!(
@@ -811,7 +609,7 @@ fn request_bodies_over_64_kib_are_413() {
             "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 65537\r\nConnection: close\r\n\r\n",
             d.addr
         );
-        let r = http_raw(&d.addr, raw.as_bytes());
+        let r = net::exchange(&d.addr, raw.as_bytes());
         assert_eq!(r.status, 413, "{path}: {r}");
         assert!(!r.error().is_empty());
     }
@@ -819,7 +617,7 @@ fn request_bodies_over_64_kib_are_413() {
         "POST /api/backups/auto-toggle HTTP/1.1\r\nHost: {}\r\nContent-Length: 99999999999\r\nConnection: close\r\n\r\n",
         d.addr
     );
-    assert_eq!(http_raw(&d.addr, raw.as_bytes()).status, 413);
+    assert_eq!(net::exchange(&d.addr, raw.as_bytes()).status, 413);
     // Exactly 64 KiB is accepted.
     let mut body = b"{\"enable\":true}".to_vec();
     body.resize(64 * 1024, b' ');
@@ -830,7 +628,7 @@ fn request_bodies_over_64_kib_are_413() {
         "POST /api/backups/auto-toggle HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10000\r\n",
         d.addr
     );
-    let r = http_raw(&d.addr, raw.as_bytes());
+    let r = net::exchange(&d.addr, raw.as_bytes());
     assert!((400..500).contains(&r.status), "{r}");
 }
 
@@ -998,7 +796,7 @@ fn cross_origin_state_changes_are_403() {
     );
     // A DNS-rebinding Host is refused outright.
     let raw = "GET /api/backups HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
-    assert_eq!(http_raw(&d.addr, raw.as_bytes()).status, 403);
+    assert_eq!(net::exchange(&d.addr, raw.as_bytes()).status, 403);
     // Same origin (and no Origin at all, as curl or the admin server sends) is allowed.
     let r = d.req(
         "POST",
@@ -1069,7 +867,7 @@ fn unknown_paths_404_and_wrong_methods_405_in_json() {
         );
     }
     // Not HTTP at all.
-    let r = http_raw(&d.addr, b"HELLO\r\n\r\n");
+    let r = net::exchange(&d.addr, b"HELLO\r\n\r\n");
     assert_eq!(r.status, 400, "{r}");
 }
 
@@ -1371,7 +1169,7 @@ fn sigterm_during_a_backup_exits_0_and_leaves_no_partial_archive() {
             s.write_all(raw.as_bytes()).ok()?;
             let mut buf = Vec::new();
             let _ = s.read_to_end(&mut buf);
-            parse_response(&buf)
+            net::parse_answer(&buf)
         })
     };
     wait_for(
@@ -1436,17 +1234,6 @@ fn sigterm_during_a_backup_exits_0_and_leaves_no_partial_archive() {
 /// BACKUP_DIR/backup.log (the daemon appends to it before it logs to stderr).
 fn backup_log(tree: &Tree) -> String {
     std::fs::read_to_string(tree.backups.join("backup.log")).unwrap_or_default()
-}
-
-/// A BACKUP_TIME (UTC, as the tests' TZ) twelve hours from now, so that the daily run
-/// never falls inside a test, whatever the time of day it runs at.
-fn far_backup_time() -> String {
-    let t = common::now_unix() + 12 * 3600;
-    format!(
-        "{:02}:{:02}",
-        t.rem_euclid(86_400) / 3600,
-        t.rem_euclid(3600) / 60
-    )
 }
 
 /// The auto-status nextRun of a daemon whose next run is the daily one at `hhmm`.
@@ -1787,8 +1574,6 @@ fn sd_notify_ready_then_watchdog_pings() {
 // ---------------------------------------------------------------------------------
 // Daemon hardening: strict heads over a real socket, fair connection use, the health
 // lane and the watchdog, framing, the auth scheme, HEAD and ranges.
-
-use common::net;
 
 /// Sends `raw` and reads exactly one answer, then expects the connection closed.
 fn one_answer_then_closed(addr: &str, raw: &[u8]) -> Result<net::Answer, String> {

@@ -6,18 +6,17 @@
 //! Std only; the hostile archives are built with Python's tarfile. Runs as root (CI):
 //! it changes owners and mounts a read-only tmpfs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Json, Out, Tree, archives, parse_json, python, write_file};
+use common::{Daemon, Json, Out, Tree, archives, parse_json, python, write_file};
 
 // ---------------------------------------------------------------------------------
 // Helpers.
@@ -524,76 +523,22 @@ fn env_fail() -> [(&'static str, &'static str); 1] {
 // ---------------------------------------------------------------------------------
 // The API.
 
-struct Daemon {
-    child: Child,
-    addr: String,
+/// `(status, body)` of one request to the daemon, sent as the admin panel sends it.
+fn api_req(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let body = body.unwrap_or("");
+    let a = d.req(
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    (a.status, a.text())
 }
 
-impl Daemon {
-    fn start(t: &Tree, env: &[(&str, &str)]) -> Daemon {
-        let mut c = t.command(&["serve"]);
-        // The daily run twelve hours away (UTC, the tests' TZ): never inside a test.
-        let far = common::now_unix() + 12 * 3600;
-        c.env(
-            "BACKUP_TIME",
-            format!(
-                "{:02}:{:02}",
-                far.rem_euclid(86_400) / 3600,
-                far.rem_euclid(3600) / 60
-            ),
-        );
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.env("LISTEN", "127.0.0.1:0")
-            .env("NEOPRO_CATCHUP_DELAY", "3600")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start serve: {e}"));
-        let addr = common::wait_serving(&mut child, "serve").addr;
-        Daemon { child, addr }
-    }
-
-    /// One request on its own connection; (status, body).
-    fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap_or_else(|e| panic!("connect: {e}"));
-        s.set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let body = body.unwrap_or("");
-        let raw = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        s.write_all(raw.as_bytes())
-            .unwrap_or_else(|e| panic!("send: {e}"));
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf)
-            .unwrap_or_else(|e| panic!("read: {e}"));
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("not HTTP: {text}"));
-        (status, body.to_string())
-    }
-
-    fn restore(&self, name: &str, body: Option<&str>) -> (u16, Json) {
-        let (status, text) = self.req("POST", &format!("/api/backups/restore/{name}"), body);
-        let j = parse_json(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"));
-        (status, j)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn api_restore(d: &Daemon, name: &str, body: Option<&str>) -> (u16, Json) {
+    let (status, text) = api_req(d, "POST", &format!("/api/backups/restore/{name}"), body);
+    let j = parse_json(&text).unwrap_or_else(|e| panic!("bad JSON ({e}): {text}"));
+    (status, j)
 }
 
 fn strings(j: &Json) -> Vec<String> {
@@ -608,14 +553,17 @@ fn api_restore_end_to_end() {
 
     // Names: 400 before anything else, 404 when absent; wrong method 405.
     for bad in ["..%2F..%2Fetc%2Fpasswd", "backup-2024.tar.gz", "x"] {
-        let (s, j) = d.restore(bad, Some(r#"{"dryRun":true}"#));
+        let (s, j) = api_restore(&d, bad, Some(r#"{"dryRun":true}"#));
         assert_eq!((s, j.get("error").str()), (400, "Nom de fichier invalide"));
     }
-    let (s, j) = d.restore("backup-20991231-235959.tar.gz", Some(r#"{"dryRun":true}"#));
+    let (s, j) = api_restore(
+        &d,
+        "backup-20991231-235959.tar.gz",
+        Some(r#"{"dryRun":true}"#),
+    );
     assert_eq!((s, j.get("error").str()), (404, "Backup non trouvé"));
     assert_eq!(
-        d.req("GET", &format!("/api/backups/restore/{archive}"), None)
-            .0,
+        api_req(&d, "GET", &format!("/api/backups/restore/{archive}"), None).0,
         405
     );
     // The body must say dryRun as a JSON boolean: a restore never happens by accident.
@@ -632,7 +580,7 @@ fn api_restore_end_to_end() {
         Some("not json"),
         Some(r#"{"dryRun":false,"only":["passwd"]}"#),
     ] {
-        let (s, j) = d.restore(&archive, body);
+        let (s, j) = api_restore(&d, &archive, body);
         assert_eq!(s, 400, "{body:?}: {j:?}");
         assert!(
             j.get("error").str().contains("dryRun") || j.get("error").str().contains("only"),
@@ -642,7 +590,7 @@ fn api_restore_end_to_end() {
     assert_eq!(everything(&t), before, "a 400 changed something");
 
     // Dry run.
-    let (s, j) = d.restore(&archive, Some(r#"{"dryRun":true}"#));
+    let (s, j) = api_restore(&d, &archive, Some(r#"{"dryRun":true}"#));
     assert_eq!(s, 200, "{j:?}");
     assert!(j.get("success").bool() && j.get("dryRun").bool());
     assert_eq!(strings(j.get("wouldRestore")), ["configuration.json"]);
@@ -684,7 +632,7 @@ fn api_restore_end_to_end() {
         assert!(Instant::now() < deadline, "flock did not take the lock");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (s, j) = d.restore(&archive, Some(r#"{"dryRun":false}"#));
+    let (s, j) = api_restore(&d, &archive, Some(r#"{"dryRun":false}"#));
     drop(holder.stdin.take());
     let _ = holder.wait();
     assert_eq!(s, 409, "{j:?}");
@@ -692,7 +640,7 @@ fn api_restore_end_to_end() {
     assert_eq!(everything(&t), before, "a 409 changed something");
 
     // The real restore.
-    let (s, j) = d.restore(&archive, Some(r#"{"dryRun":false}"#));
+    let (s, j) = api_restore(&d, &archive, Some(r#"{"dryRun":false}"#));
     assert_eq!(s, 200, "{j:?}");
     assert!(j.get("success").bool() && !j.get("dryRun").bool());
     assert_eq!(strings(j.get("restored")), ["configuration.json"]);
@@ -715,7 +663,7 @@ fn api_restore_end_to_end() {
         &t.root.join("target"),
     );
     let before = everything(&t);
-    let (s, j) = d.restore(&name, Some(r#"{"dryRun":false}"#));
+    let (s, j) = api_restore(&d, &name, Some(r#"{"dryRun":false}"#));
     assert_eq!(s, 500, "{j:?}");
     assert!(!j.get("success").bool());
     assert!(j.get("error").str().starts_with("Archive refusée"), "{j:?}");
@@ -725,7 +673,7 @@ fn api_restore_end_to_end() {
         before,
         "a refused archive changed something"
     );
-    let (s, _) = d.restore(&name, Some(r#"{"dryRun":true}"#));
+    let (s, _) = api_restore(&d, &name, Some(r#"{"dryRun":true}"#));
     assert_eq!(s, 500);
 
     // The log tells the story, without secrets.
@@ -744,7 +692,7 @@ fn api_reports_a_per_file_failure_as_500_with_what_was_restored() {
     let (mount, site, archive) = read_only_site_conf(&t);
     let env = [("SITE_CONF", site.to_str().unwrap_or_default())];
     let d = Daemon::start(&t, &env);
-    let (s, j) = d.restore(&archive, Some(r#"{"dryRun":false}"#));
+    let (s, j) = api_restore(&d, &archive, Some(r#"{"dryRun":false}"#));
     assert_eq!(s, 500, "{j:?}");
     assert!(!j.get("success").bool());
     assert_eq!(strings(j.get("restored")), ["configuration.json"]);

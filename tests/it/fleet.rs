@@ -10,13 +10,12 @@
 //! `cargo test` (no server there); run them with
 //! `NEOPRO_TEST_S3=… NEOPRO_TEST_FILER=… cargo test --test fleet -- --include-ignored`.
 
-mod common;
+use crate::common;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::net::{Relay, http};
+use common::net::{Answer, Relay, http};
 use common::s3::*;
 use common::*;
 
@@ -29,7 +28,7 @@ fn archive_name(days_ago: i64) -> String {
 
 /// A running `fleet serve`, killed when dropped.
 struct Dashboard {
-    _child: Guard,
+    daemon: Daemon,
     addr: String,
     _tree: Tree,
 }
@@ -45,29 +44,34 @@ impl Dashboard {
             &[("S3_PREFIX", prefix), ("NEOPRO_FLEET_CACHE_SECS", "3600")],
         );
         c.envs(with(&env, extra));
-        c.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("fleet serve: {e}"));
-        let addr = wait_serving(&mut child, "fleet serve").addr;
+        let daemon = Daemon::spawn(c, "fleet serve");
         Dashboard {
-            _child: Guard(child),
-            addr,
+            addr: daemon.addr.clone(),
+            daemon,
             _tree: t,
         }
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-        http(&self.addr, "GET", path, headers, b"")
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.daemon.req("GET", path, headers, b"")
     }
 
     fn fleet(&self, headers: &[(&str, &str)]) -> Json {
-        let (st, _, body) = self.get("/api/fleet", headers);
+        let Answer {
+            status: st, body, ..
+        } = self.get("/api/fleet", headers);
         let text = String::from_utf8_lossy(&body).to_string();
         assert_eq!(st, 200, "{text}");
         parse_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
     fn metrics(&self, headers: &[(&str, &str)]) -> String {
-        let (st, head, body) = self.get("/metrics", headers);
+        let Answer {
+            status: st,
+            head,
+            body,
+            ..
+        } = self.get("/metrics", headers);
         assert_eq!(st, 200);
         assert!(head.contains("text/plain; version=0.0.4"), "{head}");
         String::from_utf8_lossy(&body).to_string()
@@ -204,7 +208,7 @@ fn worst_first_counts_metrics_and_one_read_for_every_view() {
     let m = d.metrics(&[]);
     for _ in 0..10 {
         d.fleet(&[]);
-        let (st, _, _) = d.get("/", &[]);
+        let Answer { status: st, .. } = d.get("/", &[]);
         assert_eq!(st, 200);
     }
     assert_eq!(d.metrics(&[]), m);
@@ -258,7 +262,12 @@ fn worst_first_counts_metrics_and_one_read_for_every_view() {
     assert!(!m.contains("videos") && !m.contains("README"), "{m}");
 
     // The page: French, self-contained, with a CSP.
-    let (st, head, body) = d.get("/", &[]);
+    let Answer {
+        status: st,
+        head,
+        body,
+        ..
+    } = d.get("/", &[]);
     let page = String::from_utf8_lossy(&body);
     assert_eq!(st, 200);
     assert!(head.contains("text/html"), "{head}");
@@ -272,11 +281,16 @@ fn worst_first_counts_metrics_and_one_read_for_every_view() {
         "the page loads something from elsewhere"
     );
     // Guards.
-    let (st, _, _) = d.get("/api/fleet", &[("Host", "evil.example")]);
+    let Answer { status: st, .. } = d.get("/api/fleet", &[("Host", "evil.example")]);
     assert_eq!(st, 403);
-    let (st, head, _) = http(&d.addr, "POST", "/api/fleet", &[], b"");
+    let Answer {
+        status: st,
+        head,
+        body: _,
+        ..
+    } = http(&d.addr, "POST", "/api/fleet", &[], b"");
     assert!(st == 405 && head.contains("Allow: GET, HEAD"), "{head}");
-    let (st, _, _) = http(
+    let Answer { status: st, .. } = http(
         &d.addr,
         "POST",
         "/api/fleet",
@@ -284,9 +298,11 @@ fn worst_first_counts_metrics_and_one_read_for_every_view() {
         b"",
     );
     assert_eq!(st, 403);
-    let (st, _, _) = d.get("/nope", &[]);
+    let Answer { status: st, .. } = d.get("/nope", &[]);
     assert_eq!(st, 404);
-    let (st, _, body) = d.get("/healthz", &[]);
+    let Answer {
+        status: st, body, ..
+    } = d.get("/healthz", &[]);
     assert!(st == 200 && body == b"ok");
 }
 
@@ -300,18 +316,28 @@ fn token_and_loopback_rules() {
     );
     let d = Dashboard::start(&s3_endpoint(), &prefix, &[("API_TOKEN", API_TOKEN)]);
     for path in ["/api/fleet", "/metrics"] {
-        let (st, head, _) = d.get(path, &[]);
+        let Answer {
+            status: st,
+            head,
+            body: _,
+            ..
+        } = d.get(path, &[]);
         assert!(
             st == 401 && head.contains("WWW-Authenticate: Bearer"),
             "{path}: {head}"
         );
-        let (st, _, _) = d.get(path, &[("Authorization", "Bearer wrong-token-0123456789")]);
+        let Answer { status: st, .. } =
+            d.get(path, &[("Authorization", "Bearer wrong-token-0123456789")]);
         assert_eq!(st, 401, "{path}");
-        let (st, _, body) = d.get(path, &[("Authorization", &format!("bearer {API_TOKEN}"))]);
+        let Answer {
+            status: st, body, ..
+        } = d.get(path, &[("Authorization", &format!("bearer {API_TOKEN}"))]);
         assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
     }
     // The page itself is public: it asks for the token.
-    let (st, _, body) = d.get("/", &[]);
+    let Answer {
+        status: st, body, ..
+    } = d.get("/", &[]);
     assert!(st == 200 && String::from_utf8_lossy(&body).contains("Jeton d'accès requis"));
     assert_eq!(
         sites_of(&d.fleet(&[("Authorization", &format!("Bearer {API_TOKEN}"))])),
@@ -351,7 +377,7 @@ fn one_read_at_a_time_refreshed_after_the_period_and_kept_when_the_bucket_fails(
     let views: Vec<_> = (0..8)
         .map(|_| {
             let addr = addr.clone();
-            std::thread::spawn(move || http(&addr, "GET", "/api/fleet", &[], b"").0)
+            std::thread::spawn(move || http(&addr, "GET", "/api/fleet", &[], b"").status)
         })
         .collect();
     for v in views {
@@ -402,7 +428,9 @@ fn one_read_at_a_time_refreshed_after_the_period_and_kept_when_the_bucket_fails(
     drop(d);
     // A dashboard that has never read the bucket says why.
     let d = Dashboard::start(&relay.url(), &prefix, &[]);
-    let (st, _, body) = d.get("/api/fleet", &[]);
+    let Answer {
+        status: st, body, ..
+    } = d.get("/api/fleet", &[]);
     let text = String::from_utf8_lossy(&body);
     assert!(
         st == 502 && text.contains("Lecture du seau impossible"),

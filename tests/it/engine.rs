@@ -5,7 +5,7 @@
 //!
 //! The tmpfs tests (full disk, read-only BACKUP_DIR) need root, as CI has.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -477,7 +477,7 @@ fn exit_codes_for_usage_help_and_version() {
         &["run", "extra"],
         &["verify"],
         &["verify", "a", "b"],
-        // (`check`'s usage errors are UNKNOWN, exit 3, on stdout: tests/field.rs.)
+        // (`check`'s usage errors are UNKNOWN, exit 3, on stdout: tests/it/field.rs.)
         &["list", "--bogus"],
     ] {
         let out = t.run(args);
@@ -759,13 +759,6 @@ fn missing_sources_are_warnings_and_the_backup_still_succeeds() {
 
 // ---------------------------------------------------------------------------------
 // Retention
-
-/// An archive name for a Unix time (TZ=UTC in the tests).
-fn name_at(unix: i64) -> String {
-    let iso = iso_utc(unix);
-    let digits: String = iso[..19].chars().filter(char::is_ascii_digit).collect();
-    format!("backup-{}-{}.tar.gz", &digits[..8], &digits[8..])
-}
 
 /// A planted archive: retention counts a file as an archive only when it starts with the
 /// gzip magic (docs/format.md, Retention).

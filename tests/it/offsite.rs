@@ -6,7 +6,7 @@
 //!
 //! Ignored in a plain `cargo test` (no server there); `make test-offsite` runs them.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::net::{ClosedPort, Relay, http};
+use common::net::{Answer, ClosedPort, Relay, http};
 use common::s3::*;
 use common::*;
 
@@ -203,18 +203,17 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
             ),
         )
         .env("NEOPRO_OFFSITE_RETRY_SECS", "1")
-        .env("NEOPRO_CATCHUP_DELAY", "3600")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("serve: {e}"));
-    let pid = child.id();
-    let addr = wait_serving(&mut child, "serve").addr;
-    let guard = Guard(child);
+        .env("NEOPRO_CATCHUP_DELAY", "3600");
+    let daemon = Daemon::spawn(c, "serve");
+    let pid = daemon.pid();
+    let addr = daemon.addr.clone();
     let auth = format!("Bearer {API_TOKEN}");
     let api =
         |method: &str, path: &str| http(&addr, method, path, &[("Authorization", &auth)], b"");
     let pending_metric = || {
-        let (st, _, body) = api("GET", "/metrics");
+        let Answer {
+            status: st, body, ..
+        } = api("GET", "/metrics");
         assert_eq!(st, 200);
         let text = String::from_utf8_lossy(&body).to_string();
         text.lines()
@@ -223,7 +222,9 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
             .unwrap_or_else(|| panic!("no pending metric in\n{text}"))
     };
     assert_eq!(pending_metric(), 0);
-    let (st, _, body) = api("POST", "/api/backups/create");
+    let Answer {
+        status: st, body, ..
+    } = api("POST", "/api/backups/create");
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     // The server is down: the copy waits, and says so.
     wait_for("a failed attempt", 20, || {
@@ -247,7 +248,9 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
         &t.configuration_json(),
         b"{\"changed since the backup\": true}\n",
     );
-    let (st, _, body) = http(
+    let Answer {
+        status: st, body, ..
+    } = http(
         &addr,
         "POST",
         &format!("/api/backups/restore/{name}"),
@@ -273,7 +276,7 @@ fn daemon_retries_with_backoff_and_reports_pending_in_metrics() {
     // Nor does the daemon's own argv.
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET_KEY));
-    drop(guard);
+    drop(daemon);
     assert_no_secrets(&t, &[]);
 }
 

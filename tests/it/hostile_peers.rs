@@ -5,7 +5,7 @@
 //!
 //! Std only.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -2,14 +2,14 @@
 //! a FIFO where a file should be (1), junk named like an archive (3), a symlinked
 //! folder under a restore target and a new file's mode (4), a hostile video name and
 //! `check`'s exit codes (6), a card with reserved blocks, video folder modes and the
-//! list's dates (9). The clock is in tests/field_clock.rs, bounds and old-format
-//! archives in tests/field_archives.rs.
+//! list's dates (9). The clock is in tests/it/field_clock.rs, bounds and old-format
+//! archives in tests/it/field_archives.rs.
 //!
 //! Every process runs under a deadline much shorter than the common one: a test that
 //! would hang fails instead, quickly.
 
-mod common;
-mod fieldkit;
+use crate::common;
+use crate::fieldkit;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

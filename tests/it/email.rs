@@ -7,7 +7,7 @@
 //! are the client's own tests (src/smtp/server_tests.rs).
 //! Without the venv or openssl the tests say so and pass, except under CI=true.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,8 @@
 //! libfaketime (Debian's libfaketime): 1970, 2099 and back, two days forward, two
 //! minutes back: no doubled run, no skipped day, no lost archive.
 
-mod common;
-mod fieldkit;
+use crate::common;
+use crate::fieldkit;
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -68,7 +68,7 @@ fn the_schedule_survives_1970_2099_and_back_two_days_forward_and_two_minutes_bac
     let Some(lib) = libfaketime() else { return };
     let t = Tree::new("clock-schedule");
     // Ten daily backups before day D (2031-03-10), made at 03:00 by the real binary.
-    let d = utc(2031, 3, 10, 3, 0);
+    let d = naive_utc(2031, 3, 10, 3, 0, 0);
     let mut seeded = Vec::new();
     for k in (1..=10).rev() {
         let spec = format!("@{} 03:00:00", &iso_utc(d - k * 86_400)[..10]);
@@ -107,7 +107,7 @@ fn the_schedule_survives_1970_2099_and_back_two_days_forward_and_two_minutes_bac
     assert_eq!(archives(&t.backups), seeded, "nothing ran in 1970");
 
     // A bad NTP answer: 2099. The catch-up runs, and deletes nothing.
-    clock.set(utc(2099, 1, 1, 12, 0));
+    clock.set(naive_utc(2099, 1, 1, 12, 0, 0));
     let line = daemon.wait_log("backup done: backup-2099", phase);
     let now = archives(&t.backups);
     for s in &seeded {
@@ -189,7 +189,7 @@ fn an_archive_and_a_success_dated_2099_never_stop_the_schedule_nor_count_as_fres
     let t = Tree::new("future-status");
     let made = t.backup(&[]);
     // What a run under a clock in 2099 leaves behind: its archive and its status.
-    let future = name_at(utc(2099, 1, 1, 3, 0));
+    let future = name_at(naive_utc(2099, 1, 1, 3, 0, 0));
     fs::copy(t.archive_path(&made), t.archive_path(&future)).unwrap_or_else(|e| panic!("{e}"));
     let status = format!(
         "{{\"timestamp\":\"2099-01-01T03:00:00+00:00\",\"date\":\"2099-01-01\",\"success\":true,\

@@ -1,0 +1,21 @@
+//! The black-box tests of the built binary, in one test binary (`cargo test --test it`):
+//! one link of the shared helpers instead of one per file, and one run in which the
+//! groups' tests share the threads. A group is a module: `cargo test --test it api::`
+//! runs the API tests only (docs/testing.md).
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../fieldkit/mod.rs"]
+mod fieldkit;
+
+mod api;
+mod email;
+mod engine;
+mod field;
+mod field_archives;
+mod field_clock;
+mod fleet;
+mod hostile_peers;
+mod offsite;
+mod restore;
+mod videos;
