@@ -153,9 +153,8 @@ fn two_sites_store_shared_videos_once_and_a_second_night_uploads_nothing() {
     }
     assert_eq!(a.status().get("offsite").get("pending").u64(), 0);
 
-    // The second night: nothing new. No video is read (a video rewritten in place with
-    // its mtime put back still shows its old hash: the bytes were not read), no video
-    // request, and the state files are not rewritten.
+    // The second night: nothing new. No video is read, no video request, and the state
+    // files are not rewritten.
     let cache = a.backups.join("videos-sha256.cache");
     let ledger = a.backups.join("offsite-videos.txt");
     let stamp = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -163,7 +162,6 @@ fn two_sites_store_shared_videos_once_and_a_second_night_uploads_nothing() {
     assert!(cache_before.is_some() && ledger_before.is_some());
     let before = state(&a);
     let log_len = log_of(&a).len();
-    rewrite_keeping_mtime(&a.videos().join("promo.mp4"));
     let name2 = backup(&a, &env_a);
     let inv2 = inventory(&a, &name2);
     assert_eq!(
@@ -195,6 +193,30 @@ fn two_sites_store_shared_videos_once_and_a_second_night_uploads_nothing() {
     assert!(
         archive_bytes < 200 * 1024,
         "the second night sent {archive_bytes} bytes of archive"
+    );
+
+    // The third night: a video rewritten in place at the same size with its mtime put
+    // back (to the nanosecond). Its ctime, which no one can put back, makes it a new
+    // version: it is hashed again, the archive names its new bytes (and verifies), and
+    // the new bytes go to the bucket (issue 21, finding 4: the old cache key kept the
+    // old hash, night after night).
+    let promo = a.videos().join("promo.mp4");
+    rewrite_keeping_mtime(&promo);
+    let name3 = backup(&a, &env_a);
+    let inv3 = inventory(&a, &name3);
+    let new_hash = sha256_file(&promo);
+    assert_ne!(
+        inv3["promo.mp4"].1, inv_a["promo.mp4"].1,
+        "the old hash again"
+    );
+    assert_eq!(inv3["promo.mp4"].1, new_hash);
+    run(&a, &env_a, &["verify", &name3]).expect_code(0, "verify the third night");
+    let remote = object(&plain_key(&prefix, &new_hash))
+        .unwrap_or_else(|| panic!("the new bytes are not in the bucket"));
+    assert!(remote == fs::read(&promo).unwrap_or_default());
+    assert_eq!(
+        state(&a).get("videos_sent").u64(),
+        after.get("videos_sent").u64() + 1
     );
 }
 
@@ -287,8 +309,6 @@ fn restore_videos_rebuilds_a_deleted_folder_byte_exact_and_never_writes_a_corrup
     let (_, promo_hash) = &inv["promo.mp4"];
     put_object(&plain_key(&prefix, promo_hash), &vec![1u8; 3000]);
     rewrite_keeping_mtime(&t.videos().join("promo.mp4"));
-    // (The cache knows the old version's key: change the mtime so the restore reads it.)
-    set_mtime(&t.videos().join("promo.mp4"), BASE_MTIME + 5);
     let damaged_local = fs::read(t.videos().join("promo.mp4")).unwrap_or_default();
     let bad = run(&t, &env, &["restore", &name, "--videos"]);
     bad.expect_code(1, "a corrupted object");
@@ -636,4 +656,50 @@ fn include_videos_writes_stored_blocks_that_every_reader_takes() {
     assert!(!log_of(&t)[log_len..].contains("hashed"), "{}", log_of(&t));
     t.run(&["verify", &name2])
         .expect_code(0, "verify, second night");
+}
+
+/// Issue 21, finding 1: another site (or a stolen key) writes junk of the right size
+/// under the name of a video before the honest site sends it. The honest site finds
+/// out (the object has no kept SHA-256: it is read once and hashed), sends its own copy
+/// to its own folder, says so (log, status), and `restore --videos` brings the
+/// video back from that copy. Without the check, the site counted the video as sent and
+/// the restore failed.
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn junk_written_first_under_a_video_name_is_found_and_the_video_still_restores() {
+    let prefix = unique_prefix("poison");
+    let t = Tree::new("videos-poison");
+    let env = site_env(&prefix, "club");
+    let promo = t.videos().join("promo.mp4");
+    let bytes = fs::read(&promo).unwrap_or_else(|e| panic!("{e}"));
+    let hash = sha256_file(&promo);
+    // The junk goes in behind S3's back, as a hostile client without a checksum would.
+    put_object(&plain_key(&prefix, &hash), &vec![0u8; bytes.len()]);
+    let name = backup(&t, &env);
+    let own = format!("{prefix}/club/videos/{}/{hash}", &hash[..2]);
+    assert!(
+        object(&own).is_some_and(|o| o == bytes),
+        "no copy of its own at {own}"
+    );
+    let st = t.status();
+    let off = st.get("offsite");
+    assert_eq!(off.get("poisoned").u64(), 1, "{off:?}");
+    assert!(off.get("error").is_null(), "{off:?}");
+    assert!(object(&format!("{prefix}/club/{name}")).is_some());
+    let log = log_of(&t);
+    assert!(log.contains("is not the video"), "{log}");
+    // The restore: the shared object is junk, the site's own copy is whole.
+    fs::remove_file(&promo).unwrap_or_else(|e| panic!("{e}"));
+    let r = run(&t, &env, &["restore", &name, "--videos"]);
+    r.expect_code(0, "restore --videos from the site's own copy");
+    assert!(
+        fs::read(&promo).unwrap_or_default() == bytes,
+        "promo.mp4 differs"
+    );
+    // A second site with the same video checks the junk too, and keeps its own copy.
+    let b = Tree::new("videos-poison-b");
+    let env_b = site_env(&prefix, "club-b");
+    backup(&b, &env_b);
+    assert_eq!(b.status().get("offsite").get("poisoned").u64(), 1);
+    assert!(object(&format!("{prefix}/club-b/videos/{}/{hash}", &hash[..2])).is_some());
 }
