@@ -733,3 +733,126 @@ fn a_reserved_site_id_sends_nothing_says_why_and_the_local_backup_goes_on() {
         assert!(err.contains("reserved"), "{err}");
     }
 }
+
+#[test]
+fn gc_age_limit_is_s3_retention_days_exactly_and_a_site_without_videos_is_not_waited_for() {
+    let o = gc_settings();
+    let m = MemBucket::new();
+    let now = clock::now_unix();
+    // One orphan exactly 30 days old (goes), one 29 days old (stays).
+    m.set_time(now - 30 * 86_400);
+    m.insert(&super::videos::plain_key(&o, &[7u8; 32]), b"thirty");
+    m.set_time(now - 29 * 86_400);
+    m.insert(&super::videos::plain_key(&o, &[8u8; 32]), b"twenty-nine");
+    // A site with copies and a status that says videos offsite is off, and no list.
+    let st = r#"{"timestamp":"2026-01-01T03:00:00+00:00","date":"2026-01-01","success":true,"archive":null,"size":null,"size_bytes":null,"backups_count":1,"retention_days":7,"duration_ms":1,"warnings":[],"error":null,"last_success":null,"offsite":{"pending":0,"last_upload":null,"error":null,"poisoned":0,"videos":false}}"#;
+    m.insert(
+        &format!("{PREFIX}/plain-site/{}", super::STATUS_OBJECT),
+        st.as_bytes(),
+    );
+    let plan = ok(gc::plan(&m, &o, now));
+    let doomed: Vec<&str> = plan.doomed.iter().map(|j| j.key.as_str()).collect();
+    assert_eq!(doomed, [super::videos::plain_key(&o, &[7u8; 32])]);
+    assert_eq!(plan.young, 1);
+    assert_eq!(plan.sites, [("plain-site".to_string(), 0)]);
+}
+
+/// A store that lets a site start naming a hash at the worst moment: between the
+/// collection's second look and its removal (the race of docs/format.md, fleet gc).
+struct Racing<'a> {
+    inner: &'a MemBucket,
+    /// On the first delete: this list is written.
+    list: (String, Vec<u8>),
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Bucket for Racing<'_> {
+    fn describe(&self, key: &str) -> String {
+        self.inner.describe(key)
+    }
+    fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<crate::bucket::Page, crate::bucket::Error> {
+        self.inner.list_page(prefix, delimiter, token)
+    }
+    fn head(&self, key: &str) -> Result<ObjectHead, crate::bucket::Error> {
+        self.inner.head(key)
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::bucket::Error> {
+        self.inner.get(key)
+    }
+    fn get_range(
+        &self,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<Option<crate::bucket::Ranged>, crate::bucket::Error> {
+        self.inner.get_range(key, start, len)
+    }
+    fn put(
+        &self,
+        key: &str,
+        body: crate::bucket::ObjectBody<'_>,
+        content_type: &str,
+    ) -> Result<(), crate::bucket::Error> {
+        self.inner.put(key, body, content_type)
+    }
+    fn create(
+        &self,
+        key: &str,
+        body: crate::bucket::ObjectBody<'_>,
+        content_type: &str,
+    ) -> Result<bool, crate::bucket::Error> {
+        self.inner.create(key, body, content_type)
+    }
+    fn delete(&self, key: &str) -> Result<(), crate::bucket::Error> {
+        if !self.done.swap(true, Ordering::SeqCst) {
+            self.inner.insert(&self.list.0, &self.list.1);
+        }
+        self.inner.delete(key)
+    }
+    fn writer<'a>(
+        &'a self,
+        key: &'a str,
+        content_type: &'a str,
+        cancel: &'a AtomicBool,
+    ) -> Box<dyn crate::bucket::ObjectWriter + 'a> {
+        self.inner.writer(key, content_type, cancel)
+    }
+}
+
+#[test]
+fn gc_tells_a_site_that_started_naming_a_removed_object_to_send_it_again() {
+    let o = gc_settings();
+    let (m, h) = gc_bucket(&o);
+    let plan = ok(gc::plan(&m, &o, clock::now_unix()));
+    assert_eq!(plan.doomed.len(), 2);
+    // At the first removal, b starts to name the plain orphan h[3] (it found the object
+    // still there); a names nothing new.
+    let b_list = format!("{PREFIX}/b/{}", super::videos::REFS_OBJECT);
+    let racing = Racing {
+        inner: &m,
+        list: (
+            b_list,
+            format!("{}\n{}\n", hex(&h[1]), hex(&h[3])).into_bytes(),
+        ),
+        done: AtomicBool::new(false),
+    };
+    let done = ok(gc::apply(&racing, &o, &plan));
+    assert_eq!(done.removed.len(), 2);
+    assert_eq!(done.notices, [("b".to_string(), 1)]);
+    let notice = m
+        .bytes(&format!("{PREFIX}/b/{}", super::videos::MISSING_OBJECT))
+        .unwrap_or_else(|| panic!("no notice for b"));
+    let listed = ok(super::videos::parse_hash_list(&String::from_utf8_lossy(
+        &notice,
+    )));
+    assert_eq!(listed, [h[3]]);
+    assert_eq!(
+        m.bytes(&format!("{PREFIX}/a/{}", super::videos::MISSING_OBJECT)),
+        None
+    );
+}
