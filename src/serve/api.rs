@@ -45,9 +45,10 @@ fn healthz() -> Response {
     Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec())
 }
 
-/// The quick lane: answers the server gives on the connection's own thread, never
-/// queued behind busy handlers (long verifies, restores): `GET /healthz`.
-pub fn quick(_shared: &Shared, req: &Request) -> Option<Response> {
+/// The quick lane, the same for `serve` and `fleet serve`: answers the server gives on
+/// the connection's own thread, never queued behind busy handlers (long verifies,
+/// restores, the first read of a slow bucket): `GET /healthz`.
+pub fn quick(req: &Request) -> Option<Response> {
     let get = matches!(req.method.as_str(), "GET" | "HEAD");
     (get && req.path == "/healthz" && guard::host_allowed(req.header("Host"))).then(healthz)
 }

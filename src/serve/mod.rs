@@ -239,9 +239,8 @@ pub fn serve(cfg: Config) -> u8 {
         let shared2 = Arc::clone(&shared);
         let stop = Arc::clone(&stop);
         let stats = Arc::clone(&shared.stats);
-        let shared3 = Arc::clone(&shared);
         let routes = Arc::new(server::Routes {
-            quick: Box::new(move |req| api::quick(&shared3, req)),
+            quick: Box::new(api::quick),
             handler: Box::new(move |req| api::route(&shared2, req)),
         });
         std::thread::Builder::new()

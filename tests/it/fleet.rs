@@ -498,3 +498,62 @@ fn every_page_of_the_listing_is_counted() {
     assert_eq!(lists.len(), 2, "{lists:#?}");
     assert!(lists[1].contains("continuation-token="), "{lists:#?}");
 }
+
+/// Issue 21, finding 7: `fleet serve` has the same health lane as `serve`. A bucket that
+/// accepts connections and never answers holds every handler (16 requests wait for the
+/// first read of the bucket); `/healthz` still answers at once. (No SeaweedFS needed.)
+#[test]
+fn healthz_answers_while_every_handler_waits_on_a_bucket_that_never_answers() {
+    use std::net::TcpListener;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = format!(
+        "http://{}",
+        l.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+    // The black hole: takes connections and holds them, unanswered, until the test is
+    // done (a minute at most).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done2 = Arc::clone(&done);
+    let hole = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until
+            && held.len() < 256
+            && !done2.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            match l.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        held.len()
+    });
+    let d = Dashboard::start(&endpoint, "hole", &[]);
+    let addr = d.addr.clone();
+    // More waiting readers than handlers.
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let a = addr.clone();
+            std::thread::spawn(move || http(&a, "GET", "/api/fleet", &[], b""))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let started = Instant::now();
+        let Answer { status, body, .. } = http(&addr, "GET", "/healthz", &[], b"");
+        assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "/healthz took {:?}",
+            started.elapsed()
+        );
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let held = hole.join().unwrap_or(0);
+    assert!(held >= 1, "the dashboard never reached the bucket");
+    drop(d);
+    for w in waiters {
+        let _ = w.join();
+    }
+}
