@@ -325,7 +325,9 @@ pub fn route(cache: &Arc<FleetCache>, token: Option<&str>, req: &Request) -> Res
             .with_header("Content-Security-Policy", &page::csp(&[])),
         (true, "/api/fleet") => api(cache),
         (true, "/metrics") => metrics(cache),
-        (true, "/healthz") => Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec()),
+        (true, "/healthz") => {
+            super::api::quick(req).unwrap_or_else(|| error(403, "Hôte non autorisé"))
+        }
         (false, "/" | "/api/fleet" | "/metrics" | "/healthz") => {
             error(405, "Méthode non autorisée").with_header("Allow", "GET, HEAD")
         }

@@ -313,3 +313,43 @@ impl Drop for Ext4 {
         unmount(&self.at);
     }
 }
+
+/// The daemon's own clock (under libfaketime: the fake one), read from the `Date`
+/// header of its `/healthz` answer (`Wed, 18 Dec 2024 03:00:00 GMT`).
+pub fn daemon_now(d: &Daemon) -> Option<i64> {
+    let a = d.req("GET", "/healthz", &[], b"");
+    let v = a.header("Date")?;
+    let p: Vec<&str> = v.split([' ', ':']).collect();
+    let [_, day, mon, year, h, m, s, "GMT"] = p.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|x| x == mon)? as i64 + 1;
+    Some(naive_utc(
+        year.parse().ok()?,
+        month,
+        day.parse().ok()?,
+        h.parse().ok()?,
+        m.parse().ok()?,
+        s.parse().ok()?,
+    ))
+}
+
+/// Waits until the daemon's clock reads `target` or later (its Date header): an event,
+/// not a fixed sleep. Panics after `limit`.
+pub fn wait_daemon_clock(d: &Daemon, target: i64, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let now = daemon_now(d);
+        if now.is_some_and(|n| n >= target) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon's clock did not reach {target} (it says {now:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

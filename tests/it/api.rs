@@ -2152,6 +2152,71 @@ fn downloads_answer_ranges_with_validators_and_curl_resumes() {
         &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")],
     );
     assert_eq!((r.status, r.body.len()), (200, size));
+    // A date that is not the file's: the whole file (an If-Range that took any date
+    // would pass everything above).
+    let r = ask(
+        &d,
+        "GET",
+        &path,
+        &[
+            ("Range", "bytes=0-9"),
+            ("If-Range", "Wed, 01 Jan 2020 00:00:00 GMT"),
+        ],
+    );
+    assert_eq!((r.status, r.body.len()), (200, size));
+
+    // The archive replaced under the same name (another file, another date): its ETag
+    // and Last-Modified change, and a client holding part of the old one gets the whole
+    // new one, whichever validator it kept.
+    let path_on_disk = tree.archive_path(&name);
+    let mut other = disk.clone();
+    other.reverse();
+    other.truncate(size - 7);
+    let tmp = tree.backups.join("replacing.tmp");
+    std::fs::write(&tmp, &other).unwrap_or_else(|e| panic!("{e}"));
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(f);
+    std::fs::rename(&tmp, &path_on_disk).unwrap_or_else(|e| panic!("{e}"));
+    let r = ask(&d, "GET", &path, &[]);
+    assert_eq!(r.body, other);
+    let (etag2, modified2) = (
+        r.header("ETag").unwrap_or_default().to_string(),
+        r.header("Last-Modified").unwrap_or_default().to_string(),
+    );
+    assert_ne!(etag2, etag, "the ETag did not change with the file");
+    assert_ne!(
+        modified2, modified,
+        "Last-Modified did not change with the file"
+    );
+    assert_eq!(modified2, "Tue, 14 Nov 2023 22:13:20 GMT");
+    for old in [&etag, &modified] {
+        let r = ask(
+            &d,
+            "GET",
+            &path,
+            &[("Range", "bytes=0-9"), ("If-Range", old)],
+        );
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, other.len()),
+            "If-Range {old}"
+        );
+        assert_eq!(r.body, other);
+    }
+    let r = ask(
+        &d,
+        "GET",
+        &path,
+        &[("Range", "bytes=0-9"), ("If-Range", &etag2)],
+    );
+    assert_eq!((r.status, r.body.as_slice()), (206, &other[..10]));
+    let disk = other;
+    let size = disk.len();
 
     // `curl -C -` resumes an interrupted download.
     if Command::new("curl").arg("--version").output().is_err() {

@@ -374,7 +374,9 @@ fn status_after_success_has_every_field() {
     let t = Tree::new("status-ok");
     let before = now_unix();
     let first = t.backup(&[("RETENTION_DAYS", "5")]);
+    let started = std::time::Instant::now();
     let second = t.backup(&[("RETENTION_DAYS", "5")]);
+    let wall_ms = started.elapsed().as_millis() as u64;
     let after = now_unix();
     assert_ne!(first, second, "two runs never share a name");
     let st = t.status();
@@ -410,7 +412,18 @@ fn status_after_success_has_every_field() {
     );
     assert_eq!(st.get("backups_count").u64(), 2);
     assert_eq!(st.get("retention_days").u64(), 5);
-    let _ = st.get("duration_ms").u64();
+    // The run's own duration: what its log line says, and no more than the process took.
+    let ms = st.get("duration_ms").u64();
+    assert!(
+        ms <= wall_ms,
+        "duration_ms {ms} > the {wall_ms} ms the process took"
+    );
+    let log = fs::read_to_string(t.backups.join("backup.log")).unwrap_or_default();
+    let done = log
+        .lines()
+        .rfind(|l| l.contains(&format!("backup done: {second}")))
+        .unwrap_or_else(|| panic!("no 'backup done' line:\n{log}"));
+    assert!(done.contains(&format!(", {ms} ms,")), "{done} vs {ms}");
     assert!(st.get("warnings").arr().is_empty(), "{st:?}");
     assert!(st.get("error").is_null());
 

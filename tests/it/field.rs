@@ -390,3 +390,45 @@ fn the_list_dates_created_from_the_name_not_the_mtime() {
         assert_eq!(b.get("date").str(), "2024-12-18 03:00:00");
     }
 }
+
+/// Issue 21: a restore that applied O_NOFOLLOW to the last folder only passed the test
+/// above. A link at each level of the path — NEOPRO_DIR itself, then each folder in
+/// it — is refused: nothing is written through it, the error says why, and files
+/// whose path holds no link are restored.
+#[test]
+fn restore_refuses_a_symlink_at_every_level_of_the_path_neopro_dir_included() {
+    for level in ["neopro", "neopro/webapp", "neopro/sync-agent"] {
+        let t = Tree::new("restore-link-level");
+        let archive = t.backup(&[]);
+        // The folder at `level` moves aside and a link to it takes its place; the files
+        // behind the link are changed, so a write through it would show.
+        let linked = t.root.join(level);
+        let real = t.root.join(format!("{}-real", level.replace('/', "-")));
+        fs::rename(&linked, &real).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&real, &linked).unwrap_or_else(|e| panic!("{e}"));
+        let mut behind = Vec::new();
+        for rel in ["neopro/webapp/configuration.json", "neopro/sync-agent/.env"] {
+            if let Some(rest) = rel.strip_prefix(&format!("{level}/")) {
+                let p = real.join(rest);
+                write_file(&p, b"changed behind the link\n");
+                behind.push(p);
+            }
+        }
+        write_file(&t.site_conf, b"SITE=changed\n");
+        let mut c = t.command(&["restore", &archive]);
+        let out = run_within(&mut c, QUICK, "restore");
+        out.expect_code(1, &format!("restore with a link at {level}"));
+        assert!(out.stdout.contains("symbolic link"), "{level}: {out}");
+        for p in &behind {
+            assert_eq!(
+                fs::read(p).unwrap_or_default(),
+                b"changed behind the link\n",
+                "{level}: a restore wrote through the link into {}",
+                p.display()
+            );
+        }
+        assert!(!behind.is_empty(), "{level}: nothing behind the link");
+        // site.conf's folder holds no link: restored.
+        assert_eq!(fs::read(&t.site_conf).ok().as_deref(), Some(SITE_CONF));
+    }
+}
