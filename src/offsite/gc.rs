@@ -134,11 +134,27 @@ fn age_secs(ob: &Object, now: i64) -> Option<i64> {
 /// How old an unreferenced object must be to go: S3_RETENTION_DAYS, or
 /// NEOPRO_GC_MIN_AGE_SECS (for tests, which cannot wait days).
 fn min_age_secs(o: &OffsiteSettings) -> i64 {
-    std::env::var("NEOPRO_GC_MIN_AGE_SECS")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
+    min_age(
+        std::env::var("NEOPRO_GC_MIN_AGE_SECS").ok().as_deref(),
+        o.retention_days,
+    )
+}
+
+/// `min_age_secs` from the variable's value (a negative or malformed one is ignored).
+fn min_age(var: Option<&str>, retention_days: u32) -> i64 {
+    var.and_then(|v| v.parse::<i64>().ok())
         .filter(|s| *s >= 0)
-        .unwrap_or(i64::from(o.retention_days) * 86_400)
+        .unwrap_or(i64::from(retention_days) * 86_400)
+}
+
+#[cfg(test)]
+#[test]
+fn the_test_age_limit_replaces_the_retention_only_when_it_is_a_whole_number() {
+    assert_eq!(min_age(None, 30), 2_592_000);
+    assert_eq!(min_age(Some("0"), 30), 0);
+    assert_eq!(min_age(Some("5"), 30), 5);
+    assert_eq!(min_age(Some("-1"), 30), 2_592_000);
+    assert_eq!(min_age(Some("x"), 1), 86_400);
 }
 
 /// The dry run: what would be removed from `b`.

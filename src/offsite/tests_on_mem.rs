@@ -751,6 +751,7 @@ fn gc_age_limit_is_s3_retention_days_exactly_and_a_site_without_videos_is_not_wa
         st.as_bytes(),
     );
     let plan = ok(gc::plan(&m, &o, now));
+    assert_eq!(plan.retention_days, 30);
     let doomed: Vec<&str> = plan.doomed.iter().map(|j| j.key.as_str()).collect();
     assert_eq!(doomed, [super::videos::plain_key(&o, &[7u8; 32])]);
     assert_eq!(plan.young, 1);
@@ -832,6 +833,12 @@ fn gc_tells_a_site_that_started_naming_a_removed_object_to_send_it_again() {
     assert_eq!(plan.doomed.len(), 2);
     // At the first removal, b starts to name the plain orphan h[3] (it found the object
     // still there); a names nothing new.
+    // b already had a notice from an earlier collection, not yet dealt with: kept.
+    let earlier = [9u8; 32];
+    m.insert(
+        &format!("{PREFIX}/b/{}", super::videos::MISSING_OBJECT),
+        format!("{}\n", hex(&earlier)).as_bytes(),
+    );
     let b_list = format!("{PREFIX}/b/{}", super::videos::REFS_OBJECT);
     let racing = Racing {
         inner: &m,
@@ -850,7 +857,7 @@ fn gc_tells_a_site_that_started_naming_a_removed_object_to_send_it_again() {
     let listed = ok(super::videos::parse_hash_list(&String::from_utf8_lossy(
         &notice,
     )));
-    assert_eq!(listed, [h[3]]);
+    assert_eq!(listed, [h[3], earlier]);
     assert_eq!(
         m.bytes(&format!("{PREFIX}/a/{}", super::videos::MISSING_OBJECT)),
         None
