@@ -178,7 +178,7 @@ fn bad_offsite_values_name_key_value_and_expectation() {
         "{e}"
     );
     // A reserved SITE_ID is no configuration error (local backups go on): the offsite
-    // queue refuses it (offsite/tests_on_mem.rs).
+    // queue refuses it (offsite/mem_tests.rs).
     for env in [
         with_s3(&[("VIDEOS_OFFSITE", "1"), ("SITE_ID", "videos")]),
         with_s3(&[("SITE_ID", "videos")]),

@@ -31,7 +31,7 @@ pub mod fleet;
 pub mod gc;
 mod ledger;
 #[cfg(test)]
-mod tests_on_mem;
+mod mem_tests;
 mod video_put;
 pub mod videos;
 
