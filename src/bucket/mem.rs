@@ -57,6 +57,8 @@ pub struct MemBucket {
     name: String,
     objects: Mutex<BTreeMap<String, Stored>>,
     faults: Mutex<Vec<Injected>>,
+    /// Writes of another client, made just before the next request of a kind.
+    meanwhile: Mutex<Vec<(Op, String, Vec<u8>)>>,
     counts: Mutex<BTreeMap<Op, u64>>,
     bytes_in: Mutex<u64>,
     /// What `last_modified` says for the objects written from now on.
@@ -80,6 +82,7 @@ impl MemBucket {
             name: "mem".into(),
             objects: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
+            meanwhile: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
             bytes_in: Mutex::new(0),
             stamp: Mutex::new(crate::clock::iso_utc_millis(crate::clock::now_unix(), 0)),
@@ -96,6 +99,12 @@ impl MemBucket {
             fault,
             times,
         });
+    }
+
+    /// Another client writes `key` just before the next request of kind `op` (a site
+    /// racing with `fleet gc`, say).
+    pub fn meanwhile(&self, op: Op, key: &str, data: &[u8]) {
+        lock(&self.meanwhile).push((op, key.to_string(), data.to_vec()));
     }
 
     /// Objects written from now on are dated `unix`.
@@ -132,6 +141,15 @@ impl MemBucket {
     /// Counts the request and takes the fault to inject for it, if any.
     fn enter(&self, op: Op, key: &str) -> Option<Fault> {
         *lock(&self.counts).entry(op).or_default() += 1;
+        let due: Vec<(Op, String, Vec<u8>)> = {
+            let mut m = lock(&self.meanwhile);
+            let (now, later) = m.drain(..).partition(|w| w.0 == op);
+            *m = later;
+            now
+        };
+        for (_, k, data) in due {
+            self.store(&k, data, None);
+        }
         let mut faults = lock(&self.faults);
         let i = faults
             .iter()

@@ -80,12 +80,7 @@ pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
     print!("{}", gc_summary(&plan));
     if !apply {
         for j in &plan.doomed {
-            println!(
-                "  would remove  {}  ({}, {})",
-                j.key,
-                human_size(j.size, 1),
-                days(j)
-            );
+            println!("{}", object_line("would remove", j));
         }
         println!(
             "Dry run: nothing was removed. `neopro-backup fleet gc --apply` removes the {} object(s) above.",
@@ -101,12 +96,7 @@ pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
         }
     };
     for j in &done.removed {
-        println!(
-            "  removed  {}  ({}, {})",
-            j.key,
-            human_size(j.size, 1),
-            days(j)
-        );
+        println!("{}", object_line("removed", j));
     }
     if done.spared > 0 {
         println!(
@@ -133,6 +123,16 @@ pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `  removed  KEY  (SIZE, N days old)`.
+fn object_line(what: &str, j: &gc::Judged) -> String {
+    format!(
+        "  {what}  {}  ({}, {})",
+        j.key,
+        human_size(j.size, 1),
+        days(j)
+    )
 }
 
 fn days(j: &gc::Judged) -> String {

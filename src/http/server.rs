@@ -448,6 +448,14 @@ fn write_simple(mut stream: &TcpStream, status: u16, json: &str, close: bool) ->
     stream.write_all(json.as_bytes())
 }
 
+/// A read that stopped at the end of its time slice (or a signal), not for good.
+fn slice_ended(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// The reading side of a connection (the writing side uses the same socket).
 struct Reader(Arc<TcpStream>);
 
@@ -503,14 +511,7 @@ fn read_request(reader: &mut BufReader<Reader>, first: bool, slots: &Slots, id: 
             .set_read_timeout(Some(left.min(READ_SLICE)));
         let buf = match reader.fill_buf() {
             Ok(b) => b,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if slice_ended(&e) => {
                 continue; // a slice ended: look at the deadline again
             }
             Err(_) => {
@@ -589,13 +590,7 @@ fn read_request(reader: &mut BufReader<Reader>, first: bool, slots: &Slots, id: 
         match reader.read(&mut body[got..]) {
             Ok(0) => return Head::Closed,
             Ok(n) => got += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if slice_ended(&e) => {}
             Err(_) => return Head::Error(408, TOO_SLOW),
         }
     }
