@@ -17,16 +17,23 @@ mod fsutil;
 mod host;
 #[path = "../../src/http/client.rs"]
 pub mod http_client;
+#[path = "../../src/http/percent.rs"]
+pub mod http_percent;
 #[path = "../../src/http/response.rs"]
 pub mod http_response;
+#[path = "../../src/http/tls.rs"]
+pub mod http_tls;
 #[path = "../../src/smtp/url.rs"]
 pub mod smtp_url;
 
 /// What config/mod.rs reaches as `crate::http::client` (and client.rs as
-/// `crate::http::response`) and `crate::smtp`.
+/// `crate::http::response` and `crate::http::tls`, smtp/url.rs as
+/// `crate::http::percent`) and `crate::smtp`.
 mod http {
     pub use crate::http_client as client;
+    pub use crate::http_percent as percent;
     pub use crate::http_response as response;
+    pub use crate::http_tls as tls;
 }
 mod smtp {
     pub use crate::smtp_url::{SmtpUrl, check_address, parse_address_list};
