@@ -794,3 +794,29 @@ fn gc_tells_a_site_that_started_naming_a_removed_object_to_send_it_again() {
         None
     );
 }
+
+#[test]
+fn a_key_that_may_not_list_gets_403_for_a_missing_video_and_still_sends_it() {
+    // The documented policy gives the Pis no ListBucket under videos/: a HEAD of a
+    // missing object answers 403, not 404.
+    let a = pi("club", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    m.inject(
+        Op::Head,
+        &format!("{PREFIX}/videos/"),
+        Fault::Status(403),
+        100,
+    );
+    m.inject(
+        Op::Get,
+        &format!("{PREFIX}/videos/"),
+        Fault::Status(403),
+        100,
+    );
+    a.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(video_keys(&m).len(), 2);
+    let (key, bytes, _) = shared(&a, "b.mp4");
+    assert_eq!(m.bytes(&key), Some(bytes));
+    assert_eq!(read_state(a.dir()).videos_poisoned, 0);
+}

@@ -168,9 +168,13 @@ fn shared_object_holds(
     match b.head_checked(key)? {
         (ObjectHead::Exists(n), _) if n != size => Ok(Some(false)),
         (ObjectHead::Exists(_), Some(kept)) => Ok(Some(kept == *hash)),
-        (ObjectHead::Missing, _) => Ok(None),
-        // Unknown (403) or no kept SHA-256: read it.
-        _ => Ok(bucket::sha256_of(b, key, cancel)?.map(|(h, n)| h == *hash && n == size)),
+        // 403: a key without list permission asked about a missing object (an existing
+        // one answers 200 to a key that may read it): the create decides.
+        (ObjectHead::Missing | ObjectHead::Unknown, _) => Ok(None),
+        // No kept SHA-256: read it.
+        (ObjectHead::Exists(_), None) => {
+            Ok(bucket::sha256_of(b, key, cancel)?.map(|(h, n)| h == *hash && n == size))
+        }
     }
 }
 
