@@ -25,10 +25,11 @@ MUTANTS_RE := ^src/(retention|schedule|clock|config/mod|bucket/sigv4|http/head|o
 MUTANTS_MIN_SCORE := 95
 
 # Files whose behaviour the black-box tests pin (downloads, the restore's target
-# files): each mutant runs the groups of tests/it that exercise them.
+# files): each mutant runs their unit tests and the groups of tests/it that exercise
+# them (the filters select both).
 MUTANTS_IT_FILES := src/serve/download.rs src/restore/target.rs
 MUTANTS_IT_RE := ^src/(serve/download|restore/target)\.rs:
-MUTANTS_IT_TESTS := api::download restore:: field::restore
+MUTANTS_IT_TESTS := download restore:: field::restore
 
 # --gitignore false: the SMTP tests need .xtools/smtp-venv in the copied tree.
 .PHONY: mutants mutants-unit mutants-it
@@ -49,6 +50,6 @@ mutants-it:
 	  echo "make mutants: cargo-mutants is missing (cargo install cargo-mutants --locked)"; exit 1; }
 	status=0; $(CARGO) mutants $(addprefix --file ,$(MUTANTS_IT_FILES)) \
 	  --re '$(MUTANTS_IT_RE)' -j2 --minimum-test-timeout 60 --copy-target=true \
-	  -o target/mutants-it -- --test it -- $(MUTANTS_IT_TESTS) || status=$$?; \
+	  -o target/mutants-it -- --bin neopro-backup --test it -- $(MUTANTS_IT_TESTS) || status=$$?; \
 	case $$status in 0|2|3) ;; *) echo "cargo mutants failed ($$status)"; exit $$status;; esac; \
 	bash scripts/mutants-score.sh target/mutants-it/mutants.out $(MUTANTS_MIN_SCORE)

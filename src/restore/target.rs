@@ -295,3 +295,33 @@ pub(super) fn replace_file(
     }
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_content_compares_every_byte_of_files_over_one_read() {
+        let root = std::env::temp_dir().join(format!("neopro-same-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(root.join("big"), &big).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("small"), b"hello").unwrap_or_else(|e| panic!("{e}"));
+        let dir = Dir::walk(&root).unwrap_or_else(|_| panic!("cannot open {}", root.display()));
+        let same = |name: &[u8], want: &[u8]| {
+            same_content(&dir, name, want).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(same(b"small", b"hello"));
+        assert!(!same(b"small", b"hellp"));
+        assert!(!same(b"small", b"hell"));
+        assert!(same(b"big", &big), "a file read in two chunks");
+        let mut other = big.clone();
+        other[90_000] ^= 1; // in the second read
+        assert!(!same(b"big", &other));
+        other = big.clone();
+        other[10] ^= 1; // in the first
+        assert!(!same(b"big", &other));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -171,6 +171,36 @@ mod tests {
         }
         assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
         assert_eq!(parse_range("bytes=-1", 0), Unsatisfiable);
+        // Numbers: 19 digits at most, digits only.
+        assert_eq!(
+            parse_range("bytes=1234567890123456789-", 1000),
+            Unsatisfiable
+        );
+        assert_eq!(parse_range("bytes=12345678901234567890-", 1000), Whole);
+        assert_eq!(parse_range("bytes=0-12345678901234567890", 1000), Whole);
+        assert_eq!(
+            parse_range("bytes=0-1234567890123456789", 1000),
+            Part(0, 999)
+        );
+        assert_eq!(parse_range("bytes=-12345678901234567890", 1000), Whole);
+        assert_eq!(parse_range("bytes=5-x", 1000), Whole);
+        assert_eq!(parse_range("bytes=5-5", 1000), Part(5, 5));
+    }
+
+    #[test]
+    fn the_etag_is_inode_size_and_mtime_to_the_nanosecond() {
+        let p = std::env::temp_dir().join(format!("neopro-etag-{}", std::process::id()));
+        std::fs::write(&p, b"12345").unwrap_or_else(|e| panic!("{e}"));
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        f.set_modified(t).unwrap_or_else(|e| panic!("{e}"));
+        let meta = f.metadata().unwrap_or_else(|e| panic!("{e}"));
+        let ns: i128 = 1_700_000_000 * 1_000_000_000 + 123_456_789;
+        assert_eq!(etag(&meta), format!("\"{:x}-5-{ns:x}\"", meta.ino()));
+        let _ = std::fs::remove_file(&p);
     }
 
     #[test]
