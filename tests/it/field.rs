@@ -432,3 +432,29 @@ fn restore_refuses_a_symlink_at_every_level_of_the_path_neopro_dir_included() {
         assert_eq!(fs::read(&t.site_conf).ok().as_deref(), Some(SITE_CONF));
     }
 }
+
+/// A link or a folder where the archive has a file: not replaced, and the report says
+/// which (the link is named as a link, the folder as not a regular file).
+#[test]
+fn restore_names_a_linked_file_and_a_folder_in_a_file_place() {
+    let t = Tree::new("restore-odd-files");
+    let archive = t.backup(&[]);
+    let conf = t.configuration_json();
+    fs::remove_file(&conf).unwrap_or_else(|e| panic!("{e}"));
+    let target = t.root.join("target.json");
+    write_file(&target, b"{}");
+    std::os::unix::fs::symlink(&target, &conf).unwrap_or_else(|e| panic!("{e}"));
+    let env = t.sync_agent_env();
+    fs::remove_file(&env).unwrap_or_else(|e| panic!("{e}"));
+    fs::create_dir(&env).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = t.command(&["restore", &archive]);
+    let out = run_within(&mut c, QUICK, "restore");
+    out.expect_code(1, "restore over a link and a folder");
+    assert!(
+        out.stdout.contains("configuration.json is a symbolic link"),
+        "{out}"
+    );
+    assert!(out.stdout.contains(".env is not a regular file"), "{out}");
+    assert_eq!(fs::read(&target).unwrap_or_default(), b"{}");
+    assert!(env.is_dir());
+}
