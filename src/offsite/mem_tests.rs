@@ -820,3 +820,43 @@ fn a_key_that_may_not_list_gets_403_for_a_missing_video_and_still_sends_it() {
     assert_eq!(m.bytes(&key), Some(bytes));
     assert_eq!(read_state(a.dir()).videos_poisoned, 0);
 }
+
+#[test]
+fn encrypted_videos_go_to_the_site_age_folder_and_decrypt_to_the_videos() {
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let a = pi(
+        "club",
+        &[("VIDEOS_OFFSITE", "1"), ("ENCRYPT_TO", &recipient)],
+    );
+    let m = MemBucket::new();
+    a.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    let o = a.cfg.offsite.clone().unwrap_or_else(|| panic!("offsite"));
+    for rel in ["sponsors/a.mp4", "b.mp4"] {
+        let (plain, bytes, hash) = shared(&a, rel);
+        assert_eq!(m.bytes(&plain), None, "{rel}: a plain copy with ENCRYPT_TO");
+        let key = super::videos::age_key(&o, "club", &hash);
+        let enc = m.bytes(&key).unwrap_or_else(|| panic!("{rel}: no {key}"));
+        // The announced length was the ciphertext's exact size (the store checks it).
+        let d = ok(age::Decryptor::new(&enc[..]));
+        let mut back = Vec::new();
+        ok(ok(d.decrypt(std::iter::once(&id as &dyn age::Identity))).read_to_end(&mut back));
+        assert!(back == bytes, "{rel}: the decrypted video differs");
+    }
+    assert_eq!(read_state(a.dir()).videos_pending, 0);
+}
+
+#[test]
+fn junk_of_another_size_is_found_without_a_download() {
+    let a = pi("club", &[("VIDEOS_OFFSITE", "1")]);
+    let m = MemBucket::new();
+    let (key, bytes, _) = shared(&a, "b.mp4");
+    m.insert(&key, &vec![0u8; bytes.len() + 1]);
+    a.backup();
+    let gets = m.count(Op::Get);
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(read_state(a.dir()).videos_poisoned, 1);
+    // Only the references list (missing ledger: none) and the status: no range read.
+    assert_eq!(m.count(Op::Get) - gets, 0);
+}
