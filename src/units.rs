@@ -106,6 +106,18 @@ impl Sha256 {
     }
 }
 
+/// The SHA-256 of `data`, in one call.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(data);
+    h.finish()
+}
+
+/// The same in lower-case hex (S3's payload hashes, the digests kept in the state).
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&sha256(data))
+}
+
 impl Default for Sha256 {
     fn default() -> Sha256 {
         Sha256::new()

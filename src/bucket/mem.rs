@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{Bucket, Error, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged, cancelled, sha256};
@@ -54,13 +54,12 @@ struct Injected {
 
 /// The store. `page_size` keys a listing page (small pages exercise the pagination).
 pub struct MemBucket {
-    name: String,
     objects: Mutex<BTreeMap<String, Stored>>,
     faults: Mutex<Vec<Injected>>,
     /// Writes of another client, made just before the next request of a kind.
     meanwhile: Mutex<Vec<(Op, String, Vec<u8>)>>,
     counts: Mutex<BTreeMap<Op, u64>>,
-    bytes_in: Mutex<u64>,
+    bytes_in: AtomicU64,
     /// What `last_modified` says for the objects written from now on.
     stamp: Mutex<String>,
     pub page_size: usize,
@@ -79,12 +78,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl MemBucket {
     pub fn new() -> MemBucket {
         MemBucket {
-            name: "mem".into(),
             objects: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(Vec::new()),
             meanwhile: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
-            bytes_in: Mutex::new(0),
+            bytes_in: AtomicU64::new(0),
             stamp: Mutex::new(crate::clock::iso_utc_millis(crate::clock::now_unix(), 0)),
             page_size: 3,
         }
@@ -135,7 +133,7 @@ impl MemBucket {
 
     /// ObjectBody bytes received by writes, complete or not.
     pub fn bytes_received(&self) -> u64 {
-        *lock(&self.bytes_in)
+        self.bytes_in.load(Ordering::Relaxed)
     }
 
     /// Counts the request and takes the fault to inject for it, if any.
@@ -200,7 +198,7 @@ impl MemBucket {
             if n == 0 {
                 break;
             }
-            *lock(&self.bytes_in) += n as u64;
+            self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             data.extend_from_slice(&buf[..n]);
             if cut.is_some_and(|c| data.len() as u64 >= c) {
                 return Err(Error::transport(format!("{what} {shown}: connection lost")));
@@ -240,7 +238,7 @@ impl MemBucket {
 
 impl Bucket for MemBucket {
     fn describe(&self, key: &str) -> String {
-        format!("{}://{key}", self.name)
+        format!("mem://{key}")
     }
 
     fn list_page(

@@ -39,7 +39,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::units::Sha256;
+use crate::units::{Sha256, sha256};
 
 /// Upper bound of an object read whole (`get`): listings pages, statuses, lists.
 pub const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -162,13 +162,6 @@ impl<'a> ObjectBody<'a> {
             sha256: Some(sha),
         }
     }
-}
-
-/// The SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(data);
-    h.finish()
 }
 
 /// A writer of one object whose length is not known in advance (an age encryption):

@@ -150,6 +150,47 @@ impl S3 {
         out
     }
 
+    /// A PUT of `body`; with `create`, `If-None-Match: *` (`Ok(false)`: the key exists,
+    /// 412). A body whose SHA-256 is known carries it twice: as the signed payload hash,
+    /// and as `x-amz-checksum-sha256`, which the server checks (refusing a body that does
+    /// not match with BadDigest) and keeps with the object (the contract suite checks
+    /// both on SeaweedFS; AWS documents the same). A failure of the body's own reader (a
+    /// file that changed, a hash that is not the expected one) is this side's, not the
+    /// network's.
+    fn write(
+        &self,
+        key: &str,
+        body: ObjectBody<'_>,
+        content_type: &str,
+        create: bool,
+    ) -> Result<bool, Error> {
+        let mut headers = vec![("content-type", content_type.to_string())];
+        if create {
+            headers.push(("if-none-match", "*".to_string()));
+        }
+        let hash = match body.sha256 {
+            Some(h) => {
+                headers.push(("x-amz-checksum-sha256", base64(&h)));
+                hex(&h)
+            }
+            None => "UNSIGNED-PAYLOAD".to_string(),
+        };
+        let failed = Cell::new(false);
+        let payload = Payload {
+            reader: Box::new(Watched {
+                inner: body.reader,
+                failed: &failed,
+            }),
+            len: body.len,
+        };
+        let also_ok: &[u16] = if create { &[412] } else { &[] };
+        match self.send("PUT", Some(key), &[], &headers, payload, &hash, also_ok) {
+            Ok(r) => Ok(r.status != 412),
+            Err(e) if failed.get() => Err(Error::local(e.msg)),
+            Err(e) => Err(e),
+        }
+    }
+
     fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, Error> {
         let ct = [("content-type", content_type.to_string())];
         let r = self.send(
@@ -259,37 +300,6 @@ fn content_range_total(v: &str) -> Option<u64> {
     parse_u64(v.rsplit('/').next()?)
 }
 
-/// The parts of a PUT: the body, the payload hash it is signed with, and the headers
-/// (`If-None-Match: *` for a create, which `put` drops). A body whose SHA-256 is known
-/// carries it twice: as the signed payload hash (which AWS checks) and as
-/// `x-amz-checksum-sha256` (which AWS, SeaweedFS and MinIO check, refusing a body that
-/// does not match with BadDigest, and keep with the object).
-fn write_request<'a>(
-    body: ObjectBody<'a>,
-    content_type: &str,
-    failed: &'a Cell<bool>,
-) -> (Payload<'a>, String, Vec<(&'static str, String)>) {
-    let mut headers = vec![
-        ("content-type", content_type.to_string()),
-        ("if-none-match", "*".to_string()),
-    ];
-    let hash = match body.sha256 {
-        Some(h) => {
-            headers.push(("x-amz-checksum-sha256", base64(&h)));
-            hex(&h)
-        }
-        None => "UNSIGNED-PAYLOAD".to_string(),
-    };
-    let payload = Payload {
-        reader: Box::new(Watched {
-            inner: body.reader,
-            failed,
-        }),
-        len: body.len,
-    };
-    (payload, hash, headers)
-}
-
 /// A body reader that remembers it failed: the failure is then this side's (a file
 /// that changed, a hash that is not the expected one), not the network's.
 struct Watched<'a> {
@@ -305,11 +315,6 @@ impl Read for Watched<'_> {
         }
         r
     }
-}
-
-/// A request whose body's own reader failed is a local failure.
-fn local_if<T>(r: Result<T, Error>, failed: &Cell<bool>) -> Result<T, Error> {
-    r.map_err(|e| if failed.get() { Error::local(e.msg) } else { e })
 }
 
 impl Bucket for S3 {
@@ -468,18 +473,11 @@ impl Bucket for S3 {
     }
 
     fn put(&self, key: &str, body: ObjectBody<'_>, content_type: &str) -> Result<(), Error> {
-        let failed = Cell::new(false);
-        let (payload, hash, mut headers) = write_request(body, content_type, &failed);
-        headers.retain(|(k, _)| *k != "if-none-match");
-        let r = self.send("PUT", Some(key), &[], &headers, payload, &hash, &[]);
-        local_if(r, &failed).map(|_| ())
+        self.write(key, body, content_type, false).map(|_| ())
     }
 
     fn create(&self, key: &str, body: ObjectBody<'_>, content_type: &str) -> Result<bool, Error> {
-        let failed = Cell::new(false);
-        let (payload, hash, headers) = write_request(body, content_type, &failed);
-        let r = self.send("PUT", Some(key), &[], &headers, payload, &hash, &[412]);
-        Ok(local_if(r, &failed)?.status != 412)
+        self.write(key, body, content_type, true)
     }
 
     fn delete(&self, key: &str) -> Result<(), Error> {

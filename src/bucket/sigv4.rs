@@ -10,11 +10,7 @@ use crate::units::hex;
 /// SHA-256 of the empty string, the payload hash of a request without body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-pub fn sha256_hex(data: &[u8]) -> String {
-    let mut h = crate::units::Sha256::new();
-    h.update(data);
-    hex(&h.finish())
-}
+pub use crate::units::sha256_hex;
 
 /// RFC 3986 percent-encoding as SigV4 wants it: unreserved characters stay, everything
 /// else is `%XX` (upper case); `/` stays only when `keep_slash` (object paths).

@@ -335,8 +335,8 @@ pub fn request(
     // A failure of the body's own reader (a file that shrank, a video whose hash is not
     // the expected one) ends the request at once: the server, still waiting for the rest
     // of the body, would answer only at its own timeout.
-    let mut local: Option<io::Error> = None;
-    let send = |stream: &mut Box<dyn Stream>, local: &mut Option<io::Error>| -> io::Result<()> {
+    let mut local = false;
+    let send = |stream: &mut Box<dyn Stream>, local: &mut bool| -> io::Result<()> {
         let mut w = io::BufWriter::with_capacity(64 * 1024, stream);
         w.write_all(head.as_bytes())?;
         let mut reader = body.reader.take(body.len);
@@ -348,26 +348,24 @@ pub fn request(
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let e2 = io::Error::new(e.kind(), e.to_string());
-                    *local = Some(e);
-                    return Err(e2);
+                    *local = true;
+                    return Err(e);
                 }
             };
             w.write_all(&buf[..n])?;
             sent = sent.saturating_add(n as u64);
         }
         if sent != body.len {
-            let e = io::Error::new(
+            *local = true;
+            return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("the body ended after {sent} of {} bytes", body.len),
-            );
-            *local = Some(io::Error::new(e.kind(), e.to_string()));
-            return Err(e);
+            ));
         }
         w.flush()
     };
     let sent = send(&mut stream, &mut local);
-    if let Some(e) = local {
+    if let (true, Err(e)) = (local, &sent) {
         return Err(format!("sending the body to {}: {e}", url.origin()));
     }
     // A server may answer (e.g. 403) and close before taking the whole body: read the

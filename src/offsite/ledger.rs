@@ -364,10 +364,7 @@ mod tests {
         assert_eq!(parse_hash_list(&refs).ok(), Some(vec![h(1), h(3)]));
         assert_eq!(
             l.refs_digest(),
-            (
-                refs.len() as u64,
-                crate::units::hex(&crate::bucket::sha256(refs.as_bytes()))
-            )
+            (refs.len() as u64, crate::units::sha256_hex(refs.as_bytes()))
         );
         assert!(parse_hash_list("zz\n").is_err());
     }

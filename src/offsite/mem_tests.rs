@@ -292,19 +292,14 @@ fn videos_go_once_per_bucket_a_second_site_sends_none_of_their_bytes() {
     for (file, len) in [("videos/sponsors/a.mp4", 300_000), ("videos/b.mp4", 70_000)] {
         let bytes = ok(std::fs::read(a.root.join("neopro").join(file)));
         assert_eq!(bytes.len(), len);
-        let h = hex(&crate::bucket::sha256(&bytes));
+        let h = hex(&crate::units::sha256(&bytes));
         let want = format!("{PREFIX}/videos/sha256/{}/{h}", &h[..2]);
         let found = videos.iter().find(|k| **k == want);
         let found = found.unwrap_or_else(|| panic!("{file} is not in the bucket: {videos:?}"));
         assert_eq!(m.bytes(found), Some(bytes));
     }
-    // The references list names both, and came before the uploads.
-    let refs = m
-        .bytes(&a.key(super::videos::REFS_OBJECT))
-        .unwrap_or_else(|| panic!("no videos-referenced.txt"));
-    let refs = ok(super::videos::parse_hash_list(&String::from_utf8_lossy(
-        &refs,
-    )));
+    // The references list names both.
+    let refs = refs_of(&m, &a).unwrap_or_else(|| panic!("no videos-referenced.txt"));
     assert_eq!(refs.len(), 2);
     assert_eq!(read_state(a.dir()).videos_pending, 0);
     // A second site with the same videos: the bucket has them, it sends none of their
@@ -554,7 +549,7 @@ fn a_range_read_resumes_after_a_dropped_range() {
 /// The shared key and the bytes of the site's video `rel`.
 fn shared(p: &Pi, rel: &str) -> (String, Vec<u8>, [u8; 32]) {
     let bytes = ok(std::fs::read(p.root.join("neopro/videos").join(rel)));
-    let hash = crate::bucket::sha256(&bytes);
+    let hash = crate::units::sha256(&bytes);
     let o = p.cfg.offsite.as_ref().unwrap_or_else(|| panic!("offsite"));
     (super::videos::plain_key(o, &hash), bytes, hash)
 }
@@ -627,7 +622,7 @@ fn a_kept_sha256_is_trusted_without_a_download_and_an_unsummed_object_is_read_on
     assert_eq!(b.round(&m2), Round::Sent(1));
     assert_eq!(read_state(b.dir()).videos_poisoned, 1);
     let o = b.cfg.offsite.as_ref().unwrap_or_else(|| panic!("offsite"));
-    let hash = crate::bucket::sha256(&bytes_a);
+    let hash = crate::units::sha256(&bytes_a);
     assert_eq!(
         m2.bytes(&super::videos::fallback_key(o, "club-b", &hash)),
         Some(bytes_a)

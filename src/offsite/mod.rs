@@ -49,7 +49,7 @@ use crate::fsutil::{self, Lock, LockWait};
 use crate::retention;
 use crate::status::{self, Log};
 use crate::store::{self, OFFSITE_LOCK_FILE, OFFSITE_PENDING_DIR, OFFSITE_STATE_FILE};
-use crate::units::hex;
+use crate::units::sha256_hex;
 
 pub const STATUS_OBJECT: &str = "last-backup-status.json";
 /// Longest wait between two attempts.
@@ -105,11 +105,6 @@ pub fn sent_totals(cfg: &Config) -> (u64, u64, u64, u64) {
         st.videos_sent,
         st.video_bytes_sent,
     )
-}
-
-/// Shared video objects this site found poisoned (for /metrics).
-pub fn poisoned(cfg: &Config) -> u64 {
-    read_state(&cfg.backup_dir).videos_poisoned
 }
 
 /// Copies waiting: archives, and videos with VIDEOS_OFFSITE.
@@ -173,13 +168,18 @@ pub fn pending(dir: &Path) -> Vec<String> {
 pub fn summary(cfg: &Config) -> Option<status::Offsite> {
     cfg.offsite.as_ref()?;
     let st = read_state(&cfg.backup_dir);
-    Some(status::Offsite {
-        pending: pending_total(cfg, &st),
-        last_upload: st.last_upload,
-        error: st.error,
+    Some(status_of(cfg, &st, st.error.clone()))
+}
+
+/// The status's `offsite` object for the queue state `st`, with `error`.
+fn status_of(cfg: &Config, st: &QueueState, error: Option<String>) -> status::Offsite {
+    status::Offsite {
+        pending: pending_total(cfg, st),
+        last_upload: st.last_upload.clone(),
+        error,
         poisoned: st.videos_poisoned,
         videos: cfg.videos_offsite(),
-    })
+    }
 }
 
 /// Queues `name` for sending (called by the backup, under its lock, once the archive is
@@ -360,9 +360,7 @@ pub fn has_work(cfg: &Config) -> bool {
         return true;
     }
     match status::read(dir) {
-        Ok(Some(st)) => {
-            hex(&bucket::sha256(st.to_json().as_bytes())) != read_state(dir).status_sent
-        }
+        Ok(Some(st)) => sha256_hex(st.to_json().as_bytes()) != read_state(dir).status_sent,
         _ => false,
     }
 }
@@ -496,15 +494,9 @@ pub fn process_on(
     {
         let fail_msg = failure.as_ref().map(|e| e.msg.clone());
         // `last_upload` as it will be once this round is recorded.
-        st.offsite = Some(status::Offsite {
-            pending: pending_total(cfg, &state),
-            last_upload: state.last_upload.clone(),
-            error: fail_msg,
-            poisoned: state.videos_poisoned,
-            videos: o.videos,
-        });
+        st.offsite = Some(status_of(cfg, &state, fail_msg));
         let json = st.to_json();
-        let hash = hex(&bucket::sha256(json.as_bytes()));
+        let hash = sha256_hex(json.as_bytes());
         if reachable && hash != state.status_sent {
             let key = format!("{}{STATUS_OBJECT}", site_prefix(o, site));
             match b.put_bytes(&key, json.as_bytes(), "application/json") {
@@ -563,13 +555,7 @@ fn refuse_round(cfg: &Config, dir: &Path, state: &mut QueueState, log: &Log, why
     if let Ok(Some(_block)) = store::lock(dir, LockWait::Try, || {})
         && let Ok(Some(mut st)) = status::read(dir)
     {
-        let off = status::Offsite {
-            pending: pending_total(cfg, state),
-            last_upload: state.last_upload.clone(),
-            error: Some(why.clone()),
-            poisoned: state.videos_poisoned,
-            videos: cfg.videos_offsite(),
-        };
+        let off = status_of(cfg, state, Some(why.clone()));
         if st.offsite.as_ref() != Some(&off) {
             st.offsite = Some(off);
             if let Err(e) = status::write(dir, &st) {

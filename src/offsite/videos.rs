@@ -32,7 +32,7 @@ use crate::bucket::{self, Bucket, ObjectBody};
 use crate::config::{Config, OffsiteSettings};
 use crate::status::Log;
 use crate::store;
-use crate::units::hex;
+use crate::units::{hex, sha256_hex};
 use crate::videos::hashes::{self, Key};
 use crate::videos::inventory;
 
@@ -129,7 +129,7 @@ pub(super) fn unpublish(
     st: &mut QueueState,
 ) -> Result<(), bucket::Error> {
     let empty = format!("{}\n", super::ledger::REFS_HEADER);
-    let hash = hex(&bucket::sha256(empty.as_bytes()));
+    let hash = sha256_hex(empty.as_bytes());
     if st.refs_sent.is_empty() || st.refs_sent == hash {
         return Ok(());
     }
@@ -160,7 +160,7 @@ pub struct Synced {
 fn destination(o: &OffsiteSettings, site: &str) -> String {
     let mut recipients = o.encrypt_to.clone();
     recipients.sort();
-    hex(&bucket::sha256(
+    sha256_hex(
         format!(
             "{}\n{}\n{}\n{site}\n{}",
             o.endpoint.origin(),
@@ -169,7 +169,7 @@ fn destination(o: &OffsiteSettings, site: &str) -> String {
             recipients.join(" ")
         )
         .as_bytes(),
-    ))
+    )
 }
 
 /// The videos part of one round (see the module doc). `Err` stops the round: the

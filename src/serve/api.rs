@@ -43,7 +43,7 @@ fn method_not_allowed(allow: &str) -> Response {
 
 /// `ok`, with the server's clock in `Date` (RFC 9110, 6.6.1: a monitoring probe sees a
 /// Pi whose clock is off; the field tests read a fake clock there).
-fn healthz() -> Response {
+pub fn healthz() -> Response {
     Response::new(200, "text/plain; charset=utf-8", b"ok".to_vec()).with_header(
         "Date",
         &crate::serve::download::http_date(crate::clock::now_unix()),

@@ -325,9 +325,7 @@ pub fn route(cache: &Arc<FleetCache>, token: Option<&str>, req: &Request) -> Res
             .with_header("Content-Security-Policy", &page::csp(&[])),
         (true, "/api/fleet") => api(cache),
         (true, "/metrics") => metrics(cache),
-        (true, "/healthz") => {
-            super::api::quick(req).unwrap_or_else(|| error(403, "Hôte non autorisé"))
-        }
+        (true, "/healthz") => super::api::healthz(),
         (false, "/" | "/api/fleet" | "/metrics" | "/healthz") => {
             error(405, "Méthode non autorisée").with_header("Allow", "GET, HEAD")
         }

@@ -87,13 +87,13 @@ pub fn metrics(shared: &Shared) -> Response {
         "1 if the automatic daily backup is on.",
         u8::from(shared.enabled.load(Ordering::SeqCst)).to_string(),
     );
+    // The offsite state, read once for the gauges below.
+    let offsite = crate::offsite::summary(&shared.cfg);
     metric(
         "neopro_backup_offsite_pending",
         Kind::Gauge,
         "Offsite copies waiting to be sent.",
-        crate::offsite::summary(&shared.cfg)
-            .map_or(0, |o| o.pending)
-            .to_string(),
+        offsite.as_ref().map_or(0, |o| o.pending).to_string(),
     );
     // Offsite totals (archives, and videos with VIDEOS_OFFSITE), from
     // offsite-state.json: the `run` command's uploads count too.
@@ -126,7 +126,7 @@ pub fn metrics(shared: &Shared) -> Response {
         "neopro_backup_offsite_poisoned_objects",
         Kind::Gauge,
         "Shared video objects found not to hold the video their name says (another site wrote them first), routed around with this site's own copy.",
-        crate::offsite::poisoned(&shared.cfg).to_string(),
+        offsite.as_ref().map_or(0, |o| o.poisoned).to_string(),
     );
     metric(
         "neopro_backup_clock_warning",
