@@ -23,6 +23,7 @@ mod fsutil;
 mod host;
 mod http;
 mod offsite;
+mod recover;
 mod restore;
 mod retention;
 mod schedule;

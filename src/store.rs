@@ -18,6 +18,7 @@
 //!   videos-sha256.cache            the video hash cache (videos/hashes.rs)
 //!   offsite-videos.txt             the videos offsite ledger (offsite/ledger.rs)
 //!   .videos-restore.lock           flock: one `restore --videos` at a time
+//!   .recover.lock                  flock: one recovery from the bucket at a time
 //! ```
 
 use std::io;
@@ -55,6 +56,8 @@ pub const VIDEO_HASH_CACHE_FILE: &str = "videos-sha256.cache";
 pub const VIDEOS_LEDGER_FILE: &str = "offsite-videos.txt";
 /// One video restore (`restore --videos`) at a time (restore/videos.rs).
 pub const VIDEOS_RESTORE_LOCK_FILE: &str = ".videos-restore.lock";
+/// One recovery from the bucket (`recover`, the API's job) at a time (recover.rs).
+pub const RECOVER_LOCK_FILE: &str = ".recover.lock";
 
 #[derive(SerJson)]
 pub struct ArchiveEntry {

@@ -27,6 +27,13 @@ Commands:
                              fetch the archive's videos that are missing or differ
                              back from the bucket (VIDEOS_OFFSITE), each checked by
                              its SHA-256; --identity: age key of an encrypted site
+  recover [ARCHIVE] [--site ID] [--identity FILE] [--dry-run] [--no-videos]
+                             the SD card died: fetch the site's newest archive that
+                             verifies (or ARCHIVE, a name in the bucket) into
+                             BACKUP_DIR, restore its files, then fetch its videos;
+                             --site: the site's folder in the bucket (default SITE_ID)
+  recover --new-start        this Pi starts a new history under SITE_ID: its copies go
+                             to the bucket beside the old ones (never deleted by it)
   check [--max-age-hours N]  monitoring (a Nagios plugin, one line): exit 0 `OK: …` if
                              the last success is fresher than N hours (default 25),
                              else exit 2 `CRITICAL: …`; exit 3 `UNKNOWN: …` on a usage
@@ -118,6 +125,16 @@ pub enum Cmd {
     FleetGc {
         apply: bool,
     },
+    /// `recover`.
+    Recover {
+        archive: Option<String>,
+        site: Option<String>,
+        identity: Option<PathBuf>,
+        dry_run: bool,
+        no_videos: bool,
+    },
+    /// `recover --new-start`.
+    NewStart,
     Help,
     Version,
 }
@@ -130,7 +147,7 @@ pub fn command_word(args: &[std::ffi::OsString]) -> Option<String> {
     while let Some(a) = it.next() {
         let s = a.to_str()?;
         match s {
-            "--config" | "--only" | "--max-age-hours" => {
+            "--config" | "--only" | "--max-age-hours" | "--site" | "--identity" | "--listen" => {
                 it.next();
             }
             "--run" => return Some("run".into()),
@@ -158,6 +175,9 @@ pub fn parse(
     let mut videos = false;
     let mut identity: Option<PathBuf> = None;
     let mut apply = false;
+    let mut site: Option<String> = None;
+    let mut no_videos = false;
+    let mut new_start = false;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(arg) = p.next()? {
         match arg {
@@ -170,6 +190,9 @@ pub fn parse(
             Long("videos") => videos = true,
             Long("identity") => identity = Some(PathBuf::from(p.value()?)),
             Long("apply") => apply = true,
+            Long("site") => site = Some(p.value()?.string()?),
+            Long("no-videos") => no_videos = true,
+            Long("new-start") => new_start = true,
             Long("only") => {
                 let v = p.value()?.string()?;
                 only = Some(
@@ -200,9 +223,19 @@ pub fn parse(
             Ok(())
         }
     };
-    if (dry_run || only.is_some() || videos || identity.is_some()) && name != "restore" {
+    if (site.is_some() || no_videos || new_start) && name != "recover" {
         return Err(Usage(format!(
-            "--dry-run, --only, --videos and --identity are options of `restore`, not `{name}`"
+            "--site, --no-videos and --new-start are options of `recover`, not `{name}`"
+        )));
+    }
+    if (dry_run || identity.is_some()) && name != "restore" && name != "recover" {
+        return Err(Usage(format!(
+            "--dry-run and --identity are options of `restore` and `recover`, not `{name}`"
+        )));
+    }
+    if (only.is_some() || videos) && name != "restore" {
+        return Err(Usage(format!(
+            "--only and --videos are options of `restore`, not `{name}`"
         )));
     }
     if apply && name != "fleet" {
@@ -243,6 +276,49 @@ pub fn parse(
                     archive,
                     dry_run,
                     only,
+                }
+            }
+        }
+        "recover" => {
+            only_for(json || max_age.is_some(), "this option", "recover")?;
+            let mut it = positional.into_iter();
+            let archive = it.next();
+            if let Some(x) = it.next() {
+                return Err(Usage(format!("unexpected argument {x:?}: recover takes at most one ARCHIVE")));
+            }
+            if new_start {
+                if archive.is_some() || site.is_some() || identity.is_some() || dry_run || no_videos {
+                    return Err(Usage(
+                        "--new-start stands alone: it recovers nothing, it lets this Pi start a new history under SITE_ID".into(),
+                    ));
+                }
+                Cmd::NewStart
+            } else {
+                let archive = match archive {
+                    None => None,
+                    Some(a) => {
+                        let a = a.to_str().map(str::to_string).unwrap_or_default();
+                        if !crate::recover::is_remote_name(&a) {
+                            return Err(Usage(format!(
+                                "invalid ARCHIVE {a:?}: expected a name in the bucket, backup-YYYYMMDD-HHMMSS.tar.gz (or .tar.gz.age)"
+                            )));
+                        }
+                        Some(a)
+                    }
+                };
+                if let Some(s) = &site
+                    && !crate::config::valid_site_id(s)
+                {
+                    return Err(Usage(format!(
+                        "invalid --site {s:?}: a site is a SITE_ID (letters, digits, '.', '_', '-')"
+                    )));
+                }
+                Cmd::Recover {
+                    archive,
+                    site,
+                    identity,
+                    dry_run,
+                    no_videos,
                 }
             }
         }

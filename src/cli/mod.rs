@@ -1,6 +1,6 @@
 //! The command line: parse the arguments (`args`, a pure function), load the
 //! configuration, call the domain, print. One file per command group: `backup` (run,
-//! list, status, check), `restore` (verify, restore), `fleet`.
+//! list, status, check), `restore` (verify, restore), `recover`, `fleet`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use crate::store;
 mod args;
 mod backup;
 pub mod fleet;
+mod recover;
 mod restore;
 
 use args::{Cmd, HELP, Usage};
@@ -85,6 +86,24 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
                 identity.as_deref(),
             )))
         }
+        Cmd::Recover {
+            archive,
+            site,
+            identity,
+            dry_run,
+            no_videos,
+        } => {
+            let cfg = load(cfg_path)?;
+            let a = recover::Args {
+                archive,
+                site,
+                identity: identity.as_deref(),
+                dry_run,
+                no_videos,
+            };
+            Ok(ExitCode::from(recover::cli(&cfg, &a)))
+        }
+        Cmd::NewStart => Err(Usage("recover --new-start: not available yet".into())),
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
         Cmd::FleetServe { listen } => fleet::serve(load(cfg_path)?, listen),
         Cmd::FleetGc { apply } => fleet::fleet_gc(&load(cfg_path)?, apply),

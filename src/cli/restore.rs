@@ -15,12 +15,12 @@ use crate::restore::{self, Abort, Done, DryReport, FileResult, FileState, INVENT
 use crate::store;
 use crate::videos::inventory;
 
-fn size(n: u64) -> String {
+pub(super) fn size(n: u64) -> String {
     let h = crate::units::human_size(n, 1);
     if n < 1024 { h } else { format!("{h}, {n} B") }
 }
 
-fn print_dry(name: &str, r: &DryReport) {
+pub(super) fn print_dry(name: &str, r: &DryReport, then_videos: bool) {
     println!("Dry run of the restore of {name}: nothing is changed.");
     if r.old_format {
         println!(
@@ -79,7 +79,9 @@ fn print_dry(name: &str, r: &DryReport) {
             }
         }
     }
-    if r.archived_videos > 0 {
+    if then_videos {
+        // `recover` fetches them next: it says so itself.
+    } else if r.archived_videos > 0 {
         println!(
             "The archive holds {} video file(s): this command never restores videos (extract them with tar, or fetch them with --videos).",
             r.archived_videos
@@ -105,7 +107,7 @@ fn print_dry(name: &str, r: &DryReport) {
     }
 }
 
-fn print_done(name: &str, d: &Done) {
+pub(super) fn print_done(name: &str, d: &Done) {
     if let Some(s) = &d.safety_backup {
         println!("Safety backup of the state before the restore: {s}");
         println!("  (to undo this restore: neopro-backup restore {s})");
@@ -232,6 +234,7 @@ impl Start {
             expected_top: self.expected_top.clone(),
             identities,
             cancel: &self.never,
+            progress: None,
         }
     }
 }
@@ -321,7 +324,7 @@ pub fn cli(
     if dry_run {
         return match restore::dry_run(&job, file) {
             Ok(r) => {
-                print_dry(&job.name, &r);
+                print_dry(&job.name, &r, false);
                 0
             }
             Err(e) => {
@@ -353,7 +356,7 @@ pub fn cli(
     }
 }
 
-fn print_video_plan(name: &str, p: &VideoPlan) {
+pub(super) fn print_video_plan(name: &str, p: &VideoPlan) {
     println!(
         "Videos of {name}: {} listed, {} already identical on the Pi, {} to fetch ({}).",
         p.listed,
@@ -425,37 +428,38 @@ pub fn cli_videos(
         };
     }
     match videos::run(&job, file, LockWait::Try) {
-        Ok(d) => {
-            print_video_plan(&job.name, &d.plan);
-            for (rel, r) in &d.results {
-                match r {
-                    Ok(n) => println!("  restored  {} ({})", videos::shown(rel), size(*n)),
-                    Err(e) => println!("  FAILED    {}: {e}", videos::shown(rel)),
-                }
-            }
-            if d.ok() {
-                println!(
-                    "Videos of {} restored: {} fetched, {} already there.",
-                    job.name,
-                    d.restored(),
-                    d.plan.unchanged
-                );
-                0
-            } else {
-                println!(
-                    "Videos of {} INCOMPLETE: {} fetched, {} failed, {} with a problem.",
-                    job.name,
-                    d.restored(),
-                    d.failed(),
-                    d.plan.problems.len()
-                );
-                1
-            }
-        }
+        Ok(d) => print_video_done(&job.name, &d),
         Err(e) => {
             eprintln!("neopro-backup: restore of the videos failed: {e}");
             1
         }
+    }
+}
+
+/// The outcome of a video restore; the exit code (0 every video on the Pi).
+pub(super) fn print_video_done(name: &str, d: &videos::VideoDone) -> u8 {
+    print_video_plan(name, &d.plan);
+    for (rel, r) in &d.results {
+        match r {
+            Ok(n) => println!("  restored  {} ({})", videos::shown(rel), size(*n)),
+            Err(e) => println!("  FAILED    {}: {e}", videos::shown(rel)),
+        }
+    }
+    if d.ok() {
+        println!(
+            "Videos of {name} restored: {} fetched, {} already there.",
+            d.restored(),
+            d.plan.unchanged
+        );
+        0
+    } else {
+        println!(
+            "Videos of {name} INCOMPLETE: {} fetched, {} failed, {} with a problem.",
+            d.restored(),
+            d.failed(),
+            d.plan.problems.len()
+        );
+        1
     }
 }
 

@@ -218,6 +218,7 @@ pub struct Lock {
     _file: File,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockWait {
     Block,
     Try,

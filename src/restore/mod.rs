@@ -219,9 +219,18 @@ pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
         .backup_dir
         .is_dir()
         .then(|| Log::new(&job.cfg.backup_dir, job.tz));
+    dry_report(job, reader, log.as_ref())
+}
+
+/// The dry run without its log line: it writes nothing at all (`recover --dry-run`).
+pub fn dry_run_silent(job: &Job, reader: impl Read) -> Result<DryReport, String> {
+    dry_report(job, reader, None)
+}
+
+fn dry_report(job: &Job, reader: impl Read, log: Option<&Log>) -> Result<DryReport, String> {
     let loaded =
         load(reader, job.expected_top.as_deref(), &job.cfg.videos_dir()).inspect_err(|e| {
-            if let Some(log) = &log {
+            if let Some(log) = log {
                 log.error(&format!(
                     "restore dry run of {}: archive refused: {e}",
                     job.name
@@ -254,7 +263,7 @@ pub fn dry_run(job: &Job, reader: impl Read) -> Result<DryReport, String> {
             }
         }
     };
-    if let Some(log) = &log {
+    if let Some(log) = log {
         let would = items.iter().filter(|i| i.to_write()).count();
         let problems = items.iter().filter(|i| i.problem.is_some()).count();
         log.info(&format!(
@@ -330,7 +339,12 @@ pub fn run(job: &Job, reader: impl Read, wait: LockWait) -> Result<Done, Abort> 
     };
     // Compared under the lock, right before writing.
     let items = inspect_all(job, &loaded);
-    let safety_backup = if items.iter().any(Item::to_write) {
+    // A safety backup when a file the restore replaces exists: a file only created
+    // (a freshly flashed card) leaves nothing to save.
+    let safety_backup = if items
+        .iter()
+        .any(|i| i.to_write() && i.state == FileState::Changed)
+    {
         if let Ok(removed) = store::remove_leftovers(dir) {
             for r in removed {
                 log.warn(&format!("removed {r}, left by an interrupted run"));

@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::backup::archive::{self, MANIFEST};
 use crate::bucket::{Bucket, RangeReader};
@@ -50,6 +50,18 @@ pub struct VideoJob<'a> {
     /// age identities for the objects of a site with ENCRYPT_TO.
     pub identities: Vec<age::x25519::Identity>,
     pub cancel: &'a AtomicBool,
+    /// Counters a caller may watch while the videos are fetched (the API's recovery
+    /// job).
+    pub progress: Option<&'a Progress>,
+}
+
+/// How far a video restore is: videos and bytes fetched, and to fetch.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub bytes_total: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +153,37 @@ fn inventory_of(
         .and_then(|e| e.content.as_deref())
         .ok_or_else(|| format!("it has no {INVENTORY}"))?;
     Ok(inventory::parse_listed(&String::from_utf8_lossy(text)))
+}
+
+/// Why the archive names no video the bucket could give back (made without
+/// VIDEOS_OFFSITE, or by the old script), or `None` when it does: `recover` then skips
+/// the videos instead of failing. The archive is read to its end; `Err` when it is
+/// damaged.
+pub fn not_by_hash(reader: impl Read, expected_top: Option<&str>) -> Result<Option<String>, String> {
+    let keep = |p: &[u8]| p == INVENTORY.as_bytes() || p == MANIFEST.as_bytes();
+    let (_, seen) = archive::read_entries(reader, expected_top, &keep)?;
+    if !seen.iter().any(|e| e.path == MANIFEST.as_bytes()) {
+        return Ok(Some(format!(
+            "it has no {MANIFEST} (old format): it names no video by SHA-256"
+        )));
+    }
+    let Some(text) = seen
+        .iter()
+        .find(|e| e.path == INVENTORY.as_bytes())
+        .and_then(|e| e.content.as_deref())
+    else {
+        return Ok(Some(format!("it has no {INVENTORY}")));
+    };
+    let listed = inventory::parse_listed(&String::from_utf8_lossy(text));
+    if listed.is_empty() {
+        return Ok(Some("its inventory lists no video".into()));
+    }
+    if listed.iter().all(|l| l.sha256.is_none()) {
+        return Ok(Some(
+            "it was made without VIDEOS_OFFSITE: its videos are not in the bucket".into(),
+        ));
+    }
+    Ok(None)
 }
 
 /// The folders and the file name of a safe inventory path, or why it is refused.
@@ -411,9 +454,16 @@ fn fetch_one(job: &VideoJob, b: &dyn Bucket, root: &File, f: &Fetch) -> Result<u
         } else {
             Box::new(ranges)
         };
-        match write_into_place(&dir, name, reader, f, job.cancel) {
+        let before = job.progress.map(|p| p.bytes_done.load(Ordering::Relaxed));
+        match write_into_place(&dir, name, reader, f, job.cancel, job.progress) {
             Ok(n) => return Ok(n),
-            Err(e) => tried.push(format!("{shown}: {e}")),
+            Err(e) => {
+                // What this source wrote is gone: the count goes back.
+                if let (Some(p), Some(b)) = (job.progress, before) {
+                    p.bytes_done.store(b, Ordering::Relaxed);
+                }
+                tried.push(format!("{shown}: {e}"))
+            }
         }
     }
     let hint = match &job.cfg.offsite {
@@ -470,6 +520,7 @@ fn write_into_place(
     mut reader: impl Read,
     f: &Fetch,
     cancel: &AtomicBool,
+    progress: Option<&Progress>,
 ) -> Result<u64, String> {
     let mut part = PART_PREFIX.as_bytes().to_vec();
     part.extend_from_slice(name);
@@ -500,6 +551,9 @@ fn write_into_place(
             }
             h.update(&buf[..k]);
             out.write_all(&buf[..k]).map_err(|e| e.to_string())?;
+            if let Some(p) = progress {
+                p.bytes_done.fetch_add(k as u64, Ordering::Relaxed);
+            }
         }
         let got = h.finish();
         if n != f.size || got != f.sha256 {
@@ -537,9 +591,22 @@ fn write_into_place(
     res
 }
 
-/// Step 3: fetches the videos of the plan. `Err` when nothing could start (busy, not
-/// enough space, the videos folder cannot be made).
+/// Step 3: fetches the videos of the plan from the settings' store. `Err` when nothing
+/// could start (busy, not enough space, the videos folder cannot be made).
 pub fn run(job: &VideoJob, reader: impl Read, wait: LockWait) -> Result<VideoDone, String> {
+    let Some(o) = &job.cfg.offsite else {
+        return Err("S3_ENDPOINT is not set".into());
+    };
+    run_on(&offsite::bucket(o), job, reader, wait)
+}
+
+/// `run` on the store `b`.
+pub fn run_on(
+    b: &dyn Bucket,
+    job: &VideoJob,
+    reader: impl Read,
+    wait: LockWait,
+) -> Result<VideoDone, String> {
     let cfg = job.cfg;
     let dir = &cfg.backup_dir;
     crate::store::ensure_dir(dir)
@@ -590,16 +657,19 @@ pub fn run(job: &VideoJob, reader: impl Read, wait: LockWait) -> Result<VideoDon
                 root_path.display()
             )
         })?;
-        let Some(o) = &cfg.offsite else {
-            return Err("S3_ENDPOINT is not set".into());
-        };
-        let bucket = offsite::bucket(o);
+        if let Some(pr) = job.progress {
+            pr.total.store(p.fetch.len() as u64, Ordering::Relaxed);
+            pr.bytes_total.store(p.bytes, Ordering::Relaxed);
+        }
         for f in &p.fetch {
             if job.cancel.load(Ordering::Relaxed) {
                 results.push((f.rel.clone(), Err("cancelled (shutdown)".to_string())));
                 continue;
             }
-            let r = fetch_one(job, &bucket, &root, f);
+            let r = fetch_one(job, b, &root, f);
+            if let (Some(pr), Ok(_)) = (job.progress, &r) {
+                pr.done.fetch_add(1, Ordering::Relaxed);
+            }
             match &r {
                 Ok(n) => log.info(&format!(
                     "restored video {} ({})",

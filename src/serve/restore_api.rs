@@ -534,6 +534,7 @@ fn http_videos(shared: &Shared, name: &str, dry: bool) -> Response {
         expected_top: Some(store::stem_of(name).to_string()),
         identities: Vec::new(),
         cancel: &shared.cancel,
+        progress: None,
     };
     let out = shared.worker("restore-videos", !dry, || {
         if dry {

@@ -363,9 +363,20 @@ impl Relay {
         Relay::on(bind_loopback(), to, Some(rate))
     }
 
+    /// A relay to `to` letting at most `rate` bytes a second through towards the
+    /// client (a slow download).
+    pub fn slow_answers(to: &str, rate: u64) -> Relay {
+        Relay::with_rates(bind_loopback(), to, None, Some(rate))
+    }
+
     /// A relay to `to` on `listener` (e.g. a `ClosedPort` brought up: the server is
     /// back on the port its clients knew).
     pub fn on(listener: TcpListener, to: &str, rate: Option<u64>) -> Relay {
+        Relay::with_rates(listener, to, rate, None)
+    }
+
+    /// `on`, with a rate towards the server and one towards the client.
+    fn with_rates(listener: TcpListener, to: &str, rate: Option<u64>, down_rate: Option<u64>) -> Relay {
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -390,7 +401,7 @@ impl Relay {
                     continue;
                 }
                 let (to, seen, sent) = (to.clone(), Arc::clone(&seen), Arc::clone(&sent));
-                std::thread::spawn(move || relay_one(c, &to, rate, &seen, &sent));
+                std::thread::spawn(move || relay_one(c, &to, (rate, down_rate), &seen, &sent));
             }
         });
         relay
@@ -425,7 +436,7 @@ fn bind_loopback() -> TcpListener {
 fn relay_one(
     client: TcpStream,
     to: &str,
-    rate: Option<u64>,
+    (rate, down_rate): (Option<u64>, Option<u64>),
     seen: &Mutex<Vec<String>>,
     sent: &AtomicU64,
 ) {
@@ -473,7 +484,26 @@ fn relay_one(
             let _ = up_w.shutdown(Shutdown::Write);
         });
         let (mut up_r, mut client_w) = (upstream, client);
-        let _ = io::copy(&mut up_r, &mut client_w);
+        match down_rate {
+            None => {
+                let _ = io::copy(&mut up_r, &mut client_w);
+            }
+            Some(rate) => {
+                let started = Instant::now();
+                let mut total = 0u64;
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = up_r.read(&mut buf) {
+                    if n == 0 || client_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    total += n as u64;
+                    let due = Duration::from_secs_f64(total as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+        }
         let _ = client_w.shutdown(Shutdown::Write);
     });
 }

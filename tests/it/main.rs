@@ -17,5 +17,6 @@ mod field_clock;
 mod fleet;
 mod hostile_peers;
 mod offsite;
+mod recover;
 mod restore;
 mod videos;

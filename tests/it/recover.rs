@@ -1,0 +1,279 @@
+//! Recovery from the bucket (docs/format.md, Recovery) against a real S3 server:
+//! SeaweedFS on loopback, as for offsite.rs. A site makes its backups with the real
+//! binary; a blank tree (a freshly flashed card) then recovers it with `recover`.
+//! Objects are written and read back through SeaweedFS's filer, not our client.
+//!
+//! Ignored in a plain `cargo test` (no server there); `make test-offsite` runs them.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::net::Relay;
+use common::s3::*;
+use common::*;
+
+/// A site's environment with VIDEOS_OFFSITE.
+fn site_env(prefix: &str, site: &str) -> Vec<(String, String)> {
+    with(&s3_env(prefix, site), &[("VIDEOS_OFFSITE", "true")])
+}
+
+/// Every file, folder and link under `root`: type, mode, size and bytes. Two equal
+/// snapshots: nothing was written, created or removed.
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let rel = p
+            .strip_prefix(root)
+            .map(|r| r.display().to_string())
+            .unwrap_or_default();
+        let what = if meta.is_dir() {
+            for e in fs::read_dir(&p).unwrap_or_else(|e| panic!("{e}")) {
+                stack.push(e.unwrap_or_else(|e| panic!("{e}")).path());
+            }
+            format!("dir {:o} mtime {}", meta.mode(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000)
+        } else if meta.file_type().is_symlink() {
+            format!("link {:?}", fs::read_link(&p).ok())
+        } else {
+            format!(
+                "file {:o} {} {:?}",
+                meta.mode(),
+                meta.len(),
+                fs::read(&p).unwrap_or_default()
+            )
+        };
+        out.insert(rel, what);
+    }
+    out
+}
+
+/// A blank Pi: no NEOPRO_DIR, no site.conf, no BACKUP_DIR (a freshly flashed card).
+fn blank(name: &str) -> Tree {
+    let t = Tree::bare(name);
+    fs::remove_dir_all(&t.neopro).unwrap_or_else(|e| panic!("{e}"));
+    t
+}
+
+/// A site with two nights and its videos in the bucket: (tree, first archive, second
+/// archive, configuration.json of the first night).
+fn site_with_two_nights(prefix: &str, site: &str, extra: &[(&str, &str)]) -> (Tree, String, String, Vec<u8>) {
+    let t = Tree::new(&format!("recover-{site}"));
+    t.add_video(b"Sponsors/partner one.mp4", 300_000, BASE_MTIME);
+    let env = with(&site_env(prefix, site), extra);
+    let first = backup(&t, &env);
+    let first_conf = fs::read(t.configuration_json()).unwrap_or_default();
+    write_file(&t.configuration_json(), b"{\"club\": \"second night\"}\n");
+    // Archive names have a one-second resolution.
+    wait_for("the next second", 5, || archives(&t.backups).len() == 1 && name_at(now_unix()) != first);
+    let second = backup(&t, &env);
+    assert_ne!(first, second);
+    let remote = objects_in(&format!("{prefix}/{site}"));
+    let suffix = if extra.iter().any(|(k, _)| *k == "ENCRYPT_TO") { ".age" } else { "" };
+    for n in [&first, &second] {
+        assert!(remote.contains(&format!("{n}{suffix}")), "{n} not sent: {remote:?}");
+    }
+    (t, first, second, first_conf)
+}
+
+fn same_videos(a: &Tree, b: &Tree) {
+    let mut n = 0;
+    for (rel, _) in VIDEOS.iter().chain([("Sponsors/partner one.mp4", 0)].iter()) {
+        let want = fs::read(a.videos().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let got = fs::read(b.videos().join(rel)).unwrap_or_else(|e| panic!("{rel} not recovered: {e}"));
+        assert!(want == got, "{rel} differs after the recovery");
+        n += 1;
+    }
+    assert_eq!(n, VIDEOS.len() + 1);
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn a_blank_pi_recovers_its_site_files_videos_and_archive_in_one_command() {
+    let prefix = unique_prefix("recover");
+    let (site, first, second, first_conf) = site_with_two_nights(&prefix, "club-a", &[]);
+    let pi = blank("recover-blank");
+    let env = site_env(&prefix, "new-hostname");
+
+    // The new hostname has no archive: exit 1, naming the sites the bucket holds.
+    let before = snapshot(&pi.root);
+    let none = run(&pi, &env, &["recover"]);
+    none.expect_code(1, "recover under a new hostname");
+    assert!(
+        none.stderr.contains("no archive of new-hostname") && none.stderr.contains("club-a"),
+        "{none}"
+    );
+    assert_eq!(snapshot(&pi.root), before, "a failed recover wrote something");
+
+    // The dry run names the archive, the files and the videos, and writes nothing.
+    let dry = run(&pi, &env, &["recover", "--site", "club-a", "--dry-run"]);
+    dry.expect_code(0, "dry run");
+    assert!(dry.stdout.contains(&format!("would fetch {second}")), "{dry}");
+    assert!(dry.stdout.contains("MISSING ON THE PI: would be created"), "{dry}");
+    assert!(!dry.stdout.contains("PROBLEM"), "{dry}");
+    assert!(
+        dry.stdout.contains(&format!("{} to fetch", VIDEOS.len() + 1)),
+        "{dry}"
+    );
+    assert_eq!(snapshot(&pi.root), before, "the dry run wrote something");
+
+    // The recovery.
+    let out = run(&pi, &env, &["recover", "--site", "club-a"]);
+    out.expect_code(0, "recover");
+    assert!(out.stdout.contains("everything came back"), "{out}");
+    assert_eq!(
+        fs::read(pi.configuration_json()).unwrap_or_default(),
+        b"{\"club\": \"second night\"}\n"
+    );
+    assert_eq!(fs::read(pi.sync_agent_env()).unwrap_or_default(), SYNC_AGENT_ENV);
+    let env_mode = fs::metadata(pi.sync_agent_env()).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(env_mode.ok(), Some(0o600), ".env must be 0600");
+    assert_eq!(fs::read(&pi.site_conf).unwrap_or_default(), SITE_CONF);
+    same_videos(&site, &pi);
+    let local = fs::read(pi.archive_path(&second)).unwrap_or_default();
+    assert!(
+        Some(local) == object(&format!("{prefix}/club-a/{second}")),
+        "the archive differs from the bucket's copy"
+    );
+    let mode = fs::metadata(pi.archive_path(&second)).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode.ok(), Some(0o600));
+    let dir_mode = fs::metadata(&pi.backups).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(dir_mode.ok(), Some(0o700));
+    run(&pi, &env, &["verify", &second]).expect_code(0, "verify the recovered archive");
+    assert_eq!(temp_files(&pi.backups), Vec::<String>::new());
+    // A file only created leaves nothing to save: no safety backup on a blank Pi.
+    assert_eq!(archives(&pi.backups), vec![second.clone()]);
+
+    // A named older archive (its files only).
+    let older = run(&pi, &env, &["recover", &first, "--site", "club-a", "--no-videos"]);
+    older.expect_code(0, "recover a named older archive");
+    assert_eq!(fs::read(pi.configuration_json()).unwrap_or_default(), first_conf);
+    assert!(older.stdout.contains("Safety backup"), "{older}");
+    assert!(older.stdout.contains("not asked (--no-videos)"), "{older}");
+    // A name the bucket does not have.
+    let missing = run(&pi, &env, &["recover", "backup-20000101-000000.tar.gz", "--site", "club-a"]);
+    missing.expect_code(1, "an archive the bucket does not hold");
+    assert!(missing.stderr.contains("not in the bucket") && missing.stderr.contains(&second), "{missing}");
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn a_damaged_newest_copy_is_named_and_skipped_and_never_left_in_backup_dir() {
+    let prefix = unique_prefix("recover-damaged");
+    let (_site, first, second, first_conf) = site_with_two_nights(&prefix, "club-d", &[]);
+    let key = format!("{prefix}/club-d/{second}");
+    let whole = object(&key).unwrap_or_default();
+    put_object(&key, &whole[..whole.len() / 2]);
+    let pi = blank("recover-damaged");
+    let env = with(&site_env(&prefix, "club-d"), &[]);
+    let dry = run(&pi, &env, &["recover", "--dry-run", "--no-videos"]);
+    dry.expect_code(0, "dry run past a damaged copy");
+    assert!(dry.stdout.contains(&format!("{second} is DAMAGED")), "{dry}");
+    assert!(dry.stdout.contains(&format!("would fetch {first}")), "{dry}");
+    let out = run(&pi, &env, &["recover", "--no-videos"]);
+    out.expect_code(0, "recover past a damaged copy");
+    assert!(out.stdout.contains(&format!("{second} is DAMAGED")), "{out}");
+    assert_eq!(fs::read(pi.configuration_json()).unwrap_or_default(), first_conf);
+    assert_eq!(archives(&pi.backups), vec![first.clone()], "the damaged copy was kept");
+    assert_eq!(temp_files(&pi.backups), Vec::<String>::new());
+    // Named, the damaged copy is refused, not replaced by another.
+    let named = run(&pi, &env, &["recover", &second, "--no-videos"]);
+    named.expect_code(1, "a named damaged copy");
+    assert!(named.stderr.contains(&second), "{named}");
+    assert_eq!(archives(&pi.backups), vec![first]);
+    // Garbage under a newer plain name too: two copies skipped, the oldest taken.
+    put_object(&format!("{prefix}/club-d/{}", name_at(now_unix() + 86_400)), b"age-encryption.org/v1 not gzip");
+    let pi2 = blank("recover-garbage");
+    let none = run(&pi2, &env, &["recover", "--no-videos"]);
+    none.expect_code(0, "garbage and a truncated copy skipped, the oldest taken");
+    assert_eq!(none.stdout.matches("is DAMAGED").count(), 2, "{none}");
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn an_encrypted_site_needs_its_identity_and_a_wrong_one_writes_nothing() {
+    let prefix = unique_prefix("recover-age");
+    let keys = fresh_dir("recover-keys");
+    let keygen = |name: &str| {
+        let f = keys.join(name);
+        tool("age-keygen", &["-o".as_ref(), f.as_os_str()], &keys).expect_code(0, "age-keygen");
+        let text = fs::read_to_string(&f).unwrap_or_default();
+        let public = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# public key: "))
+            .unwrap_or_else(|| panic!("no public key in {text}"))
+            .to_string();
+        (f.to_string_lossy().into_owned(), public)
+    };
+    let (right, public) = keygen("right.txt");
+    let (wrong, _) = keygen("wrong.txt");
+    let (site, _, second, _) =
+        site_with_two_nights(&prefix, "club-e", &[("ENCRYPT_TO", public.as_str())]);
+    let pi = blank("recover-age");
+    let env = with(&site_env(&prefix, "club-e"), &[("ENCRYPT_TO", public.as_str())]);
+    let before = snapshot(&pi.root);
+    let without = run(&pi, &env, &["recover"]);
+    without.expect_code(1, "encrypted without an identity");
+    assert!(without.stderr.contains("age identity is needed"), "{without}");
+    assert_eq!(snapshot(&pi.root), before, "recover without the identity wrote");
+    let bad = run(&pi, &env, &["recover", "--identity", &wrong]);
+    bad.expect_code(1, "a wrong identity");
+    assert!(bad.stderr.contains("does not open it"), "{bad}");
+    assert_eq!(snapshot(&pi.root), before, "recover with a wrong identity wrote");
+    let dry = run(&pi, &env, &["recover", "--identity", &wrong, "--dry-run"]);
+    dry.expect_code(1, "a wrong identity, dry run");
+    let out = run(&pi, &env, &["recover", "--identity", &right]);
+    out.expect_code(0, "the right identity");
+    assert!(out.stdout.contains(&format!("Fetched {second}.age")), "{out}");
+    assert_eq!(
+        fs::read(pi.configuration_json()).unwrap_or_default(),
+        b"{\"club\": \"second night\"}\n"
+    );
+    same_videos(&site, &pi);
+    run(&pi, &env, &["verify", &second]).expect_code(0, "the decrypted archive verifies");
+}
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn a_recovery_killed_in_the_middle_of_a_video_finishes_at_the_next_run() {
+    let prefix = unique_prefix("recover-kill");
+    let t = Tree::new("recover-kill-site");
+    let big = t.videos().join("Match/full match.mp4");
+    write_random(&big, 48 * 1024 * 1024, 7);
+    let env = site_env(&prefix, "club-k");
+    let name = backup(&t, &env);
+    let pi = blank("recover-kill");
+    // Through a relay that answers at 4 MiB/s: the big video takes 12 s.
+    let relay = Relay::slow_answers(&s3_addr(), 4 * 1024 * 1024);
+    let slow = with(&env, &[("S3_ENDPOINT", &relay.url())]);
+    let mut cmd = pi.command(&["recover"]);
+    for (k, v) in &slow {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let part = pi.videos().join("Match/.neopro-restore-full match.mp4.part");
+    wait_for("the big video half fetched", 60, || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > 8 * 1024 * 1024)
+    });
+    child.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
+    let _ = child.wait();
+    assert!(!pi.videos().join("Match/full match.mp4").exists(), "a half video under its name");
+    // The second run finishes; the archive in BACKUP_DIR is reused.
+    let started = Instant::now();
+    let out = run(&pi, &env, &["recover"]);
+    out.expect_code(0, "recover after a kill -9");
+    assert!(out.stdout.contains(&format!("{name} is already in")), "{out}");
+    assert!(fs::read(&big).ok() == fs::read(pi.videos().join("Match/full match.mp4")).ok(), "the big video differs");
+    assert!(!part.exists(), "the part file is left");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
