@@ -23,8 +23,8 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::backup::archive;
 use crate::bucket::{self, Bucket, RangeReader};
@@ -223,9 +223,8 @@ pub fn open<'a>(
         progress,
     };
     let reader: Box<dyn Read + 'a> = if r.encrypted {
-        let store_err = |failed: &Arc<Mutex<Option<String>>>| {
-            failed.lock().ok().and_then(|f| f.clone())
-        };
+        let store_err =
+            |failed: &Arc<Mutex<Option<String>>>| failed.lock().ok().and_then(|f| f.clone());
         let d = match age::Decryptor::new_buffered(BufReader::with_capacity(64 * 1024, watched)) {
             Ok(d) => d,
             Err(e) => {
@@ -649,10 +648,8 @@ pub fn dry_run(b: &dyn Bucket, req: &Request) -> Result<DryOutcome, Failure> {
     let mut skipped = Vec::new();
     for r in to_try(b, o, req)? {
         let job = restore_job(req, &site_cfg, r.local_name());
-        let fail = |error: FetchError, skipped: Vec<(String, String)>| Failure::Fetch {
-            error,
-            skipped,
-        };
+        let fail =
+            |error: FetchError, skipped: Vec<(String, String)>| Failure::Fetch { error, skipped };
         let stream = match open(b, &r, &req.identities, None) {
             Ok(s) => s,
             Err(FetchError::Damaged(e)) if req.named.is_none() => {
@@ -669,7 +666,10 @@ pub fn dry_run(b: &dyn Bucket, req: &Request) -> Result<DryOutcome, Failure> {
                     return Err(fail(FetchError::Store(s), skipped));
                 }
                 if req.named.is_some() {
-                    return Err(fail(FetchError::Damaged(format!("{}: {e}", r.name)), skipped));
+                    return Err(fail(
+                        FetchError::Damaged(format!("{}: {e}", r.name)),
+                        skipped,
+                    ));
                 }
                 skipped.push((r.name.clone(), e));
                 continue;
@@ -700,7 +700,9 @@ pub fn dry_run(b: &dyn Bucket, req: &Request) -> Result<DryOutcome, Failure> {
         // A folder the recovery creates is not a problem of the file in it.
         for i in &mut report.items {
             if i.state == crate::restore::FileState::MissingOnPi
-                && i.target.parent().is_some_and(|p| folders.iter().any(|f| f == p))
+                && i.target
+                    .parent()
+                    .is_some_and(|p| folders.iter().any(|f| f == p))
             {
                 i.problem = None;
             }
@@ -730,16 +732,13 @@ pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
     // is written (its header is in the first range).
     if let Some(first) = list.first()
         && first.encrypted
+        && let Err(e @ (FetchError::Identity(_) | FetchError::Store(_))) =
+            open(b, first, &req.identities, None)
     {
-        match open(b, first, &req.identities, None) {
-            Err(e @ (FetchError::Identity(_) | FetchError::Store(_))) => {
-                return Err(Failure::Fetch {
-                    error: e,
-                    skipped: Vec::new(),
-                });
-            }
-            _ => {}
-        }
+        return Err(Failure::Fetch {
+            error: e,
+            skipped: Vec::new(),
+        });
     }
     store::ensure_dir(dir).map_err(|e| Failure::Fetch {
         error: FetchError::Local(format!("cannot create BACKUP_DIR {}: {e}", dir.display())),
@@ -772,7 +771,11 @@ pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
             }
         };
         for r in list {
-            log.info(&format!("recover: fetching {} from {}", r.name, b.describe(&r.key)));
+            log.info(&format!(
+                "recover: fetching {} from {}",
+                r.name,
+                b.describe(&r.key)
+            ));
             match fetch(b, &r, dir, &req.identities, req.cancel, req.progress) {
                 Ok(f) => {
                     got = Some((r, f));
@@ -835,9 +838,9 @@ pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
     let videos = if !req.videos {
         VideosStep::NotAsked
     } else {
-        match open_local().and_then(|f| {
-            crate::restore::videos::not_by_hash(f, Some(store::stem_of(&name)))
-        }) {
+        match open_local()
+            .and_then(|f| crate::restore::videos::not_by_hash(f, Some(store::stem_of(&name))))
+        {
             Err(e) => VideosStep::Failed(e),
             Ok(Some(why)) => VideosStep::None(why),
             Ok(None) => match open_local().and_then(|f| {

@@ -284,10 +284,13 @@ pub fn parse(
             let mut it = positional.into_iter();
             let archive = it.next();
             if let Some(x) = it.next() {
-                return Err(Usage(format!("unexpected argument {x:?}: recover takes at most one ARCHIVE")));
+                return Err(Usage(format!(
+                    "unexpected argument {x:?}: recover takes at most one ARCHIVE"
+                )));
             }
             if new_start {
-                if archive.is_some() || site.is_some() || identity.is_some() || dry_run || no_videos {
+                if archive.is_some() || site.is_some() || identity.is_some() || dry_run || no_videos
+                {
                     return Err(Usage(
                         "--new-start stands alone: it recovers nothing, it lets this Pi start a new history under SITE_ID".into(),
                     ));
@@ -491,6 +494,61 @@ mod tests {
 
     /// The help's `KEY=` words are the keys config/ reads, no more, no fewer (and
     /// tests/engine.rs holds the help to README.md's table).
+    #[test]
+    fn recover_and_its_options() {
+        let rec = |archive: Option<&str>, site: Option<&str>, dry_run, no_videos| Cmd::Recover {
+            archive: archive.map(str::to_string),
+            site: site.map(str::to_string),
+            identity: None,
+            dry_run,
+            no_videos,
+        };
+        assert_eq!(p(&["recover"]), Ok((rec(None, None, false, false), None)));
+        assert_eq!(
+            p(&[
+                "recover",
+                "backup-20260101-030000.tar.gz.age",
+                "--site",
+                "club-1",
+                "--dry-run",
+                "--no-videos"
+            ]),
+            Ok((
+                rec(
+                    Some("backup-20260101-030000.tar.gz.age"),
+                    Some("club-1"),
+                    true,
+                    true
+                ),
+                None
+            ))
+        );
+        assert_eq!(
+            p(&["recover", "--identity", "/k.txt"]).map(|(c, _)| c),
+            Ok(Cmd::Recover {
+                archive: None,
+                site: None,
+                identity: Some(PathBuf::from("/k.txt")),
+                dry_run: false,
+                no_videos: false
+            })
+        );
+        assert_eq!(p(&["recover", "--new-start"]), Ok((Cmd::NewStart, None)));
+        for bad in [
+            &["recover", "--new-start", "--site", "x"][..],
+            &["recover", "../etc/passwd"],
+            &["recover", "backup-20260101-030000.tar.gz", "again"],
+            &["recover", "--site", "../x"],
+            &["recover", "--videos"],
+            &["recover", "--only", "site.conf"],
+            &["run", "--site", "x"],
+            &["list", "--no-videos"],
+            &["status", "--new-start"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
     #[test]
     fn help_names_every_key_the_config_reads() {
         let section = HELP

@@ -9,7 +9,9 @@ use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::LockWait;
 use crate::offsite;
-use crate::recover::{self, DryOutcome, FetchError, Failure, Outcome, Progress, Request, VideosStep};
+use crate::recover::{
+    self, DryOutcome, Failure, FetchError, Outcome, Progress, Request, VideosStep,
+};
 use crate::restore::Abort;
 
 /// What the command line asked.
@@ -180,7 +182,10 @@ fn print_outcome(cfg: &Config, req: &Request, out: &Outcome) -> u8 {
         );
     }
     if out.ok() {
-        println!("Recovery of {} from {name}: everything came back.", req.site);
+        println!(
+            "Recovery of {} from {name}: everything came back.",
+            req.site
+        );
     } else {
         println!(
             "Recovery of {} from {name} INCOMPLETE: what was written is complete; run \

@@ -159,7 +159,10 @@ fn inventory_of(
 /// VIDEOS_OFFSITE, or by the old script), or `None` when it does: `recover` then skips
 /// the videos instead of failing. The archive is read to its end; `Err` when it is
 /// damaged.
-pub fn not_by_hash(reader: impl Read, expected_top: Option<&str>) -> Result<Option<String>, String> {
+pub fn not_by_hash(
+    reader: impl Read,
+    expected_top: Option<&str>,
+) -> Result<Option<String>, String> {
     let keep = |p: &[u8]| p == INVENTORY.as_bytes() || p == MANIFEST.as_bytes();
     let (_, seen) = archive::read_entries(reader, expected_top, &keep)?;
     if !seen.iter().any(|e| e.path == MANIFEST.as_bytes()) {
@@ -780,7 +783,7 @@ mod tests {
         let f = fetch("new/deeper/b.mp4", b"video b");
         let dir = make_parents(&root, &[b"new", b"deeper"]).unwrap();
         assert_eq!(
-            write_into_place(&dir, b"b.mp4", &b"video b"[..], &f, &no),
+            write_into_place(&dir, b"b.mp4", &b"video b"[..], &f, &no, None),
             Ok(7)
         );
         let written = root_path.join("new/deeper/b.mp4");
@@ -790,9 +793,10 @@ mod tests {
         // A corrupted object is never written into place, nor left as a part file.
         let f = fetch("match/a.mp4", b"video A");
         let dir = make_parents(&root, &[b"match"]).unwrap();
-        let e = write_into_place(&dir, b"a.mp4", &b"video B"[..], &f, &no).unwrap_err();
+        let e = write_into_place(&dir, b"a.mp4", &b"video B"[..], &f, &no, None).unwrap_err();
         assert!(e.starts_with("corrupted object"), "{e}");
-        let e = write_into_place(&dir, b"a.mp4", &b"video A and more"[..], &f, &no).unwrap_err();
+        let e =
+            write_into_place(&dir, b"a.mp4", &b"video A and more"[..], &f, &no, None).unwrap_err();
         assert!(e.starts_with("corrupted object: longer"), "{e}");
         assert_eq!(
             std::fs::read(root_path.join("match/a.mp4")).unwrap(),

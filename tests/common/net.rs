@@ -376,7 +376,12 @@ impl Relay {
     }
 
     /// `on`, with a rate towards the server and one towards the client.
-    fn with_rates(listener: TcpListener, to: &str, rate: Option<u64>, down_rate: Option<u64>) -> Relay {
+    fn with_rates(
+        listener: TcpListener,
+        to: &str,
+        rate: Option<u64>,
+        down_rate: Option<u64>,
+    ) -> Relay {
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())

@@ -38,7 +38,11 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
             for e in fs::read_dir(&p).unwrap_or_else(|e| panic!("{e}")) {
                 stack.push(e.unwrap_or_else(|e| panic!("{e}")).path());
             }
-            format!("dir {:o} mtime {}", meta.mode(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000)
+            format!(
+                "dir {:o} mtime {}",
+                meta.mode(),
+                meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+            )
         } else if meta.file_type().is_symlink() {
             format!("link {:?}", fs::read_link(&p).ok())
         } else {
@@ -63,7 +67,11 @@ fn blank(name: &str) -> Tree {
 
 /// A site with two nights and its videos in the bucket: (tree, first archive, second
 /// archive, configuration.json of the first night).
-fn site_with_two_nights(prefix: &str, site: &str, extra: &[(&str, &str)]) -> (Tree, String, String, Vec<u8>) {
+fn site_with_two_nights(
+    prefix: &str,
+    site: &str,
+    extra: &[(&str, &str)],
+) -> (Tree, String, String, Vec<u8>) {
     let t = Tree::new(&format!("recover-{site}"));
     t.add_video(b"Sponsors/partner one.mp4", 300_000, BASE_MTIME);
     let env = with(&site_env(prefix, site), extra);
@@ -71,22 +79,35 @@ fn site_with_two_nights(prefix: &str, site: &str, extra: &[(&str, &str)]) -> (Tr
     let first_conf = fs::read(t.configuration_json()).unwrap_or_default();
     write_file(&t.configuration_json(), b"{\"club\": \"second night\"}\n");
     // Archive names have a one-second resolution.
-    wait_for("the next second", 5, || archives(&t.backups).len() == 1 && name_at(now_unix()) != first);
+    wait_for("the next second", 5, || {
+        archives(&t.backups).len() == 1 && name_at(now_unix()) != first
+    });
     let second = backup(&t, &env);
     assert_ne!(first, second);
     let remote = objects_in(&format!("{prefix}/{site}"));
-    let suffix = if extra.iter().any(|(k, _)| *k == "ENCRYPT_TO") { ".age" } else { "" };
+    let suffix = if extra.iter().any(|(k, _)| *k == "ENCRYPT_TO") {
+        ".age"
+    } else {
+        ""
+    };
     for n in [&first, &second] {
-        assert!(remote.contains(&format!("{n}{suffix}")), "{n} not sent: {remote:?}");
+        assert!(
+            remote.contains(&format!("{n}{suffix}")),
+            "{n} not sent: {remote:?}"
+        );
     }
     (t, first, second, first_conf)
 }
 
 fn same_videos(a: &Tree, b: &Tree) {
     let mut n = 0;
-    for (rel, _) in VIDEOS.iter().chain([("Sponsors/partner one.mp4", 0)].iter()) {
+    for (rel, _) in VIDEOS
+        .iter()
+        .chain([("Sponsors/partner one.mp4", 0)].iter())
+    {
         let want = fs::read(a.videos().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        let got = fs::read(b.videos().join(rel)).unwrap_or_else(|e| panic!("{rel} not recovered: {e}"));
+        let got =
+            fs::read(b.videos().join(rel)).unwrap_or_else(|e| panic!("{rel} not recovered: {e}"));
         assert!(want == got, "{rel} differs after the recovery");
         n += 1;
     }
@@ -109,16 +130,27 @@ fn a_blank_pi_recovers_its_site_files_videos_and_archive_in_one_command() {
         none.stderr.contains("no archive of new-hostname") && none.stderr.contains("club-a"),
         "{none}"
     );
-    assert_eq!(snapshot(&pi.root), before, "a failed recover wrote something");
+    assert_eq!(
+        snapshot(&pi.root),
+        before,
+        "a failed recover wrote something"
+    );
 
     // The dry run names the archive, the files and the videos, and writes nothing.
     let dry = run(&pi, &env, &["recover", "--site", "club-a", "--dry-run"]);
     dry.expect_code(0, "dry run");
-    assert!(dry.stdout.contains(&format!("would fetch {second}")), "{dry}");
-    assert!(dry.stdout.contains("MISSING ON THE PI: would be created"), "{dry}");
+    assert!(
+        dry.stdout.contains(&format!("would fetch {second}")),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout.contains("MISSING ON THE PI: would be created"),
+        "{dry}"
+    );
     assert!(!dry.stdout.contains("PROBLEM"), "{dry}");
     assert!(
-        dry.stdout.contains(&format!("{} to fetch", VIDEOS.len() + 1)),
+        dry.stdout
+            .contains(&format!("{} to fetch", VIDEOS.len() + 1)),
         "{dry}"
     );
     assert_eq!(snapshot(&pi.root), before, "the dry run wrote something");
@@ -131,7 +163,10 @@ fn a_blank_pi_recovers_its_site_files_videos_and_archive_in_one_command() {
         fs::read(pi.configuration_json()).unwrap_or_default(),
         b"{\"club\": \"second night\"}\n"
     );
-    assert_eq!(fs::read(pi.sync_agent_env()).unwrap_or_default(), SYNC_AGENT_ENV);
+    assert_eq!(
+        fs::read(pi.sync_agent_env()).unwrap_or_default(),
+        SYNC_AGENT_ENV
+    );
     let env_mode = fs::metadata(pi.sync_agent_env()).map(|m| m.permissions().mode() & 0o777);
     assert_eq!(env_mode.ok(), Some(0o600), ".env must be 0600");
     assert_eq!(fs::read(&pi.site_conf).unwrap_or_default(), SITE_CONF);
@@ -151,15 +186,34 @@ fn a_blank_pi_recovers_its_site_files_videos_and_archive_in_one_command() {
     assert_eq!(archives(&pi.backups), vec![second.clone()]);
 
     // A named older archive (its files only).
-    let older = run(&pi, &env, &["recover", &first, "--site", "club-a", "--no-videos"]);
+    let older = run(
+        &pi,
+        &env,
+        &["recover", &first, "--site", "club-a", "--no-videos"],
+    );
     older.expect_code(0, "recover a named older archive");
-    assert_eq!(fs::read(pi.configuration_json()).unwrap_or_default(), first_conf);
+    assert_eq!(
+        fs::read(pi.configuration_json()).unwrap_or_default(),
+        first_conf
+    );
     assert!(older.stdout.contains("Safety backup"), "{older}");
     assert!(older.stdout.contains("not asked (--no-videos)"), "{older}");
     // A name the bucket does not have.
-    let missing = run(&pi, &env, &["recover", "backup-20000101-000000.tar.gz", "--site", "club-a"]);
+    let missing = run(
+        &pi,
+        &env,
+        &[
+            "recover",
+            "backup-20000101-000000.tar.gz",
+            "--site",
+            "club-a",
+        ],
+    );
     missing.expect_code(1, "an archive the bucket does not hold");
-    assert!(missing.stderr.contains("not in the bucket") && missing.stderr.contains(&second), "{missing}");
+    assert!(
+        missing.stderr.contains("not in the bucket") && missing.stderr.contains(&second),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -174,13 +228,29 @@ fn a_damaged_newest_copy_is_named_and_skipped_and_never_left_in_backup_dir() {
     let env = with(&site_env(&prefix, "club-d"), &[]);
     let dry = run(&pi, &env, &["recover", "--dry-run", "--no-videos"]);
     dry.expect_code(0, "dry run past a damaged copy");
-    assert!(dry.stdout.contains(&format!("{second} is DAMAGED")), "{dry}");
-    assert!(dry.stdout.contains(&format!("would fetch {first}")), "{dry}");
+    assert!(
+        dry.stdout.contains(&format!("{second} is DAMAGED")),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout.contains(&format!("would fetch {first}")),
+        "{dry}"
+    );
     let out = run(&pi, &env, &["recover", "--no-videos"]);
     out.expect_code(0, "recover past a damaged copy");
-    assert!(out.stdout.contains(&format!("{second} is DAMAGED")), "{out}");
-    assert_eq!(fs::read(pi.configuration_json()).unwrap_or_default(), first_conf);
-    assert_eq!(archives(&pi.backups), vec![first.clone()], "the damaged copy was kept");
+    assert!(
+        out.stdout.contains(&format!("{second} is DAMAGED")),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(pi.configuration_json()).unwrap_or_default(),
+        first_conf
+    );
+    assert_eq!(
+        archives(&pi.backups),
+        vec![first.clone()],
+        "the damaged copy was kept"
+    );
     assert_eq!(temp_files(&pi.backups), Vec::<String>::new());
     // Named, the damaged copy is refused, not replaced by another.
     let named = run(&pi, &env, &["recover", &second, "--no-videos"]);
@@ -188,7 +258,10 @@ fn a_damaged_newest_copy_is_named_and_skipped_and_never_left_in_backup_dir() {
     assert!(named.stderr.contains(&second), "{named}");
     assert_eq!(archives(&pi.backups), vec![first]);
     // Garbage under a newer plain name too: two copies skipped, the oldest taken.
-    put_object(&format!("{prefix}/club-d/{}", name_at(now_unix() + 86_400)), b"age-encryption.org/v1 not gzip");
+    put_object(
+        &format!("{prefix}/club-d/{}", name_at(now_unix() + 86_400)),
+        b"age-encryption.org/v1 not gzip",
+    );
     let pi2 = blank("recover-garbage");
     let none = run(&pi2, &env, &["recover", "--no-videos"]);
     none.expect_code(0, "garbage and a truncated copy skipped, the oldest taken");
@@ -216,21 +289,38 @@ fn an_encrypted_site_needs_its_identity_and_a_wrong_one_writes_nothing() {
     let (site, _, second, _) =
         site_with_two_nights(&prefix, "club-e", &[("ENCRYPT_TO", public.as_str())]);
     let pi = blank("recover-age");
-    let env = with(&site_env(&prefix, "club-e"), &[("ENCRYPT_TO", public.as_str())]);
+    let env = with(
+        &site_env(&prefix, "club-e"),
+        &[("ENCRYPT_TO", public.as_str())],
+    );
     let before = snapshot(&pi.root);
     let without = run(&pi, &env, &["recover"]);
     without.expect_code(1, "encrypted without an identity");
-    assert!(without.stderr.contains("age identity is needed"), "{without}");
-    assert_eq!(snapshot(&pi.root), before, "recover without the identity wrote");
+    assert!(
+        without.stderr.contains("age identity is needed"),
+        "{without}"
+    );
+    assert_eq!(
+        snapshot(&pi.root),
+        before,
+        "recover without the identity wrote"
+    );
     let bad = run(&pi, &env, &["recover", "--identity", &wrong]);
     bad.expect_code(1, "a wrong identity");
     assert!(bad.stderr.contains("does not open it"), "{bad}");
-    assert_eq!(snapshot(&pi.root), before, "recover with a wrong identity wrote");
+    assert_eq!(
+        snapshot(&pi.root),
+        before,
+        "recover with a wrong identity wrote"
+    );
     let dry = run(&pi, &env, &["recover", "--identity", &wrong, "--dry-run"]);
     dry.expect_code(1, "a wrong identity, dry run");
     let out = run(&pi, &env, &["recover", "--identity", &right]);
     out.expect_code(0, "the right identity");
-    assert!(out.stdout.contains(&format!("Fetched {second}.age")), "{out}");
+    assert!(
+        out.stdout.contains(&format!("Fetched {second}.age")),
+        "{out}"
+    );
     assert_eq!(
         fs::read(pi.configuration_json()).unwrap_or_default(),
         b"{\"club\": \"second night\"}\n"
@@ -261,19 +351,30 @@ fn a_recovery_killed_in_the_middle_of_a_video_finishes_at_the_next_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn: {e}"));
-    let part = pi.videos().join("Match/.neopro-restore-full match.mp4.part");
+    let part = pi
+        .videos()
+        .join("Match/.neopro-restore-full match.mp4.part");
     wait_for("the big video half fetched", 60, || {
         fs::metadata(&part).is_ok_and(|m| m.len() > 8 * 1024 * 1024)
     });
     child.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
     let _ = child.wait();
-    assert!(!pi.videos().join("Match/full match.mp4").exists(), "a half video under its name");
+    assert!(
+        !pi.videos().join("Match/full match.mp4").exists(),
+        "a half video under its name"
+    );
     // The second run finishes; the archive in BACKUP_DIR is reused.
     let started = Instant::now();
     let out = run(&pi, &env, &["recover"]);
     out.expect_code(0, "recover after a kill -9");
-    assert!(out.stdout.contains(&format!("{name} is already in")), "{out}");
-    assert!(fs::read(&big).ok() == fs::read(pi.videos().join("Match/full match.mp4")).ok(), "the big video differs");
+    assert!(
+        out.stdout.contains(&format!("{name} is already in")),
+        "{out}"
+    );
+    assert!(
+        fs::read(&big).ok() == fs::read(pi.videos().join("Match/full match.mp4")).ok(),
+        "the big video differs"
+    );
     assert!(!part.exists(), "the part file is left");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
