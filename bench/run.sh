@@ -20,5 +20,7 @@ fi
 bash bench/daemon.sh || status=1
 # 4. Videos offsite against restic, INCLUDE_VIDEOS against tar (bench/videos.sh).
 bash bench/videos.sh || status=1
+# 5. Recovery from the bucket against curl fetching the same objects (bench/recover.sh).
+bash bench/recover.sh || status=1
 
 exit $status

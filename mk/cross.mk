@@ -32,5 +32,8 @@ test-systemd: deps-systemd build
 test-systemd-boot: deps-systemd cross
 	bash tests/systemd/test-boot.sh
 
-test-install: deps-check build
-	bash tests/install/test-install.sh
+# With SeaweedFS for the --recover part (a club's bucket).
+test-install: deps-check deps-offsite build
+	bash scripts/seaweedfs.sh start
+	status=0; (set -a && . target/seaweedfs/env && set +a && bash tests/install/test-install.sh) || status=$$?; \
+	bash scripts/seaweedfs.sh stop; exit $$status

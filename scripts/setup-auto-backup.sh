@@ -3,6 +3,8 @@
 #
 #   scripts/setup-auto-backup.sh [OPTIONS] HOST            install or upgrade
 #   scripts/setup-auto-backup.sh [OPTIONS] HOST --uninstall
+#   scripts/setup-auto-backup.sh HOST --config FILE --recover [SITE] [--identity FILE]
+#                                              a freshly flashed card back to the club's Pi
 #
 # HOST is what you give ssh: `neopro.local`, `pi@192.168.1.20`, a Host of ~/.ssh/config.
 # Without `user@`, the user is pi. The user needs passwordless sudo (the Pi OS default
@@ -24,12 +26,25 @@
 #  5. enables and (re)starts the daemon, checks that it stays active for a few seconds
 #     (says so, with its journal, when it does not), shows its status and offers a
 #     test backup.
+# With --config FILE, FILE (the site's backup.conf, kept off the Pi) is installed as
+# /etc/neopro/backup.conf, 0600 and owned by pi, replacing the one there (kept as
+# backup.conf.old); it is never shown. With --recover, `neopro-backup recover` runs on
+# the Pi right after the install and before the daemon starts: the site's newest backup
+# in the bucket that verifies is fetched and restored, with its videos (SITE: the site's
+# folder in the bucket, default its SITE_ID; --identity: the age key of an encrypted
+# site, copied to a 0600 temp file on the Pi, used once and removed whatever happens).
+# The daemon is started either way; the script fails when the recovery did not bring
+# everything back (then run it again, or `neopro-backup recover` on the Pi).
 # --uninstall stops and removes the daemon, its unit and the binary, puts the original
 # auto-backup.sh back, and leaves the backups and /etc/neopro/backup.conf in place.
 #
 # Options:
 #   --test-backup / --no-test-backup   make (or not) a test backup without asking
 #                                      (without either, asks when run from a terminal)
+#   --config FILE                      install FILE as /etc/neopro/backup.conf
+#   --recover [SITE]                   recover the site from the bucket (HOST first
+#                                      when SITE is given)
+#   --identity FILE                    the site's age identity, for --recover
 #   -h, --help
 # Environment (defaults in brackets):
 #   SSH   [ssh -o ConnectTimeout=10]   the command that runs a shell command on HOST
@@ -53,12 +68,24 @@ die() { printf 'setup-auto-backup: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; } # quote for sh
 
-host="" uninstall=0 test_backup=ask
+host="" uninstall=0 test_backup=ask config_file="" recover=0 recover_site="" identity_file=""
 while [ $# -gt 0 ]; do
     case $1 in
         --uninstall) uninstall=1 ;;
         --test-backup) test_backup=yes ;;
         --no-test-backup) test_backup=no ;;
+        --config)
+            [ $# -ge 2 ] || die "--config needs a FILE (the site's backup.conf)"
+            config_file=$2; shift ;;
+        --identity)
+            [ $# -ge 2 ] || die "--identity needs a FILE (the site's age identity)"
+            identity_file=$2; shift ;;
+        --recover)
+            recover=1
+            # A SITE after --recover once HOST is known (else the word is HOST).
+            if [ $# -ge 2 ] && [ -n "$host" ] && [ "${2#-}" = "$2" ]; then
+                recover_site=$2; shift
+            fi ;;
         -h | --help) usage; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) [ -z "$host" ] || die "one HOST only (got '$host' and '$1')"; host=$1 ;;
@@ -66,6 +93,20 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$host" ] || { usage >&2; exit 2; }
+if [ -n "$config_file" ]; then
+    [ -f "$config_file" ] && [ -r "$config_file" ] || die "--config $config_file: not a readable file"
+fi
+if [ -n "$identity_file" ]; then
+    [ "$recover" = 1 ] || die "--identity goes with --recover (the age key of an encrypted site)"
+    [ -f "$identity_file" ] && [ -r "$identity_file" ] || die "--identity $identity_file: not a readable file"
+fi
+if [ -n "$recover_site" ]; then
+    printf '%s' "$recover_site" | grep -Eq '^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$' \
+        || die "--recover $recover_site: a site is a SITE_ID (letters, digits, '.', '_', '-')"
+fi
+if [ "$uninstall" = 1 ] && { [ -n "$config_file" ] || [ "$recover" = 1 ]; }; then
+    die "--config and --recover are options of the install, not of --uninstall"
+fi
 case $SETTLE_SECS in '' | *[!0-9]*) die "SETTLE_SECS must be a number of seconds (got '$SETTLE_SECS')" ;; esac
 case $host in *@*) ;; *) host="$PI_USER@$host" ;; esac
 
@@ -249,15 +290,30 @@ fi
 
 # --- 2. copy the files ------------------------------------------------------------------
 rtmp=$(remote 'mktemp -d /tmp/neopro-setup.XXXXXX' </dev/null) || die "cannot create a temporary folder on $host"
+# Secrets (the prepared backup.conf, the age identity) go through a private local
+# folder under fixed names, then into the Pi's private temp folder (mktemp -d: 0700),
+# removed on exit whatever happens.
+ltmp=$(mktemp -d)
 cleanup_remote() { remote "rm -rf $(q "$rtmp")" </dev/null >/dev/null 2>&1 || true; }
-trap 'cleanup_remote; rm -f "$probe_err"' EXIT
-say "Copying the binary, the unit and the config template"
-$SCP "$bin" "$REPO/systemd/neopro-backup.service" "$REPO/config/backup.conf.example" "$REPO/README.md" "$host:$rtmp/" \
+trap 'cleanup_remote; rm -rf "$ltmp"; rm -f "$probe_err"' EXIT
+extra=""
+if [ -n "$config_file" ]; then
+    (umask 077 && cp "$config_file" "$ltmp/prepared-backup.conf") || die "cannot read --config $config_file"
+    extra="$extra $ltmp/prepared-backup.conf"
+fi
+if [ -n "$identity_file" ]; then
+    (umask 077 && cp "$identity_file" "$ltmp/recover-identity") || die "cannot read --identity $identity_file"
+    extra="$extra $ltmp/recover-identity"
+fi
+say "Copying the binary, the unit and the config template${config_file:+, and your backup.conf}${identity_file:+ and the age identity}"
+# shellcheck disable=SC2086 # $extra: temp paths without spaces (mktemp)
+$SCP "$bin" "$REPO/systemd/neopro-backup.service" "$REPO/config/backup.conf.example" "$REPO/README.md" $extra "$host:$rtmp/" \
     || die "copying to $host:$rtmp failed"
+rm -rf "$ltmp"
 
 # --- 3-5. install as root ---------------------------------------------------------------
 say "Installing on $host"
-{ remote_header "$rtmp"; cat <<'EOF'
+{ remote_header "$rtmp"; printf 'RECOVER=%s\nRECOVER_SITE=%s\n' "$recover" "$(q "$recover_site")"; cat <<'EOF'
 changed=0
 # The binary: installed beside the old one, checked to run on this CPU, then renamed
 # over it (a running daemon keeps its old copy until it restarts).
@@ -317,7 +373,26 @@ cmp -s "$T/README.md" "$DOC/README.md" || { cp "$T/README.md" "$DOC/README.md"; 
 mkdir -p "$R/etc/neopro"
 cp "$T/backup.conf.example" "$R/etc/neopro/backup.conf.example"
 chmod 0644 "$R/etc/neopro/backup.conf.example"
-if [ -e "$CONF" ]; then
+if [ -f "$T/prepared-backup.conf" ]; then
+    # The site's own backup.conf (--config): 0600, the daemon's user reads it.
+    chmod 0600 "$T/prepared-backup.conf"
+    if [ -f "$CONF" ] && cmp -s "$T/prepared-backup.conf" "$CONF"; then
+        echo "kept: /etc/neopro/backup.conf (the same as --config)"
+    else
+        if [ -f "$CONF" ]; then
+            cp -p "$CONF" "$CONF.old"
+            chmod 0600 "$CONF.old"
+            echo "kept: the previous /etc/neopro/backup.conf as backup.conf.old"
+        fi
+        cp "$T/prepared-backup.conf" "$CONF.new"
+        chown "$U:$U" "$CONF.new"
+        chmod 0600 "$CONF.new"
+        mv -f "$CONF.new" "$CONF"
+        echo "installed: /etc/neopro/backup.conf (from --config, 0600)"
+        changed=1
+    fi
+    rm -f "$T/prepared-backup.conf"
+elif [ -e "$CONF" ]; then
     echo "kept: /etc/neopro/backup.conf (yours)"
 else
     cp "$T/backup.conf.example" "$CONF.new"
@@ -362,6 +437,28 @@ mkdir -p "$R$D"
 chown -R "$U:$U" "$R$D"
 chmod 0700 "$R$D"
 
+# --recover: before the daemon starts (its catch-up backup would find a blank Pi), as
+# the daemon's user. The identity is used once and removed, whatever happens.
+recovered=0
+if [ "$RECOVER" = 1 ]; then
+    systemctl stop neopro-backup.service >/dev/null 2>&1 || true
+    set -- recover
+    [ -z "$RECOVER_SITE" ] || set -- "$@" --site "$RECOVER_SITE"
+    if [ -f "$T/recover-identity" ]; then
+        chmod 0600 "$T/recover-identity"
+        chown "$U:$U" "$T" "$T/recover-identity"
+        set -- "$@" --identity "$T/recover-identity"
+    fi
+    echo "recovering the site from the bucket (neopro-backup $*)"
+    rc=0
+    if [ "$(id -un)" = "$U" ]; then "$BIN" --config "$CONF" "$@" || rc=$?
+    else runuser -u "$U" -- "$BIN" --config "$CONF" "$@" || rc=$?; fi
+    rm -f "$T/recover-identity"
+    if [ "$rc" = 0 ]; then recovered=1; echo "recovered: everything came back"
+    else echo "ERROR: the recovery did not bring everything back (exit $rc, see above)" >&2; fi
+    changed=1
+fi
+
 systemctl daemon-reload
 systemctl enable --quiet neopro-backup.service
 if [ "$changed" = 1 ] || ! systemctl is-active --quiet neopro-backup.service; then
@@ -389,9 +486,13 @@ if [ "$changed" = 1 ] || ! systemctl is-active --quiet neopro-backup.service; th
 else
     echo "running: neopro-backup.service (nothing new, not restarted)"
 fi
+if [ "$RECOVER" = 1 ] && [ "$recovered" != 1 ]; then exit 6; fi
 EOF
 } | remote_root || {
     rc=$?
+    [ "$rc" != 6 ] || die "neopro-backup is installed and running on $host, but the recovery did not bring everything back (see above).
+  Its offsite copies stay held while this Pi has no history of its own in the site (docs/format.md, Recovery).
+  Run this command again, or on the Pi: sudo -u pi neopro-backup recover [--site SITE] [--identity FILE]"
     [ "$rc" = 5 ] || die "the installation failed on $host (see above)"
     die "neopro-backup is installed on $host but its service does not stay running (see the journal lines above).
   On the Pi: journalctl -u neopro-backup -n 50 --no-pager   and   systemctl status neopro-backup

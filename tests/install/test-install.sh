@@ -297,5 +297,63 @@ check "no HOST: usage, exit 2" bash -c "[ \$(cat '$PI/rc') = 2 ] && grep -q 'Usa
 setup neopro-test --bogus
 check "unknown option: exit 1, names it" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'unknown option --bogus' '$PI/out'"
 
+
+echo "== a dead SD card: a fresh card, --config and --recover (the bucket: SeaweedFS)"
+if [ -z "${NEOPRO_TEST_S3:-}" ] || [ -z "${NEOPRO_TEST_FILER:-}" ]; then
+    # make test-install starts SeaweedFS (mk/cross.mk); a bare run of this script has none.
+    if [ "${CI:-}" = true ]; then ko "--recover: no SeaweedFS (NEOPRO_TEST_S3, NEOPRO_TEST_FILER): run make test-install"
+    else echo "  SKIP --recover: no SeaweedFS (run make test-install, which starts it)"; fi
+else
+    S3PREFIX="install-$$-$(date +%s)"
+    python3 -c 'import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b"x", method="PUT")).read()' \
+        "$NEOPRO_TEST_FILER/buckets/neopro-test/$S3PREFIX/.keep" >/dev/null
+    # The club's backup.conf, kept on the laptop: its keys must never show.
+    CLUBCONF=$W/club-backup.conf
+    cat >"$CLUBCONF" <<CONF
+S3_ENDPOINT=$NEOPRO_TEST_S3
+S3_BUCKET=neopro-test
+S3_ACCESS_KEY=NEOPROTESTKEY
+S3_SECRET_KEY=neopro-test-secret-0123456789
+S3_PREFIX=$S3PREFIX
+SITE_ID=club-install
+VIDEOS_OFFSITE=true
+CONF
+    # The club's Pi before the card died: its files, a video, one night in the bucket.
+    new_pi alive aarch64 "" 8 arm64
+    head -c 200000 /dev/urandom >"$ROOT/home/pi/neopro/videos/sponsor.mp4"
+    echo '{"club":"the real one"}' >"$ROOT/home/pi/neopro/webapp/configuration.json"
+    OLDROOT=$ROOT
+    env NEOPRO_DIR="$ROOT/home/pi/neopro" BACKUP_DIR="$ROOT/home/pi/neopro-backups" SITE_CONF="$ROOT/etc/neopro/site.conf" \
+        "$BIN" --config "$CLUBCONF" run >"$W/alive.out" 2>&1
+    check "the club's night reached the bucket" grep -q 'offsite: 1 copy(ies) sent' "$W/alive.out" || sed 's/^/       | /' "$W/alive.out"
+    # The new card: nothing of the club's.
+    new_pi reborn aarch64 "" 8 arm64
+    rm -rf "$ROOT/home/pi/neopro/webapp" "$ROOT/home/pi/neopro/sync-agent" "$ROOT/etc/neopro/site.conf"
+    PORT=$(free_port)
+    age-keygen -o "$W/club.key" >/dev/null 2>&1
+    tmp_before=$(ls -d /tmp/neopro-setup.* 2>/dev/null | sort)
+    setup neopro-test --config "$CLUBCONF" --recover club-install --identity "$W/club.key" --no-test-backup
+    check "--recover: exit 0" test "$(rc)" = 0 || show_out
+    check "--recover: says everything came back" out_has "recovered: everything came back"
+    check "--config: installed byte for byte" cmp "$CLUBCONF" "$ROOT/etc/neopro/backup.conf"
+    check "--config: 0600" test "$(stat -c %a "$ROOT/etc/neopro/backup.conf")" = 600
+    check "--config: its secret never shown" bash -c "! grep -q 'neopro-test-secret' '$PI/out' '$PI/state/log'"
+    check "--identity: its key never shown" bash -c "! grep -q AGE-SECRET-KEY '$PI/out' '$PI/state/log'"
+    check "--recover: configuration.json back" cmp "$OLDROOT/home/pi/neopro/webapp/configuration.json" "$ROOT/home/pi/neopro/webapp/configuration.json"
+    check "--recover: .env back, 0600" bash -c "cmp '$OLDROOT/home/pi/neopro/sync-agent/.env' '$ROOT/home/pi/neopro/sync-agent/.env' && [ \$(stat -c %a '$ROOT/home/pi/neopro/sync-agent/.env') = 600 ]"
+    check "--recover: site.conf back" cmp "$OLDROOT/etc/neopro/site.conf" "$ROOT/etc/neopro/site.conf"
+    check "--recover: the video back" cmp "$OLDROOT/home/pi/neopro/videos/sponsor.mp4" "$ROOT/home/pi/neopro/videos/sponsor.mp4"
+    check "--recover: before the daemon starts" bash -c "grep -n 'recovering the site' '$PI/out' | head -1 | cut -d: -f1 | { read a; b=\$(grep -n 'starting: neopro-backup.service' '$PI/out' | head -1 | cut -d: -f1); [ -n \"\$a\" ] && [ -n \"\$b\" ] && [ \"\$a\" -lt \"\$b\" ]; }"
+    check "--recover: no temp folder left on the Pi (the identity with it)" test "$(ls -d /tmp/neopro-setup.* 2>/dev/null | sort)" = "$tmp_before"
+    # A site the bucket does not hold: the install stands, the script fails and says what to do.
+    setup neopro-test --config "$CLUBCONF" --recover no-such-site --no-test-backup
+    check "--recover of an unknown site: exit 1" test "$(rc)" = 1
+    check "--recover of an unknown site: names the sites found" out_has "its sites: club-install"
+    check "--recover of an unknown site: says how to try again" out_has "neopro-backup recover"
+    check "--recover of an unknown site: the daemon is still enabled" state neopro-backup.service.enabled
+    setup neopro-test --identity "$W/club.key" --no-test-backup
+    check "--identity without --recover: exit 1" bash -c "[ \$(cat '$PI/rc') = 1 ] && grep -q 'goes with --recover' '$PI/out'"
+fi
+
 echo "test-install: $pass passed, $fail failed"
 [ "$fail" = 0 ]
