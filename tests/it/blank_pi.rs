@@ -227,9 +227,13 @@ fn two_installs_under_one_site_id_are_reported_by_both_and_by_fleet() {
     let site = format!("{prefix}/club");
     let a = Tree::new("twice-a");
     let b = Tree::new("twice-b");
+    let (hook, seen) = webhook();
     let env_a = with(
         &s3_env(&prefix, "club"),
-        &[("NEOPRO_MACHINE_ID_FILE", &machine(&a, "pi-serial-a"))],
+        &[
+            ("NEOPRO_MACHINE_ID_FILE", &machine(&a, "pi-serial-a")),
+            ("ALERT_WEBHOOK", &hook),
+        ],
     );
     let env_b = with(
         &s3_env(&prefix, "club"),
@@ -258,6 +262,7 @@ fn two_installs_under_one_site_id_are_reported_by_both_and_by_fleet() {
         "{out}"
     );
     assert_eq!(a.status().get("offsite").get("other_install").str(), ib);
+    assert_eq!(events(&seen), ["offsite_other_install"]);
     let check = run(&a, &env_a, &["check"]);
     check.expect_code(2, "check of a");
     assert!(
@@ -287,4 +292,8 @@ fn two_installs_under_one_site_id_are_reported_by_both_and_by_fleet() {
     let rj = parse_json(&String::from_utf8_lossy(&remote)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rj.get("offsite").get("install").str(), ib);
     assert_eq!(rj.get("offsite").get("other_install").str(), ia);
+    // The first Pi's next run: the same other install, no second alert.
+    backup(&a, &env_a);
+    assert_eq!(a.status().get("offsite").get("other_install").str(), ib);
+    assert_eq!(events(&seen), ["offsite_other_install"]);
 }
