@@ -735,8 +735,9 @@ pub fn after_run(cfg: &Config, tz: &Tz) {
             "offsite: not sent ({e}); {} copy(ies) pending, the daemon retries with backoff",
             pending(&cfg.backup_dir).len()
         ),
+        // `why` begins "offsite copies held: …".
         Round::Held(why) => println!(
-            "offsite: {why}; {} copy(ies) kept on the Pi",
+            "{why}; {} copy(ies) kept on the Pi",
             pending(&cfg.backup_dir).len()
         ),
     }
