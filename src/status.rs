@@ -51,7 +51,7 @@ pub struct Status {
 }
 
 /// `"offsite": {"pending": N, "last_upload": "…", "error": null, "poisoned": 0,
-/// "videos": false}`.
+/// "videos": false, "held": false, "install": "…", "other_install": null}`.
 #[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
 #[nserde(default)]
 #[nserde(serialize_none_as_null)]
@@ -70,6 +70,16 @@ pub struct Offsite {
     /// `fleet gc` waits for a site that says so and has no readable list. false in
     /// statuses of older versions.
     pub videos: bool,
+    /// Every offsite write is held back (docs/format.md, Offsite: a site's history):
+    /// this install has no history of its own in the site and the bucket already holds
+    /// archives of it; `error` says why. false in statuses of older versions.
+    pub held: bool,
+    /// This install's id (32 hex digits, docs/format.md, Offsite); null before the
+    /// first offsite round and in statuses of older versions.
+    pub install: Option<String>,
+    /// The id of another install found writing this site's status in the bucket: two
+    /// installs send backups under one SITE_ID. null when none.
+    pub other_install: Option<String>,
 }
 
 impl From<&Offsite> for Offsite {
@@ -257,20 +267,31 @@ mod tests {
                 error: Some("down".into()),
                 poisoned: 1,
                 videos: true,
+                held: true,
+                install: Some("ab".repeat(16)),
+                other_install: None,
             }),
             ..s
         };
         let j = s.to_json();
         assert!(
             j.contains(
-                r#""offsite":{"pending":2,"last_upload":null,"error":"down","poisoned":1,"videos":true}"#
+                r#""offsite":{"pending":2,"last_upload":null,"error":"down","poisoned":1,"videos":true,"held":true,"install":"abababababababababababababababab","other_install":null}"#
             ),
             "{j}"
         );
-        // A status of an older version (no `poisoned`) reads as 0.
-        let old = j.replace(r#","poisoned":1,"videos":true"#, "");
+        // A status of an older version (no `poisoned`, `videos`, `held`, `install`,
+        // `other_install`) reads as 0, false and null.
+        let old = j.replace(
+            r#","poisoned":1,"videos":true,"held":true,"install":"abababababababababababababababab","other_install":null"#,
+            "",
+        );
+        assert!(old.ends_with(r#""error":"down"}}"#), "{old}");
         let back = Status::deserialize_json(&old).ok().and_then(|s| s.offsite);
-        assert_eq!(back.map(|o| (o.poisoned, o.videos)), Some((0, false)));
+        assert_eq!(
+            back.map(|o| (o.poisoned, o.videos, o.held, o.install, o.other_install)),
+            Some((0, false, false, None, None))
+        );
         assert_eq!(Status::deserialize_json(&j).ok(), Some(s));
     }
 }
@@ -292,6 +313,9 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
                 st.error.as_deref().unwrap_or("unknown error")
             ),
         );
+    }
+    if let Some(why) = offsite_trouble(st) {
+        return (false, format!("CRITICAL: {why}"));
     }
     let Some(t) = clock::parse_iso(&st.timestamp) else {
         return (
@@ -333,6 +357,29 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
     }
 }
 
+/// What makes the site's offsite history untrustworthy, in one sentence (docs/format.md,
+/// Offsite: a site's history): every write held back, or another install sending
+/// under the same SITE_ID. Both are CRITICAL for `check`: the local backups go on, but
+/// the copy a replacement Pi would recover from is missing (held) or may be another
+/// kiosk's (two installs), and nothing else on the site tells.
+pub fn offsite_trouble(st: &Status) -> Option<String> {
+    let o = st.offsite.as_ref()?;
+    if o.held {
+        return Some(
+            o.error
+                .clone()
+                .unwrap_or_else(|| "offsite copies held".to_string()),
+        );
+    }
+    o.other_install.as_ref().map(|other| {
+        format!(
+            "another install ({other}) also sends backups under this SITE_ID (this one is {}): \
+             give each Pi its own SITE_ID",
+            o.install.as_deref().unwrap_or("unknown")
+        )
+    })
+}
+
 #[cfg(test)]
 mod check_tests {
     use super::*;
@@ -361,5 +408,43 @@ mod check_tests {
         let (good, msg) = check(Some(&ok), now - 10 * 365 * 86_400, 25);
         assert!(!good && msg.contains("future"), "{msg}");
         assert!(check(Some(&ok), now - 300, 25).0);
+        // Offsite copies held, or another install under the same SITE_ID: CRITICAL
+        // however fresh the backup.
+        let held = Status {
+            offsite: Some(Offsite {
+                held: true,
+                error: Some("offsite copies held: the bucket already holds 2 backup(s)".into()),
+                ..Offsite::default()
+            }),
+            ..ok.clone()
+        };
+        let (good, msg) = check(Some(&held), now, 25);
+        assert!(
+            !good && msg == "CRITICAL: offsite copies held: the bucket already holds 2 backup(s)",
+            "{msg}"
+        );
+        let twice = Status {
+            offsite: Some(Offsite {
+                install: Some("a".repeat(32)),
+                other_install: Some("b".repeat(32)),
+                ..Offsite::default()
+            }),
+            ..ok.clone()
+        };
+        let (good, msg) = check(Some(&twice), now, 25);
+        assert!(
+            !good && msg.contains(&"b".repeat(32)) && msg.contains(&"a".repeat(32)),
+            "{msg}"
+        );
+        // An offsite error alone (the server down) is not the check's business.
+        let down = Status {
+            offsite: Some(Offsite {
+                error: Some("connection refused".into()),
+                pending: 1,
+                ..Offsite::default()
+            }),
+            ..ok.clone()
+        };
+        assert!(check(Some(&down), now, 25).0);
     }
 }

@@ -111,6 +111,26 @@ pub fn notify(cfg: &Config, email: &Email, status: &Status, log: &Log) {
         return; // nothing new to say: unsent mails wait for the next alert
     };
     st.unsent.push(mail);
+    deliver(cfg, email, &before, st, log);
+}
+
+/// An offsite event alerted once (mail.rs, `offsite_mail`), sent like the others:
+/// after the mails left unsent, kept for later when it cannot go.
+pub fn notify_offsite(cfg: &Config, email: &Email, event: &str, detail: &str, log: &Log) {
+    let page = page_url(cfg);
+    let Some(mail) = mail::offsite_mail(event, &cfg.site_id, detail, page.as_deref()) else {
+        return;
+    };
+    let before = read_state(&cfg.backup_dir);
+    let mut st = before.clone();
+    st.unsent.push(mail);
+    deliver(cfg, email, &before, st, log);
+}
+
+/// Sends the mails of `st.unsent`, oldest first, until one fails; saves the state when
+/// it differs from `before`.
+fn deliver(cfg: &Config, email: &Email, before: &MailState, mut st: MailState, log: &Log) {
+    let dir = &cfg.backup_dir;
     let host = crate::host::hostname();
     let mut sent = 0;
     for (subject, body) in &st.unsent {
@@ -144,7 +164,7 @@ pub fn notify(cfg: &Config, email: &Email, status: &Status, log: &Log) {
         st.unsent.drain(..dropped);
         log.warn(&format!("alert: {dropped} old unsent mail(s) dropped"));
     }
-    if st != before
+    if st != *before
         && let Err(e) =
             fsutil::atomic_write(dir, MAIL_STATE_FILE, st.serialize_json().as_bytes(), 0o600)
     {

@@ -93,6 +93,50 @@ pub fn recovery_mail(
     (subject, body)
 }
 
+/// The mail of an offsite event that is alerted once (docs/format.md, Offsite: a site's
+/// history): `offsite_held` (every offsite write held back) or `offsite_other_install`
+/// (another install sends under the same SITE_ID); `detail` is the English sentence of
+/// the status. `None` for another event.
+pub fn offsite_mail(
+    event: &str,
+    site: &str,
+    detail: &str,
+    page_url: Option<&str>,
+) -> Option<(String, String)> {
+    let (subject, what) = match event {
+        "offsite_held" => (
+            format!("Copies hors site suspendues – {site}"),
+            format!(
+                "La borne Neopro du site {site} n'envoie plus ses sauvegardes dans le bucket : \
+                 celui-ci contient déjà des sauvegardes de ce site que cette borne n'a pas \
+                 envoyées (une borne réinstallée ou remplacée ?). Pour ne pas les remplacer \
+                 par celles d'une borne vierge, tout envoi est suspendu ; les sauvegardes \
+                 locales continuent.\n\n\
+                 Pour reprendre : récupérez la configuration du site depuis le bucket \
+                 (neopro-backup recover), ou, si cette borne est bien le nouveau départ du \
+                 site, déclarez-le (neopro-backup recover --new-start). Les sauvegardes déjà \
+                 présentes dans le bucket ne sont jamais supprimées par ces commandes.\n"
+            ),
+        ),
+        "offsite_other_install" => (
+            format!("Deux bornes envoient leurs sauvegardes sous le nom {site}"),
+            format!(
+                "Une autre installation envoie elle aussi ses sauvegardes sous le nom de site \
+                 {site} (une carte SD clonée, ou un nom d'hôte par défaut ?). Les sauvegardes \
+                 des deux bornes se mélangent dans le bucket : la plus récente peut être \
+                 celle de l'autre borne.\n\n\
+                 Donnez à chaque borne son propre SITE_ID (fichier backup.conf).\n"
+            ),
+        ),
+        _ => return None,
+    };
+    let mut body = format!("Bonjour,\n\n{what}\nDétail : {}\n", detail.trim());
+    body.push_str(&page_line(page_url));
+    body.push('\n');
+    body.push_str(&signature(site));
+    Some((subject, body))
+}
+
 /// `mercredi 18 décembre 2024 à 03:00`: a time as the mails show it, in local time.
 pub fn date_fr(unix: i64, tz: &Tz) -> String {
     const DAYS: [&str; 7] = [
@@ -230,5 +274,30 @@ mod tests {
         assert_eq!(date_fr(t, &paris), "mercredi 18 décembre 2024 à 03:00");
         let t = clock::parse_iso("2025-08-01T01:30:00+02:00").unwrap_or_default();
         assert_eq!(date_fr(t, &paris), "vendredi 1er août 2025 à 01:30");
+    }
+
+    #[test]
+    fn offsite_mails_in_french() {
+        let (subject, body) =
+            offsite_mail("offsite_held", "club-lyon", "offsite copies held: …", None)
+                .unwrap_or_default();
+        assert_eq!(subject, "Copies hors site suspendues – club-lyon");
+        assert!(
+            body.contains("recover --new-start") && body.contains("Détail : offsite copies held"),
+            "{body}"
+        );
+        let (subject, body) = offsite_mail(
+            "offsite_other_install",
+            "club-lyon",
+            "another install",
+            Some("http://pi.local:8080/"),
+        )
+        .unwrap_or_default();
+        assert!(subject.contains("club-lyon"), "{subject}");
+        assert!(
+            body.contains("SITE_ID") && body.contains("http://pi.local:8080/"),
+            "{body}"
+        );
+        assert_eq!(offsite_mail("backup_failed", "club", "x", None), None);
     }
 }

@@ -143,6 +143,37 @@ pub fn finish(cfg: &Config, status: &Status, log: &Log, start: Option<StartPing>
     }
 }
 
+/// An offsite event that calls for an alert once, not every round (docs/format.md,
+/// Offsite: a site's history): `offsite_held` or `offsite_other_install`. ALERT_WEBHOOK
+/// gets `{"event","site","host","text","status"}` (the local status), the mail
+/// recipients a mail in French. Delivery failures are logged, nothing else.
+pub fn offsite(cfg: &Config, event: &str, text: &str, log: &Log) {
+    let a = &cfg.alerts;
+    if let Some(url) = &a.webhook {
+        let host = crate::host::hostname();
+        let hook = Webhook {
+            event: event.to_string(),
+            text: format!("neopro-backup on {} ({host}): {text}", cfg.site_id),
+            site: cfg.site_id.clone(),
+            host,
+            status: crate::status::read(&cfg.backup_dir)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        };
+        match post(url, "application/json", hook.serialize_json().as_bytes()) {
+            Ok(()) => log.info(&format!(
+                "alert: webhook {} notified ({event})",
+                url.origin()
+            )),
+            Err(e) => log.warn(&format!("alert: webhook failed: {e}")),
+        }
+    }
+    if let Some(e) = &a.email {
+        email::notify_offsite(cfg, e, event, text, log);
+    }
+}
+
 /// Runs `sh -c CMD` with `input` on stdin, without the secrets in its environment;
 /// returns its exit code and a short excerpt of its output for the log.
 fn run_command(cmd: &str, input: &[u8]) -> Result<(Option<i32>, String), String> {

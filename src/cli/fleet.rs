@@ -185,12 +185,15 @@ pub fn table(f: &Fleet) -> String {
         } else {
             format!("STALE (> {} h)", fleet::STALE_HOURS)
         };
-        let state = match (s.last_run_success == Some(false), s.stale) {
+        let mut state = match (s.last_run_success == Some(false), s.stale) {
             (true, true) => format!("last run FAILED, {stale}"),
             (true, false) => "last run FAILED".to_string(),
             (false, true) => stale,
             (false, false) => "ok".to_string(),
         };
+        if s.claimed_twice {
+            state.push_str(", CLAIMED TWICE (two installs send as this site)");
+        }
         rows.push([
             s.site.clone(),
             s.last_success.clone().unwrap_or_else(|| "-".into()),
@@ -213,7 +216,14 @@ pub fn table(f: &Fleet) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    out.push_str(&format!("{} site(s), {} stale\n", f.sites.len(), f.stale));
+    out.push_str(&format!("{} site(s), {} stale", f.sites.len(), f.stale));
+    let twice = f.sites.iter().filter(|s| s.claimed_twice).count();
+    if twice > 0 {
+        out.push_str(&format!(
+            ", {twice} claimed twice (give each Pi its own SITE_ID)"
+        ));
+    }
+    out.push('\n');
     out
 }
 
@@ -233,10 +243,20 @@ mod tests {
             last_success: Some(t.into()),
             ..Status::default()
         };
+        let twice = Status {
+            success: true,
+            offsite: Some(crate::status::Offsite {
+                install: Some("a".repeat(32)),
+                other_install: Some("b".repeat(32)),
+                ..Default::default()
+            }),
+            ..failed.clone()
+        };
         let f = Fleet {
             sites: vec![
                 fleet::site_row("b", Some(&failed), now + 3600),
                 fleet::site_row("c", None, now),
+                fleet::site_row("d", Some(&twice), now + 3600),
             ],
             stale: 1,
             failed: 1,
@@ -246,5 +266,23 @@ mod tests {
         assert!(text.contains("last run FAILED"), "{text}");
         assert!(text.contains("STALE (never)"), "{text}");
         assert!(text.starts_with("SITE"), "{text}");
+        let d = text
+            .lines()
+            .find(|l| l.starts_with("d "))
+            .unwrap_or_default();
+        assert!(
+            d.ends_with("ok, CLAIMED TWICE (two installs send as this site)"),
+            "{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("b ") && l.contains("CLAIMED")),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("3 site(s), 1 stale, 1 claimed twice (give each Pi its own SITE_ID)\n"),
+            "{text}"
+        );
     }
 }

@@ -26,8 +26,8 @@ use crate::bucket::Bucket;
 use crate::clock;
 use crate::config::OffsiteSettings;
 use crate::offsite;
+use crate::offsite::history::is_copy_name;
 use crate::status::Status;
-use crate::store;
 
 /// A site is stale past this age of its last success.
 pub const STALE_HOURS: i64 = 25;
@@ -68,6 +68,13 @@ pub struct Site {
     pub archives_bytes: u64,
     /// The newest copy's name.
     pub newest_archive: Option<String>,
+    /// The install that wrote the status (its id; null for an older version's status).
+    pub install: Option<String>,
+    /// Another install the site's status says also sends backups under its SITE_ID.
+    pub other_install: Option<String>,
+    /// "claimed twice": two installs send backups under this SITE_ID (the status names
+    /// another install than its own).
+    pub claimed_twice: bool,
 }
 
 #[derive(Debug, SerJson)]
@@ -109,6 +116,9 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
         archives: 0,
         archives_bytes: 0,
         newest_archive: None,
+        install: None,
+        other_install: None,
+        claimed_twice: false,
     };
     match status {
         None => row.error = Some("no status in the bucket".into()),
@@ -122,6 +132,12 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
             row.size_bytes = st.size_bytes;
             row.pending = st.offsite.as_ref().map_or(0, |o| o.pending);
             row.poisoned = st.offsite.as_ref().map_or(0, |o| o.poisoned);
+            row.install = st.offsite.as_ref().and_then(|o| o.install.clone());
+            row.other_install = st.offsite.as_ref().and_then(|o| o.other_install.clone());
+            row.claimed_twice = row
+                .other_install
+                .as_ref()
+                .is_some_and(|o| row.install.as_ref() != Some(o));
             row.last_run_success = Some(st.success);
             row.error = st
                 .error
@@ -164,11 +180,6 @@ pub fn worst_first(sites: &mut [Site]) {
                 &b.site,
             ))
     });
-}
-
-/// Whether `name` is an archive's copy: `backup-YYYYMMDD-HHMMSS.tar.gz[.age]`.
-fn is_copy_name(name: &str) -> bool {
-    store::is_archive_name(name.strip_suffix(".age").unwrap_or(name))
 }
 
 /// What the listing says of one site.
@@ -415,6 +426,19 @@ mod tests {
         assert!(!r.stale && r.last_run_success == Some(false) && r.state == "failed");
         let never = site_row("c", None, now);
         assert!(never.stale && never.state == "stale");
+        assert!(!r.claimed_twice && r.install.is_none());
+        // A status that names another install: claimed twice.
+        let mut twice = ok_status();
+        twice.offsite = Some(status::Offsite {
+            install: Some("a".repeat(32)),
+            other_install: Some("b".repeat(32)),
+            ..Default::default()
+        });
+        let t = site_row("d", Some(&twice), now);
+        assert!(
+            t.claimed_twice && t.other_install == Some("b".repeat(32)),
+            "{t:?}"
+        );
         let f = Fleet {
             sites: vec![r, never],
             stale: 1,

@@ -240,6 +240,9 @@ fn remote_retention_removes_old_copies_never_the_newest_three_nor_counting_empty
     m.insert(&p.key(old[4]), b"");
     m.insert(&p.key("notes.txt"), b"not a copy");
     let name = p.backup();
+    // This Pi sent them (an earlier version's state says so): it belongs to the site's
+    // history, and its retention applies to them.
+    old_version_state(&p, 4);
     assert_eq!(p.round(&m), Round::Sent(1));
     let left: Vec<String> = m.keys();
     for (n, kept) in [
@@ -580,12 +583,13 @@ fn junk_under_a_video_name_is_found_and_routed_around_with_the_site_own_copy() {
         .unwrap_or_else(|| panic!("no status in the bucket"));
     assert!(String::from_utf8_lossy(&remote).contains("\"poisoned\":1"));
     assert_eq!(m.bytes(&a.key(&name)), Some(a.local(&name)));
-    // The next night checks nothing again.
+    // The next night checks nothing again: its one GET is the site's status, read
+    // before it is replaced (history.rs).
     let gets = m.count(Op::Get);
     a.backup_again_later();
     assert_eq!(a.round(&m), Round::Sent(1));
     assert_eq!(read_state(a.dir()).videos_poisoned, 1);
-    assert_eq!(m.count(Op::Get), gets);
+    assert_eq!(m.count(Op::Get), gets + 1);
 }
 
 #[test]
@@ -606,8 +610,9 @@ fn a_kept_sha256_is_trusted_without_a_download_and_an_unsummed_object_is_read_on
     let gets = m.count(Op::Get);
     assert_eq!(a.round(&m), Round::Sent(1));
     assert_eq!(read_state(a.dir()).videos_poisoned, 0);
-    // Only b.mp4 was read (one range: 70,000 bytes), and nothing was uploaded.
-    assert_eq!(m.count(Op::Get) - gets, 1);
+    // Only b.mp4 was read (one range: 70,000 bytes), besides the site's status before
+    // it is replaced, and nothing was uploaded.
+    assert_eq!(m.count(Op::Get) - gets, 2);
     assert_eq!(m.count(Op::Create), 0);
     // Junk that carries its own (true) SHA-256: told apart without a download.
     let b = pi_with_tree(
@@ -852,6 +857,471 @@ fn junk_of_another_size_is_found_without_a_download() {
     let gets = m.count(Op::Get);
     assert_eq!(a.round(&m), Round::Sent(1));
     assert_eq!(read_state(a.dir()).videos_poisoned, 1);
-    // Only the references list (missing ledger: none) and the status: no range read.
-    assert_eq!(m.count(Op::Get) - gets, 0);
+    // No range read: the one GET is the site's status, read before it is replaced.
+    assert_eq!(m.count(Op::Get) - gets, 1);
+}
+
+// ---------------------------------------------------------------------------------
+// A site's history (history.rs; docs/format.md, Offsite: a site's history)
+
+/// The offsite-state.json of the version before the sites' history, as it wrote it,
+/// after `archives` copies sent by this Pi.
+fn old_version_state(p: &Pi, archives: u64) {
+    let text = format!(
+        r#"{{"last_upload":"2025-01-05T03:00:12+00:00","failures":0,"next_try":0,"status_sent":"{}","archives_sent":{archives},"archive_bytes_sent":123456,"videos_sent":0,"video_bytes_sent":0,"videos_dest":"","videos_seq":0,"videos_merged":[],"videos_pending":0,"refs_sent":"","videos_poisoned":0}}"#,
+        "5".repeat(64)
+    );
+    ok(std::fs::write(
+        p.dir().join(crate::store::OFFSITE_STATE_FILE),
+        text,
+    ));
+}
+
+/// Two archives and a status of `site`, as another Pi sent them.
+fn site_with_history(m: &MemBucket, p: &Pi) -> [String; 2] {
+    let names = [
+        "backup-20250103-030000.tar.gz".to_string(),
+        "backup-20250104-030000.tar.gz".to_string(),
+    ];
+    for n in &names {
+        m.insert(&p.key(n), b"the site's real archive");
+    }
+    m.insert(&p.key(super::STATUS_OBJECT), b"{\"success\":true}");
+    names
+}
+
+fn writes(m: &MemBucket) -> u64 {
+    m.count(Op::Put) + m.count(Op::Create) + m.count(Op::Delete)
+}
+
+fn log_of(p: &Pi) -> String {
+    std::fs::read_to_string(p.dir().join(crate::store::LOG_FILE)).unwrap_or_default()
+}
+
+fn local_offsite(p: &Pi) -> status::Offsite {
+    ok(status::read(p.dir()))
+        .and_then(|s| s.offsite)
+        .unwrap_or_else(|| panic!("no offsite object in the local status"))
+}
+
+#[test]
+fn a_blank_pi_under_an_existing_site_writes_nothing_there_and_says_why() {
+    for env in [&[][..], &[("VIDEOS_OFFSITE", "1")][..]] {
+        let p = pi("club", env);
+        let m = MemBucket::new();
+        let names = site_with_history(&m, &p);
+        let before = m.keys();
+        let name = p.backup();
+        let Round::Held(why) = p.round(&m) else {
+            panic!("a blank Pi wrote under its site's folder: {:?}", m.keys());
+        };
+        assert!(
+            why.contains("2 backup(s) of site club")
+                && why.contains(&names[1])
+                && why.contains("recover --new-start"),
+            "{why}"
+        );
+        // Nothing written anywhere in the bucket (no archive, status, list or video), one
+        // listing of the site's folder.
+        assert_eq!(writes(&m), 0, "{env:?}");
+        assert_eq!(m.keys(), before);
+        assert_eq!(m.count(Op::List), 1);
+        // The local backup is there and its copy waits.
+        assert!(p.dir().join(&name).is_file());
+        assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
+        let off = local_offsite(&p);
+        assert!(
+            off.held && off.error.as_deref() == Some(why.as_str()),
+            "{off:?}"
+        );
+        assert_eq!(super::history::held(&p.cfg).as_deref(), Some(why.as_str()));
+        let st = ok(status::read(p.dir())).unwrap_or_else(|| panic!("no status"));
+        assert!(st.success);
+        let (good, line) = status::check(Some(&st), clock::now_unix(), 25);
+        assert!(
+            !good && line.starts_with("CRITICAL: offsite copies held"),
+            "{line}"
+        );
+        // The next rounds too; the reason is logged once.
+        p.backup_again_later();
+        assert!(matches!(p.round(&m), Round::Held(_)));
+        assert_eq!(writes(&m), 0);
+        assert_eq!(pending(p.dir()).len(), 2);
+        assert_eq!(log_of(&p).matches("offsite copies held").count(), 1);
+        assert!(
+            local_offsite(&p).held,
+            "a new backup's status lost the hold"
+        );
+    }
+}
+
+#[test]
+fn a_blank_pi_on_an_empty_site_sends_and_records_its_history() {
+    let p = pi("club", &[]);
+    // One page a listing: the listings are counted below.
+    let mut m = MemBucket::new();
+    m.page_size = 1000;
+    // Another site's archives are not this one's.
+    m.insert(
+        &format!("{PREFIX}/club-other/backup-20250104-030000.tar.gz"),
+        b"x",
+    );
+    // A site folder with other things than archives holds no history.
+    m.insert(&p.key("notes.txt"), b"operator notes");
+    let name = p.backup();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert_eq!(m.bytes(&p.key(&name)), Some(p.local(&name)));
+    assert_eq!(
+        m.count(Op::List),
+        2,
+        "the look for a history, remote retention"
+    );
+    let st = read_state(p.dir());
+    assert_eq!(st.version, super::history::STATE_VERSION);
+    let h: Vec<(&str, &str, bool)> = st
+        .history
+        .iter()
+        .map(|h| (h.site.as_str(), h.how.as_str(), h.status))
+        .collect();
+    assert_eq!(h, [("club", "sent", true)]);
+    assert_eq!(st.held, None);
+    assert_eq!(st.install.len(), 32, "{:?}", st.install);
+    let off = local_offsite(&p);
+    assert!(!off.held && off.install.as_deref() == Some(st.install.as_str()));
+    // The status in the bucket names the install.
+    let remote = m.bytes(&p.key(super::STATUS_OBJECT)).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&remote).contains(&format!("\"install\":\"{}\"", st.install)),
+        "{}",
+        String::from_utf8_lossy(&remote)
+    );
+    // Its own archives there now: the next night sends, with no look for a history.
+    let lists = m.count(Op::List);
+    let second = p.backup_again_later();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert!(m.bytes(&p.key(&second)).is_some());
+    assert_eq!(
+        m.count(Op::List) - lists,
+        1,
+        "remote retention's listing only"
+    );
+    assert_eq!(read_state(p.dir()).install, st.install, "the id changed");
+}
+
+#[test]
+fn an_upgraded_pi_keeps_sending_to_its_site() {
+    let p = pi("club", &[]);
+    let m = MemBucket::new();
+    let names = site_with_history(&m, &p);
+    let name = p.backup();
+    old_version_state(&p, 2);
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert_eq!(m.bytes(&p.key(&name)), Some(p.local(&name)));
+    for n in &names {
+        assert!(m.bytes(&p.key(n)).is_some(), "{n} removed");
+    }
+    let st = read_state(p.dir());
+    // The earlier version's figures are kept, the copy counted on top.
+    assert_eq!(
+        (st.archives_sent, st.version),
+        (3, super::history::STATE_VERSION)
+    );
+    assert_eq!(
+        st.history
+            .iter()
+            .map(|h| (h.site.as_str(), h.how.as_str(), h.since))
+            .collect::<Vec<_>>(),
+        [("club", "upgrade", 0)]
+    );
+    assert_eq!(
+        log_of(&p)
+            .matches("of an earlier version shows copies sent")
+            .count(),
+        1
+    );
+    p.backup_again_later();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert_eq!(
+        log_of(&p)
+            .matches("of an earlier version shows copies sent")
+            .count(),
+        1
+    );
+    // An earlier version's state that never sent anything (a blank Pi that only
+    // failed) is no history.
+    let q = pi("club", &[]);
+    q.backup();
+    ok(std::fs::write(
+        q.dir().join(crate::store::OFFSITE_STATE_FILE),
+        r#"{"failures":3,"next_try":0,"status_sent":"","archives_sent":0,"error":"connection refused"}"#,
+    ));
+    let puts = writes(&m);
+    assert!(matches!(q.round(&m), Round::Held(_)));
+    assert_eq!(writes(&m), puts);
+}
+
+#[test]
+fn the_new_state_file_stays_readable_by_the_previous_version() {
+    // The previous version's QueueState, as it was: every field default, unknown ones
+    // skipped (nanoserde).
+    #[derive(nanoserde::DeJson, Default, Debug)]
+    #[nserde(default)]
+    #[allow(dead_code)]
+    struct PreviousState {
+        last_upload: Option<String>,
+        error: Option<String>,
+        failures: u32,
+        next_try: i64,
+        status_sent: String,
+        archives_sent: u64,
+        archive_bytes_sent: u64,
+        videos_sent: u64,
+        video_bytes_sent: u64,
+        videos_dest: String,
+        videos_seq: u64,
+        videos_pending: u64,
+        refs_sent: String,
+        videos_poisoned: u64,
+    }
+    let p = pi("club", &[]);
+    let m = MemBucket::new();
+    p.backup();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    let text = ok(std::fs::read_to_string(
+        p.dir().join(crate::store::OFFSITE_STATE_FILE),
+    ));
+    assert!(
+        text.contains("\"history\":[{") && text.contains("\"version\":2"),
+        "{text}"
+    );
+    let old = ok(<PreviousState as nanoserde::DeJson>::deserialize_json(
+        &text,
+    ));
+    assert_eq!(old.archives_sent, 1);
+    assert_eq!(old.status_sent, read_state(p.dir()).status_sent);
+}
+
+#[test]
+fn a_new_start_lifts_the_hold_and_the_old_archives_stay() {
+    let p = pi("club", &[]);
+    let m = MemBucket::new();
+    let names = site_with_history(&m, &p);
+    let name = p.backup();
+    assert!(matches!(p.round(&m), Round::Held(_)));
+    let log = Log::new(p.dir(), &Tz::utc());
+    ok(super::history::new_start(&p.cfg, &log));
+    assert_eq!(super::history::held(&p.cfg), None);
+    let st = read_state(p.dir());
+    assert_eq!((st.next_try, st.failures), (0, 0), "the next round waits");
+    assert!(
+        st.history
+            .iter()
+            .any(|h| h.site == "club" && h.how == "new-start")
+    );
+    assert!(log_of(&p).contains("new start declared for site club"));
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert_eq!(m.bytes(&p.key(&name)), Some(p.local(&name)));
+    for n in &names {
+        assert_eq!(
+            m.bytes(&p.key(n)).as_deref(),
+            Some(&b"the site's real archive"[..]),
+            "{n}"
+        );
+    }
+    assert!(!local_offsite(&p).held);
+    // A new start needs offsite on, and a SITE_ID that names a site.
+    let off = pi("club", &[("S3_ENDPOINT", "")]);
+    assert!(super::history::new_start(&off.cfg, &log).is_err());
+    let reserved = pi("videos", &[]);
+    assert!(super::history::new_start(&reserved.cfg, &log).is_err());
+}
+
+#[test]
+fn a_recovery_lifts_the_hold_and_the_copies_made_before_it_stay_local() {
+    let p = pi("club", &[]);
+    let m = MemBucket::new();
+    site_with_history(&m, &p);
+    let blank = p.backup();
+    assert!(matches!(p.round(&m), Round::Held(_)));
+    let log = Log::new(p.dir(), &Tz::utc());
+    // A recovery from another site is no history in this one.
+    ok(super::history::record_recovery(&p.cfg, "club-b", &log));
+    assert!(super::history::held(&p.cfg).is_some());
+    assert_eq!(pending(p.dir()), std::slice::from_ref(&blank));
+    ok(super::history::record_recovery(&p.cfg, "club", &log));
+    assert_eq!(super::history::held(&p.cfg), None);
+    // The blank backup stays on the Pi, out of the queue.
+    assert!(pending(p.dir()).is_empty());
+    assert!(p.dir().join(&blank).is_file());
+    let next = p.backup_again_later();
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert!(m.bytes(&p.key(&next)).is_some());
+    assert_eq!(m.bytes(&p.key(&blank)), None, "the blank backup went");
+    let sites: Vec<(String, String)> = read_state(p.dir())
+        .history
+        .into_iter()
+        .map(|h| (h.site, h.how))
+        .collect();
+    assert_eq!(
+        sites,
+        [
+            ("club-b".to_string(), "recovered".to_string()),
+            ("club".to_string(), "recovered".to_string())
+        ]
+    );
+    // The predecessor's status (older than the recovery) is no other install.
+    assert_eq!(local_offsite(&p).other_install, None);
+}
+
+#[test]
+fn a_listing_failure_writes_nothing_and_is_not_taken_for_an_empty_site() {
+    for fault in [Fault::Unreachable, Fault::Status(500), Fault::Dropped(10)] {
+        let p = pi("club", &[]);
+        // An empty bucket: an error read as "no archive" would send.
+        let m = MemBucket::new();
+        let name = p.backup();
+        m.inject(Op::List, &p.key(""), fault.clone(), 1);
+        let Round::Failed(why) = p.round(&m) else {
+            panic!("{fault:?}: the round did not fail");
+        };
+        assert!(why.contains("cannot tell whether the bucket"), "{why}");
+        assert_eq!(writes(&m), 0, "{fault:?}: {:?}", m.keys());
+        assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
+        let st = read_state(p.dir());
+        assert!(st.history.is_empty() && st.held.is_none() && st.failures == 1);
+        let off = local_offsite(&p);
+        assert!(
+            !off.held && off.error.as_deref() == Some(why.as_str()),
+            "{off:?}"
+        );
+        // Once the store answers, the copy goes.
+        assert_eq!(p.round(&m), Round::Sent(1), "{fault:?}");
+        assert!(m.bytes(&p.key(&name)).is_some());
+    }
+}
+
+#[test]
+fn the_hold_ends_when_the_site_holds_no_archive_any_more() {
+    let p = pi("club", &[]);
+    let m = MemBucket::new();
+    let names = site_with_history(&m, &p);
+    p.backup();
+    assert!(matches!(p.round(&m), Round::Held(_)));
+    // The operator removed the old site's archives by hand.
+    for n in &names {
+        ok(m.delete(&p.key(n)));
+    }
+    assert_eq!(p.round(&m), Round::Sent(1));
+    assert_eq!(read_state(p.dir()).held, None);
+    assert!(log_of(&p).contains("the hold is over"));
+}
+
+#[test]
+fn two_installs_under_one_site_id_are_reported_by_both() {
+    let a = pi("club", &[]);
+    let b = pi("club", &[]);
+    let m = MemBucket::new();
+    a.backup();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    b.backup();
+    assert!(matches!(b.round(&m), Round::Held(_)));
+    // The operator declares a new start on the second Pi (by mistake: both run).
+    ok(super::history::new_start(
+        &b.cfg,
+        &Log::new(b.dir(), &Tz::utc()),
+    ));
+    assert_eq!(b.round(&m), Round::Sent(1));
+    let (ia, ib) = (read_state(a.dir()).install, read_state(b.dir()).install);
+    assert!(ia.len() == 32 && ib.len() == 32 && ia != ib);
+    // a's status was there before b's new start: no other install yet.
+    assert_eq!(local_offsite(&b).other_install, None);
+    // a's next night finds b's status where its own was.
+    a.backup_again_later();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(
+        local_offsite(&a).other_install.as_deref(),
+        Some(ib.as_str())
+    );
+    let (good, line) = status::check(ok(status::read(a.dir())).as_ref(), clock::now_unix(), 25);
+    assert!(!good && line.contains(&ib), "{line}");
+    assert!(log_of(&a).contains(&format!(
+        "another install ({ib}) also sends backups as club"
+    )));
+    // The fleet marks the site.
+    let o = a.cfg.offsite.clone().unwrap_or_else(|| panic!("offsite"));
+    let (fleet, _) = ok(super::fleet::build_on(&m, &o, clock::now_unix()));
+    let row = fleet.sites.iter().find(|s| s.site == "club");
+    assert!(row.is_some_and(|r| r.claimed_twice), "{row:?}");
+    // And vice versa.
+    b.backup_again_later();
+    assert_eq!(b.round(&m), Round::Sent(1));
+    assert_eq!(
+        local_offsite(&b).other_install.as_deref(),
+        Some(ia.as_str())
+    );
+    // b stops: a sees b's last status once more, then its own.
+    a.backup_again_later();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(
+        local_offsite(&a).other_install.as_deref(),
+        Some(ib.as_str())
+    );
+    a.backup_again_later();
+    assert_eq!(a.round(&m), Round::Sent(1));
+    assert_eq!(local_offsite(&a).other_install, None);
+    assert!(log_of(&a).contains("is this install's again"));
+    let (fleet, _) = ok(super::fleet::build_on(&m, &o, clock::now_unix()));
+    assert!(fleet.sites.iter().all(|s| !s.claimed_twice));
+}
+
+#[test]
+fn the_look_for_archives_is_bounded_and_names_the_newest() {
+    let p = pi("club", &[]);
+    let o = p.cfg.offsite.clone().unwrap_or_else(|| panic!("offsite"));
+    let m = MemBucket::new(); // 3 keys a page
+    assert_eq!(super::history::probe(&m, &o, "club").ok(), Some(None));
+    m.insert("neopro/club/notes.txt", b"x");
+    m.insert("neopro/club/videos/ab/cd", b"x");
+    m.insert("neopro/club-b/backup-20250101-030000.tar.gz", b"x");
+    assert_eq!(super::history::probe(&m, &o, "club").ok(), Some(None));
+    m.insert("neopro/club/backup-20250101-030000.tar.gz.age", b"x");
+    m.insert("neopro/club/backup-20250102-030000.tar.gz", b"x");
+    let f = super::history::probe(&m, &o, "club").ok().flatten();
+    assert_eq!(
+        f,
+        Some(super::history::Found {
+            archives: 2,
+            newest: "backup-20250102-030000.tar.gz".into(),
+            more: false
+        })
+    );
+    // Past PROBE_PAGES pages: "at least".
+    for d in 1..=40 {
+        m.insert(
+            &format!("neopro/club/backup-202502{:02}-030000.tar.gz", d % 28 + 1),
+            b"x",
+        );
+        m.insert(&format!("neopro/club/c-{d:02}.txt"), b"x");
+    }
+    let f = super::history::probe(&m, &o, "club").ok().flatten();
+    let f = f.unwrap_or_else(|| panic!("nothing found"));
+    assert!(f.more && f.archives > 0, "{f:?}");
+    assert!(
+        super::history::hold_reason("club", &f).contains("at least"),
+        "{f:?}"
+    );
+    // Nothing but other objects within the bound: it cannot tell, so it holds.
+    let m = MemBucket::new();
+    for d in 0..40 {
+        m.insert(&format!("neopro/club/a-{d:02}.txt"), b"x");
+    }
+    m.insert("neopro/club/backup-20250101-030000.tar.gz", b"x");
+    let f = super::history::probe(&m, &o, "club").ok().flatten();
+    let f = f.unwrap_or_else(|| panic!("taken for an empty folder"));
+    assert!(f.more && f.archives == 0, "{f:?}");
+    assert!(
+        super::history::hold_reason("club", &f).contains("more objects"),
+        "{f:?}"
+    );
+    assert_eq!(m.count(Op::List), 10);
 }

@@ -29,6 +29,7 @@
 
 pub mod fleet;
 pub mod gc;
+pub mod history;
 mod ledger;
 #[cfg(test)]
 mod mem_tests;
@@ -85,6 +86,22 @@ struct QueueState {
     /// Shared video objects found not to hold the video their name says (poisoned),
     /// routed around with this site's own copy.
     videos_poisoned: u64,
+    /// The layout of this file: 0 for the versions before the sites' history (no
+    /// field), `history::STATE_VERSION` since. An older version reading this file
+    /// ignores the fields it does not know (and drops them when it rewrites it: the
+    /// next upgrade then finds its copies sent and records the history again).
+    version: u32,
+    /// The sites this install has a history in (history.rs): copies it sent there, a
+    /// recovery from there, a new start declared, or an upgrade that found copies sent.
+    history: Vec<history::SiteHistory>,
+    /// Why every offsite write is held back (history.rs), when it is.
+    held: Option<String>,
+    /// This install's id (32 hex digits) and the SHA-256 of the machine identity it was
+    /// made on (history.rs).
+    install: String,
+    machine: String,
+    /// Another install found writing this site's status.
+    other_install: Option<String>,
 }
 
 /// An archive whose video inventory is in the ledger, and its merge number.
@@ -179,6 +196,9 @@ fn status_of(cfg: &Config, st: &QueueState, error: Option<String>) -> status::Of
         error,
         poisoned: st.videos_poisoned,
         videos: cfg.videos_offsite(),
+        held: st.held.is_some(),
+        install: (!st.install.is_empty()).then(|| st.install.clone()),
+        other_install: st.other_install.clone(),
     }
 }
 
@@ -345,6 +365,8 @@ pub enum Round {
     Sent(usize),
     /// A copy could not be sent; it stays pending.
     Failed(String),
+    /// Every write under the site's folder is held back (history.rs): the reason.
+    Held(String),
 }
 
 /// Whether a round has anything to do: copies pending, or a status not sent yet.
@@ -390,7 +412,7 @@ pub fn process_on(
         return Round::Idle;
     };
     let dir = &cfg.backup_dir;
-    let _lock = match Lock::acquire(&dir.join(OFFSITE_LOCK_FILE), LockWait::Try) {
+    let lock = match Lock::acquire(&dir.join(OFFSITE_LOCK_FILE), LockWait::Try) {
         Ok(Some(l)) => l,
         Ok(None) => return Round::Busy,
         Err(e) => {
@@ -402,16 +424,73 @@ pub fn process_on(
             return Round::Failed(msg);
         }
     };
+    let mut notices = Vec::new();
+    let round = round_locked(b, cfg, o, tz, log, cancel, force, &mut notices);
+    // The alerts a round calls for (once per hold, once per other install found) go
+    // with the lock released: a mail may take its 30 s.
+    drop(lock);
+    for n in notices {
+        crate::alerts::offsite(cfg, n.event, &n.text, log);
+    }
+    round
+}
+
+/// An alert a round calls for: the webhook's `event`, and what happened.
+struct Notice {
+    event: &'static str,
+    text: String,
+}
+
+/// Writes the state when it differs from the file's.
+fn save_state(dir: &Path, st: &QueueState, log: &Log) {
+    if read_state(dir) != *st {
+        write_state(dir, st, log);
+    }
+}
+
+/// The round of `process_on`, under the offsite lock.
+#[allow(clippy::too_many_arguments)]
+fn round_locked(
+    b: &dyn Bucket,
+    cfg: &Config,
+    o: &OffsiteSettings,
+    tz: &Tz,
+    log: &Log,
+    cancel: &AtomicBool,
+    force: bool,
+    notices: &mut Vec<Notice>,
+) -> Round {
+    let dir = &cfg.backup_dir;
+    let site = cfg.site_id.as_str();
     let mut state = read_state(dir);
+    history::upgrade(&mut state, site, log);
+    history::ensure_install(&mut state, &history::machine_fingerprint(), log);
     let now = clock::now_unix();
     if let Some(why) = crate::config::reserved_site_id(&cfg.site_id) {
-        return refuse_round(cfg, dir, &mut state, log, why);
+        let r = refuse_round(cfg, dir, &mut state, log, why);
+        save_state(dir, &state, log);
+        return r;
     }
     // A clock that jumped back must not postpone the retry by years.
     if !force && now < state.next_try && state.next_try - now <= MAX_BACKOFF {
+        save_state(dir, &state, log);
         return Round::Idle;
     }
-    let site = cfg.site_id.as_str();
+    // A Pi without a history of its own in the site writes nothing there while the
+    // bucket holds archives of it (history.rs).
+    match history::gate(b, o, site, &mut state, log) {
+        history::Gate::Open => {}
+        history::Gate::Held { reason, newly } => {
+            if newly {
+                notices.push(Notice {
+                    event: "offsite_held",
+                    text: reason.clone(),
+                });
+            }
+            return stop_round(cfg, dir, &mut state, log, reason, true);
+        }
+        history::Gate::Failed(e) => return stop_round(cfg, dir, &mut state, log, e.msg, false),
+    }
     let mut sent = 0usize;
     let mut failure: Option<bucket::Error> = None;
     let mut tried: Vec<String> = Vec::new();
@@ -456,6 +535,7 @@ pub fn process_on(
                 state.error = None;
                 state.failures = 0;
                 state.next_try = 0;
+                history::wrote(&mut state, site, false);
                 log.info(&format!(
                     "offsite: sent {name} to {} ({}, {:.1} s)",
                     b.describe(&key),
@@ -494,13 +574,45 @@ pub fn process_on(
     {
         let fail_msg = failure.as_ref().map(|e| e.msg.clone());
         // `last_upload` as it will be once this round is recorded.
-        st.offsite = Some(status_of(cfg, &state, fail_msg));
-        let json = st.to_json();
-        let hash = sha256_hex(json.as_bytes());
+        st.offsite = Some(status_of(cfg, &state, fail_msg.clone()));
+        let mut json = st.to_json();
+        let mut hash = sha256_hex(json.as_bytes());
         if reachable && hash != state.status_sent {
             let key = format!("{}{STATUS_OBJECT}", site_prefix(o, site));
+            // The status there first: one written by another install since this one's
+            // last means two installs send under this SITE_ID (history.rs). A status that
+            // cannot be read tells nothing either way.
+            if let Ok(remote) = b.get(&key) {
+                let other = history::other_install(&state, site, remote.as_deref());
+                if other != state.other_install {
+                    match &other {
+                        Some(id) => {
+                            let text = format!(
+                                "another install ({id}) also sends backups as {site} (this one is {})",
+                                state.install
+                            );
+                            log.error(&format!("offsite: {text}"));
+                            notices.push(Notice {
+                                event: "offsite_other_install",
+                                text,
+                            });
+                        }
+                        None => log.info(&format!(
+                            "offsite: the site's status in the bucket is this install's again \
+                             (no other install seen writing it as {site})"
+                        )),
+                    }
+                    state.other_install = other;
+                    st.offsite = Some(status_of(cfg, &state, fail_msg));
+                    json = st.to_json();
+                    hash = sha256_hex(json.as_bytes());
+                }
+            }
             match b.put_bytes(&key, json.as_bytes(), "application/json") {
-                Ok(()) => state.status_sent = hash,
+                Ok(()) => {
+                    state.status_sent = hash;
+                    history::wrote(&mut state, site, true);
+                }
                 Err(e) => {
                     if failure.is_none() {
                         st.offsite = Some(status::Offsite {
@@ -538,10 +650,48 @@ pub fn process_on(
             Round::Failed(e.msg)
         }
     };
-    if read_state(dir) != state {
-        write_state(dir, &state, log);
-    }
+    save_state(dir, &state, log);
     round
+}
+
+/// A round that writes nothing under the site's folder (history.rs): held (`held`), or
+/// the folder could not be listed. The reason goes to the state and the local status,
+/// the copies stay queued, and the next try waits for the backoff.
+fn stop_round(
+    cfg: &Config,
+    dir: &Path,
+    state: &mut QueueState,
+    log: &Log,
+    why: String,
+    held: bool,
+) -> Round {
+    state.failures = state.failures.saturating_add(1);
+    let wait = backoff(state.failures, retry_base());
+    state.next_try = clock::now_unix() + wait;
+    state.error = Some(why.clone());
+    if !held {
+        log.warn(&format!(
+            "offsite: {why}; {} copy(ies) pending, next try in {wait} s",
+            pending_total(cfg, state)
+        ));
+    }
+    if let Ok(Some(_block)) = store::lock(dir, LockWait::Try, || {})
+        && let Ok(Some(mut st)) = status::read(dir)
+    {
+        let off = status_of(cfg, state, Some(why.clone()));
+        if st.offsite.as_ref() != Some(&off) {
+            st.offsite = Some(off);
+            if let Err(e) = status::write(dir, &st) {
+                log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
+            }
+        }
+    }
+    save_state(dir, state, log);
+    if held {
+        Round::Held(why)
+    } else {
+        Round::Failed(why)
+    }
 }
 
 /// A round that cannot send anything (a reserved SITE_ID): the reason goes to the log
@@ -583,6 +733,11 @@ pub fn after_run(cfg: &Config, tz: &Tz) {
         Round::Sent(n) => println!("offsite: {n} copy(ies) sent"),
         Round::Failed(e) => println!(
             "offsite: not sent ({e}); {} copy(ies) pending, the daemon retries with backoff",
+            pending(&cfg.backup_dir).len()
+        ),
+        // `why` begins "offsite copies held: …".
+        Round::Held(why) => println!(
+            "{why}; {} copy(ies) kept on the Pi",
             pending(&cfg.backup_dir).len()
         ),
     }

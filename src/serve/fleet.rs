@@ -87,7 +87,7 @@ fn render(f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
 /// The per-site metrics (docs/format.md, Fleet).
 fn site_series(sites: &[Site]) -> String {
     type Value = fn(&Site) -> String;
-    let families: [(&str, &str, Value); 7] = [
+    let families: [(&str, &str, Value); 8] = [
         (
             "neopro_fleet_site_last_success_timestamp_seconds",
             "Unix time of the site's last successful backup (0: none known).",
@@ -117,6 +117,11 @@ fn site_series(sites: &[Site]) -> String {
             "neopro_fleet_site_poisoned_objects",
             "Shared video objects the site found not to hold the video their name says (routed around with its own copy; the operator should remove them).",
             |s| s.poisoned.to_string(),
+        ),
+        (
+            "neopro_fleet_site_claimed_twice",
+            "1 if the site's status says another install also sends backups under its SITE_ID.",
+            |s| u8::from(s.claimed_twice).to_string(),
         ),
         (
             "neopro_fleet_site_stale",
@@ -438,7 +443,8 @@ mod tests {
         );
         assert!(text.contains("neopro_fleet_site_archives{site=\"club-a\"} 30\n"));
         assert!(text.contains("neopro_fleet_site_last_run_success{site=\"club\\\"b\"} 0\n"));
-        assert_eq!(text.matches("# TYPE ").count(), 7);
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 14);
+        assert!(text.contains("neopro_fleet_site_claimed_twice{site=\"club-a\"} 0\n"));
+        assert_eq!(text.matches("# TYPE ").count(), 8);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 16);
     }
 }

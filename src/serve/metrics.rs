@@ -129,6 +129,18 @@ pub fn metrics(shared: &Shared) -> Response {
         offsite.as_ref().map_or(0, |o| o.poisoned).to_string(),
     );
     metric(
+        "neopro_backup_offsite_held",
+        Kind::Gauge,
+        "1 while every offsite write is held: the bucket holds backups of this SITE_ID that this install did not send (recover, or declare a new start).",
+        u8::from(offsite.as_ref().is_some_and(|o| o.held)).to_string(),
+    );
+    metric(
+        "neopro_backup_offsite_other_install",
+        Kind::Gauge,
+        "1 when another install was found sending backups under this SITE_ID.",
+        u8::from(offsite.as_ref().is_some_and(|o| o.other_install.is_some())).to_string(),
+    );
+    metric(
         "neopro_backup_clock_warning",
         Kind::Gauge,
         "1 when the clock looks wrong: not set (1970), or an archive or the last success dated in the future.",

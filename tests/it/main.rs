@@ -9,6 +9,7 @@ mod common;
 mod fieldkit;
 
 mod api;
+mod blank_pi;
 mod email;
 mod engine;
 mod field;

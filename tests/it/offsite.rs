@@ -297,6 +297,13 @@ fn remote_retention_never_removes_the_newest_three() {
         put_object(&format!("{dir}/{o}"), b"old copy");
     }
     put_object(&format!("{dir}/notes.txt"), b"not an archive");
+    // This Pi sent them, by the offsite-state.json of the version it ran then: it
+    // belongs to the site's history (docs/format.md, A site's history).
+    fs::create_dir_all(&t.backups).unwrap_or_else(|e| panic!("{e}"));
+    write_file(
+        &t.backups.join("offsite-state.json"),
+        br#"{"last_upload":"2020-01-05T03:00:12+00:00","failures":0,"next_try":0,"status_sent":"","archives_sent":5,"archive_bytes_sent":40}"#,
+    );
     let env = with(&s3_env(&prefix, "pi"), &[("S3_RETENTION_DAYS", "30")]);
     let name = backup(&t, &env);
     let mut expected = vec![
