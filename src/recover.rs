@@ -294,13 +294,24 @@ pub fn fetch(
     let path = dir.join(&name);
     progress.archive_total.store(r.size, Ordering::Relaxed);
     progress.archive_bytes.store(0, Ordering::Relaxed);
-    if std::fs::symlink_metadata(&path).is_ok() && verifies(&path, &name).is_ok() {
-        progress.archive_bytes.store(r.size, Ordering::Relaxed);
-        return Ok(Fetched {
-            path,
-            downloaded: false,
-            bytes: 0,
-        });
+    if std::fs::symlink_metadata(&path).is_ok() {
+        // Used as it is only when it holds the copy's very bytes (a recovery that was
+        // interrupted after the fetch); anything else under that name (this Pi's own
+        // backup of the same second, a damaged file) is never replaced.
+        return match holds_the_copy(b, r, &path, identities, cancel, progress)? {
+            true => {
+                verifies(&path, &name).map_err(|e| FetchError::Damaged(format!("{name}: {e}")))?;
+                Ok(Fetched {
+                    path,
+                    downloaded: false,
+                    bytes: progress.archive_bytes.load(Ordering::Relaxed),
+                })
+            }
+            false => Err(FetchError::Local(format!(
+                "BACKUP_DIR already holds another file named {name} (not the bucket's copy): \
+                 move it away, then run recover again"
+            ))),
+        };
     }
     store::ensure_dir(dir).map_err(|e| {
         FetchError::Local(format!("cannot create BACKUP_DIR {}: {e}", dir.display()))
@@ -334,6 +345,59 @@ pub fn fetch(
         downloaded: true,
         bytes: progress.archive_bytes.load(Ordering::Relaxed),
     })
+}
+
+/// Whether the file at `path` holds exactly the bytes of the copy `r` (decrypted).
+fn holds_the_copy(
+    b: &dyn Bucket,
+    r: &Remote,
+    path: &Path,
+    identities: &[age::x25519::Identity],
+    cancel: &AtomicBool,
+    progress: &Progress,
+) -> Result<bool, FetchError> {
+    let Ok((mut local, _)) = fsutil::open_regular(path, true) else {
+        return Ok(false);
+    };
+    let mut stream = open(b, r, identities, Some(&progress.archive_bytes))?;
+    let mut a = vec![0u8; 64 * 1024];
+    let mut l = vec![0u8; 64 * 1024];
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(FetchError::Local("cancelled".into()));
+        }
+        let n = match read_full(&mut stream.reader, &mut a) {
+            Ok(n) => n,
+            Err(e) => {
+                return Err(match stream.store_failure() {
+                    Some(s) => FetchError::Store(s),
+                    None => FetchError::Damaged(format!("{}: {e}", r.name)),
+                });
+            }
+        };
+        let m = read_full(&mut local, &mut l[..n.max(1)])
+            .map_err(|e| FetchError::Local(format!("cannot read {}: {e}", path.display())))?;
+        if n != m || a[..n] != l[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the end; the bytes read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn copy_then_check(
@@ -547,6 +611,10 @@ pub struct Outcome {
     pub fetched: Fetched,
     pub folders: Result<Vec<PathBuf>, String>,
     pub restore: Result<crate::restore::Done, crate::restore::Abort>,
+    /// This install's offsite state records the recovery (offsite/history.rs: the site's
+    /// history is this Pi's from now on, and its copies may go to the site's folder);
+    /// `None` when the files did not all come back (nothing recorded).
+    pub history: Option<Result<(), String>>,
     pub videos: VideosStep<crate::restore::videos::VideoDone>,
 }
 
@@ -555,6 +623,7 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         self.folders.is_ok()
             && self.restore.as_ref().is_ok_and(|d| d.ok())
+            && matches!(self.history, Some(Ok(())))
             && match &self.videos {
                 VideosStep::NotAsked | VideosStep::None(_) => true,
                 VideosStep::Done(d) => d.ok(),
@@ -835,6 +904,14 @@ pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
         Ok(f) => crate::restore::run(&restore_job(req, &site_cfg, &name), f, req.wait),
         Err(e) => Err(crate::restore::Abort::Failed(e)),
     };
+    // Once the site's files are on the Pi, its history is this Pi's.
+    let history = restore
+        .as_ref()
+        .is_ok_and(|d| d.ok())
+        .then(|| offsite::history::record_recovery(req.cfg, &req.site, &log));
+    if let Some(Err(e)) = &history {
+        log.error(&format!("recover: cannot record the recovery: {e}"));
+    }
     let videos = if !req.videos {
         VideosStep::NotAsked
     } else {
@@ -862,6 +939,7 @@ pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
         fetched,
         folders,
         restore,
+        history,
         videos,
     })
 }

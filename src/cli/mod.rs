@@ -103,7 +103,7 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
             };
             Ok(ExitCode::from(recover::cli(&cfg, &a)))
         }
-        Cmd::NewStart => Err(Usage("recover --new-start: not available yet".into())),
+        Cmd::NewStart => Ok(ExitCode::from(recover::new_start(&load(cfg_path)?))),
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
         Cmd::FleetServe { listen } => fleet::serve(load(cfg_path)?, listen),
         Cmd::FleetGc { apply } => fleet::fleet_gc(&load(cfg_path)?, apply),

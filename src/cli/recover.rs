@@ -166,6 +166,12 @@ fn print_outcome(cfg: &Config, req: &Request, out: &Outcome) -> u8 {
             println!("Restore of {name} not done: a backup is running; run recover again");
         }
     }
+    if let Some(Err(e)) = &out.history {
+        println!(
+            "FAILED to record the recovery in this Pi's offsite state ({e}): its copies stay \
+             held; run recover again"
+        );
+    }
     match &out.videos {
         VideosStep::NotAsked => println!("Videos: not asked (--no-videos)."),
         VideosStep::None(why) => println!("Videos: none to fetch ({why})."),
@@ -194,4 +200,33 @@ fn print_outcome(cfg: &Config, req: &Request, out: &Outcome) -> u8 {
         );
     }
     u8::from(!out.ok())
+}
+
+/// `neopro-backup recover --new-start`: this Pi starts a new history under SITE_ID (its
+/// offsite copies, held while the bucket holds another history of the site, go out
+/// again; nothing in the bucket is removed by it). Exit 0 done, 1 failed, 2 no offsite.
+pub fn new_start(cfg: &Config) -> u8 {
+    if cfg.offsite.is_none() {
+        eprintln!(
+            "neopro-backup: recover --new-start concerns the offsite copies, and no offsite \
+             target is configured (S3_ENDPOINT)"
+        );
+        return 2;
+    }
+    let tz = Tz::local();
+    let log = crate::status::Log::new(&cfg.backup_dir, &tz);
+    match offsite::history::new_start(cfg, &log) {
+        Ok(()) => {
+            println!(
+                "New start: this Pi's copies go to the site {} from now on, beside its older \
+                 backups there (kept; remote retention removes them as usual).",
+                cfg.site_id
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("neopro-backup: recover --new-start: {e}");
+            1
+        }
+    }
 }

@@ -411,8 +411,6 @@ fn lift(st: &mut QueueState) {
 /// configuration is back): it now belongs to the site's history, and the hold is over
 /// when `site` is SITE_ID. The copies queued before the recovery (of the tree as it was
 /// before) stay on the Pi but leave the queue: the next backup is the first copy sent.
-// Called by `recover` (src/recover.rs), merged separately.
-#[allow(dead_code)]
 pub fn record_recovery(cfg: &Config, site: &str, log: &Log) -> Result<(), String> {
     if site.is_empty() {
         return Err("no site named".to_string());
@@ -457,8 +455,6 @@ pub fn record_recovery(cfg: &Config, site: &str, log: &Log) -> Result<(), String
 /// history there begins now and the hold is lifted; its queued copies go. What the
 /// bucket already holds of the site is never removed by it (remote retention then
 /// treats it as usual).
-// Called by `recover --new-start` and the API, merged separately.
-#[allow(dead_code)]
 pub fn new_start(cfg: &Config, log: &Log) -> Result<(), String> {
     if cfg.offsite.is_none() {
         return Err("offsite copies are off (S3_ENDPOINT unset): nothing to start".to_string());

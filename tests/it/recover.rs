@@ -378,3 +378,65 @@ fn a_recovery_killed_in_the_middle_of_a_video_finishes_at_the_next_run() {
     assert!(!part.exists(), "the part file is left");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn a_fresh_card_under_the_site_id_is_held_until_it_recovers_then_carries_on_the_history() {
+    let prefix = unique_prefix("recover-held");
+    let (_site, _, second, _) = site_with_two_nights(&prefix, "club-h", &[]);
+    // A freshly flashed card: Neopro's default files, the site's SITE_ID.
+    // Not in the same second as the site's last night (a name of its own).
+    wait_for("the next second", 5, || name_at(now_unix()) != second);
+    let pi = Tree::bare("recover-held");
+    write_file(&pi.configuration_json(), b"{\"club\": \"default image\"}\n");
+    write_file(&pi.sync_agent_env(), b"TOKEN=\n");
+    let env = site_env(&prefix, "club-h");
+    let remote_before = objects_in(&format!("{prefix}/club-h"));
+    let held = run(&pi, &env, &["run"]);
+    held.expect_code(0, "the fresh card's local backup");
+    assert!(held.stdout.contains("held"), "{held}");
+    assert_eq!(
+        objects_in(&format!("{prefix}/club-h")),
+        remote_before,
+        "the fresh card wrote under the site"
+    );
+    let blank_night = archives(&pi.backups);
+    assert_eq!(blank_night.len(), 1);
+    let check = run(&pi, &env, &["check"]);
+    check.expect_code(2, "check while held");
+    // The recovery: the files come back (after a safety backup of the defaults) and the
+    // Pi's next backup goes to the site; the ones made before stay local.
+    // A file of its own under the name of the copy is never replaced.
+    write_file(&pi.archive_path(&second), b"this Pi's own file");
+    let clash = run(&pi, &env, &["recover", "--no-videos"]);
+    clash.expect_code(1, "a file of the Pi under the copy's name");
+    assert!(
+        clash.stderr.contains("already holds another file"),
+        "{clash}"
+    );
+    assert_eq!(
+        fs::read(pi.archive_path(&second)).unwrap_or_default(),
+        b"this Pi's own file"
+    );
+    fs::remove_file(pi.archive_path(&second)).unwrap_or_else(|e| panic!("{e}"));
+    let out = run(&pi, &env, &["recover", "--no-videos"]);
+    out.expect_code(0, "recover");
+    assert_eq!(
+        String::from_utf8_lossy(&fs::read(pi.configuration_json()).unwrap_or_default()),
+        "{\"club\": \"second night\"}\n",
+        "{out}"
+    );
+    assert!(out.stdout.contains("Safety backup"), "{out}");
+    let next = backup(&pi, &env);
+    let remote = objects_in(&format!("{prefix}/club-h"));
+    assert!(remote.contains(&next), "{remote:?}");
+    assert!(remote.contains(&second), "{remote:?}");
+    for local in archives(&pi.backups) {
+        if local != next && local != second {
+            assert!(
+                !remote.contains(&local),
+                "{local} (before the recovery) went: {remote:?}"
+            );
+        }
+    }
+}
