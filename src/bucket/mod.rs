@@ -437,6 +437,9 @@ impl Read for RangeReader<'_> {
             if self.pos >= self.total {
                 return Ok(0);
             }
+            // The range read is freed before the next one is asked: one range in memory.
+            self.buf = Vec::new();
+            self.at = 0;
             let r = get_range_retried(self.bucket, &self.key, self.pos)
                 .map_err(|e| io::Error::other(e.msg))?
                 .ok_or_else(|| io::Error::other("the object vanished while it was read"))?;

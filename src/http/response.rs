@@ -305,7 +305,8 @@ pub fn read(stream: &mut dyn Read, head_only: bool, max_body: usize) -> io::Resu
         if len > max_body as u64 {
             return Err(too_big(max_body, format!("Content-Length: {len}")));
         }
-        let mut body = Vec::new();
+        // Sized once (len <= max_body): no doubling copies of a large body.
+        let mut body = Vec::with_capacity(len as usize);
         let got = r.take(len).read_to_end(&mut body)?;
         if (got as u64) < len {
             return Err(truncated(&format!(
