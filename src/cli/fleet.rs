@@ -183,10 +183,9 @@ pub fn drill_line(d: &SiteDrill) -> String {
                 l.push_str(", old format (no manifest: gzip and tar checked)");
             }
             match &d.videos {
-                Some(v) if v.deep => l.push_str(&format!(
-                    ", {} video(s) in the bucket, hashed",
-                    v.checked
-                )),
+                Some(v) if v.deep => {
+                    l.push_str(&format!(", {} video(s) in the bucket, hashed", v.checked))
+                }
                 Some(v) => l.push_str(&format!(
                     ", {} video(s) in the bucket at their size",
                     v.checked
@@ -338,7 +337,9 @@ pub fn table(f: &Fleet) -> String {
         out.push_str(&format!(
             ", {} restore drill(s) to look at (failed, never, or over {} days old)",
             f.drill_flagged,
-            f.sites.first().map_or(fleet::DRILL_MAX_DAYS, |s| s.drill.max_days)
+            f.sites
+                .first()
+                .map_or(fleet::DRILL_MAX_DAYS, |s| s.drill.max_days)
         ));
     }
     let twice = f.sites.iter().filter(|s| s.claimed_twice).count();
@@ -412,6 +413,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.lines().nth(1).is_some_and(|l| l.contains("  never  ")), "{text}");
+        assert!(
+            text.lines().nth(1).is_some_and(|l| l.contains("  never  ")),
+            "{text}"
+        );
     }
 }

@@ -776,7 +776,11 @@ fn fleet_drill_max_days_defaults_to_8_and_is_checked() {
         31
     );
     assert_eq!(
-        ok(&[("FLEET_DRILL_MAX_DAYS", "1")], "FLEET_DRILL_MAX_DAYS=31\n").fleet_drill_max_days,
+        ok(
+            &[("FLEET_DRILL_MAX_DAYS", "1")],
+            "FLEET_DRILL_MAX_DAYS=31\n"
+        )
+        .fleet_drill_max_days,
         1
     );
     for bad in ["0", "-1", "eight", "3651", "8 days", "+8", ""] {

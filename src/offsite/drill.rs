@@ -92,8 +92,8 @@ pub struct Record {
 impl Record {
     /// Parses a drill.json; refuses another version (a newer program's format).
     pub fn parse(bytes: &[u8]) -> Result<Record, String> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| format!("{DRILL_OBJECT} is not UTF-8 text"))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| format!("{DRILL_OBJECT} is not UTF-8 text"))?;
         let r = Record::deserialize_json(text)
             .map_err(|e| format!("{DRILL_OBJECT} is not a valid drill record ({e})"))?;
         if r.version != VERSION {
@@ -410,7 +410,10 @@ fn check(b: &dyn Bucket, o: &OffsiteSettings, site: &str, req: &Request, d: &mut
 fn fetch_failure(name: &str, e: FetchError) -> (Kind, String) {
     match e {
         FetchError::Identity(m) => (Kind::Identity, format!("no identity for this site: {m}")),
-        FetchError::Store(m) => (Kind::Store, format!("store failure while reading {name}: {m}")),
+        FetchError::Store(m) => (
+            Kind::Store,
+            format!("store failure while reading {name}: {m}"),
+        ),
         FetchError::Damaged(m) => (Kind::Damaged, format!("{name} is damaged: {m}")),
         FetchError::Local(m) => (Kind::Damaged, format!("{name}: {m}")),
     }
@@ -426,7 +429,10 @@ fn videos_error(c: &VideoCounts, problems: &[(String, String)]) -> String {
         parts.push(format!("{} of the wrong size", c.wrong_size));
     }
     if c.bad_hash > 0 {
-        parts.push(format!("{} altered (bytes do not hash to their name)", c.bad_hash));
+        parts.push(format!(
+            "{} altered (bytes do not hash to their name)",
+            c.bad_hash
+        ));
     }
     let shown: Vec<String> = problems
         .iter()
@@ -590,10 +596,9 @@ fn judge(
         } else {
             match head(b, &key)? {
                 ObjectHead::Exists(n) if n == size => sized.push((key, false)),
-                ObjectHead::Exists(n) => other_sizes.push(format!(
-                    "{}: {n} bytes, {size} expected",
-                    b.describe(&key)
-                )),
+                ObjectHead::Exists(n) => {
+                    other_sizes.push(format!("{}: {n} bytes, {size} expected", b.describe(&key)))
+                }
                 ObjectHead::Missing | ObjectHead::Unknown => {}
             }
         }
