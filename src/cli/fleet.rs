@@ -213,7 +213,7 @@ pub fn drill_summary(done: &[SiteDrill]) -> String {
     let mut out = format!(
         "{} site(s) drilled: {ok} ok, {} failed",
         done.len(),
-        done.len() - ok
+        done.len().saturating_sub(ok)
     );
     if store > 0 {
         out.push_str(&format!(

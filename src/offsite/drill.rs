@@ -230,6 +230,13 @@ fn sites_to_drill(
             return Err(Refused::NoSite(recover::no_archive_message(s, Some(&list))));
         }
         (Some(_), Some(s)) => vec![(s.to_string(), true)],
+        (Some(list), None) if list.is_empty() => {
+            // A wrong S3_PREFIX drills nothing: never a silent success.
+            return Err(Refused::NoSite(format!(
+                "the bucket holds no site under {}",
+                b.describe(&videos::root(o))
+            )));
+        }
         (Some(list), None) => list.into_iter().map(|s| (s, true)).collect(),
     };
     all.sort();

@@ -418,6 +418,26 @@ fn a_store_failure_is_reported_as_such_never_as_damage() {
 }
 
 #[test]
+fn an_empty_bucket_is_no_silent_success() {
+    let m = MemBucket::new();
+    let p = pi("club", &[]);
+    let req = Request {
+        site: None,
+        identities: &[],
+        deep: false,
+    };
+    let e = run(&m, &settings(&p), &req, &mut |_| {
+        panic!("a site was drilled")
+    })
+    .err();
+    assert!(
+        matches!(&e, Some(Refused::NoSite(msg)) if msg.contains("holds no site under") && msg.contains("neopro/")),
+        "{e:?}"
+    );
+    assert_eq!(writes(&m), 0);
+}
+
+#[test]
 fn a_site_not_in_the_bucket_is_refused_and_nothing_is_written() {
     let m = MemBucket::new();
     let (p, _) = site(&m, "club", &[]);
