@@ -47,6 +47,11 @@ Commands:
   fleet gc [--apply]         (operator) remove the video objects no site references
                              any more and older than S3_RETENTION_DAYS; a dry run
                              without --apply
+  fleet drill [--identity FILE] [--site ID] [--deep]
+                             (operator) restore drill: stream each site's newest
+                             archive copy (decrypted with FILE's age identities),
+                             verify it and check its videos are in the bucket at
+                             their size (--deep: hash them); records SITE/drill.json
 
 Options:
   --config PATH   config file (default /etc/neopro/backup.conf); the environment wins
@@ -66,6 +71,8 @@ Offsite copies (off while S3_ENDPOINT is unset):
 Alerts (mail is off while SMTP_URL is unset):
   ALERT_WEBHOOK=  PING_URL=  ON_FAILURE_CMD=
   SMTP_URL=(smtps://user:password@host:465)  ALERT_EMAIL_TO=  ALERT_EMAIL_FROM=
+The fleet (the operator's machine):
+  FLEET_DRILL_MAX_DAYS=8 (a site whose last restore drill is older is flagged)
 
 Exit codes: 0 success, 1 failed backup or damaged archive, 2 usage or configuration error
 (`check`: 0 OK, 2 CRITICAL, 3 UNKNOWN).
@@ -125,6 +132,12 @@ pub enum Cmd {
     FleetGc {
         apply: bool,
     },
+    /// `fleet drill`.
+    FleetDrill {
+        identity: Option<PathBuf>,
+        site: Option<String>,
+        deep: bool,
+    },
     /// `recover`.
     Recover {
         archive: Option<String>,
@@ -178,6 +191,7 @@ pub fn parse(
     let mut site: Option<String> = None;
     let mut no_videos = false;
     let mut new_start = false;
+    let mut deep = false;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(arg) = p.next()? {
         match arg {
@@ -193,6 +207,7 @@ pub fn parse(
             Long("site") => site = Some(p.value()?.string()?),
             Long("no-videos") => no_videos = true,
             Long("new-start") => new_start = true,
+            Long("deep") => deep = true,
             Long("only") => {
                 let v = p.value()?.string()?;
                 only = Some(
@@ -223,14 +238,31 @@ pub fn parse(
             Ok(())
         }
     };
-    if (site.is_some() || no_videos || new_start) && name != "recover" {
+    // `fleet drill` takes --site and --identity too (checked with its other options).
+    let drill = name == "fleet" && positional.first().is_some_and(|p| p.as_os_str() == "drill");
+    if (no_videos || new_start) && name != "recover" {
         return Err(Usage(format!(
-            "--site, --no-videos and --new-start are options of `recover`, not `{name}`"
+            "--no-videos and --new-start are options of `recover`, not `{name}`"
         )));
     }
-    if (dry_run || identity.is_some()) && name != "restore" && name != "recover" {
+    if site.is_some() && name != "recover" && !drill {
         return Err(Usage(format!(
-            "--dry-run and --identity are options of `restore` and `recover`, not `{name}`"
+            "--site is an option of `recover` and `fleet drill`, not `{name}`"
+        )));
+    }
+    if dry_run && name != "restore" && name != "recover" {
+        return Err(Usage(format!(
+            "--dry-run is an option of `restore` and `recover`, not `{name}`"
+        )));
+    }
+    if identity.is_some() && name != "restore" && name != "recover" && !drill {
+        return Err(Usage(format!(
+            "--identity is an option of `restore`, `recover` and `fleet drill`, not `{name}`"
+        )));
+    }
+    if deep && !drill {
+        return Err(Usage(format!(
+            "--deep is an option of `fleet drill`, not `{name}`"
         )));
     }
     if (only.is_some() || videos) && name != "restore" {
@@ -382,6 +414,24 @@ pub fn parse(
             if positional.first().is_some_and(|p| p.as_os_str() == "gc") {
                 only_for(json, "--json", "fleet gc")?;
                 no_extra(Cmd::FleetGc { apply }, &positional[1..])?
+            } else if drill {
+                only_for(json, "--json", "fleet drill")?;
+                only_for(apply, "--apply", "fleet drill (it belongs to `fleet gc`)")?;
+                if let Some(s) = &site
+                    && !crate::config::valid_site_id(s)
+                {
+                    return Err(Usage(format!(
+                        "invalid --site {s:?}: a site is a SITE_ID (letters, digits, '.', '_', '-')"
+                    )));
+                }
+                no_extra(
+                    Cmd::FleetDrill {
+                        identity,
+                        site,
+                        deep,
+                    },
+                    &positional[1..],
+                )?
             } else {
                 only_for(apply, "--apply", "fleet (it belongs to `fleet gc`)")?;
                 no_extra(Cmd::Fleet { json }, &positional)?
@@ -550,6 +600,49 @@ mod tests {
     }
 
     #[test]
+    fn fleet_drill_and_its_options() {
+        let drill = |identity: Option<&str>, site: Option<&str>, deep| Cmd::FleetDrill {
+            identity: identity.map(PathBuf::from),
+            site: site.map(str::to_string),
+            deep,
+        };
+        assert_eq!(p(&["fleet", "drill"]), Ok((drill(None, None, false), None)));
+        assert_eq!(
+            p(&[
+                "fleet",
+                "drill",
+                "--identity",
+                "/keys.txt",
+                "--site",
+                "club-1",
+                "--deep"
+            ]),
+            Ok((drill(Some("/keys.txt"), Some("club-1"), true), None))
+        );
+        assert_eq!(
+            p(&["--deep", "fleet", "--site", "a", "drill"]).map(|(c, _)| c),
+            Ok(drill(None, Some("a"), true))
+        );
+        // --site and --identity still belong to recover and restore.
+        assert!(p(&["recover", "--site", "a", "--identity", "k"]).is_ok());
+        let err = |w: &[&str]| p(w).err().unwrap_or_default();
+        assert!(err(&["fleet", "drill", "--site", "../x"]).contains("invalid --site"));
+        assert!(err(&["fleet", "drill", "x"]).contains("unexpected argument"));
+        assert!(err(&["fleet", "drill", "--json"]).contains("not an option of `fleet drill`"));
+        assert!(err(&["fleet", "drill", "--apply"]).contains("fleet gc"));
+        assert!(err(&["fleet", "drill", "--dry-run"]).contains("--dry-run"));
+        assert!(err(&["fleet", "drill", "--no-videos"]).contains("of `recover`"));
+        assert!(err(&["fleet", "drill", "--listen", "127.0.0.1:1"]).contains("`fleet serve`"));
+        assert!(err(&["fleet", "--site", "a"]).contains("`recover` and `fleet drill`"));
+        assert!(err(&["fleet", "gc", "--identity", "k"]).contains("`fleet drill`"));
+        assert!(err(&["fleet", "--deep"]).contains("--deep is an option of `fleet drill`"));
+        assert!(err(&["recover", "--deep"]).contains("--deep"));
+        assert!(err(&["list", "--identity", "k"]).contains("not `list`"));
+        // The help names the command and its options.
+        assert!(HELP.contains("fleet drill [--identity FILE] [--site ID] [--deep]"));
+    }
+
+    #[test]
     fn help_names_every_key_the_config_reads() {
         let section = HELP
             .split_once("Configuration keys")
@@ -598,7 +691,7 @@ mod tests {
         assert!(err(&[]).contains("no command"));
         assert!(err(&["backup"]).contains("unknown command \"backup\""));
         assert!(err(&["run", "--json"]).contains("--json is not an option of `run`"));
-        assert!(err(&["list", "--dry-run"]).contains("options of `restore`"));
+        assert!(err(&["list", "--dry-run"]).contains("option of `restore`"));
         assert!(err(&["run", "--videos"]).contains("options of `restore`"));
         assert!(err(&["restore", "a", "--videos", "--only", "site.conf"]).contains("--only"));
         assert!(err(&["restore", "a", "--identity", "k"]).contains("--videos"));

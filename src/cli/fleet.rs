@@ -1,6 +1,7 @@
 //! `fleet [--json]`: every site's last status, read from the S3 bucket; `fleet serve`:
 //! the central dashboard (serve/fleet.rs); `fleet gc`: the operator's garbage collection
-//! of video objects (offsite/gc.rs).
+//! of video objects (offsite/gc.rs); `fleet drill`: the operator's restore drills
+//! (offsite/drill.rs).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use nanoserde::SerJson;
 use crate::cli::args::Usage;
 use crate::clock;
 use crate::config::Config;
+use crate::offsite::drill::{self, SiteDrill};
 use crate::offsite::fleet::{self, Fleet};
 use crate::offsite::gc;
 use crate::units::human_size;
@@ -23,7 +25,7 @@ pub fn fleet(cfg: &Config, json: bool) -> Result<ExitCode, Usage> {
     let Some(o) = &cfg.offsite else {
         return Err(Usage(NO_S3.into()));
     };
-    let f = match fleet::build(o, clock::now_unix()) {
+    let f = match fleet::build(o, clock::now_unix(), cfg.fleet_drill_max_days) {
         Ok((f, _)) => f,
         Err(e) => {
             eprintln!("neopro-backup: fleet: {e}");
@@ -125,6 +127,105 @@ pub fn fleet_gc(cfg: &Config, apply: bool) -> Result<ExitCode, Usage> {
     })
 }
 
+/// `fleet drill [--identity FILE] [--site ID] [--deep]`: one line per site as its drill
+/// ends, then a summary. Exit 0 when every site's drill passed (and was recorded), 1
+/// when one did not or the bucket could not be read, 2 on a usage or configuration
+/// error (no S3 keys, an identity file that cannot be read).
+pub fn fleet_drill(
+    cfg: &Config,
+    identity: Option<&std::path::Path>,
+    site: Option<String>,
+    deep: bool,
+) -> Result<ExitCode, Usage> {
+    let Some(o) = &cfg.offsite else {
+        return Err(Usage(
+            "fleet drill reads the S3 bucket: set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY (the operator's keys)".into(),
+        ));
+    };
+    let identities = match identity {
+        None => Vec::new(),
+        Some(p) => crate::restore::identity::read(p).map_err(Usage)?,
+    };
+    let bucket = crate::offsite::bucket(o);
+    let req = drill::Request {
+        site,
+        identities: &identities,
+        deep,
+    };
+    let done = drill::run(&bucket, o, &req, &mut |d| println!("{}", drill_line(d)));
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("neopro-backup: fleet drill: {}", e.message());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!("{}", drill_summary(&done));
+    Ok(if done.iter().all(SiteDrill::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `club-a  ok      backup-….tar.gz  12.3 MB read, 2 video(s) at their size`, or
+/// `club-b  FAILED  (no identity) no identity for this site: …`.
+pub fn drill_line(d: &SiteDrill) -> String {
+    let mut line = match &d.failure {
+        None => {
+            let name = d.archive.as_ref().map_or("-", |r| r.name.as_str());
+            let mut l = format!(
+                "{}  ok      {name}  {} read",
+                d.site,
+                human_size(d.bytes, 1)
+            );
+            if d.old_format {
+                l.push_str(", old format (no manifest: gzip and tar checked)");
+            }
+            match &d.videos {
+                Some(v) if v.deep => {
+                    l.push_str(&format!(", {} video(s) in the bucket, hashed", v.checked))
+                }
+                Some(v) => l.push_str(&format!(
+                    ", {} video(s) in the bucket at their size",
+                    v.checked
+                )),
+                None => {}
+            }
+            l
+        }
+        Some((kind, why)) => format!("{}  FAILED  ({}) {why}", d.site, kind.as_str()),
+    };
+    if let Err(e) = &d.recorded {
+        line.push_str(&format!(" [drill.json: {e}]"));
+    }
+    crate::cli::backup::one_line(&line)
+}
+
+/// `3 site(s) drilled: 1 ok, 2 failed (1 store failure)`.
+pub fn drill_summary(done: &[SiteDrill]) -> String {
+    let ok = done.iter().filter(|d| d.ok()).count();
+    let store = done
+        .iter()
+        .filter(|d| matches!(d.failure, Some((drill::Kind::Store, _))))
+        .count();
+    let unrecorded = done.iter().filter(|d| d.recorded.is_err()).count();
+    let mut out = format!(
+        "{} site(s) drilled: {ok} ok, {} failed",
+        done.len(),
+        done.len().saturating_sub(ok)
+    );
+    if store > 0 {
+        out.push_str(&format!(
+            " ({store} store failure(s): the bucket could not be read, no verdict on those copies)"
+        ));
+    }
+    if unrecorded > 0 {
+        out.push_str(&format!(", {unrecorded} drill.json not written"));
+    }
+    out
+}
+
 /// `  removed  KEY  (SIZE, N days old)`.
 fn object_line(what: &str, j: &gc::Judged) -> String {
     format!(
@@ -170,6 +271,19 @@ pub fn gc_summary(p: &gc::GcPlan) -> String {
     out
 }
 
+/// The DRILL column: `ok (2.0 d)`, `FAILED (1.0 d)`, `OLD (12.0 d)`, `never`,
+/// `UNREADABLE`.
+fn drill_cell(d: &fleet::Drill) -> String {
+    let age = d.age_days.map_or(String::new(), |a| format!(" ({a:.1} d)"));
+    match d.state.as_str() {
+        "ok" => format!("ok{age}"),
+        "failed" => format!("FAILED{age}"),
+        "old" => format!("OLD{age}"),
+        "unreadable" => "UNREADABLE".into(),
+        _ => "never".into(),
+    }
+}
+
 pub fn table(f: &Fleet) -> String {
     let mut rows = vec![[
         "SITE".to_string(),
@@ -177,6 +291,7 @@ pub fn table(f: &Fleet) -> String {
         "AGE".to_string(),
         "SIZE".to_string(),
         "PENDING".to_string(),
+        "DRILL".to_string(),
         "STATE".to_string(),
     ]];
     for s in &f.sites {
@@ -200,10 +315,11 @@ pub fn table(f: &Fleet) -> String {
             s.age_hours.map_or("-".into(), |h| format!("{h:.1} h")),
             s.size.clone().unwrap_or_else(|| "-".into()),
             s.pending.to_string(),
+            drill_cell(&s.drill),
             state,
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -217,6 +333,15 @@ pub fn table(f: &Fleet) -> String {
         out.push('\n');
     }
     out.push_str(&format!("{} site(s), {} stale", f.sites.len(), f.stale));
+    if f.drill_flagged > 0 {
+        out.push_str(&format!(
+            ", {} restore drill(s) to look at (failed, never, or over {} days old)",
+            f.drill_flagged,
+            f.sites
+                .first()
+                .map_or(fleet::DRILL_MAX_DAYS, |s| s.drill.max_days)
+        ));
+    }
     let twice = f.sites.iter().filter(|s| s.claimed_twice).count();
     if twice > 0 {
         out.push_str(&format!(
@@ -261,6 +386,7 @@ mod tests {
             stale: 1,
             failed: 1,
             unreadable: 0,
+            drill_flagged: 3,
         };
         let text = table(&f);
         assert!(text.contains("last run FAILED"), "{text}");
@@ -281,7 +407,14 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with("3 site(s), 1 stale, 1 claimed twice (give each Pi its own SITE_ID)\n"),
+            text.ends_with(
+                "3 site(s), 1 stale, 3 restore drill(s) to look at (failed, never, or over 8 days old), \
+                 1 claimed twice (give each Pi its own SITE_ID)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(1).is_some_and(|l| l.contains("  never  ")),
             "{text}"
         );
     }

@@ -107,6 +107,11 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
         Cmd::FleetServe { listen } => fleet::serve(load(cfg_path)?, listen),
         Cmd::FleetGc { apply } => fleet::fleet_gc(&load(cfg_path)?, apply),
+        Cmd::FleetDrill {
+            identity,
+            site,
+            deep,
+        } => fleet::fleet_drill(&load(cfg_path)?, identity.as_deref(), site, deep),
     }
 }
 

@@ -58,6 +58,8 @@ pub const KEYS: &[&str] = &[
     "SMTP_URL",
     "ALERT_EMAIL_TO",
     "ALERT_EMAIL_FROM",
+    // The operator's fleet dashboard (docs/format.md, Fleet, Restore drills).
+    "FLEET_DRILL_MAX_DAYS",
 ];
 
 /// Keys whose values are secrets: never echoed, and removed from the environment that
@@ -89,6 +91,9 @@ pub struct Config {
     /// Offsite copies; `None` while S3_ENDPOINT is unset.
     pub offsite: Option<OffsiteSettings>,
     pub alerts: Alerts,
+    /// `fleet` and `fleet serve` flag a site whose last restore drill is older than this
+    /// many days (FLEET_DRILL_MAX_DAYS).
+    pub fleet_drill_max_days: u32,
 }
 
 /// A secret value (S3_SECRET_KEY): its Debug and Display never show it.
@@ -751,6 +756,7 @@ impl Config {
             site_id: site_id_key(src)?,
             offsite: offsite_keys(src)?,
             alerts,
+            fleet_drill_max_days: days_key(src, "FLEET_DRILL_MAX_DAYS", "8")?,
         })
     }
 

@@ -767,3 +767,29 @@ fn a_config_file_up_to_1_mib_is_read_and_a_larger_one_refused() {
     };
     assert!(e.0.contains("backup.conf"), "{e}");
 }
+
+#[test]
+fn fleet_drill_max_days_defaults_to_8_and_is_checked() {
+    assert_eq!(ok(&[], "").fleet_drill_max_days, 8);
+    assert_eq!(
+        ok(&[], "FLEET_DRILL_MAX_DAYS=31\n").fleet_drill_max_days,
+        31
+    );
+    assert_eq!(
+        ok(
+            &[("FLEET_DRILL_MAX_DAYS", "1")],
+            "FLEET_DRILL_MAX_DAYS=31\n"
+        )
+        .fleet_drill_max_days,
+        1
+    );
+    for bad in ["0", "-1", "eight", "3651", "8 days", "+8", ""] {
+        let e = err(&[("FLEET_DRILL_MAX_DAYS", bad)], "");
+        assert!(
+            e.contains("FLEET_DRILL_MAX_DAYS") && e.contains("whole number of days"),
+            "{bad}: {e}"
+        );
+    }
+    // Known: no "unknown key" warning for it in the file.
+    assert!(ok(&[], "FLEET_DRILL_MAX_DAYS=8\n").unknown_keys.is_empty());
+}

@@ -4,8 +4,9 @@
 //! One pass over the bucket, whatever the number of sites: one paginated ListObjectsV2
 //! of the whole `S3_PREFIX/` (1,000 keys a page), folded per site (`Tally`: the archive
 //! copies are counted and summed, their keys dropped), then one GET per site of its
-//! `last-backup-status.json` only, eight at a time. A status object over 64 KiB is not
-//! read (a real one is under 2 KiB), so a site cannot make the reader hold much.
+//! `last-backup-status.json`, and of its `drill.json` when the listing shows one (the
+//! last restore drill, drill.rs), eight at a time. A status or drill object over 64 KiB
+//! is not read (a real one is under 2 KiB), so a site cannot make the reader hold much.
 //! The listing is folded page by page (`Bucket::list_each`): keys are never all held.
 //!
 //! A site is a folder directly under the prefix with at least one object of its own
@@ -13,7 +14,9 @@
 //! `S3_PREFIX/videos/sha256/…`) make no site. Its state, worst first: `failed` (its
 //! last run failed), `stale` (last success over 25 hours old, unknown, or in the
 //! future by more than an hour), `pending` (copies it had not sent yet when it sent its
-//! status), `ok`.
+//! status), `ok`. Its last restore drill is beside it (`drill`): flagged when it failed,
+//! is older than FLEET_DRILL_MAX_DAYS, or never happened; the state is the backups'
+//! alone.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -26,6 +29,7 @@ use crate::bucket::Bucket;
 use crate::clock;
 use crate::config::OffsiteSettings;
 use crate::offsite;
+use crate::offsite::drill::{self, VideoCounts};
 use crate::offsite::history::is_copy_name;
 use crate::status::Status;
 
@@ -38,6 +42,77 @@ const READERS: usize = 8;
 
 /// The states, worst first.
 pub const STATES: [&str; 4] = ["failed", "stale", "pending", "ok"];
+/// FLEET_DRILL_MAX_DAYS's default.
+pub const DRILL_MAX_DAYS: u32 = 8;
+
+/// A site's last restore drill, as the fleet shows it (from its drill.json).
+#[derive(Debug, Clone, SerJson, PartialEq)]
+#[nserde(serialize_none_as_null)]
+pub struct Drill {
+    /// `ok`, `failed`, `old` (passed, but more than `max_days` ago), `never` (no
+    /// drill.json) or `unreadable` (its drill.json cannot be read: `error` says why).
+    pub state: String,
+    /// When it ran (ISO 8601 UTC), and in Unix seconds.
+    pub when: Option<String>,
+    pub when_unix: Option<i64>,
+    /// Days since then (one decimal), by this machine's clock.
+    pub age_days: Option<f64>,
+    /// The copy it drilled.
+    pub archive: Option<String>,
+    pub ok: Option<bool>,
+    pub error: Option<String>,
+    pub videos: Option<VideoCounts>,
+    /// FLEET_DRILL_MAX_DAYS.
+    pub max_days: u32,
+    /// Worth a look: the drill failed, is older than `max_days`, never ran or cannot
+    /// be read.
+    pub flagged: bool,
+}
+
+impl Drill {
+    /// From a site's drill.json: read (`Ok(Some)`), absent (`Ok(None)`) or unreadable
+    /// (pure: `now` is a parameter).
+    pub fn of(got: Result<Option<drill::Record>, String>, now: i64, max_days: u32) -> Drill {
+        let mut d = Drill {
+            state: "never".into(),
+            when: None,
+            when_unix: None,
+            age_days: None,
+            archive: None,
+            ok: None,
+            error: None,
+            videos: None,
+            max_days,
+            flagged: true,
+        };
+        match got {
+            Ok(None) => {}
+            Err(e) => {
+                d.state = "unreadable".into();
+                d.error = Some(e);
+            }
+            Ok(Some(r)) => {
+                d.when_unix = clock::parse_iso(&r.when);
+                let age = d.when_unix.map(|t| now - t);
+                d.age_days = age.map(|a| (a as f64 / 8640.0).round() / 10.0);
+                let old = age.is_none_or(|a| a > i64::from(max_days) * 86_400);
+                d.state = match (r.ok, old) {
+                    (false, _) => "failed",
+                    (true, true) => "old",
+                    (true, false) => "ok",
+                }
+                .into();
+                d.flagged = d.state != "ok";
+                d.when = Some(r.when);
+                d.archive = r.archive;
+                d.ok = Some(r.ok);
+                d.error = r.error;
+                d.videos = r.videos;
+            }
+        }
+        d
+    }
+}
 
 #[derive(Debug, Clone, SerJson, PartialEq)]
 #[nserde(serialize_none_as_null)]
@@ -75,6 +150,8 @@ pub struct Site {
     /// "claimed twice": two installs send backups under this SITE_ID (the status names
     /// another install than its own).
     pub claimed_twice: bool,
+    /// The last restore drill (`fleet drill`).
+    pub drill: Drill,
 }
 
 #[derive(Debug, SerJson)]
@@ -85,6 +162,8 @@ pub struct Fleet {
     pub failed: u64,
     /// Sites whose status object could not be read (their row says why).
     pub unreadable: u64,
+    /// Sites whose last restore drill is flagged (failed, old, never, unreadable).
+    pub drill_flagged: u64,
 }
 
 /// What one read of the bucket cost.
@@ -92,6 +171,8 @@ pub struct Fleet {
 pub struct Cost {
     pub objects: u64,
     pub status_gets: u64,
+    /// drill.json objects read.
+    pub drill_gets: u64,
     /// Time spent listing, then reading the statuses.
     pub listing: Duration,
     pub statuses: Duration,
@@ -119,6 +200,7 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
         install: None,
         other_install: None,
         claimed_twice: false,
+        drill: Drill::of(Ok(None), now, DRILL_MAX_DAYS),
     };
     match status {
         None => row.error = Some("no status in the bucket".into()),
@@ -191,6 +273,8 @@ pub struct SiteListing {
     pub newest: Option<(String, u64)>,
     /// The size of `last-backup-status.json`, when there is one.
     pub status_size: Option<u64>,
+    /// The size of `drill.json`, when there is one.
+    pub drill_size: Option<u64>,
 }
 
 /// The listing folded per site while it is read: keys are never kept.
@@ -234,6 +318,8 @@ impl Tally {
         };
         if name == offsite::STATUS_OBJECT {
             entry.status_size = Some(size);
+        } else if name == drill::DRILL_OBJECT {
+            entry.drill_size = Some(size);
         } else if is_copy_name(name) {
             entry.archives += 1;
             entry.bytes = entry.bytes.saturating_add(size);
@@ -246,14 +332,20 @@ impl Tally {
 
 /// A site's status object: parsed, absent (`Ok(None)`), or why it cannot be read.
 type Fetched = Result<Option<Status>, String>;
+/// A small object's bytes, absent, or why it cannot be read.
+type Got = Result<Option<Vec<u8>>, String>;
 
-/// GETs one status object (twice when the connection failed).
-fn fetch_status(b: &dyn Bucket, key: &str) -> Fetched {
+/// GETs one small object (twice when the connection failed).
+fn fetch_one(b: &dyn Bucket, key: &str) -> Got {
     let got = match b.get(key) {
         Err(e) if e.transport => b.get(key), // once more: a connection can drop
         r => r,
     };
-    match got.map_err(|e| e.msg)? {
+    got.map_err(|e| e.msg)
+}
+
+fn parse_status(key: &str, got: Got) -> Fetched {
+    match got? {
         None => Ok(None),
         Some(bytes) => match std::str::from_utf8(&bytes)
             .ok()
@@ -266,14 +358,14 @@ fn fetch_status(b: &dyn Bucket, key: &str) -> Fetched {
 }
 
 /// GETs `keys` with at most `READERS` requests in flight; the answers in order.
-fn fetch_all(b: &dyn Bucket, keys: &[String]) -> Vec<Fetched> {
+fn fetch_all(b: &dyn Bucket, keys: &[String]) -> Vec<Got> {
     let next = AtomicUsize::new(0);
-    let answers: Mutex<Vec<Option<Fetched>>> = Mutex::new(keys.iter().map(|_| None).collect());
+    let answers: Mutex<Vec<Option<Got>>> = Mutex::new(keys.iter().map(|_| None).collect());
     let work = || {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(key) = keys.get(i) else { break };
-            let r = fetch_status(b, key);
+            let r = fetch_one(b, key);
             answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
         }
     };
@@ -331,17 +423,31 @@ pub fn rows(
         stale: sites.iter().filter(|s| s.stale).count() as u64,
         failed: count("failed"),
         unreadable,
+        drill_flagged: sites.iter().filter(|s| s.drill.flagged).count() as u64,
         sites,
     }
 }
 
 /// Reads the bucket. `Err` when it cannot be listed (a message for a person).
-pub fn build(o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
-    build_on(&offsite::bucket(o), o, now)
+/// `drill_max_days`: FLEET_DRILL_MAX_DAYS.
+pub fn build(o: &OffsiteSettings, now: i64, drill_max_days: u32) -> Result<(Fleet, Cost), String> {
+    read(&offsite::bucket(o), o, now, drill_max_days)
 }
 
-/// `build` on the store `b`.
+/// `build` on the store `b`, with FLEET_DRILL_MAX_DAYS's default (the tests').
+#[cfg(test)]
 pub fn build_on(b: &dyn Bucket, o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
+    read(b, o, now, DRILL_MAX_DAYS)
+}
+
+/// One read of the bucket: the listing, then each site's status and drill.json (when
+/// the listing shows them, and they are small), in one pass of GETs.
+pub fn read(
+    b: &dyn Bucket,
+    o: &OffsiteSettings,
+    now: i64,
+    drill_max_days: u32,
+) -> Result<(Fleet, Cost), String> {
     let root = if o.prefix.is_empty() {
         String::new()
     } else {
@@ -353,33 +459,71 @@ pub fn build_on(b: &dyn Bucket, o: &OffsiteSettings, now: i64) -> Result<(Fleet,
         .map_err(|e| e.msg)?;
     let objects = tally.objects;
     let listing = started.elapsed();
-    let wanted: Vec<String> = tally
-        .sites
-        .iter()
-        .filter(|(_, l)| l.status_size.is_some_and(|n| n <= MAX_STATUS_BYTES))
-        .map(|(site, _)| format!("{root}{site}/{}", offsite::STATUS_OBJECT))
-        .collect();
+    let small = |n: Option<u64>, max: u64| n.is_some_and(|n| n <= max);
+    let mut wanted: Vec<String> = Vec::new();
+    for (site, l) in &tally.sites {
+        if small(l.status_size, MAX_STATUS_BYTES) {
+            wanted.push(format!("{root}{site}/{}", offsite::STATUS_OBJECT));
+        }
+        if small(l.drill_size, drill::MAX_DRILL_BYTES) {
+            wanted.push(format!("{root}{site}/{}", drill::DRILL_OBJECT));
+        }
+    }
     let started = Instant::now();
-    let mut answers = fetch_all(b, &wanted).into_iter();
+    let mut answers = wanted.iter().zip(fetch_all(b, &wanted));
     let statuses = started.elapsed();
-    let fleet = rows(
+    let mut drills: BTreeMap<String, Result<Option<drill::Record>, String>> = BTreeMap::new();
+    let mut status_of: BTreeMap<String, Fetched> = BTreeMap::new();
+    // Same order as `wanted`: the map's, status before drill.
+    for (site, l) in &tally.sites {
+        if small(l.status_size, MAX_STATUS_BYTES)
+            && let Some((key, got)) = answers.next()
+        {
+            status_of.insert(site.clone(), parse_status(key, got));
+        }
+        let d = match l.drill_size {
+            None => Ok(None),
+            Some(n) if n > drill::MAX_DRILL_BYTES => Err(format!(
+                "{} is {n} bytes, over {}",
+                drill::DRILL_OBJECT,
+                drill::MAX_DRILL_BYTES
+            )),
+            Some(_) => match answers.next() {
+                Some((_, Ok(Some(bytes)))) => drill::Record::parse(&bytes).map(Some),
+                Some((_, Ok(None))) | None => Ok(None),
+                Some((_, Err(e))) => Err(e),
+            },
+        };
+        drills.insert(site.clone(), d);
+    }
+    let status_gets = tally
+        .sites
+        .values()
+        .filter(|l| small(l.status_size, MAX_STATUS_BYTES))
+        .count() as u64;
+    let mut fleet = rows(
         tally.sites,
-        |_, l| match l.status_size {
+        |site, l| match l.status_size {
             None => Ok(None),
             Some(n) if n > MAX_STATUS_BYTES => Err(format!(
                 "{} is {n} bytes, over {MAX_STATUS_BYTES}",
                 offsite::STATUS_OBJECT
             )),
-            // Same order as `wanted`: the map's.
-            Some(_) => answers.next().unwrap_or(Ok(None)),
+            Some(_) => status_of.remove(site).unwrap_or(Ok(None)),
         },
         now,
     );
+    for row in &mut fleet.sites {
+        let got = drills.remove(&row.site).unwrap_or(Ok(None));
+        row.drill = Drill::of(got, now, drill_max_days);
+    }
+    fleet.drill_flagged = fleet.sites.iter().filter(|s| s.drill.flagged).count() as u64;
     Ok((
         fleet,
         Cost {
             objects,
-            status_gets: wanted.len() as u64,
+            status_gets,
+            drill_gets: (wanted.len() as u64).saturating_sub(status_gets),
             listing,
             statuses,
         },
@@ -444,6 +588,7 @@ mod tests {
             stale: 1,
             failed: 1,
             unreadable: 0,
+            drill_flagged: 2,
         };
         assert!(
             f.serialize_json()
@@ -458,6 +603,7 @@ mod tests {
             ("neopro/a/backup-20241217-030000.tar.gz", 10),
             ("neopro/a/backup-20241218-030000.tar.gz", 12),
             ("neopro/a/last-backup-status.json", 700),
+            ("neopro/b/drill.json", 180),
             ("neopro/b/backup-20241218-030000.tar.gz.age", 40),
             ("neopro/b/notes.txt", 5),
             ("neopro/c/odd.bin", 1),
@@ -468,7 +614,7 @@ mod tests {
         ] {
             t.add(k, n);
         }
-        assert_eq!(t.objects, 10);
+        assert_eq!(t.objects, 11);
         let names: Vec<&str> = t.sites.keys().map(String::as_str).collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(
@@ -478,9 +624,12 @@ mod tests {
                 bytes: 22,
                 newest: Some(("backup-20241218-030000.tar.gz".into(), 12)),
                 status_size: Some(700),
+                drill_size: None,
             }
         );
         assert_eq!((t.sites["b"].archives, t.sites["b"].bytes), (1, 40));
+        assert_eq!(t.sites["b"].drill_size, Some(180));
+        assert_eq!(t.sites["a"].drill_size, None);
         assert_eq!(t.sites["c"], SiteListing::default());
     }
 
@@ -493,6 +642,7 @@ mod tests {
             bytes: 300,
             newest: Some(("backup-20241218-030000.tar.gz".into(), 100)),
             status_size: Some(500),
+            drill_size: None,
         };
         for s in ["ok", "failed", "stale", "pending", "broken"] {
             listed.insert(s.to_string(), with_status.clone());

@@ -21,7 +21,7 @@ use crate::units::hex;
 
 use super::{Round, gc, pending, process_on, read_state};
 
-fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+pub(crate) fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -50,16 +50,16 @@ impl Drop for Scratch {
 
 /// A Pi: its Neopro tree (two videos) and its BACKUP_DIR, with `env` on top of the
 /// offsite keys (the endpoint is never contacted: the store is the in-memory one).
-struct Pi {
+pub(crate) struct Pi {
     _scratch: Scratch,
-    root: PathBuf,
-    cfg: Config,
+    pub(crate) root: PathBuf,
+    pub(crate) cfg: Config,
     vars: HashMap<String, String>,
 }
 
-const PREFIX: &str = "neopro";
+pub(crate) const PREFIX: &str = "neopro";
 
-fn pi(site: &str, env: &[(&str, &str)]) -> Pi {
+pub(crate) fn pi(site: &str, env: &[(&str, &str)]) -> Pi {
     pi_with_tree(site, env, None)
 }
 
@@ -130,7 +130,7 @@ impl Pi {
     }
 
     /// A real backup; its archive's name.
-    fn backup(&self) -> String {
+    pub(crate) fn backup(&self) -> String {
         let never = AtomicBool::new(false);
         let out = backup::run(&self.cfg, &Tz::utc(), LockWait::Try, &never)
             .unwrap_or_else(|_| panic!("another backup holds the lock"));
@@ -144,7 +144,7 @@ impl Pi {
     /// backup lock taken for a moment leaves the status unsent, and the worker makes
     /// another within 30 s: so do the tests (another test's child process, between its
     /// fork and its exec, holds every open file of the moment, our lock included).
-    fn round(&self, b: &dyn Bucket) -> Round {
+    pub(crate) fn round(&self, b: &dyn Bucket) -> Round {
         let tz = Tz::utc();
         let log = Log::new(self.dir(), &tz);
         let never = AtomicBool::new(false);
@@ -161,7 +161,7 @@ impl Pi {
         r
     }
 
-    fn key(&self, name: &str) -> String {
+    pub(crate) fn key(&self, name: &str) -> String {
         format!("{PREFIX}/{}/{name}", self.cfg.site_id)
     }
 
@@ -343,7 +343,7 @@ impl Pi {
     }
 
     /// A second backup, a second later (archive names have one-second resolution).
-    fn backup_again_later(&self) -> String {
+    pub(crate) fn backup_again_later(&self) -> String {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         self.backup()
     }
@@ -550,7 +550,7 @@ fn a_range_read_resumes_after_a_dropped_range() {
 // Poisoned shared objects (docs/format.md, Videos offsite)
 
 /// The shared key and the bytes of the site's video `rel`.
-fn shared(p: &Pi, rel: &str) -> (String, Vec<u8>, [u8; 32]) {
+pub(crate) fn shared(p: &Pi, rel: &str) -> (String, Vec<u8>, [u8; 32]) {
     let bytes = ok(std::fs::read(p.root.join("neopro/videos").join(rel)));
     let hash = crate::units::sha256(&bytes);
     let o = p.cfg.offsite.as_ref().unwrap_or_else(|| panic!("offsite"));
@@ -890,7 +890,7 @@ fn site_with_history(m: &MemBucket, p: &Pi) -> [String; 2] {
     names
 }
 
-fn writes(m: &MemBucket) -> u64 {
+pub(crate) fn writes(m: &MemBucket) -> u64 {
     m.count(Op::Put) + m.count(Op::Create) + m.count(Op::Delete)
 }
 

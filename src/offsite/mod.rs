@@ -27,6 +27,7 @@
 // nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
 #![allow(clippy::question_mark)]
 
+pub mod drill;
 pub mod fleet;
 pub mod gc;
 pub mod history;

@@ -62,8 +62,8 @@ pub struct View {
     sites: usize,
 }
 
-fn render(f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
-    let mut sites: Vec<Site> = f.sites;
+fn render(mut f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
+    let mut sites: Vec<Site> = std::mem::take(&mut f.sites);
     // Series by name (stable for Prometheus), the page's list worst first.
     let series = site_series(&sites);
     fleet::worst_first(&mut sites);
@@ -72,7 +72,7 @@ fn render(f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
         let n = sites.iter().filter(|s| s.state == st).count();
         counts.push_str(&format!(",\"{st}\":{n}"));
     }
-    counts.push('}');
+    counts.push_str(&format!(",\"drill_flagged\":{}}}", f.drill_flagged));
     View {
         at,
         took,
@@ -87,7 +87,7 @@ fn render(f: Fleet, at: i64, took: Duration, cost: Cost) -> View {
 /// The per-site metrics (docs/format.md, Fleet).
 fn site_series(sites: &[Site]) -> String {
     type Value = fn(&Site) -> String;
-    let families: [(&str, &str, Value); 8] = [
+    let families: [(&str, &str, Value); 10] = [
         (
             "neopro_fleet_site_last_success_timestamp_seconds",
             "Unix time of the site's last successful backup (0: none known).",
@@ -128,6 +128,16 @@ fn site_series(sites: &[Site]) -> String {
             "1 if the site's last success is over 25 hours old or unknown.",
             |s| u8::from(s.stale).to_string(),
         ),
+        (
+            "neopro_fleet_site_last_drill_success",
+            "1 if the site's last restore drill (fleet drill) passed, 0 if it failed, never ran or cannot be read.",
+            |s| u8::from(s.drill.ok == Some(true)).to_string(),
+        ),
+        (
+            "neopro_fleet_site_last_drill_timestamp_seconds",
+            "Unix time of the site's last restore drill, passed or failed (0: none known).",
+            |s| s.drill.when_unix.unwrap_or(0).to_string(),
+        ),
     ];
     let mut out = Text::new();
     for (name, help, value) in families {
@@ -153,15 +163,18 @@ struct Slot {
 pub struct FleetCache {
     offsite: OffsiteSettings,
     period: Duration,
+    /// FLEET_DRILL_MAX_DAYS.
+    drill_max_days: u32,
     slot: Mutex<Slot>,
     done: Condvar,
 }
 
 impl FleetCache {
-    pub fn new(offsite: OffsiteSettings, period: Duration) -> FleetCache {
+    pub fn new(offsite: OffsiteSettings, period: Duration, drill_max_days: u32) -> FleetCache {
         FleetCache {
             offsite,
             period,
+            drill_max_days,
             slot: Mutex::new(Slot::default()),
             done: Condvar::new(),
         }
@@ -204,7 +217,7 @@ impl FleetCache {
     fn read(&self) {
         let started = Instant::now();
         let now = clock::now_unix();
-        let got = fleet::build(&self.offsite, now);
+        let got = fleet::build(&self.offsite, now, self.drill_max_days);
         let took = started.elapsed();
         let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         match got {
@@ -212,12 +225,13 @@ impl FleetCache {
                 let v = render(f, now, took, cost);
                 eprintln!(
                     "neopro-backup fleet: read {} site(s) in {} ms: {} object(s) listed in {} ms, \
-                     {} status(es) read in {} ms",
+                     {} status(es) and {} drill record(s) read in {} ms",
                     v.sites,
                     took.as_millis(),
                     cost.objects,
                     cost.listing.as_millis(),
                     cost.status_gets,
+                    cost.drill_gets,
                     cost.statuses.as_millis()
                 );
                 s.view = Some(Arc::new(v));
@@ -247,10 +261,11 @@ fn api(cache: &Arc<FleetCache>) -> Response {
         Err(e) => return error(502, &format!("Lecture du seau impossible : {e}")),
     };
     let head = format!(
-        "{{\"generated\":{},\"error\":{},\"stale_hours\":{},\"counts\":{},\"sites\":",
+        "{{\"generated\":{},\"error\":{},\"stale_hours\":{},\"drill_max_days\":{},\"counts\":{},\"sites\":",
         v.at,
         err.as_deref().map_or("null".to_string(), jstr),
         fleet::STALE_HOURS,
+        cache.drill_max_days,
         v.counts
     );
     Response {
@@ -382,7 +397,7 @@ pub fn serve(cfg: Config, listen: SocketAddr) -> u8 {
             format!("{}/", offsite.prefix)
         }
     );
-    let cache = Arc::new(FleetCache::new(offsite, period));
+    let cache = Arc::new(FleetCache::new(offsite, period, cfg.fleet_drill_max_days));
     let token = cfg.api_token;
     let stop = Arc::new(AtomicBool::new(false));
     let http = {
@@ -433,6 +448,15 @@ mod tests {
         };
         let mut a = fleet::site_row("club-a", Some(&st), now + 60);
         a.archives = 30;
+        let rec = crate::offsite::drill::Record {
+            version: 1,
+            when: "2024-12-18T02:00:00Z".into(),
+            archive: Some("backup-20241218-030000.tar.gz".into()),
+            ok: true,
+            error: None,
+            videos: None,
+        };
+        a.drill = fleet::Drill::of(Ok(Some(rec)), now + 60, 8);
         let b = fleet::site_row("club\"b", None, now);
         let text = site_series(&[a, b]);
         assert!(
@@ -444,7 +468,16 @@ mod tests {
         assert!(text.contains("neopro_fleet_site_archives{site=\"club-a\"} 30\n"));
         assert!(text.contains("neopro_fleet_site_last_run_success{site=\"club\\\"b\"} 0\n"));
         assert!(text.contains("neopro_fleet_site_claimed_twice{site=\"club-a\"} 0\n"));
-        assert_eq!(text.matches("# TYPE ").count(), 8);
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 16);
+        assert!(text.contains("neopro_fleet_site_last_drill_success{site=\"club-a\"} 1\n"));
+        assert!(text.contains(&format!(
+            "neopro_fleet_site_last_drill_timestamp_seconds{{site=\"club-a\"}} {now}\n"
+        )));
+        // Never drilled: 0 and 0.
+        assert!(text.contains("neopro_fleet_site_last_drill_success{site=\"club\\\"b\"} 0\n"));
+        assert!(
+            text.contains("neopro_fleet_site_last_drill_timestamp_seconds{site=\"club\\\"b\"} 0\n")
+        );
+        assert_eq!(text.matches("# TYPE ").count(), 10);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 20);
     }
 }

@@ -10,6 +10,7 @@ mod fieldkit;
 
 mod api;
 mod blank_pi;
+mod drill;
 mod email;
 mod engine;
 mod field;
