@@ -24,8 +24,11 @@ pub fn test_server_var(name: &str) -> String {
     })
 }
 
+/// The S3 endpoint, its bucket made (`ensure_bucket`).
 pub fn s3_endpoint() -> String {
-    test_server_var("NEOPRO_TEST_S3")
+    let e = test_server_var("NEOPRO_TEST_S3");
+    ensure_bucket();
+    e
 }
 
 /// SeaweedFS's S3 port as `host:port` (for a relay in front of it).
@@ -53,6 +56,29 @@ pub fn unique_prefix(name: &str) -> String {
         std::process::id(),
         PREFIX_N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+static BUCKET_MADE: std::sync::Once = std::sync::Once::new();
+
+/// Makes the test bucket (a folder of the filer) once per test binary: on a fresh
+/// server it exists only once something wrote into it, and a test's first request may
+/// be a listing.
+pub fn ensure_bucket() {
+    BUCKET_MADE.call_once(|| {
+        let a = http(
+            &filer_addr(),
+            "POST",
+            &format!("/buckets/{BUCKET}/"),
+            &[],
+            b"",
+        );
+        assert!(
+            (200..300).contains(&a.status) || a.status == 409,
+            "cannot make the bucket through the filer: HTTP {}: {}",
+            a.status,
+            String::from_utf8_lossy(&a.body)
+        );
+    });
 }
 
 /// The bucket at `endpoint` with the test identity: no prefix, no site.
