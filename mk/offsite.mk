@@ -19,7 +19,7 @@ seaweedfs-stop:
 test-offsite: deps-offsite
 	bash scripts/seaweedfs.sh start
 	status=0; (set -a && . target/seaweedfs/env && set +a && \
-	  $(CARGO) test --locked --test it -- --include-ignored --test-threads=4 offsite:: fleet:: videos:: recover:: && \
+	  $(CARGO) test --locked --test it -- --include-ignored --test-threads=4 offsite:: fleet:: videos:: recover:: recover_api:: && \
 	  $(CARGO) test --locked --bin neopro-backup bucket::contract -- --include-ignored) || status=$$?; \
 	bash scripts/seaweedfs.sh stop; exit $$status
 
