@@ -324,7 +324,9 @@ fn dry_body(req: &recover::Request, d: &DryOutcome) -> String {
             ("skipped", skipped_json(&d.skipped)),
             (
                 "videoFetch",
-                video_step(&d.videos, |p| restore_api::videos_json(name, true, p, &[]).1),
+                video_step(&d.videos, |p| {
+                    restore_api::videos_json(name, true, p, &[]).1
+                }),
             ),
         ],
     )
@@ -616,7 +618,10 @@ struct ReportJson {
 /// when there has been none), its progress, then its answer in `result`.
 fn report() -> Response {
     let Some(j) = job_slot().clone() else {
-        return json(200, r#"{"job":null,"state":"none","result":null}"#.to_string());
+        return json(
+            200,
+            r#"{"job":null,"state":"none","result":null}"#.to_string(),
+        );
     };
     let end = j.end.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let p = &j.progress;
@@ -674,7 +679,10 @@ mod tests {
     #[test]
     fn members_are_added_at_the_end_of_an_object() {
         assert_eq!(
-            extend(r#"{"a":1}"#.into(), &[("b", "2".into()), ("c", jstr("x\""))]),
+            extend(
+                r#"{"a":1}"#.into(),
+                &[("b", "2".into()), ("c", jstr("x\""))]
+            ),
             r#"{"a":1,"b":2,"c":"x\""}"#
         );
         assert_eq!(extend("{}".into(), &[("b", "2".into())]), r#"{"b":2}"#);
