@@ -31,3 +31,13 @@ test-fleet-browser: deps-offsite deps-browser build
 	status=0; (set -a && . target/seaweedfs/env && set +a && cd $(BROWSER_TESTS) && \
 	  NEOPRO_BIN=$(abspath $(BIN)) $(NODE) --test --test-concurrency=1 fleet.test.mjs) || status=$$?; \
 	bash scripts/seaweedfs.sh stop; exit $$status
+
+# Recovery from the bucket on the backups page of a blank Pi, in Chromium, against
+# SeaweedFS (tests/browser/recover.test.mjs).
+.PHONY: test-recover-browser
+TEST_TARGETS += test-recover-browser
+test-recover-browser: deps-offsite deps-browser build
+	bash scripts/seaweedfs.sh start
+	status=0; (set -a && . target/seaweedfs/env && set +a && cd $(BROWSER_TESTS) && \
+	  NEOPRO_BIN=$(abspath $(BIN)) $(NODE) --test --test-concurrency=1 recover.test.mjs) || status=$$?; \
+	bash scripts/seaweedfs.sh stop; exit $$status
