@@ -450,3 +450,47 @@ fn a_bucket_that_cannot_be_reached_is_a_502_with_its_error() {
     );
     assert_eq!(dry.status, 502, "{dry}");
 }
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn a_recover_from_the_command_line_makes_the_api_answer_409() {
+    let prefix = unique_prefix("recover-api-cli");
+    let t = Tree::new("recover-api-cli-site");
+    write_random(&t.videos().join("Match/long.mp4"), 24 * 1024 * 1024, 5);
+    let env = site_env(&prefix, "club-cli");
+    let name = backup(&t, &env);
+    let pi = blank("recover-api-cli-pi");
+    let relay = Relay::slow_answers(&s3_addr(), 4 * 1024 * 1024);
+    let slow = with(&env, &[("S3_ENDPOINT", &relay.url())]);
+    let d = daemon(&pi, &env);
+    let mut cmd = pi.command(&["recover"]);
+    for (k, v) in &slow {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"));
+    let child = Guard(child);
+    // The CLI holds its lock from before its download to its end: seen by the part file
+    // of the big video.
+    let part = pi.videos().join("Match/.neopro-restore-long.mp4.part");
+    wait_for("the CLI fetching the big video", 60, || part.exists());
+    let a = post(&d, &recover_path(&name), r#"{"dryRun":false}"#);
+    assert_eq!(a.status, 409, "{a}");
+    assert!(
+        a.json()
+            .get("details")
+            .str()
+            .contains("neopro-backup recover"),
+        "{a}"
+    );
+    let none = get(&d, "/api/offsite/recover").json();
+    assert_eq!(
+        none.get("state").str(),
+        "none",
+        "a job was started: {none:?}"
+    );
+    drop(child);
+}
