@@ -169,5 +169,9 @@ test("a blank Pi's page offers the bucket's copies first and recovers one with i
   // The page now lists the local archive, and the banner is gone.
   await page.waitForFunction(n => document.querySelector(`#rows tr[data-name="${n}"]`), newest);
   await page.locator("#blank").waitFor({ state: "hidden" });
+  // Phone width: the bucket's list fits the screen.
+  await page.setViewportSize({ width: 390, height: 800 });
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "wider than a phone");
+  await page.locator("#remote").screenshot({ path: path.join(ARTIFACTS, "recover-phone.png") });
   assert.deepEqual(page.problems, []);
 });
