@@ -27,6 +27,17 @@ fn site_env(prefix: &str, site: &str) -> Vec<(String, String)> {
     with(&s3_env(prefix, site), &[("VIDEOS_OFFSITE", "true")])
 }
 
+/// A site's backup whose copy must be in the bucket (its name). The bucket is made
+/// first, through the filer: a freshly started SeaweedFS has none, and a site's `run`
+/// then leaves its copy pending.
+fn sent_backup(t: &Tree, env: &[(String, String)], prefix: &str, site: &str) -> String {
+    put_object(&format!("{prefix}/bucket-made"), b"");
+    let name = backup(t, env);
+    let there = objects_in(&format!("{prefix}/{site}"));
+    assert!(there.contains(&name), "{name} not sent: {there:?}");
+    name
+}
+
 /// A blank Pi: no NEOPRO_DIR, no site.conf, no BACKUP_DIR (a freshly flashed card).
 fn blank(name: &str) -> Tree {
     let t = Tree::bare(name);
@@ -130,10 +141,10 @@ fn a_blank_pi_lists_dry_runs_and_recovers_its_site_over_the_api() {
     let t = Tree::new("recover-api-site");
     t.add_video(b"Sponsors/partner one.mp4", 300_000, BASE_MTIME);
     let env = site_env(&prefix, site);
-    let first = backup(&t, &env);
+    let first = sent_backup(&t, &env, &prefix, site);
     write_file(&t.configuration_json(), b"{\"club\": \"second night\"}\n");
     wait_for("the next second", 5, || name_at(now_unix()) != first);
-    let second = backup(&t, &env);
+    let second = sent_backup(&t, &env, &prefix, site);
     // An encrypted copy of an older night (from before ENCRYPT_TO was turned off), and
     // a file that is not an archive copy: listed and flagged, and left out.
     let old_age = format!("{}.age", name_at(now_unix() - 3 * 86_400));
@@ -340,7 +351,7 @@ fn a_second_recovery_is_refused_while_one_runs_and_the_report_shows_progress() {
     let big = t.videos().join("Match/full match.mp4");
     write_random(&big, 24 * 1024 * 1024, 11);
     let env = site_env(&prefix, site);
-    let name = backup(&t, &env);
+    let name = sent_backup(&t, &env, &prefix, site);
     let pi = blank("recover-api-busy-pi");
     // Through a relay that answers at 4 MiB/s: the big video takes 6 s.
     let relay = Relay::slow_answers(&s3_addr(), 4 * 1024 * 1024);
@@ -458,7 +469,7 @@ fn a_recover_from_the_command_line_makes_the_api_answer_409() {
     let t = Tree::new("recover-api-cli-site");
     write_random(&t.videos().join("Match/long.mp4"), 24 * 1024 * 1024, 5);
     let env = site_env(&prefix, "club-cli");
-    let name = backup(&t, &env);
+    let name = sent_backup(&t, &env, &prefix, "club-cli");
     let pi = blank("recover-api-cli-pi");
     let relay = Relay::slow_answers(&s3_addr(), 4 * 1024 * 1024);
     let slow = with(&env, &[("S3_ENDPOINT", &relay.url())]);
