@@ -19,7 +19,7 @@ seaweedfs-stop:
 test-offsite: deps-offsite
 	bash scripts/seaweedfs.sh start
 	status=0; (set -a && . target/seaweedfs/env && set +a && \
-	  $(CARGO) test --locked --test it -- --include-ignored --test-threads=4 offsite:: fleet:: videos:: recover:: blank_pi:: drill:: && \
+	  $(CARGO) test --locked --test it -- --include-ignored --test-threads=4 offsite:: fleet:: videos:: recover:: recover_api:: blank_pi:: drill:: && \
 	  $(CARGO) test --locked --bin neopro-backup bucket::contract -- --include-ignored) || status=$$?; \
 	bash scripts/seaweedfs.sh stop; exit $$status
 
@@ -30,4 +30,14 @@ test-fleet-browser: deps-offsite deps-browser build
 	bash scripts/seaweedfs.sh start
 	status=0; (set -a && . target/seaweedfs/env && set +a && cd $(BROWSER_TESTS) && \
 	  NEOPRO_BIN=$(abspath $(BIN)) $(NODE) --test --test-concurrency=1 fleet.test.mjs) || status=$$?; \
+	bash scripts/seaweedfs.sh stop; exit $$status
+
+# Recovery from the bucket on the backups page of a blank Pi, in Chromium, against
+# SeaweedFS (tests/browser/recover.test.mjs).
+.PHONY: test-recover-browser
+TEST_TARGETS += test-recover-browser
+test-recover-browser: deps-offsite deps-browser build
+	bash scripts/seaweedfs.sh start
+	status=0; (set -a && . target/seaweedfs/env && set +a && cd $(BROWSER_TESTS) && \
+	  NEOPRO_BIN=$(abspath $(BIN)) $(NODE) --test --test-concurrency=1 recover.test.mjs) || status=$$?; \
 	bash scripts/seaweedfs.sh stop; exit $$status

@@ -21,7 +21,7 @@ use crate::serve::reply::{
     JSON, bad_name, error, failed, json, jstr, not_found_backup, open_archive,
 };
 use crate::serve::state::Shared;
-use crate::serve::{download, guard, metrics, page, restore_api};
+use crate::serve::{download, guard, metrics, page, recover_api, restore_api};
 use crate::status;
 use crate::store;
 
@@ -36,7 +36,7 @@ pub fn archive_param(raw: &str) -> Result<String, Response> {
 }
 
 /// 405, with the methods the path takes (every GET route also answers HEAD).
-fn method_not_allowed(allow: &str) -> Response {
+pub(super) fn method_not_allowed(allow: &str) -> Response {
     let allow = if allow == "GET" { "GET, HEAD" } else { allow };
     error(405, "Méthode non autorisée").with_header("Allow", allow)
 }
@@ -59,7 +59,7 @@ pub fn quick(req: &Request) -> Option<Response> {
 }
 
 /// The routing table.
-pub fn route(shared: &Shared, req: &Request) -> Response {
+pub fn route(shared: &std::sync::Arc<Shared>, req: &Request) -> Response {
     if !guard::host_allowed(req.header("Host")) {
         return error(403, "Hôte non autorisé");
     }
@@ -128,6 +128,9 @@ pub fn route(shared: &Shared, req: &Request) -> Response {
                 return method_not_allowed("DELETE");
             }
             with_name(&rest[1..], |n| delete(shared, n))
+        }
+        (_, _, None) if path.starts_with("/api/offsite/") => {
+            recover_api::route(shared, m, path, &req.body)
         }
         _ => error(404, "Route inconnue"),
     }

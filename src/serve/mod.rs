@@ -10,6 +10,7 @@ mod guard;
 mod metrics;
 mod page;
 mod prom;
+mod recover_api;
 mod reply;
 mod restore_api;
 pub mod state;

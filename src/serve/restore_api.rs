@@ -107,7 +107,7 @@ struct DryRunJson {
     videos: VideosJson,
 }
 
-fn dry_json(name: &str, r: &DryReport) -> String {
+pub(super) fn dry_json(name: &str, r: &DryReport) -> String {
     let show = |p: &[u8]| {
         let mut s = String::new();
         inventory::escape_path(p, &mut s);
@@ -221,7 +221,7 @@ struct RestoreJson {
 }
 
 /// The JSON of a real restore: 200 when every file was restored, else 500.
-fn done_json(name: &str, d: &Done) -> (u16, String) {
+pub(super) fn done_json(name: &str, d: &Done) -> (u16, String) {
     let restored = d.restored();
     let failed = d.failed();
     let ok = failed.is_empty();
@@ -452,7 +452,7 @@ struct VideosRestoreJson {
     results: Vec<VideoResultJson>,
 }
 
-fn videos_json(
+pub(super) fn videos_json(
     name: &str,
     dry: bool,
     p: &VideoPlan,

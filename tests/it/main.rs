@@ -20,5 +20,6 @@ mod fleet;
 mod hostile_peers;
 mod offsite;
 mod recover;
+mod recover_api;
 mod restore;
 mod videos;
