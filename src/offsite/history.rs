@@ -483,8 +483,6 @@ pub fn new_start(cfg: &Config, log: &Log) -> Result<(), String> {
 }
 
 /// Why every offsite write is held, if it is (from the state), for the page and the API.
-// Called by the API's recovery section, merged separately.
-#[allow(dead_code)]
 pub fn held(cfg: &Config) -> Option<String> {
     cfg.offsite.as_ref()?;
     read_state(&cfg.backup_dir).held

@@ -10,6 +10,8 @@
 //! - `POST /api/offsite/recover/:name` `{"dryRun":false}`: 202 `{"job":…}` at once; the
 //!   recovery runs in a thread of its own (it counts in `running`, so the shutdown
 //!   waits for it or cancels it), and `GET /api/offsite/recover` reports it.
+//! - `POST /api/offsite/new-start` `{"confirm":true}`: this Pi starts a new history under
+//!   SITE_ID (`recover --new-start`): its held copies go out, nothing is removed.
 //! - 409 while a recovery, a backup or a restore of this daemon runs (and, from the
 //!   job, when recover.rs finds the lock of a backup run from the command line).
 
@@ -56,6 +58,8 @@ pub fn route(shared: &Arc<Shared>, m: &str, path: &str, body: &[u8]) -> Response
         "/api/offsite/backups" => super::api::method_not_allowed("GET"),
         "/api/offsite/recover" if m == "GET" => report(),
         "/api/offsite/recover" => super::api::method_not_allowed("GET"),
+        "/api/offsite/new-start" if m == "POST" => new_start(shared, body),
+        "/api/offsite/new-start" => super::api::method_not_allowed("POST"),
         _ => match path.strip_prefix("/api/offsite/recover/") {
             Some(_) if m != "POST" => super::api::method_not_allowed("POST"),
             Some(raw) => match percent_decode(raw).filter(|n| recover::is_remote_name(n)) {
@@ -90,10 +94,14 @@ struct RemoteJson {
 }
 
 #[derive(SerJson)]
+#[nserde(serialize_none_as_null)]
 struct ListJson {
     site: String,
     location: String,
     backups: Vec<RemoteJson>,
+    /// Why this Pi's offsite copies are held (a site's history it has no part in:
+    /// offsite/history.rs), or null.
+    held: Option<String>,
 }
 
 /// `GET /api/offsite/backups`: `{"site","location","backups":[{"name","sizeBytes",
@@ -119,10 +127,48 @@ fn list(shared: &Shared) -> Response {
                         encrypted: r.encrypted,
                     })
                     .collect(),
+                held: offsite::history::held(&shared.cfg),
             }
             .serialize_json(),
         ),
         Err(e) => failed(502, "Lecture du bucket impossible", &e.msg),
+    }
+}
+
+#[derive(DeJson)]
+struct NewStartRequest {
+    confirm: Option<bool>,
+}
+
+/// `POST /api/offsite/new-start` `{"confirm":true}` (required: it changes where the
+/// copies go): `recover --new-start` on the page.
+fn new_start(shared: &Shared, body: &[u8]) -> Response {
+    if shared.cfg.offsite.is_none() {
+        return no_offsite();
+    }
+    let confirmed = std::str::from_utf8(body)
+        .ok()
+        .and_then(|t| NewStartRequest::deserialize_json(t).ok())
+        .and_then(|r| r.confirm);
+    if confirmed != Some(true) {
+        return error(
+            400,
+            "Corps attendu : {\"confirm\": true} (un nouveau départ change l'endroit où vont les copies)",
+        );
+    }
+    let log = Log::new(&shared.cfg.backup_dir, &shared.tz);
+    match offsite::history::new_start(&shared.cfg, &log) {
+        Ok(()) => {
+            offsite::wake();
+            json(
+                200,
+                format!(
+                    "{{\"success\":true,\"site\":{}}}",
+                    jstr(&shared.cfg.site_id)
+                ),
+            )
+        }
+        Err(e) => failed(500, "Nouveau départ impossible", &e),
     }
 }
 

@@ -440,3 +440,25 @@ fn a_fresh_card_under_the_site_id_is_held_until_it_recovers_then_carries_on_the_
         }
     }
 }
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn recover_new_start_lets_a_held_pi_send_beside_the_old_history_and_removes_nothing() {
+    let prefix = unique_prefix("recover-new-start");
+    let site = Tree::new("recover-new-start-site");
+    let env = site_env(&prefix, "club-n");
+    let old = backup(&site, &env);
+    let pi = Tree::bare("recover-new-start-pi");
+    write_file(&pi.configuration_json(), b"{\"club\": \"new\"}\n");
+    let held = run(&pi, &env, &["run"]);
+    assert!(held.stdout.contains("held"), "{held}");
+    let off = run(&pi, &[], &["recover", "--new-start"]);
+    off.expect_code(2, "--new-start without offsite keys");
+    let out = run(&pi, &env, &["recover", "--new-start"]);
+    out.expect_code(0, "recover --new-start");
+    assert!(out.stdout.contains("New start"), "{out}");
+    let next = backup(&pi, &env);
+    let there = objects_in(&format!("{prefix}/club-n"));
+    assert!(there.contains(&next) && there.contains(&old), "{there:?}");
+    run(&pi, &env, &["check"]).expect_code(0, "check after the new start");
+}

@@ -505,3 +505,41 @@ fn a_recover_from_the_command_line_makes_the_api_answer_409() {
     );
     drop(child);
 }
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn a_held_pi_says_so_in_the_list_and_a_new_start_from_the_page_lets_its_copies_go() {
+    let prefix = unique_prefix("api-new-start");
+    let site = Tree::new("api-new-start-site");
+    let env = site_env(&prefix, "club-ns");
+    let old = sent_backup(&site, &env, &prefix, "club-ns");
+    // A fresh card under the same SITE_ID, with files of its own: its backup is held.
+    let pi = Tree::bare("api-new-start-pi");
+    write_file(&pi.configuration_json(), b"{\"club\": \"a new start\"}\n");
+    let held = run(&pi, &env, &["run"]);
+    held.expect_code(0, "the fresh card's local backup");
+    assert!(held.stdout.contains("held"), "{held}");
+    let d = daemon(&pi, &env);
+    let l = get(&d, "/api/offsite/backups");
+    assert_eq!(l.status, 200, "{l}");
+    assert!(l.json().get("held").str().contains("recover"), "{l}");
+    // A new start needs an explicit confirmation.
+    for body in ["", "{}", "{\"confirm\":false}", "{\"confirm\":\"yes\"}"] {
+        let a = post(&d, "/api/offsite/new-start", body);
+        assert_eq!(a.status, 400, "{body}: {a}");
+    }
+    let g = get(&d, "/api/offsite/new-start");
+    assert_eq!(g.status, 405, "{g}");
+    let a = post(&d, "/api/offsite/new-start", "{\"confirm\":true}");
+    assert_eq!(a.status, 200, "{a}");
+    assert_eq!(a.json().get("site").str(), "club-ns");
+    let l = get(&d, "/api/offsite/backups");
+    assert!(l.json().get("held").is_null(), "{l}");
+    // The held copy goes (the daemon's worker was woken), beside the old history.
+    let mine = archives(&pi.backups);
+    wait_for("the held copy to reach the bucket", 60, || {
+        let there = objects_in(&format!("{prefix}/club-ns"));
+        mine.iter().all(|n| there.contains(n))
+    });
+    assert!(objects_in(&format!("{prefix}/club-ns")).contains(&old));
+}
