@@ -103,11 +103,13 @@ test("a blank Pi's page offers the bucket's copies first and recovers one with i
     "neopro/videos/Match/finale.mp4": big,
     "etc/site.conf": 'SITE_NAME="Club Page"\n',
   });
-  // An older copy, encrypted: recovered over SSH only. Written first, through the filer:
-  // it makes the bucket of a freshly started SeaweedFS.
+  // Written first, through the filer: it makes the bucket of a freshly started SeaweedFS.
+  await put(`${prefix}/bucket-made`, "");
+  execFileSync(BIN, ["--config", club.conf, "run"], { env: { ...club.env, ...s3 }, stdio: "pipe" });
+  // An older copy, encrypted: recovered over SSH only. Put after the site's own run (a
+  // site's folder holding copies it did not send would hold its copies back).
   const aged = "backup-20240101-030000.tar.gz.age";
   await put(`${prefix}/${site}/${aged}`, "age-encryption.org/v1\n-> X25519 not a real one\n");
-  execFileSync(BIN, ["--config", club.conf, "run"], { env: { ...club.env, ...s3 }, stdio: "pipe" });
   const newest = fs.readdirSync(path.join(club.root, "backups")).find(n => /^backup-\d{8}-\d{6}\.tar\.gz$/.test(n));
   assert.ok(newest, "the site made no archive");
   const sent = await fetch(`${FILER}/buckets/${BUCKET}/${prefix}/${site}/${newest}`);
