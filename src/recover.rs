@@ -904,14 +904,6 @@ pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
         Ok(f) => crate::restore::run(&restore_job(req, &site_cfg, &name), f, req.wait),
         Err(e) => Err(crate::restore::Abort::Failed(e)),
     };
-    // Once the site's files are on the Pi, its history is this Pi's.
-    let history = restore
-        .as_ref()
-        .is_ok_and(|d| d.ok())
-        .then(|| offsite::history::record_recovery(req.cfg, &req.site, &log));
-    if let Some(Err(e)) = &history {
-        log.error(&format!("recover: cannot record the recovery: {e}"));
-    }
     let videos = if !req.videos {
         VideosStep::NotAsked
     } else {
@@ -933,6 +925,16 @@ pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
             },
         }
     };
+    // Once the site's files are on the Pi, its history is this Pi's: recorded after the
+    // videos, so that a backup made while they come (a half-filled videos folder) is
+    // one of the copies kept local, never the site's newest copy in the bucket.
+    let history = restore
+        .as_ref()
+        .is_ok_and(|d| d.ok())
+        .then(|| offsite::history::record_recovery(req.cfg, &req.site, &log));
+    if let Some(Err(e)) = &history {
+        log.error(&format!("recover: cannot record the recovery: {e}"));
+    }
     Ok(Outcome {
         archive,
         skipped,
