@@ -19,6 +19,7 @@ mod bucket;
 mod cli;
 mod clock;
 mod config;
+mod drill;
 mod fsutil;
 mod host;
 mod http;

@@ -1,7 +1,7 @@
 //! `fleet [--json]`: every site's last status, read from the S3 bucket; `fleet serve`:
 //! the central dashboard (serve/fleet.rs); `fleet gc`: the operator's garbage collection
 //! of video objects (offsite/gc.rs); `fleet drill`: the operator's restore drills
-//! (offsite/drill.rs).
+//! (drill.rs).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use nanoserde::SerJson;
 use crate::cli::args::Usage;
 use crate::clock;
 use crate::config::Config;
-use crate::offsite::drill::{self, SiteDrill};
+use crate::drill::{self, SiteDrill};
 use crate::offsite::fleet::{self, Fleet};
 use crate::offsite::gc;
 use crate::units::human_size;

@@ -29,7 +29,7 @@ use crate::bucket::Bucket;
 use crate::clock;
 use crate::config::OffsiteSettings;
 use crate::offsite;
-use crate::offsite::drill::{self, VideoCounts};
+use crate::offsite::drill_record::{self as drill, VideoCounts};
 use crate::offsite::history::is_copy_name;
 use crate::status::Status;
 

@@ -27,13 +27,13 @@
 // nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
 #![allow(clippy::question_mark)]
 
-pub mod drill;
+pub mod drill_record;
 pub mod fleet;
 pub mod gc;
 pub mod history;
 mod ledger;
 #[cfg(test)]
-mod mem_tests;
+pub(crate) mod mem_tests;
 mod video_put;
 pub mod videos;
 

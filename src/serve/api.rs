@@ -18,7 +18,7 @@ use crate::fsutil;
 use crate::http::percent::percent_decode;
 use crate::http::server::{Body, Request, Response};
 use crate::serve::reply::{
-    JSON, bad_name, error, failed, json, jstr, not_found_backup, open_archive,
+    JSON, bad_name, error, failed, json, jstr, method_not_allowed, not_found_backup, open_archive,
 };
 use crate::serve::state::Shared;
 use crate::serve::{download, guard, metrics, page, recover_api, restore_api};
@@ -33,12 +33,6 @@ pub fn archive_param(raw: &str) -> Result<String, Response> {
     } else {
         Err(bad_name())
     }
-}
-
-/// 405, with the methods the path takes (every GET route also answers HEAD).
-pub(super) fn method_not_allowed(allow: &str) -> Response {
-    let allow = if allow == "GET" { "GET, HEAD" } else { allow };
-    error(405, "Méthode non autorisée").with_header("Allow", allow)
 }
 
 /// `ok`, with the server's clock in `Date` (RFC 9110, 6.6.1: a monitoring probe sees a

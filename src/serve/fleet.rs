@@ -448,7 +448,7 @@ mod tests {
         };
         let mut a = fleet::site_row("club-a", Some(&st), now + 60);
         a.archives = 30;
-        let rec = crate::offsite::drill::Record {
+        let rec = crate::offsite::drill_record::Record {
             version: 1,
             when: "2024-12-18T02:00:00Z".into(),
             archive: Some("backup-20241218-030000.tar.gz".into()),

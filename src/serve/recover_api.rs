@@ -30,7 +30,7 @@ use crate::http::server::Response;
 use crate::offsite;
 use crate::recover::{self, DryOutcome, Failure, FetchError, Outcome, Progress, VideosStep};
 use crate::restore::Abort;
-use crate::serve::reply::{bad_name, error, failed, json, jstr};
+use crate::serve::reply::{bad_name, error, failed, json, jstr, method_not_allowed};
 use crate::serve::restore_api;
 use crate::serve::state::{BACKUP_STACK, Shared};
 use crate::status::Log;
@@ -55,13 +55,13 @@ fn job_slot() -> MutexGuard<'static, Option<Arc<Job>>> {
 pub fn route(shared: &Arc<Shared>, m: &str, path: &str, body: &[u8]) -> Response {
     match path {
         "/api/offsite/backups" if m == "GET" => list(shared),
-        "/api/offsite/backups" => super::api::method_not_allowed("GET"),
+        "/api/offsite/backups" => method_not_allowed("GET"),
         "/api/offsite/recover" if m == "GET" => report(),
-        "/api/offsite/recover" => super::api::method_not_allowed("GET"),
+        "/api/offsite/recover" => method_not_allowed("GET"),
         "/api/offsite/new-start" if m == "POST" => new_start(shared, body),
-        "/api/offsite/new-start" => super::api::method_not_allowed("POST"),
+        "/api/offsite/new-start" => method_not_allowed("POST"),
         _ => match path.strip_prefix("/api/offsite/recover/") {
-            Some(_) if m != "POST" => super::api::method_not_allowed("POST"),
+            Some(_) if m != "POST" => method_not_allowed("POST"),
             Some(raw) => match percent_decode(raw).filter(|n| recover::is_remote_name(n)) {
                 Some(name) => post(shared, &name, body),
                 None => bad_name(),

@@ -55,6 +55,12 @@ pub fn open_archive(
     fsutil::open_regular_nofollow(&shared.cfg.backup_dir.join(name)).map_err(|_| not_found_backup())
 }
 
+/// 405, with the methods the path takes (every GET route also answers HEAD).
+pub fn method_not_allowed(allow: &str) -> Response {
+    let allow = if allow == "GET" { "GET, HEAD" } else { allow };
+    error(405, "Méthode non autorisée").with_header("Allow", allow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

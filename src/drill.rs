@@ -22,12 +22,13 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use nanoserde::{DeJson, SerJson};
+use nanoserde::SerJson;
 
 use crate::backup::archive::{self, MANIFEST};
 use crate::bucket::{Bucket, ObjectHead};
 use crate::clock;
 use crate::config::OffsiteSettings;
+pub use crate::offsite::drill_record::{DRILL_OBJECT, Record, VERSION, VideoCounts};
 use crate::offsite::{self, videos};
 use crate::recover::{self, FetchError, Remote};
 use crate::restore::INVENTORY;
@@ -35,12 +36,6 @@ use crate::store;
 use crate::units::{Sha256, hex};
 use crate::videos::inventory;
 
-/// The object of a site's last drill, beside its status.
-pub const DRILL_OBJECT: &str = "drill.json";
-/// The format's version (docs/format.md, Restore drills).
-pub const VERSION: u32 = 1;
-/// A drill.json bigger than this is not read (a real one is under 2 KiB).
-pub const MAX_DRILL_BYTES: u64 = 64 * 1024;
 /// Bytes read from the start of an `.age` video copy to find its header's length.
 const AGE_HEADER_PROBE: u64 = 16 * 1024;
 /// The age format's payload: a 16-byte nonce, then 64 KiB chunks each sealed with a
@@ -50,67 +45,6 @@ const AGE_CHUNK: u64 = 64 * 1024;
 const AGE_TAG: u64 = 16;
 /// Videos named in a failed drill's error (the counts say how many there are).
 const PROBLEMS_SHOWN: usize = 5;
-
-/// What the videos' check found (`drill.json`'s `videos`).
-#[derive(Debug, Clone, Default, PartialEq, SerJson, DeJson)]
-#[nserde(default)]
-pub struct VideoCounts {
-    /// Videos the archive names (lines of its inventory).
-    pub checked: u64,
-    /// In no place of the bucket.
-    pub missing: u64,
-    /// In the bucket, but no copy of the size the archive says.
-    pub wrong_size: u64,
-    /// `--deep`: the bytes were read and hashed.
-    pub deep: bool,
-    /// `--deep`: no copy of the right size hashes to its name.
-    pub bad_hash: u64,
-}
-
-impl VideoCounts {
-    pub fn ok(&self) -> bool {
-        self.missing == 0 && self.wrong_size == 0 && self.bad_hash == 0
-    }
-}
-
-/// `S3_PREFIX/SITE/drill.json` (docs/format.md, Restore drills).
-#[derive(Debug, Clone, PartialEq, SerJson, DeJson)]
-#[nserde(serialize_none_as_null)]
-pub struct Record {
-    pub version: u32,
-    /// When the drill ended, ISO 8601 UTC (`2026-01-05T09:12:40Z`).
-    pub when: String,
-    /// The copy drilled (its name in the bucket); null when the site holds none.
-    pub archive: Option<String>,
-    pub ok: bool,
-    pub error: Option<String>,
-    /// null when the archive names no video by hash (made without VIDEOS_OFFSITE), or
-    /// when the drill failed before the videos.
-    pub videos: Option<VideoCounts>,
-}
-
-impl Record {
-    /// Parses a drill.json; refuses another version (a newer program's format).
-    pub fn parse(bytes: &[u8]) -> Result<Record, String> {
-        let text =
-            std::str::from_utf8(bytes).map_err(|_| format!("{DRILL_OBJECT} is not UTF-8 text"))?;
-        let r = Record::deserialize_json(text)
-            .map_err(|e| format!("{DRILL_OBJECT} is not a valid drill record ({e})"))?;
-        if r.version != VERSION {
-            return Err(format!(
-                "{DRILL_OBJECT} has version {}, this program reads version {VERSION} (upgrade it)",
-                r.version
-            ));
-        }
-        if clock::parse_iso(&r.when).is_none() {
-            return Err(format!(
-                "{DRILL_OBJECT}: \"when\" is not an ISO 8601 time: {:?}",
-                r.when
-            ));
-        }
-        Ok(r)
-    }
-}
 
 /// Why a site's drill failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
