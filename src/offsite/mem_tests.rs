@@ -26,10 +26,10 @@ pub(crate) fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
 }
 
 /// A folder of its own under the system's temp dir, removed at the end.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(name: &str) -> Scratch {
+    pub(crate) fn new(name: &str) -> Scratch {
         static N: AtomicU32 = AtomicU32::new(0);
         let p = std::env::temp_dir().join(format!(
             "neopro-mem-{}-{}-{name}",

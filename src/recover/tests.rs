@@ -4,38 +4,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 use crate::bucket::mem::{Fault, MemBucket, Op};
 use crate::config::{Config, Lookup};
-
-fn ok<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
-    r.unwrap_or_else(|e| panic!("{e:?}"))
-}
-
-/// A scratch folder, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "neopro-recover-{}-{}-{name}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        ok(std::fs::create_dir_all(&p));
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::offsite::mem_tests::{Scratch, ok};
 
 fn config(root: &Path, prefix: &str) -> Config {
     let vars: HashMap<String, String> = [

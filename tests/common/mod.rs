@@ -609,3 +609,51 @@ pub fn naive_utc(year: i64, month: i64, day: i64, hour: i64, minute: i64, second
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + hour * 3600 + minute * 60 + second
 }
+
+/// Every file, folder and link under `root`: type, mode, size and bytes (and with
+/// `dir_mtimes`, each folder's mtime to the nanosecond). Two equal snapshots: nothing
+/// was written, created or removed.
+pub fn snapshot(root: &Path, dir_mtimes: bool) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let rel = p
+            .strip_prefix(root)
+            .map(|r| r.display().to_string())
+            .unwrap_or_default();
+        let what = if meta.is_dir() {
+            for e in fs::read_dir(&p).unwrap_or_else(|e| panic!("{e}")) {
+                stack.push(e.unwrap_or_else(|e| panic!("{e}")).path());
+            }
+            if dir_mtimes {
+                format!(
+                    "dir {:o} mtime {}",
+                    meta.mode(),
+                    meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+                )
+            } else {
+                format!("dir {:o}", meta.mode())
+            }
+        } else if meta.file_type().is_symlink() {
+            format!("link {:?}", fs::read_link(&p).ok())
+        } else {
+            format!(
+                "file {:o} {} {:?}",
+                meta.mode(),
+                meta.len(),
+                fs::read(&p).unwrap_or_default()
+            )
+        };
+        out.insert(rel, what);
+    }
+    out
+}
+
+/// A freshly flashed card: no NEOPRO_DIR, no site.conf, no BACKUP_DIR.
+pub fn blank_card(name: &str) -> Tree {
+    let t = Tree::bare(name);
+    fs::remove_dir_all(&t.neopro).unwrap_or_else(|e| panic!("{e}"));
+    t
+}

@@ -7,10 +7,8 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,48 +19,6 @@ use common::*;
 /// A site's environment with VIDEOS_OFFSITE.
 fn site_env(prefix: &str, site: &str) -> Vec<(String, String)> {
     with(&s3_env(prefix, site), &[("VIDEOS_OFFSITE", "true")])
-}
-
-/// Every file, folder and link under `root`: type, mode, size and bytes. Two equal
-/// snapshots: nothing was written, created or removed.
-fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let meta = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let rel = p
-            .strip_prefix(root)
-            .map(|r| r.display().to_string())
-            .unwrap_or_default();
-        let what = if meta.is_dir() {
-            for e in fs::read_dir(&p).unwrap_or_else(|e| panic!("{e}")) {
-                stack.push(e.unwrap_or_else(|e| panic!("{e}")).path());
-            }
-            format!(
-                "dir {:o} mtime {}",
-                meta.mode(),
-                meta.mtime_nsec() + meta.mtime() * 1_000_000_000
-            )
-        } else if meta.file_type().is_symlink() {
-            format!("link {:?}", fs::read_link(&p).ok())
-        } else {
-            format!(
-                "file {:o} {} {:?}",
-                meta.mode(),
-                meta.len(),
-                fs::read(&p).unwrap_or_default()
-            )
-        };
-        out.insert(rel, what);
-    }
-    out
-}
-
-/// A blank Pi: no NEOPRO_DIR, no site.conf, no BACKUP_DIR (a freshly flashed card).
-fn blank(name: &str) -> Tree {
-    let t = Tree::bare(name);
-    fs::remove_dir_all(&t.neopro).unwrap_or_else(|e| panic!("{e}"));
-    t
 }
 
 /// A site with two nights and its videos in the bucket: (tree, first archive, second
@@ -119,11 +75,11 @@ fn same_videos(a: &Tree, b: &Tree) {
 fn a_blank_pi_recovers_its_site_files_videos_and_archive_in_one_command() {
     let prefix = unique_prefix("recover");
     let (site, first, second, first_conf) = site_with_two_nights(&prefix, "club-a", &[]);
-    let pi = blank("recover-blank");
+    let pi = blank_card("recover-blank");
     let env = site_env(&prefix, "new-hostname");
 
     // The new hostname has no archive: exit 1, naming the sites the bucket holds.
-    let before = snapshot(&pi.root);
+    let before = snapshot(&pi.root, true);
     let none = run(&pi, &env, &["recover"]);
     none.expect_code(1, "recover under a new hostname");
     assert!(
@@ -131,7 +87,7 @@ fn a_blank_pi_recovers_its_site_files_videos_and_archive_in_one_command() {
         "{none}"
     );
     assert_eq!(
-        snapshot(&pi.root),
+        snapshot(&pi.root, true),
         before,
         "a failed recover wrote something"
     );
@@ -153,7 +109,11 @@ fn a_blank_pi_recovers_its_site_files_videos_and_archive_in_one_command() {
             .contains(&format!("{} to fetch", VIDEOS.len() + 1)),
         "{dry}"
     );
-    assert_eq!(snapshot(&pi.root), before, "the dry run wrote something");
+    assert_eq!(
+        snapshot(&pi.root, true),
+        before,
+        "the dry run wrote something"
+    );
 
     // The recovery.
     let out = run(&pi, &env, &["recover", "--site", "club-a"]);
@@ -224,7 +184,7 @@ fn a_damaged_newest_copy_is_named_and_skipped_and_never_left_in_backup_dir() {
     let key = format!("{prefix}/club-d/{second}");
     let whole = object(&key).unwrap_or_default();
     put_object(&key, &whole[..whole.len() / 2]);
-    let pi = blank("recover-damaged");
+    let pi = blank_card("recover-damaged");
     let env = with(&site_env(&prefix, "club-d"), &[]);
     let dry = run(&pi, &env, &["recover", "--dry-run", "--no-videos"]);
     dry.expect_code(0, "dry run past a damaged copy");
@@ -262,7 +222,7 @@ fn a_damaged_newest_copy_is_named_and_skipped_and_never_left_in_backup_dir() {
         &format!("{prefix}/club-d/{}", name_at(now_unix() + 86_400)),
         b"age-encryption.org/v1 not gzip",
     );
-    let pi2 = blank("recover-garbage");
+    let pi2 = blank_card("recover-garbage");
     let none = run(&pi2, &env, &["recover", "--no-videos"]);
     none.expect_code(0, "garbage and a truncated copy skipped, the oldest taken");
     assert_eq!(none.stdout.matches("is DAMAGED").count(), 2, "{none}");
@@ -288,12 +248,12 @@ fn an_encrypted_site_needs_its_identity_and_a_wrong_one_writes_nothing() {
     let (wrong, _) = keygen("wrong.txt");
     let (site, _, second, _) =
         site_with_two_nights(&prefix, "club-e", &[("ENCRYPT_TO", public.as_str())]);
-    let pi = blank("recover-age");
+    let pi = blank_card("recover-age");
     let env = with(
         &site_env(&prefix, "club-e"),
         &[("ENCRYPT_TO", public.as_str())],
     );
-    let before = snapshot(&pi.root);
+    let before = snapshot(&pi.root, true);
     let without = run(&pi, &env, &["recover"]);
     without.expect_code(1, "encrypted without an identity");
     assert!(
@@ -301,7 +261,7 @@ fn an_encrypted_site_needs_its_identity_and_a_wrong_one_writes_nothing() {
         "{without}"
     );
     assert_eq!(
-        snapshot(&pi.root),
+        snapshot(&pi.root, true),
         before,
         "recover without the identity wrote"
     );
@@ -309,7 +269,7 @@ fn an_encrypted_site_needs_its_identity_and_a_wrong_one_writes_nothing() {
     bad.expect_code(1, "a wrong identity");
     assert!(bad.stderr.contains("does not open it"), "{bad}");
     assert_eq!(
-        snapshot(&pi.root),
+        snapshot(&pi.root, true),
         before,
         "recover with a wrong identity wrote"
     );
@@ -338,7 +298,7 @@ fn a_recovery_killed_in_the_middle_of_a_video_finishes_at_the_next_run() {
     write_random(&big, 48 * 1024 * 1024, 7);
     let env = site_env(&prefix, "club-k");
     let name = backup(&t, &env);
-    let pi = blank("recover-kill");
+    let pi = blank_card("recover-kill");
     // Through a relay that answers at 4 MiB/s: the big video takes 12 s.
     let relay = Relay::slow_answers(&s3_addr(), 4 * 1024 * 1024);
     let slow = with(&env, &[("S3_ENDPOINT", &relay.url())]);

@@ -9,9 +9,7 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -36,44 +34,6 @@ fn sent_backup(t: &Tree, env: &[(String, String)], prefix: &str, site: &str) -> 
     let there = objects_in(&format!("{prefix}/{site}"));
     assert!(there.contains(&name), "{name} not sent: {there:?}");
     name
-}
-
-/// A blank Pi: no NEOPRO_DIR, no site.conf, no BACKUP_DIR (a freshly flashed card).
-fn blank(name: &str) -> Tree {
-    let t = Tree::bare(name);
-    fs::remove_dir_all(&t.neopro).unwrap_or_else(|e| panic!("{e}"));
-    t
-}
-
-/// Every file, folder and link under `root` but the daemon's own log: type, mode, size,
-/// bytes. Two equal snapshots: nothing was written, created or removed.
-fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let meta = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let rel = p
-            .strip_prefix(root)
-            .map(|r| r.display().to_string())
-            .unwrap_or_default();
-        let what = if meta.is_dir() {
-            for e in fs::read_dir(&p).unwrap_or_else(|e| panic!("{e}")) {
-                stack.push(e.unwrap_or_else(|e| panic!("{e}")).path());
-            }
-            format!("dir {:o}", meta.mode())
-        } else if meta.file_type().is_symlink() {
-            format!("link {:?}", fs::read_link(&p).ok())
-        } else {
-            format!(
-                "file {:o} {} {:?}",
-                meta.mode(),
-                meta.len(),
-                fs::read(&p).unwrap_or_default()
-            )
-        };
-        out.insert(rel, what);
-    }
-    out
 }
 
 /// The daemon of `pi` with `env` and the API token.
@@ -154,7 +114,7 @@ fn a_blank_pi_lists_dry_runs_and_recovers_its_site_over_the_api() {
     );
     put_object(&format!("{prefix}/{site}/notes.txt"), b"not an archive");
 
-    let pi = blank("recover-api-pi");
+    let pi = blank_card("recover-api-pi");
     let d = daemon(&pi, &env);
 
     // The list: the same auth as every /api route, newest first, sizes as in the bucket.
@@ -222,7 +182,7 @@ fn a_blank_pi_lists_dry_runs_and_recovers_its_site_over_the_api() {
 
     // The dry run: the restore's dry run of the copy, what would be fetched and made,
     // and nothing written.
-    let before = snapshot(&pi.root);
+    let before = snapshot(&pi.root, false);
     let dry = post(&d, &recover_path(&second), r#"{"dryRun":true}"#);
     assert_eq!(dry.status, 200, "{dry}");
     let j = dry.json();
@@ -252,7 +212,11 @@ fn a_blank_pi_lists_dry_runs_and_recovers_its_site_over_the_api() {
     assert_eq!(plan.get("fetch").arr().len(), VIDEOS.len() + 1, "{dry}");
     let video_bytes: u64 = VIDEOS.iter().map(|(_, s)| *s).sum::<u64>() + 300_000;
     assert_eq!(plan.get("fetchBytes").u64(), video_bytes);
-    assert_eq!(snapshot(&pi.root), before, "the dry run wrote something");
+    assert_eq!(
+        snapshot(&pi.root, false),
+        before,
+        "the dry run wrote something"
+    );
 
     // The recovery: 202 at once, then the job's report.
     let started = post(&d, &recover_path(&second), r#"{"dryRun":false}"#);
@@ -352,7 +316,7 @@ fn a_second_recovery_is_refused_while_one_runs_and_the_report_shows_progress() {
     write_random(&big, 24 * 1024 * 1024, 11);
     let env = site_env(&prefix, site);
     let name = sent_backup(&t, &env, &prefix, site);
-    let pi = blank("recover-api-busy-pi");
+    let pi = blank_card("recover-api-busy-pi");
     // Through a relay that answers at 4 MiB/s: the big video takes 6 s.
     let relay = Relay::slow_answers(&s3_addr(), 4 * 1024 * 1024);
     let slow = with(&env, &[("S3_ENDPOINT", &relay.url())]);
@@ -398,7 +362,7 @@ fn a_second_recovery_is_refused_while_one_runs_and_the_report_shows_progress() {
 
 #[test]
 fn without_a_bucket_the_offsite_routes_say_so_and_names_are_checked_first() {
-    let pi = blank("recover-api-none");
+    let pi = blank_card("recover-api-none");
     let d = daemon(&pi, &[]);
     let a = get(&d, "/api/offsite/backups");
     assert_eq!(a.status, 404, "{a}");
@@ -442,7 +406,7 @@ fn without_a_bucket_the_offsite_routes_say_so_and_names_are_checked_first() {
 
 #[test]
 fn a_bucket_that_cannot_be_reached_is_a_502_with_its_error() {
-    let pi = blank("recover-api-down");
+    let pi = blank_card("recover-api-down");
     let down = ClosedPort::new();
     let env = with(
         &bucket_env(&down.url()),
@@ -470,7 +434,7 @@ fn a_recover_from_the_command_line_makes_the_api_answer_409() {
     write_random(&t.videos().join("Match/long.mp4"), 24 * 1024 * 1024, 5);
     let env = site_env(&prefix, "club-cli");
     let name = sent_backup(&t, &env, &prefix, "club-cli");
-    let pi = blank("recover-api-cli-pi");
+    let pi = blank_card("recover-api-cli-pi");
     let relay = Relay::slow_answers(&s3_addr(), 4 * 1024 * 1024);
     let slow = with(&env, &[("S3_ENDPOINT", &relay.url())]);
     let d = daemon(&pi, &env);
