@@ -222,6 +222,8 @@ struct Received {
     mail_from: String,
     rcpt_tos: Vec<String>,
     tls: bool,
+    /// Read by the TLS tests only.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls_version: String,
     auth_mechanism: String,
     auth_login: String,
@@ -530,8 +532,12 @@ fn smtp_down_server_fails_fast() {
     let e = r
         .err()
         .unwrap_or_else(|| panic!("a closed port took the mail"));
-    assert!(e.contains("cannot connect") && e.contains("refused"), "{e}");
-    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert_eq!(
+        e,
+        format!(
+            "cannot connect to 127.0.0.1:{port}: connection refused (no mail server listening there)"
+        )
+    );
     assert_no_secret(&e);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -550,20 +556,19 @@ fn smtp_silent_server_times_out() {
     });
     let u = SmtpUrl::parse(&format!("smtp://127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let timeout = Duration::from_millis(800);
+    let timeout = Duration::from_secs(3);
     let r = send(&u, "a@b.fr", &recipients(), b"x", timeout);
     let elapsed = started.elapsed();
-    let e = r
-        .err()
-        .unwrap_or_else(|| panic!("a silent server took the mail"));
-    // The exchange's own error (which step) or, had it been late, send's bound.
-    assert!(
-        e.contains("waiting for the answer to the greeting): no answer in time")
-            || e.contains("no complete answer within 0.8 s"),
-        "{e}"
+    // The exchange's own error, which says at which step the server went silent: it
+    // stops a tenth of the timeout (300 ms here) before send's own bound.
+    assert_eq!(
+        r,
+        Err(format!(
+            "127.0.0.1:{port} (waiting for the answer to the greeting): no answer in time"
+        ))
     );
     assert!(
-        elapsed >= timeout / 2 && elapsed < timeout + Duration::from_millis(300),
+        elapsed >= timeout - timeout / 10 && elapsed < timeout + Duration::from_millis(300),
         "{elapsed:?}"
     );
     let _ = hold.join();
