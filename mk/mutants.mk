@@ -33,7 +33,7 @@ MUTANTS_IT_TESTS := download restore:: field::restore
 
 # The SMTP tests need .xtools/smtp-venv (git-ignored) in the copied tree: cargo-mutants
 # 27.1 copies ignored files by default (`--gitignore` is off), and refuses an explicit
-# `--gitignore false` together with `--copy-target`, so neither flag is given for it.
+# `--gitignore false` together with `--copy-target`: only the latter is given.
 .PHONY: mutants mutants-unit mutants-it
 mutants: mutants-unit mutants-it
 

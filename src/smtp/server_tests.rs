@@ -592,3 +592,35 @@ fn smtp_refuses_bad_addresses_before_connecting() {
         Err("no recipient".into())
     );
 }
+
+/// A peer that takes the start of the TLS ClientHello of smtps:// and closes: the
+/// handshake ends at once with a plain error, not at the deadline. (rustls reports
+/// the end of the stream in a handshake as UnexpectedEof; an unauthenticated
+/// close_notify alert there is only a warning, which it ignores.)
+#[test]
+#[cfg(feature = "tls")]
+fn smtp_a_peer_that_closes_during_the_tls_handshake() {
+    if !in_child("smtp_a_peer_that_closes_during_the_tls_handshake", "ca.pem") {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = l.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    let peer = std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = l.accept() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(20)));
+            // The ClientHello's record header, then the end.
+            let _ = conn.read_exact(&mut [0u8; 5]);
+        }
+    });
+    let u = SmtpUrl::parse(&format!("smtps://127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let r = send(&u, "a@b.fr", &recipients(), b"x", TIMEOUT);
+    assert_eq!(
+        r,
+        Err(format!(
+            "127.0.0.1:{port} (TLS handshake): the server closed the connection"
+        ))
+    );
+    assert!(started.elapsed() < TIMEOUT / 2, "{:?}", started.elapsed());
+    let _ = peer.join();
+}

@@ -571,10 +571,12 @@ fn a_reply_line_may_be_8192_bytes_and_no_more() {
     let (c, mut p) = socket_pair();
     let mut s = session(c, Instant::now() + Duration::from_secs(20));
     s.buf = vec![b'x'; MAX_LINE];
-    p.write_all(b"\r\n250 next\r\n")
+    p.write_all(b"\r\n250 next\r\n250 bare LF\n")
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.read_line("EHLO"), Ok("x".repeat(MAX_LINE)));
     assert_eq!(s.read_line("EHLO"), Ok("250 next".into()));
+    // A line ended by LF alone keeps its last character.
+    assert_eq!(s.read_line("EHLO"), Ok("250 bare LF".into()));
     s.buf = vec![b'x'; MAX_LINE + 1];
     // Would end the line, were the bound not checked before reading more.
     p.write_all(b"\r\n").unwrap_or_else(|e| panic!("{e}"));
@@ -736,6 +738,7 @@ fn answers(ehlo: String) -> impl Fn(&str) -> String + Send + 'static {
             "RCPT" => "250 ok\r\n".into(),
             "DATA" => "354 go ahead\r\n".into(),
             "STARTTLS" => "220 ready for TLS\r\n".into(),
+            "HELO" => "250 mx.club.fr\r\n".into(),
             "QUIT" => "221 bye\r\n".into(),
             _ => "500 what?\r\n".into(),
         }
@@ -896,4 +899,59 @@ fn without_tls_a_starttls_session_stops_before_the_handshake() {
     );
     let got = server.join().unwrap_or_else(|_| panic!("server thread"));
     assert_eq!(got, strings(&["EHLO [127.0.0.1]", "STARTTLS"]));
+}
+
+/// HELO only to a loopback (clear) server that does not know EHLO (500 to 502), and
+/// only then; its refusal, or another refusal of EHLO, ends the exchange.
+#[test]
+fn helo_only_to_a_loopback_server_that_does_not_know_ehlo() {
+    let to = strings(&["a@club.fr"]);
+    let send_to = |u: &SmtpUrl| send(u, "n@club.fr", &to, b"x\r\n", Duration::from_secs(20));
+    let (port, server) = scripted("220 mx\r\n".into(), answers("500 5.5.1 EHLO?\r\n".into()));
+    assert_eq!(send_to(&clear_url(port)), Ok(()));
+    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let expected = [
+        "EHLO [127.0.0.1]",
+        "HELO [127.0.0.1]",
+        "MAIL FROM:<n@club.fr>",
+        "RCPT TO:<a@club.fr>",
+        "DATA",
+        "x",
+        ".",
+        "QUIT",
+    ];
+    assert_eq!(got, strings(&expected));
+    // HELO refused too.
+    let a = answers("502 5.5.2 no EHLO\r\n".into());
+    let (port, server) = scripted("220 mx\r\n".into(), move |c: &str| {
+        if c.starts_with("HELO") {
+            "550 go away\r\n".into()
+        } else {
+            a(c)
+        }
+    });
+    assert_eq!(
+        send_to(&clear_url(port)),
+        Err(format!("127.0.0.1:{port} refused EHLO: 502 5.5.2 no EHLO"))
+    );
+    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    assert_eq!(got, strings(&["EHLO [127.0.0.1]", "HELO [127.0.0.1]"]));
+    // A refusal that is not "command unknown": no HELO.
+    let (port, server) = scripted("220 mx\r\n".into(), answers("421 4.3.2 busy\r\n".into()));
+    assert_eq!(
+        send_to(&clear_url(port)),
+        Err(format!("127.0.0.1:{port} refused EHLO: 421 4.3.2 busy"))
+    );
+    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    assert_eq!(got, strings(&["EHLO [127.0.0.1]"]));
+    // Off loopback (STARTTLS asked), never HELO: it has no STARTTLS.
+    let (port, server) = scripted("220 mx\r\n".into(), answers("500 5.5.1 EHLO?\r\n".into()));
+    let mut u = clear_url(port);
+    u.security = Security::StartTls;
+    assert_eq!(
+        send_to(&u),
+        Err(format!("127.0.0.1:{port} refused EHLO: 500 5.5.1 EHLO?"))
+    );
+    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    assert_eq!(got, strings(&["EHLO [127.0.0.1]"]));
 }
