@@ -94,10 +94,7 @@ pub fn send(
     for a in to {
         check_address(a).map_err(|e| format!("recipient: {e}"))?;
     }
-    let deadline = Instant::now() + timeout;
-    // The exchange stops a little earlier than the caller waits, so that its own
-    // error, which says at which step the server went silent, usually comes first.
-    let inner_deadline = deadline - (timeout / 10).min(Duration::from_millis(500));
+    let (deadline, inner_deadline) = deadlines(Instant::now(), timeout);
     let (tx, rx) = mpsc::channel();
     let job = (url.clone(), from.to_string(), to.to_vec(), message.to_vec());
     std::thread::Builder::new()
@@ -116,6 +113,17 @@ pub fn send(
             timeout.as_secs_f32()
         )),
     }
+}
+
+/// The caller's deadline from `start`, and the exchange's: a tenth of the timeout
+/// earlier, 500 ms at most, so that the exchange's own error, which says at which
+/// step the server went silent, usually comes first.
+fn deadlines(start: Instant, timeout: Duration) -> (Instant, Instant) {
+    let deadline = start + timeout;
+    (
+        deadline,
+        deadline - (timeout / 10).min(Duration::from_millis(500)),
+    )
 }
 
 /// Removes the password and its base64 forms from a message (a server may echo the

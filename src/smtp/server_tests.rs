@@ -556,16 +556,20 @@ fn smtp_silent_server_times_out() {
     });
     let u = SmtpUrl::parse(&format!("smtp://127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let timeout = Duration::from_secs(3);
+    let timeout = Duration::from_millis(800);
     let r = send(&u, "a@b.fr", &recipients(), b"x", timeout);
     let elapsed = started.elapsed();
-    // The exchange's own error, which says at which step the server went silent: it
-    // stops a tenth of the timeout (300 ms here) before send's own bound.
-    assert_eq!(
-        r,
-        Err(format!(
+    let e = r
+        .err()
+        .unwrap_or_else(|| panic!("a silent server took the mail"));
+    // The exchange's own error (which step) or, had its thread been late on a busy
+    // machine, send's bound. (The exchange's words are checked exactly, without
+    // send's bound, by a_silent_peer_ends_the_read_at_the_deadline.)
+    assert!(
+        e == format!(
             "127.0.0.1:{port} (waiting for the answer to the greeting): no answer in time"
-        ))
+        ) || e.contains("no complete answer within 0.8 s"),
+        "{e}"
     );
     assert!(
         elapsed >= timeout - timeout / 10 && elapsed < timeout + Duration::from_millis(300),

@@ -615,6 +615,26 @@ extern "C" fn count_signal(_: libc::c_int) {
     SIGNALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// The exchange ends a tenth of the caller's timeout before it, 500 ms at most.
+#[test]
+fn the_exchange_ends_a_little_before_the_caller_waits() {
+    let ms = Duration::from_millis;
+    let t0 = Instant::now();
+    for (timeout, margin) in [
+        (ms(800), ms(80)),
+        (ms(4_000), ms(400)),
+        (ms(5_000), ms(500)),
+        (ms(60_000), ms(500)),
+        (Duration::ZERO, Duration::ZERO),
+    ] {
+        assert_eq!(
+            deadlines(t0, timeout),
+            (t0 + timeout, t0 + timeout - margin),
+            "{timeout:?}"
+        );
+    }
+}
+
 /// Polls `cond` every millisecond for 20 s at most.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -682,48 +702,70 @@ fn a_signal_during_a_read_is_not_an_error() {
 fn scripted(
     greeting: String,
     answer: impl Fn(&str) -> String + Send + 'static,
-) -> (u16, std::thread::JoinHandle<Vec<String>>) {
-    use std::io::{BufRead, BufReader};
+) -> (u16, Transcript) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let port = l
         .local_addr()
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("{e}"));
-    let server = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        let Ok((sock, _)) = l.accept() else {
-            return got;
-        };
-        let _ = sock.set_read_timeout(Some(Duration::from_secs(20)));
-        let mut w = sock.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let mut r = BufReader::new(sock);
-        let _ = w.write_all(greeting.as_bytes());
-        let mut in_data = false;
-        loop {
-            let mut raw = Vec::new();
-            if r.read_until(b'\n', &mut raw).unwrap_or(0) == 0 {
-                return got;
-            }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.strip_suffix("\r\n").unwrap_or(&line).to_string();
-            got.push(line.clone());
-            let reply = if in_data {
-                in_data = line != ".";
-                if in_data {
-                    continue;
-                }
-                "250 queued\r\n".to_string()
-            } else {
-                let a = answer(&line);
-                in_data = a.starts_with("354");
-                a
-            };
-            if w.write_all(reply.as_bytes()).is_err() || line == "QUIT" {
-                return got;
-            }
-        }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(serve_script(&l, &greeting, answer));
     });
-    (port, server)
+    (port, Transcript(rx))
+}
+
+/// What a scripted server received, once the session is over.
+struct Transcript(mpsc::Receiver<Vec<String>>);
+
+impl Transcript {
+    /// The lines, in order; fails (instead of hanging) when the client never came or
+    /// never closed.
+    fn join(self) -> Vec<String> {
+        self.0
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the scripted server saw no complete session in 30 s"))
+    }
+}
+
+fn serve_script(
+    l: &std::net::TcpListener,
+    greeting: &str,
+    answer: impl Fn(&str) -> String,
+) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut got = Vec::new();
+    let Ok((sock, _)) = l.accept() else {
+        return got;
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(20)));
+    let mut w = sock.try_clone().unwrap_or_else(|e| panic!("{e}"));
+    let mut r = BufReader::new(sock);
+    let _ = w.write_all(greeting.as_bytes());
+    let mut in_data = false;
+    loop {
+        let mut raw = Vec::new();
+        if r.read_until(b'\n', &mut raw).unwrap_or(0) == 0 {
+            return got;
+        }
+        let line = String::from_utf8_lossy(&raw);
+        let line = line.strip_suffix("\r\n").unwrap_or(&line).to_string();
+        got.push(line.clone());
+        let reply = if in_data {
+            in_data = line != ".";
+            if in_data {
+                continue;
+            }
+            "250 queued\r\n".to_string()
+        } else {
+            let a = answer(&line);
+            in_data = a.starts_with("354");
+            a
+        };
+        if w.write_all(reply.as_bytes()).is_err() || line == "QUIT" {
+            return got;
+        }
+    }
 }
 
 /// Answers of a server whose EHLO reply is `ehlo`, which refuses the recipients
@@ -784,7 +826,7 @@ fn the_commands_sent_to_a_scripted_server() {
                  nobody@club.fr (550 5.1.1 no such user)"
             ))
         );
-        let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+        let got = server.join();
         let body = String::from_utf8_lossy(message);
         let body: Vec<&str> = body
             .strip_suffix("\r\n")
@@ -814,7 +856,7 @@ fn the_commands_sent_to_a_scripted_server() {
         Duration::from_secs(20),
     );
     assert_eq!(r, Ok(()));
-    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let got = server.join();
     assert_eq!(got.first().map(String::as_str), Some("EHLO [127.0.0.1]"));
     assert_eq!(got.last().map(String::as_str), Some("QUIT"));
 }
@@ -839,7 +881,7 @@ fn replies_are_bounded_to_200_lines_of_8192_bytes() {
         Duration::from_secs(20),
     );
     assert_eq!(r, Ok(()));
-    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let got = server.join();
     assert_eq!(
         got.get(1).map(String::as_str),
         Some("MAIL FROM:<n@club.fr>")
@@ -860,7 +902,7 @@ fn replies_are_bounded_to_200_lines_of_8192_bytes() {
             "127.0.0.1:{port} (the greeting): a reply of over 200 lines"
         ))
     );
-    assert_eq!(server.join().ok(), Some(Vec::new()), "nothing sent");
+    assert_eq!(server.join(), Vec::<String>::new(), "nothing sent");
 
     let greeting = format!("220 {}", "x".repeat(3 * MAX_LINE));
     let (port, server) = scripted(greeting, answers(String::new()));
@@ -877,7 +919,7 @@ fn replies_are_bounded_to_200_lines_of_8192_bytes() {
             "127.0.0.1:{port} (the greeting): a reply line over 8192 bytes: not an SMTP server?"
         ))
     );
-    assert_eq!(server.join().ok(), Some(Vec::new()), "nothing sent");
+    assert_eq!(server.join(), Vec::<String>::new(), "nothing sent");
 }
 
 /// A build without TLS never speaks STARTTLS's TLS: a URL that asks for it (only a
@@ -897,7 +939,7 @@ fn without_tls_a_starttls_session_stops_before_the_handshake() {
             "127.0.0.1:{port}: this build has no TLS support (built without the `tls` feature)"
         ))
     );
-    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let got = server.join();
     assert_eq!(got, strings(&["EHLO [127.0.0.1]", "STARTTLS"]));
 }
 
@@ -909,7 +951,7 @@ fn helo_only_to_a_loopback_server_that_does_not_know_ehlo() {
     let send_to = |u: &SmtpUrl| send(u, "n@club.fr", &to, b"x\r\n", Duration::from_secs(20));
     let (port, server) = scripted("220 mx\r\n".into(), answers("500 5.5.1 EHLO?\r\n".into()));
     assert_eq!(send_to(&clear_url(port)), Ok(()));
-    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let got = server.join();
     let expected = [
         "EHLO [127.0.0.1]",
         "HELO [127.0.0.1]",
@@ -934,7 +976,7 @@ fn helo_only_to_a_loopback_server_that_does_not_know_ehlo() {
         send_to(&clear_url(port)),
         Err(format!("127.0.0.1:{port} refused EHLO: 502 5.5.2 no EHLO"))
     );
-    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let got = server.join();
     assert_eq!(got, strings(&["EHLO [127.0.0.1]", "HELO [127.0.0.1]"]));
     // A refusal that is not "command unknown": no HELO.
     let (port, server) = scripted("220 mx\r\n".into(), answers("421 4.3.2 busy\r\n".into()));
@@ -942,7 +984,7 @@ fn helo_only_to_a_loopback_server_that_does_not_know_ehlo() {
         send_to(&clear_url(port)),
         Err(format!("127.0.0.1:{port} refused EHLO: 421 4.3.2 busy"))
     );
-    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let got = server.join();
     assert_eq!(got, strings(&["EHLO [127.0.0.1]"]));
     // Off loopback (STARTTLS asked), never HELO: it has no STARTTLS.
     let (port, server) = scripted("220 mx\r\n".into(), answers("500 5.5.1 EHLO?\r\n".into()));
@@ -952,6 +994,6 @@ fn helo_only_to_a_loopback_server_that_does_not_know_ehlo() {
         send_to(&u),
         Err(format!("127.0.0.1:{port} refused EHLO: 500 5.5.1 EHLO?"))
     );
-    let got = server.join().unwrap_or_else(|_| panic!("server thread"));
+    let got = server.join();
     assert_eq!(got, strings(&["EHLO [127.0.0.1]"]));
 }
