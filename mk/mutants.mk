@@ -31,7 +31,9 @@ MUTANTS_IT_FILES := src/serve/download.rs src/restore/target.rs
 MUTANTS_IT_RE := ^src/(serve/download|restore/target)\.rs:
 MUTANTS_IT_TESTS := download restore:: field::restore
 
-# --gitignore false: the SMTP tests need .xtools/smtp-venv in the copied tree.
+# The SMTP tests need .xtools/smtp-venv (git-ignored) in the copied tree: cargo-mutants
+# 27.1 copies ignored files by default (`--gitignore` is off), and refuses an explicit
+# `--gitignore false` together with `--copy-target`: only the latter is given.
 .PHONY: mutants mutants-unit mutants-it
 mutants: mutants-unit mutants-it
 
@@ -39,7 +41,7 @@ mutants-unit:
 	@cargo mutants --version >/dev/null 2>&1 || { \
 	  echo "make mutants: cargo-mutants is missing (cargo install cargo-mutants --locked)"; exit 1; }
 	status=0; $(CARGO) mutants $(addprefix --file ,$(MUTANTS_FILES)) \
-	  --re '$(MUTANTS_RE)' --gitignore false \
+	  --re '$(MUTANTS_RE)' \
 	  --cargo-test-arg=--bin --cargo-test-arg=neopro-backup \
 	  -j2 --minimum-test-timeout 30 --copy-target=true -o target/mutants || status=$$?; \
 	case $$status in 0|2|3) ;; *) echo "cargo mutants failed ($$status)"; exit $$status;; esac; \

@@ -94,10 +94,7 @@ pub fn send(
     for a in to {
         check_address(a).map_err(|e| format!("recipient: {e}"))?;
     }
-    let deadline = Instant::now() + timeout;
-    // The exchange stops a little earlier than the caller waits, so that its own
-    // error, which says at which step the server went silent, usually comes first.
-    let inner_deadline = deadline - (timeout / 10).min(Duration::from_millis(500));
+    let (deadline, inner_deadline) = deadlines(Instant::now(), timeout);
     let (tx, rx) = mpsc::channel();
     let job = (url.clone(), from.to_string(), to.to_vec(), message.to_vec());
     std::thread::Builder::new()
@@ -116,6 +113,17 @@ pub fn send(
             timeout.as_secs_f32()
         )),
     }
+}
+
+/// The caller's deadline from `start`, and the exchange's: a tenth of the timeout
+/// earlier, 500 ms at most, so that the exchange's own error, which says at which
+/// step the server went silent, usually comes first.
+fn deadlines(start: Instant, timeout: Duration) -> (Instant, Instant) {
+    let deadline = start + timeout;
+    (
+        deadline,
+        deadline - (timeout / 10).min(Duration::from_millis(500)),
+    )
 }
 
 /// Removes the password and its base64 forms from a message (a server may echo the
@@ -167,19 +175,12 @@ const MAX_LINE: usize = 8192;
 impl Session {
     fn connect(url: &SmtpUrl, deadline: Instant) -> Result<Session, String> {
         let peer = url.hostport();
-        let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
+        let resolved: Vec<SocketAddr> = (url.host.as_str(), url.port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
             .collect();
-        // In clear, only to loopback addresses, whatever a name resolves to.
-        let addrs: Vec<SocketAddr> = if url.security == Security::Clear {
-            addrs
-                .into_iter()
-                .filter(|a| a.ip().is_loopback() || url::matches_v4_mapped_loopback(&a.ip()))
-                .collect()
-        } else {
-            addrs
-        };
+        let addrs = connect_targets(resolved, url.security)
+            .map_err(|why| format!("cannot connect to {peer}: {why}"))?;
         let mut last = None;
         let mut sock = None;
         for a in addrs {
@@ -197,10 +198,8 @@ impl Session {
         }
         let sock = sock.ok_or_else(|| match last {
             Some(e) => format!("cannot connect to {peer}: {}", plain_io(&e)),
-            None if url.security == Security::Clear => {
-                format!("cannot connect to {peer}: no loopback address for it")
-            }
-            None => format!("cannot connect to {peer}: no address for it"),
+            // The deadline passed before a first attempt.
+            None => format!("cannot connect to {peer}: no time left"),
         })?;
         let _ = sock.set_nodelay(true);
         Ok(Session {
@@ -368,6 +367,25 @@ impl Session {
             }
         }
         Err(format!("{} refused EHLO: {r}", self.peer))
+    }
+}
+
+/// The addresses to try, in the resolver's order: in clear, only the loopback ones,
+/// whatever a name resolves to (a `localhost` that some /etc/hosts maps to a LAN
+/// address gets nothing in clear). `Err` says why none is left.
+fn connect_targets(
+    addrs: Vec<SocketAddr>,
+    security: Security,
+) -> Result<Vec<SocketAddr>, &'static str> {
+    let clear = security == Security::Clear;
+    let addrs: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| !clear || a.ip().is_loopback() || url::matches_v4_mapped_loopback(&a.ip()))
+        .collect();
+    match addrs.is_empty() {
+        false => Ok(addrs),
+        true if clear => Err("no loopback address for it"),
+        true => Err("no address for it"),
     }
 }
 
