@@ -708,3 +708,46 @@ fn api_reports_a_per_file_failure_as_500_with_what_was_restored() {
     drop(d);
     drop(mount);
 }
+
+/// A target folder gone (webapp/ removed): that file is named with the reason, the
+/// folder's absence, in the dry run and the real restore; the others are restored.
+#[test]
+fn a_missing_target_folder_is_named_as_missing_and_the_other_files_are_restored() {
+    let t = Tree::new("restore-no-folder");
+    let archive = t.backup(&[]);
+    let webapp = t.neopro.join("webapp");
+    fs::remove_dir_all(&webapp).unwrap_or_else(|e| panic!("{e}"));
+    write_file(&t.site_conf, b"changed site\n");
+    let missing = format!("the folder {} does not exist", webapp.display());
+    let dry = restore(&t, &[&archive, "--dry-run"]);
+    dry.expect_code(0, "dry run");
+    assert!(dry.stdout.contains(&missing), "{dry}");
+    assert!(!dry.stdout.contains("not writable"), "{dry}");
+    let out = restore(&t, &[&archive]);
+    out.expect_code(1, "a file cannot be restored");
+    assert!(out.stdout.contains(&missing), "{out}");
+    assert_eq!(read(&t.site_conf), common::SITE_CONF);
+    assert!(!webapp.exists(), "restore made the folder");
+}
+
+/// A target whose name the system refuses (over 255 bytes: ENAMETOOLONG) cannot be
+/// compared: it is named as such, never taken for a file missing on the Pi.
+#[test]
+fn a_target_the_system_cannot_look_at_is_not_taken_for_a_missing_file() {
+    let t = Tree::new("restore-long-name");
+    let archive = t.backup(&[]);
+    let long = t.root.join("etc").join("s".repeat(300));
+    let long_arg = long.display().to_string();
+    let out = t.run_env(
+        &[("SITE_CONF", &long_arg)],
+        &["restore", &archive, "--dry-run"],
+    );
+    out.expect_code(0, "dry run");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("site.conf"))
+        .unwrap_or_else(|| panic!("no site.conf line\n{out}"));
+    assert!(line.contains("cannot be compared"), "{out}");
+    assert!(!line.contains("MISSING ON THE PI"), "{out}");
+}
