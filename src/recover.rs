@@ -758,10 +758,16 @@ pub fn dry_run(b: &dyn Bucket, req: &Request) -> Result<DryOutcome, Failure> {
                 },
             }
         };
+        // A plan that fails because the archive names no video by hash is the real
+        // recovery's "none to fetch" (`not_by_hash`, read on a stream of its own only
+        // then), not a failure.
         let videos = match videos {
-            VideosStep::Failed(e) if report.videos.is_none() && report.videos_error.is_none() => {
-                VideosStep::None(e)
-            }
+            VideosStep::Failed(e) => match open(b, &r, &req.identities, None).map(|s| {
+                crate::restore::videos::not_by_hash(s.reader, Some(store::stem_of(r.local_name())))
+            }) {
+                Ok(Ok(Some(why))) => VideosStep::None(why),
+                _ => VideosStep::Failed(e),
+            },
             v => v,
         };
         let folders = folders_missing(req.cfg);

@@ -422,3 +422,26 @@ fn recover_new_start_lets_a_held_pi_send_beside_the_old_history_and_removes_noth
     assert!(there.contains(&next) && there.contains(&old), "{there:?}");
     run(&pi, &env, &["check"]).expect_code(0, "check after the new start");
 }
+
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn a_site_without_videos_offsite_recovers_its_files_and_says_the_videos_are_not_in_the_bucket() {
+    let prefix = unique_prefix("recover-novideos");
+    let site = Tree::new("recover-novideos-site");
+    let env = s3_env(&prefix, "club-v");
+    let name = backup(&site, &env);
+    let pi = blank_card("recover-novideos");
+    let before = snapshot(&pi.root, true);
+    let dry = run(&pi, &env, &["recover", "--dry-run"]);
+    dry.expect_code(0, "dry run of a site without VIDEOS_OFFSITE");
+    assert!(dry.stdout.contains("Videos: none to fetch"), "{dry}");
+    assert_eq!(snapshot(&pi.root, true), before, "the dry run wrote");
+    let out = run(&pi, &env, &["recover"]);
+    out.expect_code(0, "recover a site without VIDEOS_OFFSITE");
+    assert!(out.stdout.contains("Videos: none to fetch"), "{out}");
+    assert_eq!(
+        fs::read(pi.configuration_json()).unwrap_or_default(),
+        CONFIGURATION_JSON
+    );
+    assert_eq!(archives(&pi.backups), vec![name]);
+}
