@@ -676,22 +676,28 @@ fn stop_round(
             pending_total(cfg, state)
         ));
     }
+    local_status_says(cfg, dir, state, log, &why);
+    save_state(dir, state, log);
+    if held {
+        Round::Held(why)
+    } else {
+        Round::Failed(why)
+    }
+}
+
+/// The local status's `offsite` object says `why` (under the backup lock, when no
+/// backup holds it: a backup writes its own status and wakes the next round).
+fn local_status_says(cfg: &Config, dir: &Path, state: &QueueState, log: &Log, why: &str) {
     if let Ok(Some(_block)) = store::lock(dir, LockWait::Try, || {})
         && let Ok(Some(mut st)) = status::read(dir)
     {
-        let off = status_of(cfg, state, Some(why.clone()));
+        let off = status_of(cfg, state, Some(why.to_string()));
         if st.offsite.as_ref() != Some(&off) {
             st.offsite = Some(off);
             if let Err(e) = status::write(dir, &st) {
                 log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
             }
         }
-    }
-    save_state(dir, state, log);
-    if held {
-        Round::Held(why)
-    } else {
-        Round::Failed(why)
     }
 }
 
@@ -703,17 +709,7 @@ fn refuse_round(cfg: &Config, dir: &Path, state: &mut QueueState, log: &Log, why
         state.error = Some(why.clone());
         write_state(dir, state, log);
     }
-    if let Ok(Some(_block)) = store::lock(dir, LockWait::Try, || {})
-        && let Ok(Some(mut st)) = status::read(dir)
-    {
-        let off = status_of(cfg, state, Some(why.clone()));
-        if st.offsite.as_ref() != Some(&off) {
-            st.offsite = Some(off);
-            if let Err(e) = status::write(dir, &st) {
-                log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
-            }
-        }
-    }
+    local_status_says(cfg, dir, state, log, &why);
     Round::Failed(why)
 }
 
