@@ -400,36 +400,41 @@ impl Tally {
 }
 
 /// A site's status object: parsed, absent (`Ok(None)`), or why it cannot be read.
+#[cfg(test)]
 type Fetched = Result<Option<Status>, String>;
 
 /// The rows from a folded listing and the statuses (pure).
-pub fn rows(
-    listed: BTreeMap<String, SiteListing>,
-    mut statuses: impl FnMut(&str, &SiteListing) -> Fetched,
+pub fn rows<'a>(
+    listed: impl Iterator<
+        Item = (
+            &'a str,
+            &'a SiteListing,
+            Result<Option<&'a Status>, &'a str>,
+        ),
+    >,
     now: i64,
 ) -> Fleet {
-    let mut sites = Vec::with_capacity(listed.len());
+    let mut sites = Vec::with_capacity(listed.size_hint().0);
     let mut unreadable = 0;
-    for (name, l) in listed {
-        let got = statuses(&name, &l);
-        let mut row = match &got {
-            Ok(st) => site_row(&name, st.as_ref(), now),
+    for (name, l, got) in listed {
+        let mut row = match got {
+            Ok(st) => site_row(name, st, now),
             Err(e) => {
                 unreadable += 1;
-                let mut r = site_row(&name, None, now);
+                let mut r = site_row(name, None, now);
                 r.error = Some(format!("status unreadable: {e}"));
                 r
             }
         };
         row.archives = l.archives;
         row.archives_bytes = l.bytes;
-        if let Some((newest, size)) = l.newest {
+        if let Some((newest, size)) = &l.newest {
             if row.size_bytes.is_none() {
                 // Copies without a status: say at least how big the newest one is.
-                row.size = Some(crate::units::human_size(size, 1));
-                row.size_bytes = Some(size);
+                row.size = Some(crate::units::human_size(*size, 1));
+                row.size_bytes = Some(*size);
             }
-            row.newest_archive = Some(newest);
+            row.newest_archive = Some(newest.clone());
         }
         sites.push(row);
     }
@@ -631,24 +636,40 @@ mod tests {
             },
         );
         let old = "2024-12-15T03:00:00+01:00";
-        let f = rows(
-            listed,
-            |site, _| {
+        let got: Vec<(String, SiteListing, Fetched)> = listed
+            .into_iter()
+            .map(|(site, l)| {
                 let mut st = ok_status();
                 st.offsite = None;
-                match site {
+                let got = match site.as_str() {
                     "failed" => {
                         st.success = false;
                         st.last_success = Some(T.into());
+                        Ok(Some(st))
                     }
-                    "stale" => st.timestamp = old.into(),
-                    "pending" => st.offsite = ok_status().offsite,
-                    "broken" => return Err("HTTP 500".into()),
-                    "never" => return Ok(None),
-                    _ => {}
-                }
-                Ok(Some(st))
-            },
+                    "stale" => {
+                        st.timestamp = old.into();
+                        Ok(Some(st))
+                    }
+                    "pending" => {
+                        st.offsite = ok_status().offsite;
+                        Ok(Some(st))
+                    }
+                    "broken" => Err("HTTP 500".to_string()),
+                    "never" => Ok(None),
+                    _ => Ok(Some(st)),
+                };
+                (site, l, got)
+            })
+            .collect();
+        let f = rows(
+            got.iter().map(|(s, l, g)| {
+                (
+                    s.as_str(),
+                    l,
+                    g.as_ref().map(Option::as_ref).map_err(String::as_str),
+                )
+            }),
             now,
         );
         assert_eq!((f.stale, f.failed, f.unreadable), (3, 1, 1));

@@ -75,16 +75,32 @@ struct Indexed {
     drill: Option<(String, u64)>,
 }
 
+/// What a GET reads.
+#[derive(Clone, Copy)]
+enum Kind {
+    Status,
+    Drill,
+}
+
 /// One request of a read.
 enum Job {
-    /// A conditional GET (key, the tag known, the bound).
-    Get(String, Option<String>, u64),
+    /// A conditional GET (key, the tag known).
+    Get(String, Option<String>, Kind),
     /// A listing of a site's folder.
     List(String),
 }
 
+/// A GET's answer, parsed where it arrives (the bytes are not kept).
+enum Got {
+    Same,
+    Missing,
+    /// The object, parsed, and its tag.
+    Status(Fetched, String),
+    Drill(Drilled, String),
+}
+
 enum Answer {
-    Got(Result<Fresh, String>),
+    Got(Result<Got, String>),
     Listed(Result<SiteListing, String>),
 }
 
@@ -123,7 +139,7 @@ fn run(b: &dyn Bucket, root: &str, jobs: &[Job]) -> Vec<Answer> {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(job) = jobs.get(i) else { break };
             let a = match job {
-                Job::Get(key, tag, max) => Answer::Got(get_once_more(b, key, tag.as_deref(), *max)),
+                Job::Get(key, tag, kind) => Answer::Got(get_parsed(b, key, tag.as_deref(), *kind)),
                 Job::List(site) => Answer::Listed(list_site(b, root, site)),
             };
             if let Some(slot) = answers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(i) {
@@ -147,6 +163,22 @@ fn run(b: &dyn Bucket, root: &str, jobs: &[Job]) -> Vec<Answer> {
         .into_iter()
         .map(|a| a.unwrap_or_else(|| Answer::Got(Err("not read".into()))))
         .collect()
+}
+
+/// A conditional GET of a status or drill record, parsed.
+fn get_parsed(b: &dyn Bucket, key: &str, tag: Option<&str>, kind: Kind) -> Result<Got, String> {
+    let max = match kind {
+        Kind::Status => MAX_STATUS_BYTES,
+        Kind::Drill => MAX_DRILL_BYTES,
+    };
+    Ok(match get_once_more(b, key, tag, max)? {
+        Fresh::Same => Got::Same,
+        Fresh::Missing => Got::Missing,
+        Fresh::Got { data, etag } => match kind {
+            Kind::Status => Got::Status(parse_status(key, &data), etag),
+            Kind::Drill => Got::Drill(drill::Record::parse(&data).map(Some), etag),
+        },
+    })
 }
 
 /// A conditional GET, once more when the connection failed.
@@ -283,12 +315,12 @@ impl Reader {
                         .get(site)
                         .is_none_or(|l| l.status_tag.as_deref() == Some(tag.as_str())) =>
                 {
-                    p.status = Some(Job::Get(index_status, None, MAX_STATUS_BYTES));
+                    p.status = Some(Job::Get(index_status, None, Kind::Status));
                     p.status_from_index = true;
                 }
                 (Some((tag, _)), Some(k)) if k.stale_index.as_deref() != Some(tag.as_str()) => {
                     if !(k.from_index && k.status_tag == *tag) {
-                        p.status = Some(Job::Get(index_status, None, MAX_STATUS_BYTES));
+                        p.status = Some(Job::Get(index_status, None, Kind::Status));
                         p.status_from_index = true;
                         p.list = true;
                     }
@@ -299,7 +331,7 @@ impl Reader {
                     let listing = listed.get(site);
                     if !(first && listing.is_some_and(|l| l.status_size.is_none())) {
                         let tag = k.filter(|k| !k.from_index).map(|k| k.status_tag.clone());
-                        p.status = Some(Job::Get(folder_status, tag, MAX_STATUS_BYTES));
+                        p.status = Some(Job::Get(folder_status, tag, Kind::Status));
                     }
                 }
             }
@@ -315,7 +347,7 @@ impl Reader {
                     p.drill = Some(Job::Get(
                         fleet_index::key(o, Entry::Drill, site),
                         None,
-                        MAX_DRILL_BYTES,
+                        Kind::Drill,
                     ));
                     p.drill_from_index = true;
                 }
@@ -342,8 +374,8 @@ impl Reader {
             }
         }
         let answers = run(b, &root, &jobs);
-        let mut status_got: BTreeMap<&str, Result<Fresh, String>> = BTreeMap::new();
-        let mut drill_got: BTreeMap<&str, Result<Fresh, String>> = BTreeMap::new();
+        let mut status_got: BTreeMap<&str, Result<Got, String>> = BTreeMap::new();
+        let mut drill_got: BTreeMap<&str, Result<Got, String>> = BTreeMap::new();
         let mut relisted: BTreeMap<&str, Result<SiteListing, String>> = BTreeMap::new();
         for ((site, what), a) in slots.into_iter().zip(answers) {
             match (what, a) {
@@ -365,8 +397,8 @@ impl Reader {
         for site in &sites {
             let s = site.as_str();
             let changed = match (status_got.get(s), self.known.get(s)) {
-                (Some(Ok(Fresh::Same)), _) => false,
-                (Some(Ok(Fresh::Missing)), Some(k)) => !matches!(k.status, Ok(None)),
+                (Some(Ok(Got::Same)), _) => false,
+                (Some(Ok(Got::Missing)), Some(k)) => !matches!(k.status, Ok(None)),
                 (Some(_), Some(_)) => true,
                 _ => false,
             };
@@ -429,20 +461,15 @@ impl Reader {
             k.listing = listing;
             match status_got.remove(s) {
                 None => {}
-                Some(Ok(Fresh::Same)) => {}
-                Some(Ok(Fresh::Missing)) => {
+                Some(Ok(Got::Same)) => {}
+                Some(Ok(Got::Missing | Got::Drill(..))) => {
                     k.status = Ok(None);
                     k.status_tag.clear();
                     k.from_index = false;
                     gets.0 += 1;
                 }
-                Some(Ok(Fresh::Got { data, etag })) => {
-                    let key = if p.status_from_index {
-                        fleet_index::key(o, Entry::Status, s)
-                    } else {
-                        format!("{}{STATUS_OBJECT}", site_prefix(o, s))
-                    };
-                    k.status = parse_status(&key, &data);
+                Some(Ok(Got::Status(st, etag))) => {
+                    k.status = st;
                     k.status_tag = etag;
                     k.from_index = p.status_from_index;
                     gets.0 += 1;
@@ -476,13 +503,13 @@ impl Reader {
             if let Some(got) = drill_got.remove(s) {
                 gets.1 += 1;
                 match got {
-                    Ok(Fresh::Same) => {}
-                    Ok(Fresh::Missing) => {
+                    Ok(Got::Same) => {}
+                    Ok(Got::Missing | Got::Status(..)) => {
                         k.drill = Ok(None);
                         k.drill_tag.clear();
                     }
-                    Ok(Fresh::Got { data, etag }) => {
-                        k.drill = drill::Record::parse(&data).map(Some);
+                    Ok(Got::Drill(d, etag)) => {
+                        k.drill = d;
                         k.drill_tag = etag;
                     }
                     Err(e) => {
@@ -528,7 +555,7 @@ impl Reader {
                 Job::Get(
                     format!("{}{DRILL_OBJECT}", site_prefix(o, s)),
                     None,
-                    MAX_DRILL_BYTES,
+                    Kind::Drill,
                 )
             })
             .collect();
@@ -538,7 +565,7 @@ impl Reader {
             };
             gets.1 += 1;
             (k.drill, k.drill_tag) = match got {
-                Ok(Fresh::Got { data, etag }) => (drill::Record::parse(&data).map(Some), etag),
+                Ok(Got::Drill(d, etag)) => (d, etag),
                 Ok(_) => (Ok(None), String::new()),
                 Err(e) => (Err(e), String::new()),
             };
@@ -553,24 +580,23 @@ impl Reader {
 
     /// The rows of what is known (pure: `now` is a parameter).
     fn fleet(&self, now: i64, drill_max_days: u32) -> Fleet {
-        let listed: BTreeMap<String, SiteListing> = self
-            .known
-            .iter()
-            .map(|(s, k)| (s.clone(), k.listing.clone()))
-            .collect();
         let mut f = fleet::rows(
-            listed,
-            |s, _| self.known.get(s).map_or(Ok(None), |k| k.status.clone()),
+            self.known.iter().map(|(s, k)| {
+                (
+                    s.as_str(),
+                    &k.listing,
+                    k.status
+                        .as_ref()
+                        .map(Option::as_ref)
+                        .map_err(String::as_str),
+                )
+            }),
             now,
         );
-        for row in &mut f.sites {
-            if let Some(k) = self.known.get(&row.site) {
-                row.drill = Drill::of(k.drill.clone(), now, drill_max_days);
-                row.nights = k.listing.nights(now);
-                if let Some(e) = &k.listing.error {
-                    row.listing_error = Some(e.clone());
-                }
-            }
+        for (row, k) in f.sites.iter_mut().zip(self.known.values()) {
+            row.drill = Drill::of(k.drill.clone(), now, drill_max_days);
+            row.nights = k.listing.nights(now);
+            row.listing_error = k.listing.error.clone();
         }
         f.drill_flagged = f.sites.iter().filter(|s| s.drill.flagged).count() as u64;
         f
