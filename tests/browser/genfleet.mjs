@@ -8,8 +8,8 @@
 // archives dated from today (UTC) back, some with a gap, and a last-backup-status.json
 // like a Pi's; one site in 50 failed its last run, one in 50 (another one) has not
 // succeeded for 50 h, one in 20 of the others has copies pending. One more site,
-// club-trous, holds 27 archives over its last 30 nights: the gaps are 4, 11 and 19 days
-// ago, and it has none today yet.
+// club-trous, holds 27 archives over its last 30 nights, today's included: the gaps are
+// 4, 11 and 19 days ago.
 
 import http from "node:http";
 
@@ -63,7 +63,7 @@ export async function fillFleet(filer, bucket, prefix, sites, nowMs = Date.now()
     const s = site(i);
     add(s.name, s.days, s.kind);
   }
-  add(TROUS, Array.from({ length: 29 }, (_, k) => k + 1).filter(d => !TROUS_GAPS.includes(d)), "ok");
+  add(TROUS, Array.from({ length: 30 }, (_, k) => k).filter(d => !TROUS_GAPS.includes(d)), "ok");
 
   const put = ([key, body]) => new Promise((resolve, reject) => {
     const req = http.request({
