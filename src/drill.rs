@@ -29,7 +29,7 @@ use crate::bucket::{Bucket, ObjectHead};
 use crate::clock;
 use crate::config::OffsiteSettings;
 pub use crate::offsite::drill_record::{DRILL_OBJECT, Record, VERSION, VideoCounts};
-use crate::offsite::{self, videos};
+use crate::offsite::{self, fleet_index, videos};
 use crate::recover::{self, FetchError, Remote};
 use crate::restore::INVENTORY;
 use crate::store;
@@ -245,6 +245,8 @@ pub fn drill_site(
     d
 }
 
+/// drill.json, then its copy in the fleet's index (fleet_index.rs), which the dashboard
+/// reads when its ETag changed.
 fn write(b: &dyn Bucket, o: &OffsiteSettings, site: &str, r: &Record) -> Result<(), String> {
     let k = key(o, site);
     let body = r.serialize_json();
@@ -252,7 +254,13 @@ fn write(b: &dyn Bucket, o: &OffsiteSettings, site: &str, r: &Record) -> Result<
         Err(e) if e.transport => b.put_bytes(&k, body.as_bytes(), "application/json"),
         x => x,
     }
-    .map_err(|e| format!("cannot write {}: {e}", b.describe(&k)))
+    .map_err(|e| format!("cannot write {}: {e}", b.describe(&k)))?;
+    fleet_index::put(b, o, fleet_index::Entry::Drill, site, body.as_bytes()).map_err(|e| {
+        format!(
+            "{DRILL_OBJECT} written, but not its copy in the fleet's index ({e}): the \
+             dashboard may show the previous drill until the next one"
+        )
+    })
 }
 
 /// The copy's checks; sets `d.archive`, `d.failure`, `d.videos`.

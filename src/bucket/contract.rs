@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::sync::atomic::AtomicBool;
 
-use super::{Bucket, ObjectBody, ObjectHead, RangeReader, sha256};
+use super::{Bucket, Fresh, ObjectBody, ObjectHead, RangeReader, sha256};
 
 fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
@@ -27,6 +27,52 @@ pub fn run(b: &dyn Bucket, root: &str) {
     ok(b.put_bytes(&k("status.json"), b"second!", "application/json"));
     assert_eq!(ok(b.get(&k("status.json"))), Some(b"second!".to_vec()));
     assert_eq!(ok(b.head(&k("status.json"))), ObjectHead::Exists(7));
+
+    // A conditional read: the listing's tag and the read's are the same; an unchanged
+    // object is `Same`, a changed one comes with its new tag; the same bytes written
+    // again keep their tag (a Pi's status put twice unchanged is no change).
+    let listed = ok(b.list(&k("status.json"), None));
+    let tag = listed
+        .objects
+        .first()
+        .map(|o| o.etag.clone())
+        .unwrap_or_default();
+    assert!(!tag.is_empty(), "the listing gives no ETag");
+    let got = ok(b.get_if(&k("status.json"), None, 100));
+    assert_eq!(
+        got,
+        Fresh::Got {
+            data: b"second!".to_vec(),
+            etag: tag.clone()
+        }
+    );
+    assert_eq!(
+        ok(b.get_if(&k("status.json"), Some(&tag), 100)),
+        Fresh::Same
+    );
+    ok(b.put_bytes(&k("status.json"), b"second!", "application/json"));
+    assert_eq!(
+        ok(b.get_if(&k("status.json"), Some(&tag), 100)),
+        Fresh::Same
+    );
+    ok(b.put_bytes(&k("status.json"), b"third", "application/json"));
+    match ok(b.get_if(&k("status.json"), Some(&tag), 100)) {
+        Fresh::Got { data, etag } => assert!(data == b"third" && etag != tag && !etag.is_empty()),
+        other => panic!("a changed object read as {other:?}"),
+    }
+    // Over the bound: refused, whatever the tag; an empty object is read.
+    let e = b
+        .get_if(&k("status.json"), None, 4)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.msg.contains("5 bytes, over 4"), "{e}");
+    ok(b.put_bytes(&k("empty"), b"", "application/json"));
+    assert!(
+        matches!(ok(b.get_if(&k("empty"), None, 4)), Fresh::Got { data, .. } if data.is_empty())
+    );
+    ok(b.delete(&k("empty")));
+    ok(b.put_bytes(&k("status.json"), b"second!", "application/json"));
+    assert_eq!(ok(b.get_if(&k("none"), Some(&tag), 100)), Fresh::Missing);
 
     // get, head and delete of a key that is not there (in a bucket that exists: a
     // server may make the bucket at the first write).

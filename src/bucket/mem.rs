@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Bucket, Error, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged, cancelled, sha256};
+use super::{
+    Bucket, Error, Fresh, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged, cancelled, sha256,
+};
 
 /// The kinds of requests, for fault injection and counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,6 +71,14 @@ impl Default for MemBucket {
     fn default() -> Self {
         MemBucket::new()
     }
+}
+
+/// The tag of an object's content: like S3's for a single PUT (a digest of the bytes,
+/// quoted), the same for the same bytes.
+fn etag_of(data: &[u8]) -> String {
+    let h: [u8; 32] = sha256(data);
+    let hex: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,6 +285,7 @@ impl Bucket for MemBucket {
                 key: key.clone(),
                 size: o.data.len() as u64,
                 last_modified: o.last_modified.clone(),
+                etag: etag_of(&o.data),
             };
             entries.push((key.clone(), Some(object)));
         }
@@ -329,6 +340,33 @@ impl Bucket for MemBucket {
             Some(o) => Ok(Some(o.data.clone())),
             None => Ok(None),
         }
+    }
+
+    fn get_if(&self, key: &str, etag: Option<&str>, max: u64) -> Result<Fresh, Error> {
+        if let Some(f) = self.enter(Op::Get, key) {
+            return Err(self.fail("GET", key, &f));
+        }
+        let objects = lock(&self.objects);
+        Ok(match objects.get(key) {
+            None => Fresh::Missing,
+            Some(o) => {
+                let tag = etag_of(&o.data);
+                if etag == Some(tag.as_str()) {
+                    Fresh::Same
+                } else if o.data.len() as u64 > max.min(super::MAX_ANSWER as u64) {
+                    return Err(Error::local(format!(
+                        "GET {}: the object is {} bytes, over {max}",
+                        self.describe(key),
+                        o.data.len()
+                    )));
+                } else {
+                    Fresh::Got {
+                        data: o.data.clone(),
+                        etag: tag,
+                    }
+                }
+            }
+        })
     }
 
     fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Ranged>, Error> {

@@ -26,6 +26,7 @@
 //! Nothing above this module knows S3: the adapters below it (sigv4.rs, xml.rs, the
 //! HTTP client) are S3's own.
 
+pub mod counted;
 pub mod s3;
 pub mod sigv4;
 mod xml;
@@ -108,6 +109,22 @@ pub struct Object {
     pub size: u64,
     /// As the store wrote it (ISO 8601, UTC on S3); empty when unknown.
     pub last_modified: String,
+    /// The store's tag of the object's content, opaque (quoted on S3); empty when
+    /// unknown. Two writes of the same bytes by a single PUT get the same tag.
+    pub etag: String,
+}
+
+/// What a conditional read (`Bucket::get_if`) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fresh {
+    /// The object still has the tag given: nothing was sent.
+    Same,
+    Missing,
+    /// The object's bytes and its tag (empty when the store sent none).
+    Got {
+        data: Vec<u8>,
+        etag: String,
+    },
 }
 
 /// What a look at one key (HEAD) found.
@@ -201,6 +218,11 @@ pub trait Bucket: Sync {
 
     /// The object's bytes (at most `MAX_ANSWER`), `None` when it does not exist.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+
+    /// `get` of a small object (at most `max` bytes, else an error: nothing more is
+    /// read) that sends nothing when the object still has the tag `etag` (a listing's or
+    /// an earlier read's): an unchanged status costs one small answer, not its bytes.
+    fn get_if(&self, key: &str, etag: Option<&str>, max: u64) -> Result<Fresh, Error>;
 
     /// Bytes `start..start+len` (fewer at the end), and the whole object's size; `None`
     /// when it does not exist. `len` is at most `MAX_ANSWER`.

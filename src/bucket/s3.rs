@@ -22,7 +22,7 @@ use crate::units::{base64, base64_decode, hex};
 
 use super::xml::{xml_all, xml_escape, xml_one, xml_unescape};
 use super::{
-    Bucket, Error, MAX_ANSWER, Object, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged,
+    Bucket, Error, Fresh, MAX_ANSWER, Object, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged,
 };
 
 pub use super::sigv4::{
@@ -346,6 +346,7 @@ impl Bucket for S3 {
                 key: xml_unescape(key),
                 size: xml_one(c, "Size").and_then(parse_u64).unwrap_or(0),
                 last_modified: xml_one(c, "LastModified").unwrap_or("").to_string(),
+                etag: xml_one(c, "ETag").map(xml_unescape).unwrap_or_default(),
             });
         }
         for p in xml_all(&text, "CommonPrefixes") {
@@ -404,6 +405,52 @@ impl Bucket for S3 {
             &[404],
         )?;
         Ok((r.status != 404).then_some(r.body))
+    }
+
+    /// GET with `If-None-Match` (304 is `Same`) and `Range: bytes=0-MAX` (one byte more
+    /// than allowed, so that an object over `max` shows without being read whole). A
+    /// store that ignores If-None-Match answers 200 with the same ETag: that is `Same`
+    /// too (the bytes were read for nothing). An empty object answers 416 to a range.
+    fn get_if(&self, key: &str, etag: Option<&str>, max: u64) -> Result<Fresh, Error> {
+        let max = max.min(MAX_ANSWER as u64 - 1);
+        let mut extra = vec![("range", format!("bytes=0-{max}"))];
+        if let Some(t) = etag.filter(|t| !t.is_empty()) {
+            extra.push(("if-none-match", t.to_string()));
+        }
+        let r = self.send(
+            "GET",
+            Some(key),
+            &[],
+            &extra,
+            Payload::empty(),
+            EMPTY_SHA256,
+            &[304, 404, 416],
+        )?;
+        let tag = r.header("etag").map(str::to_string).unwrap_or_default();
+        let total = match r.status {
+            206 => r.header("content-range").and_then(content_range_total),
+            _ => Some(r.body.len() as u64),
+        };
+        Ok(match r.status {
+            404 => Fresh::Missing,
+            304 => Fresh::Same,
+            _ if !tag.is_empty() && etag == Some(tag.as_str()) => Fresh::Same,
+            416 => Fresh::Got {
+                data: Vec::new(),
+                etag: tag,
+            },
+            _ if total.is_none_or(|t| t > max) || r.body.len() as u64 > max => {
+                return Err(Error::local(format!(
+                    "GET {}: the object is {} bytes, over {max}",
+                    self.shown(Some(key)),
+                    total.map_or("more than that".to_string(), |t| t.to_string())
+                )));
+            }
+            _ => Fresh::Got {
+                data: r.body,
+                etag: tag,
+            },
+        })
     }
 
     fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Ranged>, Error> {

@@ -15,9 +15,14 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/neopro/backup.conf";
 /// offsite): no site may take that name as its SITE_ID.
 pub const VIDEOS_DIR: &str = "videos";
 
+/// The bucket folder of the fleet's index, `S3_PREFIX/fleet-index/` (docs/format.md,
+/// Fleet, The index): a copy of each site's status and last drill, so that the fleet
+/// dashboard reads what changed and nothing else.
+pub const FLEET_INDEX_DIR: &str = "fleet-index";
+
 /// The names under S3_PREFIX that are not sites (docs/format.md, Offsite): a SITE_ID
 /// (set, or the hostname) equal to one of them sends no copy, whatever else is set.
-pub const RESERVED_SITE_IDS: &[&str] = &[VIDEOS_DIR];
+pub const RESERVED_SITE_IDS: &[&str] = &[VIDEOS_DIR, FLEET_INDEX_DIR];
 
 /// Why `site` cannot be a folder of its own in the bucket, if it cannot.
 pub fn reserved_site_id(site: &str) -> Option<String> {

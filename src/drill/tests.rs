@@ -104,15 +104,18 @@ fn a_plain_site_passes_and_only_its_drill_json_is_written() {
             ..VideoCounts::default()
         })
     );
-    // Written: drill.json, once, and nothing else (no create, no delete).
-    assert_eq!(writes(&m) - w, 1);
+    // Written: drill.json and its copy in the fleet's index, once each, and nothing
+    // else (no create, no delete).
+    assert_eq!(writes(&m) - w, 2);
     let mut after = m.keys();
     after.retain(|k| !before.contains(k));
-    assert_eq!(after, [p.key(DRILL_OBJECT)]);
+    let copy = fleet_index::key(&o, fleet_index::Entry::Drill, "club-a");
+    assert_eq!(after, [p.key(DRILL_OBJECT), copy.clone()]);
+    assert_eq!(m.bytes(&copy), m.bytes(&p.key(DRILL_OBJECT)));
     let r = record_of(&m, &p);
     assert_eq!(
         m.bytes_received() - bytes_in,
-        r.serialize_json().len() as u64
+        2 * r.serialize_json().len() as u64
     );
     assert_eq!(
         (r.version, r.archive.as_deref(), r.ok, r.error.as_deref()),
@@ -153,7 +156,8 @@ fn the_put_is_the_only_write_by_kind() {
             m.count(Op::Create) - create,
             m.count(Op::Delete) - delete
         ),
-        (1, 0, 0)
+        (2, 0, 0),
+        "drill.json and its copy in the fleet's index"
     );
 }
 

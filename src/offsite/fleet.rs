@@ -19,11 +19,9 @@
 //! alone.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nanoserde::{DeJson, SerJson};
+use nanoserde::SerJson;
 
 use crate::bucket::Bucket;
 use crate::clock;
@@ -37,8 +35,6 @@ use crate::status::Status;
 pub const STALE_HOURS: i64 = 25;
 /// Status objects bigger than this are not read.
 pub const MAX_STATUS_BYTES: u64 = 64 * 1024;
-/// Status GETs in flight at once.
-const READERS: usize = 8;
 
 /// The states, worst first.
 pub const STATES: [&str; 4] = ["failed", "stale", "pending", "ok"];
@@ -152,6 +148,13 @@ pub struct Site {
     pub claimed_twice: bool,
     /// The last restore drill (`fleet drill`).
     pub drill: Drill,
+    /// The last 30 nights, oldest first, today last (by this machine's UTC date): `1`
+    /// an archive copy that night, `0` none, `.` today before its copy (docs/format.md,
+    /// Fleet).
+    pub nights: String,
+    /// Why the site's folder could not be listed at the last read (its archive figures
+    /// are then the previous read's).
+    pub listing_error: Option<String>,
 }
 
 #[derive(Debug, SerJson)]
@@ -169,7 +172,11 @@ pub struct Fleet {
 /// What one read of the bucket cost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cost {
+    /// Objects of the whole listing (a first read), else 0.
     pub objects: u64,
+    /// Requests by kind (`bucket::counted::KINDS`).
+    pub requests: [u64; 6],
+    /// Status answers (a 304 included) and drill records read.
     pub status_gets: u64,
     /// drill.json objects read.
     pub drill_gets: u64,
@@ -201,6 +208,8 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
         other_install: None,
         claimed_twice: false,
         drill: Drill::of(Ok(None), now, DRILL_MAX_DAYS),
+        nights: String::new(),
+        listing_error: None,
     };
     match status {
         None => row.error = Some("no status in the bucket".into()),
@@ -264,6 +273,9 @@ pub fn worst_first(sites: &mut [Site]) {
     });
 }
 
+/// Nights shown in a site's strip.
+pub const NIGHTS: i64 = 30;
+
 /// What the listing says of one site.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SiteListing {
@@ -271,10 +283,61 @@ pub struct SiteListing {
     pub bytes: u64,
     /// The newest copy: name and size.
     pub newest: Option<(String, u64)>,
-    /// The size of `last-backup-status.json`, when there is one.
+    /// The size of `last-backup-status.json`, when there is one, and its ETag.
     pub status_size: Option<u64>,
-    /// The size of `drill.json`, when there is one.
+    pub status_tag: Option<String>,
+    /// The size of `drill.json`, when there is one, and its ETag.
     pub drill_size: Option<u64>,
+    pub drill_tag: Option<String>,
+    /// The nights with a copy: bit `i` of `night_bits` is the day `last_night - i`
+    /// (days since 1970-01-01, from the copies' names).
+    pub last_night: i64,
+    pub night_bits: u64,
+    /// Why the folder could not be listed (the figures are an earlier listing's).
+    pub error: Option<String>,
+}
+
+impl SiteListing {
+    /// Records a copy made on `day` (days since 1970-01-01), in any order.
+    fn night(&mut self, day: i64) {
+        if self.night_bits == 0 || day > self.last_night {
+            let shift = day.saturating_sub(self.last_night);
+            self.night_bits = if self.night_bits == 0 || shift >= 64 {
+                0
+            } else {
+                self.night_bits << shift
+            };
+            self.last_night = day;
+        }
+        if let Some(back) = self
+            .last_night
+            .checked_sub(day)
+            .filter(|b| (0..64).contains(b))
+        {
+            self.night_bits |= 1 << back;
+        }
+    }
+
+    /// The strip of the last `NIGHTS` nights (see `Site::nights`), `now` in Unix time.
+    pub fn nights(&self, now: i64) -> String {
+        let today = now.div_euclid(86_400);
+        (0..NIGHTS)
+            .map(|i| {
+                let day = today - (NIGHTS - 1) + i;
+                let back = self.last_night - day;
+                if self.night_bits != 0
+                    && (0..64).contains(&back)
+                    && self.night_bits & (1 << back) != 0
+                {
+                    '1'
+                } else if day == today {
+                    '.'
+                } else {
+                    '0'
+                }
+            })
+            .collect()
+    }
 }
 
 /// The listing folded per site while it is read: keys are never kept.
@@ -294,7 +357,7 @@ impl Tally {
         }
     }
 
-    pub fn add(&mut self, key: &str, size: u64) {
+    pub fn add(&mut self, key: &str, size: u64, etag: &str) {
         self.objects += 1;
         let Some(rest) = key.strip_prefix(&self.root) else {
             return;
@@ -304,9 +367,9 @@ impl Tally {
         };
         // S3_PREFIX/videos/ holds the shared videos (Videos offsite), not a site.
         if site.is_empty()
-            || site == crate::config::VIDEOS_DIR
             || name.is_empty()
             || name.contains('/')
+            || crate::config::reserved_site_id(site).is_some()
         {
             return;
         }
@@ -318,11 +381,17 @@ impl Tally {
         };
         if name == offsite::STATUS_OBJECT {
             entry.status_size = Some(size);
+            entry.status_tag = Some(etag.to_string());
         } else if name == drill::DRILL_OBJECT {
             entry.drill_size = Some(size);
+            entry.drill_tag = Some(etag.to_string());
         } else if is_copy_name(name) {
             entry.archives += 1;
             entry.bytes = entry.bytes.saturating_add(size);
+            if let Some(naive) = crate::store::name_time(name.strip_suffix(".age").unwrap_or(name))
+            {
+                entry.night(naive.div_euclid(86_400));
+            }
             if entry.newest.as_ref().is_none_or(|(n, _)| name > n.as_str()) {
                 entry.newest = Some((name.to_string(), size));
             }
@@ -332,60 +401,6 @@ impl Tally {
 
 /// A site's status object: parsed, absent (`Ok(None)`), or why it cannot be read.
 type Fetched = Result<Option<Status>, String>;
-/// A small object's bytes, absent, or why it cannot be read.
-type Got = Result<Option<Vec<u8>>, String>;
-
-/// GETs one small object (twice when the connection failed).
-fn fetch_one(b: &dyn Bucket, key: &str) -> Got {
-    let got = match b.get(key) {
-        Err(e) if e.transport => b.get(key), // once more: a connection can drop
-        r => r,
-    };
-    got.map_err(|e| e.msg)
-}
-
-fn parse_status(key: &str, got: Got) -> Fetched {
-    match got? {
-        None => Ok(None),
-        Some(bytes) => match std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|t| Status::deserialize_json(t).ok())
-        {
-            Some(st) => Ok(Some(st)),
-            None => Err(format!("{key} is not a valid status (JSON)")),
-        },
-    }
-}
-
-/// GETs `keys` with at most `READERS` requests in flight; the answers in order.
-fn fetch_all(b: &dyn Bucket, keys: &[String]) -> Vec<Got> {
-    let next = AtomicUsize::new(0);
-    let answers: Mutex<Vec<Option<Got>>> = Mutex::new(keys.iter().map(|_| None).collect());
-    let work = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(key) = keys.get(i) else { break };
-            let r = fetch_one(b, key);
-            answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
-        }
-    };
-    std::thread::scope(|s| {
-        for _ in 1..READERS.min(keys.len()) {
-            // If no thread can be made, this one does all the work below.
-            let _ = std::thread::Builder::new()
-                .name("fleet-get".into())
-                .stack_size(256 * 1024)
-                .spawn_scoped(s, work);
-        }
-        work();
-    });
-    answers
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .map(|a| a.unwrap_or_else(|| Err("not read".into())))
-        .collect()
-}
 
 /// The rows from a folded listing and the statuses (pure).
 pub fn rows(
@@ -428,7 +443,7 @@ pub fn rows(
     }
 }
 
-/// Reads the bucket. `Err` when it cannot be listed (a message for a person).
+/// Reads the bucket once. `Err` when it cannot be listed (a message for a person).
 /// `drill_max_days`: FLEET_DRILL_MAX_DAYS.
 pub fn build(o: &OffsiteSettings, now: i64, drill_max_days: u32) -> Result<(Fleet, Cost), String> {
     read(&offsite::bucket(o), o, now, drill_max_days)
@@ -440,94 +455,14 @@ pub fn build_on(b: &dyn Bucket, o: &OffsiteSettings, now: i64) -> Result<(Fleet,
     read(b, o, now, DRILL_MAX_DAYS)
 }
 
-/// One read of the bucket: the listing, then each site's status and drill.json (when
-/// the listing shows them, and they are small), in one pass of GETs.
+/// One read of the store `b` by a new reader (fleet_read.rs).
 pub fn read(
     b: &dyn Bucket,
     o: &OffsiteSettings,
     now: i64,
     drill_max_days: u32,
 ) -> Result<(Fleet, Cost), String> {
-    let root = if o.prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", o.prefix)
-    };
-    let started = Instant::now();
-    let mut tally = Tally::new(&root);
-    b.list_each(&root, None, &mut |ob| tally.add(&ob.key, ob.size))
-        .map_err(|e| e.msg)?;
-    let objects = tally.objects;
-    let listing = started.elapsed();
-    let small = |n: Option<u64>, max: u64| n.is_some_and(|n| n <= max);
-    let mut wanted: Vec<String> = Vec::new();
-    for (site, l) in &tally.sites {
-        if small(l.status_size, MAX_STATUS_BYTES) {
-            wanted.push(format!("{root}{site}/{}", offsite::STATUS_OBJECT));
-        }
-        if small(l.drill_size, drill::MAX_DRILL_BYTES) {
-            wanted.push(format!("{root}{site}/{}", drill::DRILL_OBJECT));
-        }
-    }
-    let started = Instant::now();
-    let mut answers = wanted.iter().zip(fetch_all(b, &wanted));
-    let statuses = started.elapsed();
-    let mut drills: BTreeMap<String, Result<Option<drill::Record>, String>> = BTreeMap::new();
-    let mut status_of: BTreeMap<String, Fetched> = BTreeMap::new();
-    // Same order as `wanted`: the map's, status before drill.
-    for (site, l) in &tally.sites {
-        if small(l.status_size, MAX_STATUS_BYTES)
-            && let Some((key, got)) = answers.next()
-        {
-            status_of.insert(site.clone(), parse_status(key, got));
-        }
-        let d = match l.drill_size {
-            None => Ok(None),
-            Some(n) if n > drill::MAX_DRILL_BYTES => Err(format!(
-                "{} is {n} bytes, over {}",
-                drill::DRILL_OBJECT,
-                drill::MAX_DRILL_BYTES
-            )),
-            Some(_) => match answers.next() {
-                Some((_, Ok(Some(bytes)))) => drill::Record::parse(&bytes).map(Some),
-                Some((_, Ok(None))) | None => Ok(None),
-                Some((_, Err(e))) => Err(e),
-            },
-        };
-        drills.insert(site.clone(), d);
-    }
-    let status_gets = tally
-        .sites
-        .values()
-        .filter(|l| small(l.status_size, MAX_STATUS_BYTES))
-        .count() as u64;
-    let mut fleet = rows(
-        tally.sites,
-        |site, l| match l.status_size {
-            None => Ok(None),
-            Some(n) if n > MAX_STATUS_BYTES => Err(format!(
-                "{} is {n} bytes, over {MAX_STATUS_BYTES}",
-                offsite::STATUS_OBJECT
-            )),
-            Some(_) => status_of.remove(site).unwrap_or(Ok(None)),
-        },
-        now,
-    );
-    for row in &mut fleet.sites {
-        let got = drills.remove(&row.site).unwrap_or(Ok(None));
-        row.drill = Drill::of(got, now, drill_max_days);
-    }
-    fleet.drill_flagged = fleet.sites.iter().filter(|s| s.drill.flagged).count() as u64;
-    Ok((
-        fleet,
-        Cost {
-            objects,
-            status_gets,
-            drill_gets: (wanted.len() as u64).saturating_sub(status_gets),
-            listing,
-            statuses,
-        },
-    ))
+    crate::offsite::fleet_read::Reader::new().read(b, o, now, drill_max_days)
 }
 
 #[cfg(test)]
@@ -612,7 +547,7 @@ mod tests {
             ("other/x/backup-20241218-030000.tar.gz", 1),
             ("neopro//backup-20241218-030000.tar.gz", 1),
         ] {
-            t.add(k, n);
+            t.add(k, n, "\"e\"");
         }
         assert_eq!(t.objects, 11);
         let names: Vec<&str> = t.sites.keys().map(String::as_str).collect();
@@ -624,13 +559,54 @@ mod tests {
                 bytes: 22,
                 newest: Some(("backup-20241218-030000.tar.gz".into(), 12)),
                 status_size: Some(700),
-                drill_size: None,
+                status_tag: Some("\"e\"".into()),
+                last_night: clock::days_from_civil(2024, 12, 18),
+                night_bits: 0b11,
+                ..SiteListing::default()
             }
         );
         assert_eq!((t.sites["b"].archives, t.sites["b"].bytes), (1, 40));
         assert_eq!(t.sites["b"].drill_size, Some(180));
         assert_eq!(t.sites["a"].drill_size, None);
         assert_eq!(t.sites["c"], SiteListing::default());
+    }
+
+    #[test]
+    fn the_strip_of_30_nights() {
+        let day = |d: u32| clock::days_from_civil(2024, 12, d);
+        // Copies in any order, one night twice, gaps on the 5th and 10th to 12th.
+        let mut l = SiteListing::default();
+        for d in (1..=18).rev().chain([3, 18]) {
+            if ![5, 10, 11, 12].contains(&d) {
+                l.night(day(d));
+            }
+        }
+        // 18 December 2024, 01:00 UTC: today has its copy.
+        let now = day(18) * 86_400 + 3600;
+        let strip = l.nights(now);
+        assert_eq!(strip.len(), 30);
+        assert_eq!(&strip[..12], "000000000000", "November: no copies");
+        assert_eq!(&strip[12..], "111101111000111111");
+        // The next day before its copy: today is pending, not a gap.
+        let strip = l.nights(now + 86_400);
+        assert!(strip.ends_with("00111111."), "{strip}");
+        // A site silent for three days: three gaps then today.
+        assert!(l.nights(now + 4 * 86_400).ends_with("1000."));
+        // A copy more than 64 nights after the others restarts the record.
+        l.night(day(18) + 100);
+        assert_eq!(
+            l.nights((day(18) + 100) * 86_400),
+            format!("{}1", "0".repeat(29))
+        );
+        // Nothing at all: 29 gaps and today.
+        assert_eq!(
+            SiteListing::default().nights(now),
+            format!("{}.", "0".repeat(29))
+        );
+        // A copy dated in the future (a Pi's clock) is not today's.
+        let mut f = SiteListing::default();
+        f.night(day(20));
+        assert_eq!(f.nights(now), format!("{}.", "0".repeat(29)));
     }
 
     #[test]
@@ -642,7 +618,7 @@ mod tests {
             bytes: 300,
             newest: Some(("backup-20241218-030000.tar.gz".into(), 100)),
             status_size: Some(500),
-            drill_size: None,
+            ..SiteListing::default()
         };
         for s in ["ok", "failed", "stale", "pending", "broken"] {
             listed.insert(s.to_string(), with_status.clone());

@@ -81,7 +81,7 @@ fn read_refs(b: &dyn Bucket, o: &OffsiteSettings) -> Result<Refs, String> {
     let mut waiting = Vec::new();
     for p in &listing.prefixes {
         let site = p.strip_prefix(&root).unwrap_or(p).trim_end_matches('/');
-        if site.is_empty() || site == VIDEOS_DIR {
+        if site.is_empty() || crate::config::reserved_site_id(site).is_some() {
             continue;
         }
         let key = format!("{p}{REFS_OBJECT}");

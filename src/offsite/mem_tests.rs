@@ -125,7 +125,7 @@ fn config(vars: &HashMap<String, String>) -> Config {
 }
 
 impl Pi {
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.cfg.backup_dir
     }
 
@@ -406,7 +406,7 @@ fn gc_bucket(o: &crate::config::OffsiteSettings) -> (MemBucket, [[u8; 32]; 5]) {
     (m, h)
 }
 
-fn gc_settings() -> crate::config::OffsiteSettings {
+pub(crate) fn gc_settings() -> crate::config::OffsiteSettings {
     let p = pi("op", &[("S3_RETENTION_DAYS", "30")]);
     p.cfg
         .offsite
@@ -705,8 +705,8 @@ fn turning_videos_offsite_off_publishes_an_empty_list_and_gc_no_longer_waits() {
     assert_eq!(a.round(&m), Round::Sent(1));
     assert_eq!(
         m.count(Op::Put) - puts,
-        2,
-        "the archive and the status only"
+        3,
+        "the archive, the status and its copy in the fleet's index only"
     );
 }
 

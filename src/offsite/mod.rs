@@ -29,6 +29,8 @@
 
 pub mod drill_record;
 pub mod fleet;
+pub mod fleet_index;
+pub mod fleet_read;
 pub mod gc;
 pub mod history;
 mod ledger;
@@ -71,6 +73,10 @@ struct QueueState {
     next_try: i64,
     /// SHA-256 of the status JSON last sent, so an unchanged status is not re-sent.
     status_sent: String,
+    /// SHA-256 of the status last copied to the fleet's index (fleet_index.rs), or
+    /// refused there for good (403); absent in earlier layouts (the next round copies
+    /// the status there).
+    index_sent: String,
     /// Totals since the state was created, for /metrics.
     archives_sent: u64,
     archive_bytes_sent: u64,
@@ -383,7 +389,11 @@ pub fn has_work(cfg: &Config) -> bool {
         return true;
     }
     match status::read(dir) {
-        Ok(Some(st)) => sha256_hex(st.to_json().as_bytes()) != read_state(dir).status_sent,
+        Ok(Some(st)) => {
+            let state = read_state(dir);
+            let hash = sha256_hex(st.to_json().as_bytes());
+            hash != state.status_sent || hash != state.index_sent
+        }
         _ => false,
     }
 }
@@ -611,8 +621,32 @@ fn round_locked(
             }
             match b.put_bytes(&key, json.as_bytes(), "application/json") {
                 Ok(()) => {
-                    state.status_sent = hash;
+                    state.status_sent = hash.clone();
                     history::wrote(&mut state, site, true);
+                }
+                Err(e) => {
+                    if failure.is_none() {
+                        st.offsite = Some(status::Offsite {
+                            error: Some(e.msg.clone()),
+                            ..st.offsite.clone().unwrap_or_default()
+                        });
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        // The fleet's copy, once the status is there (the same bytes).
+        if reachable && hash == state.status_sent && hash != state.index_sent {
+            match fleet_index::put(b, o, fleet_index::Entry::Status, site, json.as_bytes()) {
+                Ok(()) => state.index_sent = hash,
+                Err(e) if e.denied() => {
+                    log.warn(&format!(
+                        "offsite: the fleet's index may not be written with this key ({}): \
+                         the fleet dashboard reads this site the slower way (docs/format.md, \
+                         Fleet, The index)",
+                        e.msg
+                    ));
+                    state.index_sent = hash;
                 }
                 Err(e) => {
                     if failure.is_none() {

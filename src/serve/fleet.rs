@@ -25,10 +25,13 @@ use std::time::{Duration, Instant};
 
 use nanoserde::SerJson;
 
+use crate::bucket::counted::{KINDS, Requests};
 use crate::clock;
 use crate::config::{Config, OffsiteSettings};
 use crate::http::server::{self, Body, Request, Response};
+use crate::offsite;
 use crate::offsite::fleet::{self, Cost, Fleet, STATES, Site};
+use crate::offsite::fleet_read::Reader;
 use crate::serve::guard;
 use crate::serve::page::{self, embed};
 use crate::serve::prom::{self, Kind, Text};
@@ -162,6 +165,10 @@ struct Slot {
 /// The bucket's view, read at most once per period, by one thread at a time.
 pub struct FleetCache {
     offsite: OffsiteSettings,
+    /// What was read of each site, so that a read costs what changed (fleet_read.rs).
+    reader: Mutex<Reader>,
+    /// The reader's count of requests, by kind.
+    requests: Arc<Requests>,
     period: Duration,
     /// FLEET_DRILL_MAX_DAYS.
     drill_max_days: u32,
@@ -171,8 +178,11 @@ pub struct FleetCache {
 
 impl FleetCache {
     pub fn new(offsite: OffsiteSettings, period: Duration, drill_max_days: u32) -> FleetCache {
+        let reader = Reader::new();
         FleetCache {
             offsite,
+            requests: Arc::clone(&reader.total),
+            reader: Mutex::new(reader),
             period,
             drill_max_days,
             slot: Mutex::new(Slot::default()),
@@ -213,23 +223,37 @@ impl FleetCache {
         }
     }
 
+    /// Every request made to the bucket so far, by kind (`KINDS`): never waits for a
+    /// read under way.
+    fn requests(&self) -> [u64; 6] {
+        self.requests.get()
+    }
+
     /// Reads the bucket and publishes the result (the caller set `building`).
     fn read(&self) {
         let started = Instant::now();
         let now = clock::now_unix();
-        let got = fleet::build(&self.offsite, now, self.drill_max_days);
+        let got = self.reader.lock().unwrap_or_else(|p| p.into_inner()).read(
+            &offsite::bucket(&self.offsite),
+            &self.offsite,
+            now,
+            self.drill_max_days,
+        );
         let took = started.elapsed();
         let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         match got {
             Ok((f, cost)) => {
                 let v = render(f, now, took, cost);
+                let [list, get, same, ..] = cost.requests;
                 eprintln!(
-                    "neopro-backup fleet: read {} site(s) in {} ms: {} object(s) listed in {} ms, \
-                     {} status(es) and {} drill record(s) read in {} ms",
+                    "neopro-backup fleet: read {} site(s) in {} ms: {} request(s) ({list} \
+                     listing, {get} GET, {same} not modified); listings {} ms ({} object(s) \
+                     of a whole listing), {} status(es) and {} drill record(s) read in {} ms",
                     v.sites,
                     took.as_millis(),
-                    cost.objects,
+                    cost.requests.iter().sum::<u64>(),
                     cost.listing.as_millis(),
+                    cost.objects,
                     cost.status_gets,
                     cost.drill_gets,
                     cost.statuses.as_millis()
@@ -315,6 +339,24 @@ fn metrics(cache: &Arc<FleetCache>) -> Response {
         "Sites in the bucket at the last read.",
         v.map_or(0, |v| v.sites).to_string(),
     );
+    let totals = cache.requests();
+    let mut family = head.family(
+        "neopro_fleet_bucket_requests_total",
+        Kind::Counter,
+        "Requests made to the bucket since the dashboard started, by kind (get_not_modified: a status read again that had not changed, answered 304).",
+    );
+    for (kind, n) in KINDS.iter().zip(totals) {
+        family.sample(&[("kind", kind)], n);
+    }
+    let mut family = head.family(
+        "neopro_fleet_last_read_requests",
+        Kind::Gauge,
+        "Requests the last successful read of the bucket made, by kind.",
+    );
+    let last = v.map_or([0; 6], |v| v.cost.requests);
+    for (kind, n) in KINDS.iter().zip(last) {
+        family.sample(&[("kind", kind)], n);
+    }
     let mut parts: Vec<Arc<[u8]>> = vec![Arc::from(head.finish().into_bytes())];
     if let Some(v) = v {
         parts.push(Arc::clone(&v.series));

@@ -48,10 +48,13 @@ fn drill_json(prefix: &str, site: &str) -> Json {
 }
 
 /// Every key under the prefix, drill.json objects left out.
+/// The keys under `prefix` but the drill records: the sites' drill.json and their
+/// copies in the fleet's index (`fleet-index/drill/SITE.json`).
 fn keys_but_drills(prefix: &str) -> BTreeSet<String> {
+    let index = format!("{prefix}/fleet-index/drill/");
     keys_under(prefix)
         .into_iter()
-        .filter(|k| !k.ends_with("/drill.json"))
+        .filter(|k| !k.ends_with("/drill.json") && !k.starts_with(&index))
         .collect()
 }
 
@@ -178,6 +181,11 @@ fn drills_of_a_plain_and_an_encrypted_site_are_recorded_and_shown() {
     // A drill reads: the only objects written are the drill.json ones.
     assert_eq!(keys_but_drills(&prefix), before);
     assert!(keys_under(&prefix).contains(&format!("{prefix}/club-a/drill.json")));
+    assert_eq!(
+        object(&format!("{prefix}/fleet-index/drill/club-b.json")),
+        object(&format!("{prefix}/club-b/drill.json")),
+        "the drill record's copy in the fleet's index"
+    );
 
     // A video object of club-b gone: its drill fails, naming it.
     let video = keys_under(&format!("{prefix}/videos/sha256-age/club-b"))
