@@ -139,6 +139,15 @@ test("worst first: the failed site, then the stale ones; counts at the top; the 
   assert.match(await never.innerText(), /aucun statut dans le seau/);
   assert.match(await page.locator("#rows tr").nth(2).innerText(), /> 25 h[\s\S]*il y a 2 jours/);
   assert.match(await page.locator("#rows tr").last().innerText(), /À jour[\s\S]*Réussi[\s\S]*5 · /);
+  // The 30-night strips: archives the last 5 nights; club-yverdon's stopped 3 nights
+  // ago (none today yet: dashed, not a gap); club-zurich's last run failed.
+  const zurich = await stripOf(page.locator("#rows tr").first());
+  assert.deepEqual(zurich.cells, { y: [25, 26, 27, 28], n: range(0, 25), x: [29] });
+  assert.match(zurich.label, /^5 nuits sur 30 avec une sauvegarde ; sans sauvegarde : .* et 20 autres ; dernier essai en échec$/);
+  assert.deepEqual((await stripOf(page.locator("#rows tr").nth(1))).cells, { y: [25, 26, 27, 28, 29], n: range(0, 25) });
+  const yverdon = await stripOf(page.locator("#rows tr").nth(2));
+  assert.deepEqual(yverdon.cells, { y: [22, 23, 24, 25, 26], n: range(0, 22).concat([27, 28]), t: [29] });
+  assert.match(yverdon.label, /^5 nuits sur 30 avec une sauvegarde \(aujourd'hui : pas encore\) ; sans sauvegarde : /);
   // Counts.
   const count = id => page.textContent("#n-" + id);
   assert.equal(await count("total"), "12");
