@@ -95,7 +95,7 @@ enum Got {
     Same,
     Missing,
     /// The object, parsed, and its tag.
-    Status(Fetched, String),
+    Status(Box<Fetched>, String),
     Drill(Drilled, String),
 }
 
@@ -175,7 +175,7 @@ fn get_parsed(b: &dyn Bucket, key: &str, tag: Option<&str>, kind: Kind) -> Resul
         Fresh::Same => Got::Same,
         Fresh::Missing => Got::Missing,
         Fresh::Got { data, etag } => match kind {
-            Kind::Status => Got::Status(parse_status(key, &data), etag),
+            Kind::Status => Got::Status(Box::new(parse_status(key, &data)), etag),
             Kind::Drill => Got::Drill(drill::Record::parse(&data).map(Some), etag),
         },
     })
@@ -469,7 +469,7 @@ impl Reader {
                     gets.0 += 1;
                 }
                 Some(Ok(Got::Status(st, etag))) => {
-                    k.status = st;
+                    k.status = *st;
                     k.status_tag = etag;
                     k.from_index = p.status_from_index;
                     gets.0 += 1;
