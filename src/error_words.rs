@@ -364,7 +364,10 @@ mod tests {
             ),
             ("is a device, not a regular file", "not_a_regular_file"),
             ("backup cancelled (shutdown)", "cancelled"),
-            ("scheduled backup skipped: a backup is already running", "busy"),
+            (
+                "scheduled backup skipped: a backup is already running",
+                "busy",
+            ),
             ("Un backup est déjà en cours", "busy"),
             // bucket/s3.rs, explain.
             (
@@ -522,7 +525,11 @@ mod tests {
         };
         let row = site_row("denied", Some(&offsite_only), 0);
         assert_eq!(
-            (row.error.as_deref(), row.error_code.as_deref(), row.error_words.as_deref()),
+            (
+                row.error.as_deref(),
+                row.error_code.as_deref(),
+                row.error_words.as_deref()
+            ),
             (
                 Some("PUT s3://b/k: HTTP 403 AccessDenied"),
                 Some("offsite_denied"),
@@ -569,7 +576,10 @@ mod tests {
     #[test]
     fn long_or_odd_input_is_bounded_and_total() {
         // Much longer than what is looked at: judged on its beginning, no panic.
-        let long = format!("{}No space left on device (os error 28)", "é".repeat(20_000));
+        let long = format!(
+            "{}No space left on device (os error 28)",
+            "é".repeat(20_000)
+        );
         assert_eq!(code_of(&long), "unknown");
         let long = format!("No space left on device {}", "é".repeat(20_000));
         assert_eq!(code_of(&long), "disk_full");

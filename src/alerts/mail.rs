@@ -147,10 +147,7 @@ pub fn offsite_mail(
         ),
         _ => return None,
     };
-    let mut body = format!(
-        "Bonjour,\n\n{what}\nDétail technique : {}\n",
-        detail.trim()
-    );
+    let mut body = format!("Bonjour,\n\n{what}\nDétail technique : {}\n", detail.trim());
     body.push_str(&page_line(page_url));
     body.push('\n');
     body.push_str(&signature(site));
@@ -257,7 +254,14 @@ mod tests {
     #[test]
     fn failure_mail_error_in_words_then_raw() {
         // A status of an older version has no code: the words come from the raw error.
-        let (_, body) = failure_mail("c", "No space left on device (os error 28)", None, None, 1, None);
+        let (_, body) = failure_mail(
+            "c",
+            "No space left on device (os error 28)",
+            None,
+            None,
+            1,
+            None,
+        );
         assert!(
             body.contains(
                 "\n\nErreur : La carte SD (ou le disque de sauvegarde) est pleine. Libérez de \
@@ -277,7 +281,10 @@ mod tests {
         );
         // A code of a newer version (no words here): the raw error alone.
         let (_, body) = failure_mail("c", "disk on fire", Some("disk_on_fire"), None, 1, None);
-        assert!(body.contains("\n\nErreur : disk on fire\n\nDernière"), "{body}");
+        assert!(
+            body.contains("\n\nErreur : disk on fire\n\nDernière"),
+            "{body}"
+        );
         assert!(!body.contains("Détail technique"), "{body}");
         // The status's code wins over the raw text's.
         let (_, body) = failure_mail("c", "x (os error 28)", Some("busy"), None, 1, None);
@@ -338,7 +345,8 @@ mod tests {
                 .unwrap_or_default();
         assert_eq!(subject, "Copies hors site suspendues – club-lyon");
         assert!(
-            body.contains("recover --new-start") && body.contains("Détail technique : offsite copies held"),
+            body.contains("recover --new-start")
+                && body.contains("Détail technique : offsite copies held"),
             "{body}"
         );
         let (subject, body) = offsite_mail(

@@ -514,7 +514,8 @@ fn smtp_loopback_in_clear() {
     // The error in French words, then the raw one (a real Postfix delivered only the
     // raw English text before).
     assert!(
-        got.body.contains("Erreur : Un dossier attendu est en fait un fichier")
+        got.body
+            .contains("Erreur : Un dossier attendu est en fait un fichier")
             && got.body.contains(
                 "Détail technique : cannot create BACKUP_DIR /home/pi/neopro-backups: Not a \
                  directory (os error 20)"
