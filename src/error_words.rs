@@ -306,6 +306,17 @@ mod tests {
         assert_eq!(words(""), None);
     }
 
+    #[test]
+    fn every_code_is_in_the_docs_table() {
+        let doc = include_str!("../docs/format.md");
+        for c in CODES {
+            assert!(
+                doc.contains(&format!("\n| `{c}` | ")),
+                "{c} not in docs/format.md"
+            );
+        }
+    }
+
     /// Real messages, copied from the code (and the three of the issue).
     #[test]
     fn codes_of_real_messages() {
