@@ -138,7 +138,12 @@ pub fn code_of(raw: &str) -> &'static str {
     if errno_in(&[30]) || has(&["read-only file system", "erofs"]) {
         return "read_only";
     }
-    if errno_in(&[20]) || has(&["not a directory"]) {
+    // ENOTDIR; and EEXIST when a folder is created where a file stands (BACKUP_DIR
+    // itself a regular file: "cannot create BACKUP_DIR /x: File exists (os error 17)").
+    if errno_in(&[20])
+        || has(&["not a directory"])
+        || (errno_in(&[17]) && has(&["cannot create "]) && !has(&["temporary file"]))
+    {
         return "not_a_directory";
     }
     // fsutil's words for a FIFO, a device, a folder or a link where a file should be
@@ -331,6 +336,15 @@ mod tests {
             (
                 "cannot create BACKUP_DIR /x: Not a directory (os error 20)",
                 "not_a_directory",
+            ),
+            // BACKUP_DIR itself a regular file (backup/mod.rs, store::ensure_dir).
+            (
+                "cannot create BACKUP_DIR /t/not-a-dir: File exists (os error 17)",
+                "not_a_directory",
+            ),
+            (
+                "cannot create a temporary file in /b: File exists (os error 17)",
+                "unknown",
             ),
             // backup/mod.rs, describe_io.
             (

@@ -43,6 +43,23 @@ fn backup_dir_under_a_regular_file_is_not_a_directory_in_the_status() {
         "the raw error is kept: {raw}"
     );
     assert_eq!(j.get("error_code").str(), "not_a_directory");
+    // BACKUP_DIR the regular file itself: "File exists (os error 17)", the same code.
+    fs::remove_file(&got).unwrap_or_else(|e| panic!("{e}"));
+    let out = t.run_env(
+        &[
+            ("BACKUP_DIR", &file.to_string_lossy()),
+            ("ON_FAILURE_CMD", &cmd),
+        ],
+        &["run"],
+    );
+    out.expect_code(1, "a run with BACKUP_DIR a regular file");
+    let text = fs::read_to_string(&got).unwrap_or_else(|e| panic!("ON_FAILURE_CMD: {e}\n{out}"));
+    let j = parse_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(
+        j.get("error").str().ends_with("File exists (os error 17)"),
+        "{text}"
+    );
+    assert_eq!(j.get("error_code").str(), "not_a_directory", "{text}");
 }
 
 /// A run that fails inside BACKUP_DIR (the lock file is a folder: EISDIR) writes its
