@@ -6,6 +6,7 @@ use crate::common;
 
 use std::fs;
 
+use common::s3::*;
 use common::*;
 
 /// BACKUP_DIR under a regular file: the run fails with "Not a directory (os error 20)".
@@ -107,5 +108,80 @@ fn a_failed_run_writes_the_code_beside_the_raw_error() {
     assert!(
         st.get("error_code").is_null() && st.get("error").is_null(),
         "{st:?}"
+    );
+}
+
+/// The fleet's rows (`fleet --json`, from statuses in a real bucket) carry the code and
+/// the French words of the error they show: an older Pi's status (no code) gets them
+/// computed, a newer Pi's unknown code is kept without words, and the rows without a
+/// readable status get `no_status` and `status_unreadable`.
+#[test]
+#[ignore = "needs SeaweedFS: make test-offsite"]
+fn fleet_rows_carry_the_code_and_the_words() {
+    let prefix = unique_prefix("errwords-fleet");
+    let status = |error: &str, code: Option<&str>| {
+        let ts = iso_utc(now_unix() - 600);
+        let code = code.map_or(String::new(), |c| format!(r#","error_code":"{c}""#));
+        format!(
+            r#"{{"timestamp":"{ts}","date":"{}","success":false,"archive":null,"size":null,"size_bytes":null,"backups_count":3,"retention_days":7,"duration_ms":5,"warnings":[],"error":"{error}"{code},"last_success":"{ts}"}}"#,
+            &ts[..10]
+        )
+    };
+    let key = |site: &str| format!("{prefix}/{site}/last-backup-status.json");
+    put_object(
+        &key("club-old"),
+        status("No space left on device (os error 28)", None).as_bytes(),
+    );
+    put_object(
+        &key("club-newer"),
+        status("disk on fire", Some("disk_on_fire")).as_bytes(),
+    );
+    put_object(&key("club-garbled"), b"{not json");
+    put_object(
+        &format!("{prefix}/club-never/backup-20250105-030000.tar.gz"),
+        &[1u8; 10],
+    );
+    let t = Tree::new("errwords-fleet");
+    let out = run(&t, &s3_env(&prefix, "club-old"), &["fleet", "--json"]);
+    out.expect_code(1, "fleet --json with an unreadable status");
+    let j = parse_json(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let row = |name: &str| {
+        j.get("sites")
+            .arr()
+            .iter()
+            .find(|s| s.get("site").str() == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {out}"))
+    };
+    let old = row("club-old");
+    assert_eq!(old.get("error_code").str(), "disk_full", "{out}");
+    assert!(
+        old.get("error_words")
+            .str()
+            .starts_with("La carte SD (ou le disque de sauvegarde) est pleine."),
+        "{out}"
+    );
+    assert_eq!(
+        old.get("error").str(),
+        "No space left on device (os error 28)"
+    );
+    let newer = row("club-newer");
+    assert_eq!(newer.get("error_code").str(), "disk_on_fire", "{out}");
+    assert!(newer.get("error_words").is_null(), "{out}");
+    let garbled = row("club-garbled");
+    assert_eq!(
+        garbled.get("error_code").str(),
+        "status_unreadable",
+        "{out}"
+    );
+    assert_eq!(
+        garbled.get("error_words").str(),
+        "L'état envoyé par ce site est illisible."
+    );
+    let never = row("club-never");
+    assert_eq!(never.get("error_code").str(), "no_status", "{out}");
+    assert_eq!(
+        never.get("error_words").str(),
+        "Ce site n'a encore envoyé aucun état dans le bucket."
     );
 }
