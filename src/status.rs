@@ -42,6 +42,10 @@ pub struct Status {
     pub duration_ms: u64,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// `error_words::code_of(error)`: the error's stable code (docs/format.md, Error
+    /// codes), null when there is no error. Set whenever the status is written or read
+    /// ([`Status::fill_codes`]); absent from statuses of older versions.
+    pub error_code: Option<String>,
     pub last_success: Option<String>,
     /// Offsite copies (docs/format.md, Offsite), only when S3 is configured: the field is absent,
     /// not null, when offsite is off. (A `proxy` field is the one kind of Option that
@@ -50,7 +54,7 @@ pub struct Status {
     pub offsite: Option<Offsite>,
 }
 
-/// `"offsite": {"pending": N, "last_upload": "…", "error": null, "poisoned": 0,
+/// `"offsite": {"pending": N, "last_upload": "…", "error": null, "error_code": null, "poisoned": 0,
 /// "videos": false, "held": false, "install": "…", "other_install": null}`.
 #[derive(Debug, Clone, Default, SerJson, DeJson, PartialEq)]
 #[nserde(default)]
@@ -62,6 +66,9 @@ pub struct Offsite {
     pub last_upload: Option<String>,
     /// Why the last attempt failed; null after a success.
     pub error: Option<String>,
+    /// `error_words::code_of(error)` (docs/format.md, Error codes); null when `error` is,
+    /// and in statuses of older versions.
+    pub error_code: Option<String>,
     /// With VIDEOS_OFFSITE: shared video objects found not to hold the video their name
     /// says (another site wrote them first), each routed around with this site's own
     /// copy (docs/format.md, Videos offsite). 0 in statuses of older versions.
@@ -111,9 +118,61 @@ impl Status {
             .filter(|&t| t - now <= FUTURE_SLACK)
     }
 
+    /// The status as written: its codes set from its errors ([`Status::fill_codes`]).
     pub fn to_json(&self) -> String {
-        SerJson::serialize_json(self)
+        let mut st = self.clone();
+        st.fill_codes();
+        SerJson::serialize_json(&st)
     }
+
+    /// Sets `error_code` and `offsite.error_code` from the errors they stand beside
+    /// (`error_words::code_of`; null when there is no error), whatever they said: a
+    /// code never outlives its error.
+    pub fn fill_codes(&mut self) {
+        self.error_code = code_of(self.error.as_deref());
+        if let Some(o) = &mut self.offsite {
+            o.error_code = code_of(o.error.as_deref());
+        }
+    }
+
+    /// The status as the pages read it (`GET /api/backups`): the file's JSON, with
+    /// `error_words` (error_words::words of the code, in French) after the codes, at the
+    /// end of the status and of its `offsite` object; null when there is no error or the
+    /// code has no words.
+    pub fn to_json_with_words(&self) -> String {
+        let mut st = self.clone();
+        st.fill_codes();
+        let words = |code: &Option<String>| {
+            code.as_deref()
+                .and_then(crate::error_words::words)
+                .map(String::from)
+                .serialize_json()
+        };
+        let offsite = st.offsite.take();
+        let mut json = with_field(st.serialize_json(), "error_words", &words(&st.error_code));
+        if let Some(o) = offsite {
+            let o_json = with_field(o.serialize_json(), "error_words", &words(&o.error_code));
+            json = with_field(json, "offsite", &o_json);
+        }
+        json
+    }
+}
+
+/// The code of an error, as the status stores it.
+fn code_of(error: Option<&str>) -> Option<String> {
+    error.map(|e| crate::error_words::code_of(e).to_string())
+}
+
+/// `object` (a JSON object, as nanoserde writes it) with `"name":value` added last.
+fn with_field(mut object: String, name: &str, value: &str) -> String {
+    if object.ends_with('}') {
+        object.pop();
+        if !object.ends_with('{') {
+            object.push(',');
+        }
+        object.push_str(&format!("\"{name}\":{value}}}"));
+    }
+    object
 }
 
 /// The most a status file may hold (one holds a few hundred bytes, more with warnings).
@@ -129,7 +188,10 @@ pub fn read(dir: &Path) -> io::Result<Option<Status>> {
         Err(e) => return Err(io::Error::new(e.kind(), format!("{STATUS_FILE} {e}"))),
     };
     Status::deserialize_json(&text)
-        .map(Some)
+        .map(|mut st| {
+            st.fill_codes();
+            Some(st)
+        })
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{STATUS_FILE}: {e}")))
 }
 
@@ -257,42 +319,116 @@ mod tests {
         };
         let j = s.to_json();
         assert!(j.contains(r#""archive":null"#), "{j}");
-        assert!(j.contains(r#""error":"disk \"full\"""#), "{j}");
-        assert_eq!(Status::deserialize_json(&j).ok(), Some(s.clone()));
+        // The code comes with the error, right after it.
+        assert!(
+            j.contains(r#""error":"disk \"full\"","error_code":"unknown","last_success":null"#),
+            "{j}"
+        );
+        let mut coded = s.clone();
+        coded.fill_codes();
+        assert_eq!(coded.error_code.as_deref(), Some("unknown"));
+        assert_eq!(Status::deserialize_json(&j).ok(), Some(coded.clone()));
         assert!(!j.contains("offsite"), "{j}");
         let s = Status {
             offsite: Some(Offsite {
                 pending: 2,
                 last_upload: None,
-                error: Some("down".into()),
+                error: Some("HTTP 503: Slow Down".into()),
+                // A stale code never survives the write: it is the error's.
+                error_code: Some("disk_full".into()),
                 poisoned: 1,
                 videos: true,
                 held: true,
                 install: Some("ab".repeat(16)),
                 other_install: None,
             }),
-            ..s
+            ..coded
         };
         let j = s.to_json();
         assert!(
             j.contains(
-                r#""offsite":{"pending":2,"last_upload":null,"error":"down","poisoned":1,"videos":true,"held":true,"install":"abababababababababababababababab","other_install":null}"#
+                r#""offsite":{"pending":2,"last_upload":null,"error":"HTTP 503: Slow Down","error_code":"offsite_server","poisoned":1,"videos":true,"held":true,"install":"abababababababababababababababab","other_install":null}"#
             ),
             "{j}"
         );
-        // A status of an older version (no `poisoned`, `videos`, `held`, `install`,
-        // `other_install`) reads as 0, false and null.
+        // A status of an older version (no `error_code`, `poisoned`, `videos`, `held`,
+        // `install`, `other_install`) reads as 0, false and null, its codes computed
+        // from its errors when it is read from the file.
         let old = j.replace(
             r#","poisoned":1,"videos":true,"held":true,"install":"abababababababababababababababab","other_install":null"#,
             "",
-        );
-        assert!(old.ends_with(r#""error":"down"}}"#), "{old}");
-        let back = Status::deserialize_json(&old).ok().and_then(|s| s.offsite);
+        )
+        .replace(r#","error_code":"offsite_server""#, "")
+        .replace(r#","error_code":"unknown""#, "");
+        assert!(!old.contains("error_code"), "{old}");
+        assert!(old.ends_with(r#""error":"HTTP 503: Slow Down"}}"#), "{old}");
+        let back = Status::deserialize_json(&old).ok();
         assert_eq!(
-            back.map(|o| (o.poisoned, o.videos, o.held, o.install, o.other_install)),
-            Some((0, false, false, None, None))
+            back.as_ref().and_then(|s| s.offsite.clone()).map(|o| (
+                o.poisoned,
+                o.videos,
+                o.held,
+                o.install,
+                o.other_install,
+                o.error_code
+            )),
+            Some((0, false, false, None, None, None))
         );
-        assert_eq!(Status::deserialize_json(&j).ok(), Some(s));
+        assert_eq!(back.as_ref().map(|s| s.error_code.clone()), Some(None));
+        let dir = std::env::temp_dir().join(format!("neopro-status-old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join(STATUS_FILE), &old).unwrap_or_else(|e| panic!("{e}"));
+        let read_back = read(&dir).ok().flatten();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            read_back.map(|s| (s.error_code, s.offsite.and_then(|o| o.error_code))),
+            Some((Some("unknown".into()), Some("offsite_server".into())))
+        );
+        let mut filled = s.clone();
+        filled.fill_codes();
+        assert_eq!(Status::deserialize_json(&j).ok(), Some(filled));
+    }
+
+    /// The previous version's status file, as a Pi of the field holds it: it reads, and
+    /// the pages still get the words of its error.
+    #[test]
+    fn previous_version_status_reads_with_words() {
+        let previous = r#"{"timestamp":"2025-01-05T03:00:00+01:00","date":"2025-01-05","success":false,"archive":null,"size":null,"size_bytes":null,"backups_count":3,"retention_days":7,"duration_ms":12,"warnings":[],"error":"cannot create BACKUP_DIR /x: Not a directory (os error 20)","last_success":"2025-01-04T03:00:00+01:00","offsite":{"pending":1,"last_upload":"2025-01-04T03:00:12+01:00","error":"PUT s3://b/k: cannot connect to http://10.0.0.9:8333: Connection refused (os error 111)","poisoned":0,"videos":false,"held":false,"install":null,"other_install":null}}"#;
+        let Ok(st) = Status::deserialize_json(previous) else {
+            panic!("the previous version's status does not read")
+        };
+        assert_eq!(st.error_code, None);
+        let view = st.to_json_with_words();
+        assert!(
+            view.contains(r#""error_code":"not_a_directory","last_success""#),
+            "{view}"
+        );
+        assert!(
+            view.contains(r#","error_words":"Un dossier attendu est en fait un fichier"#),
+            "{view}"
+        );
+        assert!(
+            view.contains(r#""error_code":"offsite_unreachable","poisoned":0"#)
+                && view.contains(r#""other_install":null,"error_words":"Le serveur des copies hors site est injoignable"#)
+                && view.ends_with("}}"),
+            "{view}"
+        );
+        // The view is JSON that reads back as the status it shows.
+        let mut filled = st.clone();
+        filled.fill_codes();
+        assert_eq!(Status::deserialize_json(&view).ok(), Some(filled));
+        // No error: codes and words are null.
+        let ok = Status {
+            success: true,
+            ..Status::default()
+        };
+        let view = ok.to_json_with_words();
+        assert!(
+            view.contains(r#""error":null,"error_code":null"#)
+                && view.ends_with(r#","error_words":null}"#),
+            "{view}"
+        );
     }
 }
 

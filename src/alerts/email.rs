@@ -54,6 +54,7 @@ pub fn next_mail(
         Some(mail::failure_mail(
             site,
             status.error.as_deref().unwrap_or(""),
+            status.error_code.as_deref(),
             last.as_deref(),
             archives,
             page_url,

@@ -28,29 +28,46 @@ fn page_line(page_url: Option<&str>) -> String {
     }
 }
 
-/// The mail of a failed run: subject and body.
+/// "Erreur : <the French words of the error>" then "Détail technique : <the raw
+/// error>" (docs/format.md, Error codes); the raw error alone when its code has no
+/// words in this version. `code` is the status's `error_code`, else `code_of(error)`.
+pub fn error_lines(error: &str, code: Option<&str>) -> String {
+    let error = error.trim();
+    let raw = if error.is_empty() {
+        "(aucun détail)"
+    } else {
+        error
+    };
+    let words = if error.is_empty() && code.is_none() {
+        None
+    } else {
+        crate::error_words::words_for(code, error)
+    };
+    match words {
+        Some(w) => format!("Erreur : {w}\nDétail technique : {raw}\n"),
+        None => format!("Erreur : {raw}\n"),
+    }
+}
+
+/// The mail of a failed run: subject and body. `code`: the status's `error_code`.
 pub fn failure_mail(
     site: &str,
     error: &str,
+    code: Option<&str>,
     last_success: Option<&str>,
     archives: usize,
     page_url: Option<&str>,
 ) -> (String, String) {
     let subject = format!("Échec de la sauvegarde Neopro – {site}");
-    let error = error.trim();
-    let error = if error.is_empty() {
-        "(aucun détail)"
-    } else {
-        error
-    };
     let last = last_success
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .unwrap_or("aucune");
     let mut body = format!(
         "Bonjour,\n\nLa sauvegarde de la borne Neopro du site {site} a échoué.\n\n\
-         Erreur : {error}\n\n\
-         Dernière sauvegarde réussie : {last}\n"
+         {}\n\
+         Dernière sauvegarde réussie : {last}\n",
+        error_lines(error, code)
     );
     body.push_str(&archives_line(archives));
     body.push_str(&page_line(page_url));
@@ -130,7 +147,7 @@ pub fn offsite_mail(
         ),
         _ => return None,
     };
-    let mut body = format!("Bonjour,\n\n{what}\nDétail : {}\n", detail.trim());
+    let mut body = format!("Bonjour,\n\n{what}\nDétail technique : {}\n", detail.trim());
     body.push_str(&page_line(page_url));
     body.push('\n');
     body.push_str(&signature(site));
@@ -180,7 +197,8 @@ mod tests {
     fn failure_mail_in_french() {
         let (subject, body) = failure_mail(
             "club-lyon",
-            "le dossier /home/pi/neopro est introuvable\n",
+            "cannot create BACKUP_DIR /home/pi/neopro-backups: Not a directory (os error 20)\n",
+            Some("not_a_directory"),
             Some("mardi 17 décembre 2024 à 03:00"),
             6,
             Some("http://192.168.1.20:8081/"),
@@ -192,7 +210,10 @@ mod tests {
              \n\
              La sauvegarde de la borne Neopro du site club-lyon a échoué.\n\
              \n\
-             Erreur : le dossier /home/pi/neopro est introuvable\n\
+             Erreur : Un dossier attendu est en fait un fichier (le dossier des backups ou \
+             l'un de ses parents). Vérifiez BACKUP_DIR dans backup.conf.\n\
+             Détail technique : cannot create BACKUP_DIR /home/pi/neopro-backups: Not a \
+             directory (os error 20)\n\
              \n\
              Dernière sauvegarde réussie : mardi 17 décembre 2024 à 03:00\n\
              Archives présentes sur la borne : 6\n\
@@ -209,8 +230,9 @@ mod tests {
 
     #[test]
     fn failure_mail_without_history_warns() {
-        let (_, body) = failure_mail("club-nice", "  ", None, 0, None);
-        assert!(body.contains("Erreur : (aucun détail)\n"), "{body}");
+        let (_, body) = failure_mail("club-nice", "  ", None, None, 0, None);
+        assert!(body.contains("Erreur : (aucun détail)\n\n"), "{body}");
+        assert!(!body.contains("Détail technique"), "{body}");
         assert!(
             body.contains("Dernière sauvegarde réussie : aucune\n"),
             "{body}"
@@ -224,9 +246,49 @@ mod tests {
             "{body}"
         );
         assert!(!body.contains("Page de la sauvegarde"), "{body}");
-        let (_, body) = failure_mail("club-nice", "disque plein", None, 2, Some(" "));
+        let (_, body) = failure_mail("club-nice", "disque plein", None, None, 2, Some(" "));
         assert!(!body.contains("Attention"), "{body}");
         assert!(!body.contains("Page de la sauvegarde"), "{body}");
+    }
+
+    #[test]
+    fn failure_mail_error_in_words_then_raw() {
+        // A status of an older version has no code: the words come from the raw error.
+        let (_, body) = failure_mail(
+            "c",
+            "No space left on device (os error 28)",
+            None,
+            None,
+            1,
+            None,
+        );
+        assert!(
+            body.contains(
+                "\n\nErreur : La carte SD (ou le disque de sauvegarde) est pleine. Libérez de \
+                 la place (anciennes vidéos, anciens backups) ou réduisez RETENTION_DAYS.\n\
+                 Détail technique : No space left on device (os error 28)\n\n"
+            ),
+            "{body}"
+        );
+        // Nothing recognised: the words of `unknown`, and the raw error.
+        let (_, body) = failure_mail("c", "disque plein", None, None, 1, None);
+        assert!(
+            body.contains(
+                "Erreur : Erreur inattendue (voir le détail technique).\n\
+                 Détail technique : disque plein\n"
+            ),
+            "{body}"
+        );
+        // A code of a newer version (no words here): the raw error alone.
+        let (_, body) = failure_mail("c", "disk on fire", Some("disk_on_fire"), None, 1, None);
+        assert!(
+            body.contains("\n\nErreur : disk on fire\n\nDernière"),
+            "{body}"
+        );
+        assert!(!body.contains("Détail technique"), "{body}");
+        // The status's code wins over the raw text's.
+        let (_, body) = failure_mail("c", "x (os error 28)", Some("busy"), None, 1, None);
+        assert!(body.contains("Erreur : Un autre backup"), "{body}");
     }
 
     #[test]
@@ -283,7 +345,8 @@ mod tests {
                 .unwrap_or_default();
         assert_eq!(subject, "Copies hors site suspendues – club-lyon");
         assert!(
-            body.contains("recover --new-start") && body.contains("Détail : offsite copies held"),
+            body.contains("recover --new-start")
+                && body.contains("Détail technique : offsite copies held"),
             "{body}"
         );
         let (subject, body) = offsite_mail(

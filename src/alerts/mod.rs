@@ -115,11 +115,7 @@ pub fn finish(cfg: &Config, status: &Status, log: &Log, start: Option<StartPing>
         let host = crate::host::hostname();
         let hook = Webhook {
             event: "backup_failed".into(),
-            text: format!(
-                "neopro-backup on {} ({host}): backup failed: {}",
-                cfg.site_id,
-                status.error.as_deref().unwrap_or("unknown error")
-            ),
+            text: failed_text(&cfg.site_id, &host, status),
             site: cfg.site_id.clone(),
             host,
             status: status.clone(),
@@ -174,6 +170,18 @@ pub fn offsite(cfg: &Config, event: &str, text: &str, log: &Log) {
     }
 }
 
+/// The webhook's `text` for a failed run: the error in French words, then the raw one
+/// (docs/format.md, Error codes); the raw one alone when its code has no words here.
+fn failed_text(site: &str, host: &str, status: &Status) -> String {
+    let raw = status.error.as_deref().unwrap_or("unknown error");
+    match crate::error_words::words_for(status.error_code.as_deref(), raw) {
+        Some(w) => format!(
+            "neopro-backup on {site} ({host}): backup failed. Erreur : {w} Détail technique : {raw}"
+        ),
+        None => format!("neopro-backup on {site} ({host}): backup failed: {raw}"),
+    }
+}
+
 /// Runs `sh -c CMD` with `input` on stdin, without the secrets in its environment;
 /// returns its exit code and a short excerpt of its output for the log.
 fn run_command(cmd: &str, input: &[u8]) -> Result<(Option<i32>, String), String> {
@@ -207,6 +215,27 @@ mod tests {
         assert_eq!(ping_url(&u, "").path, "/abc-123");
         let u = Url::parse("http://127.0.0.1:9/p?rid=1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ping_url(&u, "/fail").path, "/p/fail?rid=1");
+    }
+
+    #[test]
+    fn webhook_text_in_words_then_raw() {
+        let mut st = Status {
+            error: Some("cannot create BACKUP_DIR /x: Not a directory (os error 20)".into()),
+            ..Status::default()
+        };
+        assert_eq!(
+            failed_text("club", "pi", &st),
+            "neopro-backup on club (pi): backup failed. Erreur : Un dossier attendu est en \
+             fait un fichier (le dossier des backups ou l'un de ses parents). Vérifiez \
+             BACKUP_DIR dans backup.conf. Détail technique : cannot create BACKUP_DIR /x: \
+             Not a directory (os error 20)"
+        );
+        st.error_code = Some("disk_on_fire".into());
+        assert_eq!(
+            failed_text("club", "pi", &st),
+            "neopro-backup on club (pi): backup failed: cannot create BACKUP_DIR /x: Not a \
+             directory (os error 20)"
+        );
     }
 
     #[test]

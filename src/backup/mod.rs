@@ -108,6 +108,7 @@ fn run_locked(
                 duration_ms: started.elapsed().as_millis() as u64,
                 warnings,
                 error: None,
+                error_code: None,
                 offsite: offsite::enqueue(cfg, &made.name, log),
             };
             log.info(&format!(
@@ -153,6 +154,7 @@ fn failed_status(
         retention_days: cfg.retention_days,
         duration_ms: started.elapsed().as_millis() as u64,
         warnings,
+        error_code: Some(crate::error_words::code_of(&error).to_string()),
         error: Some(error),
         last_success,
         offsite: offsite::summary(cfg),

@@ -81,8 +81,16 @@ pub fn status(cfg: &Config, json: bool) -> ExitCode {
                 "result:        {}",
                 if st.success { "success" } else { "FAILED" }
             );
+            // The error in French words first (docs/format.md, Error codes), then the
+            // raw one.
             if let Some(e) = &st.error {
-                println!("error:         {e}");
+                match crate::error_words::words_for(st.error_code.as_deref(), e) {
+                    Some(w) => {
+                        println!("error:         {w}");
+                        println!("detail:        {e}");
+                    }
+                    None => println!("error:         {e}"),
+                }
             }
             if let Some(a) = &st.archive {
                 println!("archive:       {a} ({})", st.size.as_deref().unwrap_or("?"));

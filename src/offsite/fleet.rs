@@ -132,6 +132,12 @@ pub struct Site {
     /// Whether the site's last run succeeded (null: no readable status).
     pub last_run_success: Option<bool>,
     pub error: Option<String>,
+    /// The code of `error` (docs/format.md, Error codes): the status's own, else
+    /// `code_of(error)`; `no_status` and `status_unreadable` for the rows without one.
+    pub error_code: Option<String>,
+    /// The French words of `error_code`; null when this version does not know the code
+    /// (a newer Pi's): the page then shows `error` alone.
+    pub error_words: Option<String>,
     /// Last success over 25 h ago, unknown, or in the future.
     pub stale: bool,
     /// Archive copies in the bucket (`backup-….tar.gz`, `.tar.gz.age`) and their bytes.
@@ -200,6 +206,8 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
         poisoned: 0,
         last_run_success: None,
         error: None,
+        error_code: None,
+        error_words: None,
         stale: true,
         archives: 0,
         archives_bytes: 0,
@@ -212,7 +220,10 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
         listing_error: None,
     };
     match status {
-        None => row.error = Some("no status in the bucket".into()),
+        None => {
+            row.error = Some("no status in the bucket".into());
+            (row.error_code, row.error_words) = crate::error_words::coded("no_status");
+        }
         Some(st) => {
             row.last_success = st.last_success_stamp().map(str::to_string);
             row.last_success_unix = row.last_success.as_deref().and_then(clock::parse_iso);
@@ -230,10 +241,18 @@ pub fn site_row(site: &str, status: Option<&Status>, now: i64) -> Site {
                 .as_ref()
                 .is_some_and(|o| row.install.as_ref() != Some(o));
             row.last_run_success = Some(st.success);
-            row.error = st
-                .error
-                .clone()
-                .or_else(|| st.offsite.as_ref().and_then(|o| o.error.clone()));
+            // The run's error, else the offsite one, with its code.
+            let (error, code) = match (&st.error, &st.offsite) {
+                (Some(e), _) => (Some(e), st.error_code.as_deref()),
+                (None, Some(o)) => (o.error.as_ref(), o.error_code.as_deref()),
+                (None, None) => (None, None),
+            };
+            if let Some(e) = error {
+                let code = code.unwrap_or_else(|| crate::error_words::code_of(e));
+                row.error = Some(e.clone());
+                row.error_code = Some(code.to_string());
+                row.error_words = crate::error_words::words(code).map(str::to_string);
+            }
         }
     }
     row.state = state_of(&row).to_string();
@@ -423,6 +442,7 @@ pub fn rows<'a>(
                 unreadable += 1;
                 let mut r = site_row(name, None, now);
                 r.error = Some(format!("status unreadable: {e}"));
+                (r.error_code, r.error_words) = crate::error_words::coded("status_unreadable");
                 r
             }
         };

@@ -200,6 +200,9 @@ fn status_of(cfg: &Config, st: &QueueState, error: Option<String>) -> status::Of
     status::Offsite {
         pending: pending_total(cfg, st),
         last_upload: st.last_upload.clone(),
+        error_code: error
+            .as_deref()
+            .map(|e| crate::error_words::code_of(e).to_string()),
         error,
         poisoned: st.videos_poisoned,
         videos: cfg.videos_offsite(),
@@ -628,6 +631,7 @@ fn round_locked(
                     if failure.is_none() {
                         st.offsite = Some(status::Offsite {
                             error: Some(e.msg.clone()),
+                            error_code: Some(crate::error_words::code_of(&e.msg).to_string()),
                             ..st.offsite.clone().unwrap_or_default()
                         });
                         failure = Some(e);

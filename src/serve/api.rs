@@ -138,14 +138,20 @@ fn with_name(raw: &str, f: impl FnOnce(&str) -> Response) -> Response {
 }
 
 /// `GET /api/backups`: the same JSON as `store::build` (and `list --json`), with the
-/// `backups` array cached (see `ListCache`); the status is read afresh every time.
+/// `backups` array cached (see `ListCache`); the status is read afresh every time, and
+/// carries `error_words` beside its codes (`Status::to_json_with_words`).
 fn list(shared: &Shared) -> Response {
     let dir = &shared.cfg.backup_dir;
     let listed = match store::cached_backups(dir, &shared.tz) {
         Ok(l) => l,
         Err(e) => return error(500, &format!("Impossible de lister les backups : {e}")),
     };
-    let status = status::read(dir).ok().flatten().serialize_json();
+    // The status with the French words of its errors (error_words.rs): the page shows
+    // them, and never translates by itself.
+    let status = status::read(dir)
+        .ok()
+        .flatten()
+        .map_or_else(|| "null".to_string(), |s| s.to_json_with_words());
     let tail = format!(
         ",\"status\":{status},\"total\":{},\"totalSize\":{}}}",
         listed.total, listed.total_size

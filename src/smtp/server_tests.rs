@@ -496,7 +496,8 @@ fn smtp_loopback_in_clear() {
     // The alert's own French text arrives as written.
     let (subject, body) = crate::alerts::mail::failure_mail(
         "club-saint-étienne",
-        "le dossier /home/pi/neopro est introuvable",
+        "cannot create BACKUP_DIR /home/pi/neopro-backups: Not a directory (os error 20)",
+        None,
         Some("mardi 17 décembre 2024 à 03:00"),
         0,
         Some("http://192.168.1.20:8081/"),
@@ -510,6 +511,18 @@ fn smtp_loopback_in_clear() {
     let (got, _) = mails.get(1).unwrap_or_else(|| panic!("no second mail"));
     assert_eq!((&got.subject, &got.body), (&subject, &body));
     assert!(got.body.contains("Dernière sauvegarde réussie : mardi"));
+    // The error in French words, then the raw one (a real Postfix delivered only the
+    // raw English text before).
+    assert!(
+        got.body
+            .contains("Erreur : Un dossier attendu est en fait un fichier")
+            && got.body.contains(
+                "Détail technique : cannot create BACKUP_DIR /home/pi/neopro-backups: Not a \
+                 directory (os error 20)"
+            ),
+        "{}",
+        got.body
+    );
 }
 
 #[test]

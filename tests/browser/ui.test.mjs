@@ -372,7 +372,7 @@ test("with API_TOKEN the page asks for the token, then works (token never in a U
   clean(page);
 });
 
-test("status card: warning colour past 25 h, the error in plain words on failure", T, async () => {
+test("status card: warning colour past 25 h, the error in French words and its technical detail on failure", T, async () => {
   const tree = makeTree();
   runBackup(tree);
   const statusFile = path.join(tree.backups, "last-backup-status.json");
@@ -395,8 +395,19 @@ test("status card: warning colour past 25 h, the error in plain words on failure
   await page.getByRole("button", { name: "Actualiser" }).click();
   await page.waitForFunction(() => document.querySelector("#state").dataset.level === "err");
   assert.equal(await page.textContent("#badge"), "Échec");
-  assert.match(await page.textContent("#alert"), /Le dernier backup a échoué : le disque est plein/);
-  assert.match(await page.textContent("#f-result"), /Échec.*Détail : copying/s);
+  // The French words of its code (the status was written without one, as by an older
+  // version: the server computes it), prominent; the raw error beside, smaller.
+  const words = "La carte SD (ou le disque de sauvegarde) est pleine.";
+  assert.match(await page.textContent("#alert"), /^Le dernier backup a échoué : La carte SD \(ou le disque de sauvegarde\) est pleine\. Libérez de la place/);
+  assert.match(await page.textContent("#f-result"), /Échec.*La carte SD.*Détail technique : copying \/home\/pi\/neopro\/webapp\/configuration\.json failed: no space left/s);
+  const why = page.locator("#f-result .why");
+  const raw = page.locator("#f-result small");
+  assert.ok(await why.isVisible(), "the words are shown");
+  assert.ok((await why.textContent()).startsWith(words));
+  assert.ok(await raw.isVisible(), "the raw error is shown");
+  assert.match(await raw.textContent(), /^Détail technique : copying /);
+  const [wordsSize, rawSize] = await Promise.all([why, raw].map(l => l.evaluate(e => parseFloat(getComputedStyle(e).fontSize))));
+  assert.ok(rawSize < wordsSize, `the raw error is smaller (${rawSize} < ${wordsSize})`);
   await page.screenshot({ path: path.join(ARTIFACTS, "ui-failure.png"), fullPage: true });
   clean(page);
 });

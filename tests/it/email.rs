@@ -195,6 +195,14 @@ fn a_mail_on_every_failure_and_one_on_recovery_in_french() {
     let body = m.get("body").str();
     assert!(body.contains("a échoué"), "{body}");
     assert!(body.contains("lock"), "the error in the body: {body}");
+    // The error in French words, then the raw one (docs/format.md, Error codes).
+    assert!(
+        body.contains(
+            "\nErreur : Un élément inattendu (dossier, tube ou périphérique) se trouve là où \
+             un fichier est attendu."
+        ) && body.contains("\nDétail technique : cannot lock "),
+        "{body}"
+    );
     assert!(body.contains("Dernière sauvegarde réussie :"), "{body}");
     assert!(
         body.contains("Archives présentes sur la borne : 1"),

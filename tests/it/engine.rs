@@ -1402,10 +1402,17 @@ fn a_failed_run_removes_nothing_and_status_json_reports_it() {
     assert!(!j.get("success").bool());
     assert!(j.get("archive").is_null());
     assert!(j.get("error").str().contains("no space left"), "{j:?}");
+    assert_eq!(j.get("error_code").str(), "disk_full", "{j:?}");
     assert_eq!(j.get("backups_count").u64(), 4);
     let out = t.run(&["status"]);
     out.expect_code(0, "status");
     assert!(out.stdout.contains("FAILED"), "{out}");
+    assert!(
+        out.stdout
+            .contains("error:         La carte SD (ou le disque de sauvegarde) est pleine."),
+        "{out}"
+    );
+    assert!(out.stdout.contains("detail:        "), "{out}");
     assert!(out.stdout.contains("no space left"), "{out}");
 
     // Room again: the run succeeds, and only then the old ones go (the newest three

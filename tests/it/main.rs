@@ -13,6 +13,7 @@ mod blank_pi;
 mod drill;
 mod email;
 mod engine;
+mod error_words;
 mod field;
 mod field_archives;
 mod field_clock;

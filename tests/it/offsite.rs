@@ -682,9 +682,22 @@ fn alerts_pings_webhook_and_command() {
     assert_eq!(j.get("site").str(), "club-alert");
     assert!(!j.get("status").get("success").bool());
     assert!(j.get("text").str().contains("backup failed"));
+    // The error's code in the status, its French words then the raw error in the text
+    // (docs/format.md, Error codes).
+    assert_eq!(j.get("status").get("error_code").str(), "not_a_directory");
+    assert!(
+        j.get("text")
+            .str()
+            .contains("Erreur : Un dossier attendu est en fait un fichier")
+            && j.get("text")
+                .str()
+                .contains("Détail technique : cannot create BACKUP_DIR"),
+        "{body}"
+    );
     let stdin = fs::read_to_string(&stdin_file).unwrap_or_default();
     let sj = parse_json(&stdin).unwrap_or_else(|e| panic!("{e}: {stdin}"));
     assert!(!sj.get("success").bool() && sj.get("error").str().contains("BACKUP_DIR"));
+    assert_eq!(sj.get("error_code").str(), "not_a_directory", "{stdin}");
     // The command's environment and argv hold no secret.
     let cenv = fs::read_to_string(&env_file).unwrap_or_default();
     assert!(cenv.contains("sh -c"), "{cenv}");

@@ -163,6 +163,9 @@ function checkStatus(s) {
   assert.match(s.date, /^\d{4}-\d{2}-\d{2}$/);
   assert.ok(Array.isArray(s.warnings), 'status.warnings is an array');
   assert.equal(s.error, null);
+  // The error's code and its French words (docs/format.md, Error codes): null too.
+  assert.equal(s.error_code, null);
+  assert.equal(s.error_words, null);
   assert.equal(s.success, true);
   assert.match(s.archive, NAME_RE);
 }
