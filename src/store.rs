@@ -58,6 +58,13 @@ pub const VIDEOS_LEDGER_FILE: &str = "offsite-videos.txt";
 pub const VIDEOS_RESTORE_LOCK_FILE: &str = ".videos-restore.lock";
 /// One recovery from the bucket (`recover`, the API's job) at a time (recover.rs).
 pub const RECOVER_LOCK_FILE: &str = ".recover.lock";
+/// Google Drive (docs/format.md, Google Drive): the refresh token and the IDs of the
+/// folders and files found or made (0600), the copies waiting, the queue's retry state,
+/// one sender at a time.
+pub const GDRIVE_TOKEN_FILE: &str = "gdrive-token.json";
+pub const GDRIVE_PENDING_DIR: &str = "gdrive-pending";
+pub const GDRIVE_STATE_FILE: &str = "gdrive-state.json";
+pub const GDRIVE_LOCK_FILE: &str = ".gdrive.lock";
 
 #[derive(SerJson)]
 pub struct ArchiveEntry {

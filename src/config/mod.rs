@@ -65,11 +65,28 @@ pub const KEYS: &[&str] = &[
     "ALERT_EMAIL_FROM",
     // The operator's fleet dashboard (docs/format.md, Fleet, Restore drills).
     "FLEET_DRILL_MAX_DAYS",
+    // Google Drive, the club's own (docs/format.md, Google Drive).
+    "GDRIVE_CLIENT_ID",
+    "GDRIVE_CLIENT_SECRET",
+    "GDRIVE_FOLDER",
+    "GDRIVE_RETENTION_DAYS",
 ];
 
 /// Keys whose values are secrets: never echoed, and removed from the environment that
 /// child processes inherit.
-pub const SECRET_KEYS: &[&str] = &["S3_SECRET_KEY", "API_TOKEN", "SMTP_URL"];
+pub const SECRET_KEYS: &[&str] = &[
+    "S3_SECRET_KEY",
+    "API_TOKEN",
+    "SMTP_URL",
+    "GDRIVE_CLIENT_SECRET",
+];
+
+/// Google's API root (`/drive/v3/…`, `/upload/drive/v3/…`); NEOPRO_GDRIVE_API_URL
+/// replaces it in tests only (docs/format.md, Google Drive).
+pub const GDRIVE_API_URL: &str = "https://www.googleapis.com";
+/// Google's OAuth root (`/device/code`, `/token`, `/revoke`); NEOPRO_GOOGLE_OAUTH_URL
+/// replaces it in tests only.
+pub const GOOGLE_OAUTH_URL: &str = "https://oauth2.googleapis.com";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -95,6 +112,8 @@ pub struct Config {
     pub site_id: String,
     /// Offsite copies; `None` while S3_ENDPOINT is unset.
     pub offsite: Option<OffsiteSettings>,
+    /// Copies to the club's Google Drive; `None` while GDRIVE_CLIENT_ID is unset.
+    pub gdrive: Option<GdriveSettings>,
     pub alerts: Alerts,
     /// `fleet` and `fleet serve` flag a site whose last restore drill is older than this
     /// many days (FLEET_DRILL_MAX_DAYS).
@@ -137,6 +156,23 @@ pub struct OffsiteSettings {
     /// VIDEOS_OFFSITE: the videos go to the bucket too, content-addressed
     /// (docs/format.md, Videos offsite).
     pub videos: bool,
+}
+
+/// The Google Drive keys of docs/format.md, Google Drive.
+#[derive(Debug, Clone)]
+pub struct GdriveSettings {
+    /// The club's OAuth client, of type "TVs and Limited Input devices".
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// GDRIVE_FOLDER: the folder of My Drive the copies go under (`FOLDER/SITE_ID/`).
+    pub folder: String,
+    pub retention_days: u32,
+    /// age X25519 recipients (ENCRYPT_TO); empty: copies are not encrypted.
+    pub encrypt_to: Vec<String>,
+    /// Google's API and OAuth roots (GDRIVE_API_URL, GOOGLE_OAUTH_URL; tests only:
+    /// NEOPRO_GDRIVE_API_URL, NEOPRO_GOOGLE_OAUTH_URL).
+    pub api: crate::http::client::Url,
+    pub oauth: crate::http::client::Url,
 }
 
 /// ALERT_WEBHOOK, PING_URL, ON_FAILURE_CMD, and the email keys.
@@ -542,9 +578,17 @@ fn site_id_key(src: &Lookup) -> Result<String, ConfigError> {
 
 /// VIDEOS_OFFSITE: a boolean that needs S3_ENDPOINT. (A reserved SITE_ID stops the
 /// offsite copies, not the configuration: `reserved_site_id`.)
-fn videos_offsite_key(src: &Lookup, s3: bool) -> Result<bool, ConfigError> {
+fn videos_offsite_key(src: &Lookup, s3: bool, gdrive: bool) -> Result<bool, ConfigError> {
     let v = src.get("VIDEOS_OFFSITE").unwrap_or("false");
     let on = parse_bool(v).ok_or_else(|| bad("VIDEOS_OFFSITE", v, "true or false"))?;
+    if on && !s3 && gdrive {
+        return Err(ConfigError(
+            "VIDEOS_OFFSITE=true needs S3_ENDPOINT: the videos go to an S3 bucket, \
+             deduplicated across the clubs; Google Drive takes the archives only (a club's \
+             15 GB would not hold its videos twice)"
+                .to_string(),
+        ));
+    }
     if on && !s3 {
         return Err(ConfigError(
             "VIDEOS_OFFSITE=true needs S3_ENDPOINT (and the other S3 keys): the videos go to the bucket"
@@ -554,9 +598,104 @@ fn videos_offsite_key(src: &Lookup, s3: bool) -> Result<bool, ConfigError> {
     Ok(on)
 }
 
+/// ENCRYPT_TO: age recipients, for the S3 and Drive copies alike.
+fn encrypt_to_key(src: &Lookup) -> Result<Vec<String>, ConfigError> {
+    Ok(match src.get("ENCRYPT_TO") {
+        None => Vec::new(),
+        Some(v) => {
+            let list: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+            let ok = list.len() <= 16
+                && list
+                    .iter()
+                    .all(|r| r.parse::<age::x25519::Recipient>().is_ok());
+            if !ok {
+                return Err(bad(
+                    "ENCRYPT_TO",
+                    v,
+                    "age X25519 public keys (age1…, as printed by age-keygen), space-separated, at most 16",
+                ));
+            }
+            list
+        }
+    })
+}
+
+/// A root URL from a test-only environment variable, else `default`.
+fn test_root(var: &str, default: &str) -> Result<crate::http::client::Url, ConfigError> {
+    let v = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    let text = v.as_deref().unwrap_or(default).trim();
+    crate::http::client::Url::parse(text)
+        .map_err(|expected| bad(var, &shown_url(text), &expected))
+}
+
+/// The Google Drive keys: `None` while GDRIVE_CLIENT_ID is unset.
+fn gdrive_keys(src: &Lookup) -> Result<Option<GdriveSettings>, ConfigError> {
+    let Some(client_id) = src.get("GDRIVE_CLIENT_ID").map(str::trim).filter(|v| !v.is_empty())
+    else {
+        if src.get("GDRIVE_CLIENT_SECRET").is_some_and(|v| !v.is_empty()) {
+            return Err(ConfigError(
+                "GDRIVE_CLIENT_SECRET is set but GDRIVE_CLIENT_ID is missing: both come from \
+                 the club's OAuth client (README, Google Drive)"
+                    .to_string(),
+            ));
+        }
+        return Ok(None);
+    };
+    let printable =
+        |v: &str| (1..=512).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic());
+    if !printable(client_id) {
+        return Err(bad(
+            "GDRIVE_CLIENT_ID",
+            client_id,
+            "the OAuth client id (…apps.googleusercontent.com)",
+        ));
+    }
+    let secret = src
+        .get("GDRIVE_CLIENT_SECRET")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ConfigError(
+                "GDRIVE_CLIENT_ID is set but GDRIVE_CLIENT_SECRET is missing: expected the \
+                 OAuth client's secret"
+                    .to_string(),
+            )
+        })?;
+    if !printable(secret) {
+        return Err(ConfigError(
+            "invalid GDRIVE_CLIENT_SECRET (value not shown): expected printable characters \
+             without spaces"
+                .to_string(),
+        ));
+    }
+    let folder = src.get("GDRIVE_FOLDER").unwrap_or("neopro-backups").trim();
+    let folder_ok = (1..=100).contains(&folder.len())
+        && folder
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._- ".contains(&b))
+        && !folder.starts_with(['.', ' '])
+        && !folder.ends_with(' ');
+    if !folder_ok {
+        return Err(bad(
+            "GDRIVE_FOLDER",
+            folder,
+            "a folder name of letters, digits, spaces, '.', '_' or '-' (one level)",
+        ));
+    }
+    Ok(Some(GdriveSettings {
+        client_id: client_id.to_string(),
+        client_secret: Secret::new(secret.to_string()),
+        folder: folder.to_string(),
+        retention_days: days_key(src, "GDRIVE_RETENTION_DAYS", "30")?,
+        encrypt_to: encrypt_to_key(src)?,
+        api: test_root("NEOPRO_GDRIVE_API_URL", GDRIVE_API_URL)?,
+        oauth: test_root("NEOPRO_GOOGLE_OAUTH_URL", GOOGLE_OAUTH_URL)?,
+    }))
+}
+
 fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
     let Some(endpoint) = url_key(src, "S3_ENDPOINT", false)? else {
-        videos_offsite_key(src, false)?;
+        videos_offsite_key(src, false, src.get("GDRIVE_CLIENT_ID").is_some_and(|v| !v.trim().is_empty()))?;
         return Ok(None);
     };
     let required = |key: &str, what: &str| {
@@ -611,24 +750,7 @@ fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
                 .to_string(),
         ));
     }
-    let encrypt_to = match src.get("ENCRYPT_TO") {
-        None => Vec::new(),
-        Some(v) => {
-            let list: Vec<String> = v.split_whitespace().map(str::to_string).collect();
-            let ok = list.len() <= 16
-                && list
-                    .iter()
-                    .all(|r| r.parse::<age::x25519::Recipient>().is_ok());
-            if !ok {
-                return Err(bad(
-                    "ENCRYPT_TO",
-                    v,
-                    "age X25519 public keys (age1…, as printed by age-keygen), space-separated, at most 16",
-                ));
-            }
-            list
-        }
-    };
+    let encrypt_to = encrypt_to_key(src)?;
     Ok(Some(OffsiteSettings {
         endpoint,
         bucket: bucket.to_string(),
@@ -638,7 +760,7 @@ fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
         secret_key: Secret::new(secret.to_string()),
         retention_days: days_key(src, "S3_RETENTION_DAYS", "30")?,
         encrypt_to,
-        videos: videos_offsite_key(src, true)?,
+        videos: videos_offsite_key(src, true, false)?,
     }))
 }
 
@@ -760,6 +882,7 @@ impl Config {
             warnings: src.warnings.clone(),
             site_id: site_id_key(src)?,
             offsite: offsite_keys(src)?,
+            gdrive: gdrive_keys(src)?,
             alerts,
             fleet_drill_max_days: days_key(src, "FLEET_DRILL_MAX_DAYS", "8")?,
         })
