@@ -155,8 +155,8 @@ pub struct Site {
     /// The last restore drill (`fleet drill`).
     pub drill: Drill,
     /// The last 30 nights, oldest first, today last (by this machine's UTC date): `1`
-    /// an archive copy that night, `0` none, `.` today before its copy (docs/format.md,
-    /// Fleet).
+    /// an archive copy that night, `0` none, `.` today before its copy, `-` before the
+    /// site's oldest copy (docs/format.md, Fleet).
     pub nights: String,
     /// Why the site's folder could not be listed at the last read (its archive figures
     /// are then the previous read's).
@@ -312,6 +312,9 @@ pub struct SiteListing {
     /// (days since 1970-01-01, from the copies' names).
     pub last_night: i64,
     pub night_bits: u64,
+    /// The oldest copy's day (nights before it are not gaps: retention removed their
+    /// copies, or the site did not exist yet).
+    pub first_night: Option<i64>,
     /// Why the folder could not be listed (the figures are an earlier listing's).
     pub error: Option<String>,
 }
@@ -319,6 +322,7 @@ pub struct SiteListing {
 impl SiteListing {
     /// Records a copy made on `day` (days since 1970-01-01), in any order.
     fn night(&mut self, day: i64) {
+        self.first_night = Some(self.first_night.map_or(day, |f| f.min(day)));
         if self.night_bits == 0 || day > self.last_night {
             let shift = day.saturating_sub(self.last_night);
             self.night_bits = if self.night_bits == 0 || shift >= 64 {
@@ -351,6 +355,8 @@ impl SiteListing {
                     '1'
                 } else if day == today {
                     '.'
+                } else if self.first_night.is_some_and(|f| day < f) {
+                    '-'
                 } else {
                     '0'
                 }
@@ -587,6 +593,7 @@ mod tests {
                 status_tag: Some("\"e\"".into()),
                 last_night: clock::days_from_civil(2024, 12, 18),
                 night_bits: 0b11,
+                first_night: Some(clock::days_from_civil(2024, 12, 17)),
                 ..SiteListing::default()
             }
         );
@@ -610,14 +617,26 @@ mod tests {
         let now = day(18) * 86_400 + 3600;
         let strip = l.nights(now);
         assert_eq!(strip.len(), 30);
-        assert_eq!(&strip[..12], "000000000000", "November: no copies");
+        assert_eq!(
+            &strip[..12],
+            "------------",
+            "before the oldest copy: not gaps"
+        );
         assert_eq!(&strip[12..], "111101111000111111");
         // The next day before its copy: today is pending, not a gap.
         let strip = l.nights(now + 86_400);
         assert!(strip.ends_with("00111111."), "{strip}");
         // A site silent for three days: three gaps then today.
         assert!(l.nights(now + 4 * 86_400).ends_with("1000."));
-        // A copy more than 64 nights after the others restarts the record.
+        // A copy more than 64 nights after the others restarts the record (the nights
+        // between are gaps: the site's oldest copy is older).
+        let mut new = SiteListing::default();
+        new.night(day(15));
+        assert_eq!(
+            new.nights(now),
+            format!("{}100.", "-".repeat(26)),
+            "a new site"
+        );
         l.night(day(18) + 100);
         assert_eq!(
             l.nights((day(18) + 100) * 86_400),
@@ -631,7 +650,7 @@ mod tests {
         // A copy dated in the future (a Pi's clock) is not today's.
         let mut f = SiteListing::default();
         f.night(day(20));
-        assert_eq!(f.nights(now), format!("{}.", "0".repeat(29)));
+        assert_eq!(f.nights(now), format!("{}.", "-".repeat(29)));
     }
 
     #[test]
