@@ -37,6 +37,8 @@ pub const CODES: &[&str] = &[
     "offsite_server",
     "offsite_held",
     "other_install",
+    "gdrive_auth",
+    "gdrive_full",
     "site_id_reserved",
     "clock",
     "no_status",
@@ -69,6 +71,13 @@ pub fn code_of(raw: &str) -> &'static str {
     }
     if has(&["is reserved in the bucket"]) {
         return "site_id_reserved";
+    }
+    // Google Drive (bucket/gdrive.rs, bucket/google_oauth.rs).
+    if has(&["invalid_grant", "google drive is not connected"]) {
+        return "gdrive_auth";
+    }
+    if has(&["storagequotaexceeded", "google drive is full"]) {
+        return "gdrive_full";
     }
     if has(&["no status in the bucket"]) {
         return "no_status";
@@ -250,6 +259,17 @@ pub fn words(code: &str) -> Option<&'static str> {
         "offsite_server" => {
             "Le serveur des copies hors site est en panne (erreur de son côté). Les \
              copies attendent sur le boîtier et partiront d'elles-mêmes."
+        }
+        "gdrive_auth" => {
+            "Google Drive n'est pas (ou plus) connecté : l'autorisation manque, a été \
+             retirée ou a expiré. Reconnectez-le depuis la page (« Connecter Google \
+             Drive ») ou par neopro-backup gdrive login. Les copies attendent sur le \
+             boîtier."
+        }
+        "gdrive_full" => {
+            "Le Google Drive du club est plein. Libérez de la place (ou réduisez \
+             GDRIVE_RETENTION_DAYS) : les copies attendent sur le boîtier et partiront \
+             d'elles-mêmes."
         }
         "offsite_held" => {
             "Copies hors site suspendues : le bucket contient déjà des sauvegardes de ce \

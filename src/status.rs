@@ -52,6 +52,10 @@ pub struct Status {
     /// nanoserde omits when None despite `serialize_none_as_null` on the struct.)
     #[nserde(proxy = "Offsite")]
     pub offsite: Option<Offsite>,
+    /// Copies to Google Drive (docs/format.md, Google Drive), the same shape as
+    /// `offsite`; absent when Drive is off. The fleet reads `offsite` only.
+    #[nserde(proxy = "Offsite")]
+    pub gdrive: Option<Offsite>,
 }
 
 /// `"offsite": {"pending": N, "last_upload": "…", "error": null, "error_code": null, "poisoned": 0,

@@ -145,6 +145,25 @@ pub fn offsite_mail(
                  Donnez à chaque borne son propre SITE_ID (fichier backup.conf).\n"
             ),
         ),
+        "gdrive_auth" => (
+            format!("Google Drive déconnecté – {site}"),
+            "La borne Neopro n'a plus accès au Google Drive du club : l'autorisation a été \
+             retirée ou a expiré (un écran de consentement laissé en mode « Test » l'annule au \
+             bout de 7 jours). Les sauvegardes locales continuent et les copies attendent sur \
+             la borne.\n\n\
+             Pour reprendre : page de la borne, « Connecter Google Drive », ou en SSH \
+             « neopro-backup gdrive login ».\n"
+                .to_string(),
+        ),
+        "gdrive_full" => (
+            format!("Google Drive plein – {site}"),
+            "Le Google Drive du club est plein : la borne Neopro ne peut plus y envoyer ses \
+             sauvegardes. Les sauvegardes locales continuent et les copies attendent sur la \
+             borne.\n\n\
+             Libérez de la place dans le Drive (ou réduisez GDRIVE_RETENTION_DAYS) ; l'envoi \
+             reprend tout seul.\n"
+                .to_string(),
+        ),
         _ => return None,
     };
     let mut body = format!("Bonjour,\n\n{what}\nDétail technique : {}\n", detail.trim());

@@ -110,6 +110,7 @@ fn run_locked(
                 error: None,
                 error_code: None,
                 offsite: offsite::enqueue(cfg, &made.name, log),
+                gdrive: offsite::gdrive::enqueue(cfg, &made.name, log),
             };
             log.info(&format!(
                 "backup done: {} ({}, {} ms, {} archive(s) kept)",
@@ -158,6 +159,7 @@ fn failed_status(
         error: Some(error),
         last_success,
         offsite: offsite::summary(cfg),
+        gdrive: offsite::gdrive::summary(cfg),
     }
 }
 

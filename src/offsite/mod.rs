@@ -32,6 +32,7 @@ pub mod fleet;
 pub mod fleet_index;
 pub mod fleet_read;
 pub mod gc;
+pub mod gdrive;
 pub mod history;
 mod ledger;
 #[cfg(test)]
@@ -142,20 +143,24 @@ fn pending_total(cfg: &Config, st: &QueueState) -> u64 {
 }
 
 fn read_state(dir: &Path) -> QueueState {
-    std::fs::read_to_string(dir.join(OFFSITE_STATE_FILE))
+    read_state_file(dir, OFFSITE_STATE_FILE)
+}
+
+/// A queue's state file (`offsite-state.json`, `gdrive-state.json`).
+fn read_state_file(dir: &Path, file: &str) -> QueueState {
+    std::fs::read_to_string(dir.join(file))
         .ok()
         .and_then(|t| QueueState::deserialize_json(&t).ok())
         .unwrap_or_default()
 }
 
 fn write_state(dir: &Path, st: &QueueState, log: &Log) {
-    if let Err(e) = fsutil::atomic_write(
-        dir,
-        OFFSITE_STATE_FILE,
-        st.serialize_json().as_bytes(),
-        0o600,
-    ) {
-        log.warn(&format!("offsite: cannot write {OFFSITE_STATE_FILE}: {e}"));
+    write_state_file(dir, OFFSITE_STATE_FILE, st, log);
+}
+
+fn write_state_file(dir: &Path, file: &str, st: &QueueState, log: &Log) {
+    if let Err(e) = fsutil::atomic_write(dir, file, st.serialize_json().as_bytes(), 0o600) {
+        log.warn(&format!("offsite: cannot write {file}: {e}"));
     }
 }
 
@@ -177,7 +182,12 @@ fn retry_base() -> i64 {
 
 /// The archives waiting to be sent, oldest first.
 pub fn pending(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir.join(OFFSITE_PENDING_DIR))
+    pending_in(dir, OFFSITE_PENDING_DIR)
+}
+
+/// The archives waiting in the queue folder `queue`, oldest first.
+fn pending_in(dir: &Path, queue: &str) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir.join(queue))
         .map(|rd| {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter(|n| store::is_archive_name(n))
@@ -216,7 +226,13 @@ fn status_of(cfg: &Config, st: &QueueState, error: Option<String>) -> status::Of
 /// in place) and returns the status's `offsite` object.
 pub fn enqueue(cfg: &Config, name: &str, log: &Log) -> Option<status::Offsite> {
     cfg.offsite.as_ref()?;
-    let dir = cfg.backup_dir.join(OFFSITE_PENDING_DIR);
+    enqueue_in(cfg, OFFSITE_PENDING_DIR, name, log);
+    summary(cfg)
+}
+
+/// Puts a marker for `name` in the queue folder `queue`.
+fn enqueue_in(cfg: &Config, queue: &str, name: &str, log: &Log) {
+    let dir = cfg.backup_dir.join(queue);
     let res = store::ensure_dir(&dir)
         .and_then(|_| {
             std::fs::OpenOptions::new()
@@ -232,11 +248,14 @@ pub fn enqueue(cfg: &Config, name: &str, log: &Log) -> Option<status::Offsite> {
             dir.display()
         ));
     }
-    summary(cfg)
 }
 
 fn unqueue(dir: &Path, name: &str) {
-    let pdir = dir.join(OFFSITE_PENDING_DIR);
+    unqueue_in(dir, OFFSITE_PENDING_DIR, name);
+}
+
+fn unqueue_in(dir: &Path, queue: &str, name: &str) {
+    let pdir = dir.join(queue);
     let _ = std::fs::remove_file(pdir.join(name));
     let _ = fsutil::fsync_dir(&pdir);
 }
@@ -254,34 +273,76 @@ pub fn bucket(o: &OffsiteSettings) -> S3 {
     }
 }
 
+/// Where a site's copies go in a store, whichever store: the root of the sites' folders
+/// (`S3_PREFIX/` in the bucket, `GDRIVE_FOLDER/` on Drive), how long they are kept and
+/// whom they are encrypted to. The queue, remote retention and `recover` work on a
+/// place, not on a store's own settings.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// The root with its trailing `/` (empty: the store's top).
+    pub root: String,
+    pub retention_days: u32,
+    pub encrypt_to: Vec<String>,
+}
+
+impl Place {
+    /// The S3 bucket's.
+    pub fn s3(o: &OffsiteSettings) -> Place {
+        Place {
+            root: if o.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", o.prefix)
+            },
+            retention_days: o.retention_days,
+            encrypt_to: o.encrypt_to.clone(),
+        }
+    }
+
+    /// Google Drive's: `GDRIVE_FOLDER/` under My Drive.
+    pub fn gdrive(g: &crate::config::GdriveSettings) -> Place {
+        Place {
+            root: format!("{}/", g.folder),
+            retention_days: g.retention_days,
+            encrypt_to: g.encrypt_to.clone(),
+        }
+    }
+
+    /// `ROOT/SITE/`.
+    pub fn site_prefix(&self, site: &str) -> String {
+        format!("{}{site}/", self.root)
+    }
+
+    /// The name of an archive's copy (`.age` when encrypted).
+    pub fn object_name(&self, name: &str) -> String {
+        if self.encrypt_to.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}.age")
+        }
+    }
+}
+
 /// `S3_PREFIX/SITE_ID/` (or `SITE_ID/` with an empty prefix).
 pub fn site_prefix(o: &OffsiteSettings, site: &str) -> String {
-    if o.prefix.is_empty() {
-        format!("{site}/")
-    } else {
-        format!("{}/{site}/", o.prefix)
-    }
+    Place::s3(o).site_prefix(site)
 }
 
 /// The object name of an archive's copy.
 pub fn object_name(o: &OffsiteSettings, name: &str) -> String {
-    if o.encrypt_to.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}.age")
-    }
+    Place::s3(o).object_name(name)
 }
 
 /// Sends one archive; `Ok(None)` when the local archive no longer exists.
 fn send_archive(
     b: &dyn Bucket,
-    o: &OffsiteSettings,
+    o: &Place,
     site: &str,
     dir: &Path,
     name: &str,
     cancel: &AtomicBool,
 ) -> Result<Option<(String, u64)>, bucket::Error> {
-    let key = format!("{}{}", site_prefix(o, site), object_name(o, name));
+    let key = format!("{}{}", o.site_prefix(site), o.object_name(name));
     let (mut file, meta) = match fsutil::open_regular_nofollow(&dir.join(name)) {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -319,16 +380,17 @@ fn send_archive(
     }
 }
 
-/// Removes this site's copies older than S3_RETENTION_DAYS, never the newest 3 (the
-/// same rule, and the same pure function, as local retention).
+/// Removes this site's copies older than the place's retention (S3_RETENTION_DAYS,
+/// GDRIVE_RETENTION_DAYS), never the newest 3 (the same rule, and the same pure
+/// function, as local retention).
 fn remote_retention(
     b: &dyn Bucket,
-    o: &OffsiteSettings,
+    o: &Place,
     site: &str,
     tz: &Tz,
     log: &Log,
 ) -> Result<(), bucket::Error> {
-    let prefix = site_prefix(o, site);
+    let prefix = o.site_prefix(site);
     let listing = b.list(&prefix, None)?;
     // A remote copy counts among the newest 3 when it is not empty; the clock rule of
     // local retention applies too (docs/format.md, Retention): a clock far ahead of the
@@ -539,7 +601,7 @@ fn round_locked(
             break;
         }
         let started = Instant::now();
-        match send_archive(b, o, site, dir, &name, cancel) {
+        match send_archive(b, &Place::s3(o), site, dir, &name, cancel) {
             Ok(Some((key, size))) => {
                 unqueue(dir, &name);
                 sent += 1;
@@ -571,7 +633,7 @@ fn round_locked(
     }
     if sent > 0
         && failure.is_none()
-        && let Err(e) = remote_retention(b, o, site, tz, log)
+        && let Err(e) = remote_retention(b, &Place::s3(o), site, tz, log)
     {
         log.warn(&format!("offsite: remote retention skipped: {e}"));
     }

@@ -1,0 +1,245 @@
+//! Copies to the club's Google Drive (docs/format.md, Google Drive): the second offsite
+//! target, beside S3 or alone. The same queue mechanism as the S3 copies (mod.rs): one
+//! empty marker per archive to send (`BACKUP_DIR/gdrive-pending/`), sent oldest first
+//! by whoever holds `.gdrive.lock` (the `run` command after its backup, or the daemon's
+//! worker after the S3 round), retried with the same backoff (`gdrive-state.json`, the
+//! same layout as `offsite-state.json`); the same copy (`.tar.gz.age` with ENCRYPT_TO,
+//! streamed), the same remote retention (GDRIVE_RETENTION_DAYS, never the newest 3,
+//! nothing while the clock is 48 h ahead), the same status shape (the status's
+//! `gdrive` object, and `GDRIVE_FOLDER/SITE_ID/last-backup-status.json`, one file
+//! updated in place). The store is `bucket::gdrive::Drive`; nothing here knows Drive.
+//!
+//! What S3 has and Drive has not: the videos (VIDEOS_OFFSITE is refused with Drive
+//! alone), the fleet (a club's Drive is its own: Drive-only clubs are not in `fleet`),
+//! the fleet's index, the hold of a blank Pi and the other-install check (both read the
+//! shared bucket's history of a site; a club's Drive is written by its own Pi).
+//!
+//! Two failures have a status, an alert (once, when they begin) and keep the copies
+//! queued: the connection revoked or expired (`invalid_grant`: `gdrive login` again)
+//! and the Drive full (`storageQuotaExceeded`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{
+    Place, QueueState, Round, STATUS_OBJECT, backoff, enqueue_in, pending_in, read_state_file,
+    remote_retention, retry_base, send_archive, unqueue_in, write_state_file,
+};
+use crate::bucket::{self, Bucket};
+use crate::clock::{self, Tz};
+use crate::config::Config;
+use crate::fsutil::{Lock, LockWait};
+use crate::status::{self, Log};
+use crate::store::{self, GDRIVE_LOCK_FILE, GDRIVE_PENDING_DIR, GDRIVE_STATE_FILE};
+use crate::units::sha256_hex;
+
+/// The archives waiting for Drive, oldest first.
+pub fn pending(dir: &Path) -> Vec<String> {
+    pending_in(dir, GDRIVE_PENDING_DIR)
+}
+
+fn read_state(dir: &Path) -> QueueState {
+    read_state_file(dir, GDRIVE_STATE_FILE)
+}
+
+/// The status's `gdrive` object for the queue state `st`, with `error`.
+fn status_of(dir: &Path, st: &QueueState, error: Option<String>) -> status::Offsite {
+    status::Offsite {
+        pending: pending(dir).len() as u64,
+        last_upload: st.last_upload.clone(),
+        error_code: error
+            .as_deref()
+            .map(|e| crate::error_words::code_of(e).to_string()),
+        error,
+        ..status::Offsite::default()
+    }
+}
+
+/// The status's `gdrive` object, `None` when Drive is off.
+pub fn summary(cfg: &Config) -> Option<status::Offsite> {
+    cfg.gdrive.as_ref()?;
+    let st = read_state(&cfg.backup_dir);
+    Some(status_of(&cfg.backup_dir, &st, st.error.clone()))
+}
+
+/// Queues `name` for Drive (called by the backup, beside the S3 queue).
+pub fn enqueue(cfg: &Config, name: &str, log: &Log) -> Option<status::Offsite> {
+    cfg.gdrive.as_ref()?;
+    enqueue_in(cfg, GDRIVE_PENDING_DIR, name, log);
+    summary(cfg)
+}
+
+/// Totals of what went to Drive (for /metrics): archives and their bytes.
+pub fn sent_totals(cfg: &Config) -> (u64, u64) {
+    let st = read_state(&cfg.backup_dir);
+    (st.archives_sent, st.archive_bytes_sent)
+}
+
+/// Whether a round has anything to do: copies pending, or a status not sent yet.
+pub fn has_work(cfg: &Config) -> bool {
+    if cfg.gdrive.is_none() {
+        return false;
+    }
+    let dir = &cfg.backup_dir;
+    if !pending(dir).is_empty() {
+        return true;
+    }
+    match status::read(dir) {
+        Ok(Some(st)) => sha256_hex(st.to_json().as_bytes()) != read_state(dir).status_sent,
+        _ => false,
+    }
+}
+
+/// The alert a failure calls for, by its code (docs/format.md, Error codes).
+fn alert_event(msg: &str) -> Option<&'static str> {
+    match crate::error_words::code_of(msg) {
+        "gdrive_auth" => Some("gdrive_auth"),
+        "gdrive_full" => Some("gdrive_full"),
+        _ => None,
+    }
+}
+
+/// One round on the store `b` (Drive in the product, the in-memory store in the unit
+/// tests): the pending copies oldest first, remote retention, the status. Never panics,
+/// never returns an error: the outcome is logged and recorded in the status.
+pub fn process_on(
+    b: &dyn Bucket,
+    cfg: &Config,
+    tz: &Tz,
+    log: &Log,
+    cancel: &AtomicBool,
+    force: bool,
+) -> Round {
+    let Some(g) = &cfg.gdrive else {
+        return Round::Idle;
+    };
+    let dir = &cfg.backup_dir;
+    let lock = match Lock::acquire(&dir.join(GDRIVE_LOCK_FILE), LockWait::Try) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Round::Busy,
+        Err(e) => {
+            let msg = format!(
+                "gdrive: cannot lock {}: {e}",
+                dir.join(GDRIVE_LOCK_FILE).display()
+            );
+            log.warn(&msg);
+            return Round::Failed(msg);
+        }
+    };
+    let mut state = read_state(dir);
+    let now = clock::now_unix();
+    if !force && now < state.next_try {
+        return Round::Idle;
+    }
+    let place = Place::gdrive(g);
+    let site = cfg.site_id.as_str();
+    let mut sent = 0usize;
+    let mut failure: Option<bucket::Error> = None;
+    for name in pending(dir) {
+        if cancel.load(Ordering::Relaxed) {
+            failure = Some(bucket::Error::local("cancelled (shutdown)"));
+            break;
+        }
+        let started = std::time::Instant::now();
+        match send_archive(b, &place, site, dir, &name, cancel) {
+            Ok(Some((key, size))) => {
+                unqueue_in(dir, GDRIVE_PENDING_DIR, &name);
+                sent += 1;
+                state.archives_sent = state.archives_sent.saturating_add(1);
+                state.archive_bytes_sent = state.archive_bytes_sent.saturating_add(size);
+                state.last_upload = Some(clock::iso_local(clock::now_unix(), tz));
+                log.info(&format!(
+                    "gdrive: sent {name} to {} ({}, {:.1} s)",
+                    b.describe(&key),
+                    crate::units::human_size(size, 1),
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            Ok(None) => {
+                unqueue_in(dir, GDRIVE_PENDING_DIR, &name);
+                log.warn(&format!(
+                    "gdrive: {name} no longer exists locally: dropped from the queue"
+                ));
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if sent > 0
+        && failure.is_none()
+        && let Err(e) = remote_retention(b, &place, site, tz, log)
+    {
+        log.warn(&format!("gdrive: remote retention skipped: {e}"));
+    }
+    // The status, locally and on Drive (one file, updated in place), under the backup
+    // lock so that a backup finishing now cannot be overwritten.
+    let reachable = failure.as_ref().is_none_or(|e| !e.transport);
+    if !cancel.load(Ordering::Relaxed)
+        && let Ok(Some(_block)) = store::lock(dir, LockWait::Try, || {})
+        && let Ok(Some(mut st)) = status::read(dir)
+    {
+        let fail_msg = failure.as_ref().map(|e| e.msg.clone());
+        st.gdrive = Some(status_of(dir, &state, fail_msg));
+        let json = st.to_json();
+        let hash = sha256_hex(json.as_bytes());
+        if reachable && failure.is_none() && hash != state.status_sent {
+            let key = format!("{}{STATUS_OBJECT}", place.site_prefix(site));
+            match b.put_bytes(&key, json.as_bytes(), "application/json") {
+                Ok(()) => state.status_sent = hash,
+                Err(e) => {
+                    st.gdrive = Some(status_of(dir, &state, Some(e.msg.clone())));
+                    failure = Some(e);
+                }
+            }
+        }
+        if status::read(dir).ok().flatten().as_ref() != Some(&st)
+            && let Err(e) = status::write(dir, &st)
+        {
+            log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
+        }
+    }
+    let mut notice = None;
+    let round = match failure {
+        None => {
+            if state.error.is_some() {
+                log.info("gdrive: copies go out again");
+            }
+            state.error = None;
+            state.failures = 0;
+            state.next_try = 0;
+            Round::Sent(sent)
+        }
+        Some(e) => {
+            state.failures = state.failures.saturating_add(1);
+            let wait = backoff(state.failures, retry_base());
+            state.next_try = clock::now_unix() + wait;
+            let event = alert_event(&e.msg);
+            // An alert when such a failure begins, not at every retry.
+            if event.is_some() && state.error.as_deref().and_then(alert_event) != event {
+                notice = event.map(|ev| (ev, e.msg.clone()));
+            }
+            if state.error.as_deref() != Some(e.msg.as_str()) || state.failures == 1 {
+                log.warn(&format!(
+                    "gdrive: {}; {} copy(ies) pending, next try in {wait} s",
+                    e.msg,
+                    pending(dir).len()
+                ));
+            }
+            state.error = Some(e.msg.clone());
+            Round::Failed(e.msg)
+        }
+    };
+    if read_state(dir) != state {
+        write_state_file(dir, GDRIVE_STATE_FILE, &state, log);
+    }
+    drop(lock);
+    if let Some((event, text)) = notice {
+        crate::alerts::offsite(cfg, event, &text, log);
+    }
+    round
+}
+
+#[cfg(test)]
+mod tests;
