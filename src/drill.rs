@@ -149,7 +149,7 @@ fn sites_to_drill(
     o: &OffsiteSettings,
     site: Option<&str>,
 ) -> Result<Vec<(String, bool)>, Refused> {
-    let found = recover::sites(b, o)
+    let found = recover::sites(b, &offsite::Place::s3(o))
         .map_err(|e| Refused::Store(format!("cannot list the bucket's sites: {e}")))?;
     let mut all = match (found, site) {
         (None, None) => {
@@ -265,7 +265,7 @@ fn write(b: &dyn Bucket, o: &OffsiteSettings, site: &str, r: &Record) -> Result<
 
 /// The copy's checks; sets `d.archive`, `d.failure`, `d.videos`.
 fn check(b: &dyn Bucket, o: &OffsiteSettings, site: &str, req: &Request, d: &mut SiteDrill) {
-    let copies = match recover::list(b, o, site) {
+    let copies = match recover::list(b, &offsite::Place::s3(o), site) {
         Ok(c) => c,
         Err(e) => {
             d.failure = Some((

@@ -68,9 +68,47 @@ pub fn is_remote_name(name: &str) -> bool {
     store::is_archive_name(name.strip_suffix(".age").unwrap_or(name))
 }
 
+/// Where a recovery reads the copies (`recover --from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The S3 bucket (S3_ENDPOINT).
+    S3,
+    /// The club's Google Drive (GDRIVE_CLIENT_ID).
+    Gdrive,
+}
+
+impl Source {
+    /// The one asked, else S3 when it is set, else Drive; an error (for a person) when
+    /// the one asked, or any, is not configured.
+    pub fn pick(cfg: &Config, asked: Option<Source>) -> Result<Source, String> {
+        match (asked, cfg.offsite.is_some(), cfg.gdrive.is_some()) {
+            (Some(Source::S3), true, _) | (None, true, _) => Ok(Source::S3),
+            (Some(Source::Gdrive), _, true) | (None, false, true) => Ok(Source::Gdrive),
+            (Some(Source::S3), false, _) => Err("recover --from s3: S3_ENDPOINT is not set".into()),
+            (Some(Source::Gdrive), _, false) => {
+                Err("recover --from gdrive: GDRIVE_CLIENT_ID is not set".into())
+            }
+            (None, false, false) => Err(
+                "recover reads the offsite copies, and no offsite target is configured: set \
+                 S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY, or the GDRIVE_ keys \
+                 (the site's backup.conf)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Where its copies are: the place, `None` when it is not configured.
+    pub fn place(self, cfg: &Config) -> Option<offsite::Place> {
+        match self {
+            Source::S3 => cfg.offsite.as_ref().map(offsite::Place::s3),
+            Source::Gdrive => cfg.gdrive.as_ref().map(offsite::Place::gdrive),
+        }
+    }
+}
+
 /// The archive copies of `site`, newest first (by the time in their names).
-pub fn list(b: &dyn Bucket, o: &OffsiteSettings, site: &str) -> Result<Vec<Remote>, bucket::Error> {
-    let prefix = offsite::site_prefix(o, site);
+pub fn list(b: &dyn Bucket, o: &offsite::Place, site: &str) -> Result<Vec<Remote>, bucket::Error> {
+    let prefix = o.site_prefix(site);
     let listing = b.list(&prefix, Some("/"))?;
     let mut out: Vec<Remote> = listing
         .objects
@@ -96,12 +134,8 @@ pub fn list(b: &dyn Bucket, o: &OffsiteSettings, site: &str) -> Result<Vec<Remot
 
 /// The sites the bucket holds under S3_PREFIX (folders, reserved names left out), or
 /// `None` when this key may not list them (a key scoped to its own site's folder).
-pub fn sites(b: &dyn Bucket, o: &OffsiteSettings) -> Result<Option<Vec<String>>, bucket::Error> {
-    let prefix = if o.prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", o.prefix)
-    };
+pub fn sites(b: &dyn Bucket, o: &offsite::Place) -> Result<Option<Vec<String>>, bucket::Error> {
+    let prefix = o.root.clone();
     match b.list(&prefix, Some("/")) {
         Ok(l) => Ok(Some(
             l.prefixes
@@ -525,6 +559,8 @@ pub struct Request<'a> {
     pub progress: &'a Progress,
     /// Block: wait for a running backup (the command); Try: answer busy (the API).
     pub wait: LockWait,
+    /// Where the copies are read (`Source::pick`).
+    pub from: Source,
 }
 
 /// Why a recovery did not get to the restore.
@@ -632,22 +668,24 @@ impl Outcome {
     }
 }
 
-fn settings<'a>(req: &Request<'a>) -> Result<&'a OffsiteSettings, Failure> {
-    let Some(o) = &req.cfg.offsite else {
+fn settings(req: &Request) -> Result<offsite::Place, Failure> {
+    let Some(o) = req.from.place(req.cfg) else {
         return Err(Failure::Config(
-            "recover reads the bucket, and no offsite target is configured: set S3_ENDPOINT, \
-             S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY (the site's backup.conf)"
-                .into(),
+            Source::pick(req.cfg, Some(req.from))
+                .err()
+                .unwrap_or_else(|| "no offsite target is configured".into()),
         ));
     };
-    if let Some(why) = crate::config::reserved_site_id(&req.site) {
+    if req.from == Source::S3
+        && let Some(why) = crate::config::reserved_site_id(&req.site)
+    {
         return Err(Failure::Config(why));
     }
     Ok(o)
 }
 
 /// The copies to try, newest first (or the one named).
-fn to_try(b: &dyn Bucket, o: &OffsiteSettings, req: &Request) -> Result<Vec<Remote>, Failure> {
+fn to_try(b: &dyn Bucket, o: &offsite::Place, req: &Request) -> Result<Vec<Remote>, Failure> {
     let store = |e: bucket::Error| Failure::Fetch {
         error: FetchError::Store(format!("cannot list the bucket: {e}")),
         skipped: Vec::new(),
@@ -715,7 +753,7 @@ pub fn dry_run(b: &dyn Bucket, req: &Request) -> Result<DryOutcome, Failure> {
     let o = settings(req)?;
     let site_cfg = config_for_site(req.cfg, &req.site);
     let mut skipped = Vec::new();
-    for r in to_try(b, o, req)? {
+    for r in to_try(b, &o, req)? {
         let job = restore_job(req, &site_cfg, r.local_name());
         let fail =
             |error: FetchError, skipped: Vec<(String, String)>| Failure::Fetch { error, skipped };
@@ -802,7 +840,7 @@ pub fn dry_run(b: &dyn Bucket, req: &Request) -> Result<DryOutcome, Failure> {
 pub fn run(b: &dyn Bucket, req: &Request) -> Result<Outcome, Failure> {
     let o = settings(req)?;
     let dir = &req.cfg.backup_dir;
-    let list = to_try(b, o, req)?;
+    let list = to_try(b, &o, req)?;
     // An encrypted copy that the identity given does not open is found before anything
     // is written (its header is in the first range).
     if let Some(first) = list.first()

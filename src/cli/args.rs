@@ -32,8 +32,17 @@ Commands:
                              verifies (or ARCHIVE, a name in the bucket) into
                              BACKUP_DIR, restore its files, then fetch its videos;
                              --site: the site's folder in the bucket (default SITE_ID)
+                             --from gdrive|s3: where the copies are read when both
+                             S3 and Google Drive are set (default s3)
   recover --new-start        this Pi starts a new history under SITE_ID: its copies go
                              to the bucket beside the old ones (never deleted by it)
+  gdrive login               connect the club's Google Drive: shows a link and a code
+                             to enter on a phone, waits for the approval, keeps the
+                             token in BACKUP_DIR/gdrive-token.json
+  gdrive status [--json]     connected or not, the folder, the space left (and whether
+                             the copies kept would fit)
+  gdrive logout [--revoke]   forget the token on this Pi; --revoke also revokes the
+                             grant at Google (every Pi of the same account and client)
   check [--max-age-hours N]  monitoring (a Nagios plugin, one line): exit 0 `OK: …` if
                              the last success is fresher than N hours (default 25),
                              else exit 2 `CRITICAL: …`; exit 3 `UNKNOWN: …` on a usage
@@ -68,6 +77,9 @@ table says what each one does):
 Offsite copies (off while S3_ENDPOINT is unset):
   S3_ENDPOINT=  S3_BUCKET=  S3_REGION=us-east-1  S3_PREFIX=neopro  S3_ACCESS_KEY=
   S3_SECRET_KEY=  SITE_ID=(hostname)  S3_RETENTION_DAYS=30  ENCRYPT_TO=(age1… keys)
+Google Drive (off while GDRIVE_CLIENT_ID is unset; README, Google Drive):
+  GDRIVE_CLIENT_ID=  GDRIVE_CLIENT_SECRET=  GDRIVE_FOLDER=neopro-backups
+  GDRIVE_RETENTION_DAYS=30
 Alerts (mail is off while SMTP_URL is unset):
   ALERT_WEBHOOK=  PING_URL=  ON_FAILURE_CMD=
   SMTP_URL=(smtps://user:password@host:465)  ALERT_EMAIL_TO=  ALERT_EMAIL_FROM=
@@ -145,12 +157,26 @@ pub enum Cmd {
         identity: Option<PathBuf>,
         dry_run: bool,
         no_videos: bool,
+        /// `--from`: where the copies are read.
+        from: Option<Source>,
     },
     /// `recover --new-start`.
     NewStart,
+    /// `gdrive login`.
+    GdriveLogin,
+    /// `gdrive status`.
+    GdriveStatus {
+        json: bool,
+    },
+    /// `gdrive logout`.
+    GdriveLogout {
+        revoke: bool,
+    },
     Help,
     Version,
 }
+
+pub use crate::recover::Source;
 
 /// The command word of a command line, as `parse` would find it (the first word that
 /// is not an option or an option's value), even when the line has an error: `check`
@@ -160,7 +186,8 @@ pub fn command_word(args: &[std::ffi::OsString]) -> Option<String> {
     while let Some(a) = it.next() {
         let s = a.to_str()?;
         match s {
-            "--config" | "--only" | "--max-age-hours" | "--site" | "--identity" | "--listen" => {
+            "--config" | "--only" | "--max-age-hours" | "--site" | "--identity" | "--listen"
+            | "--from" => {
                 it.next();
             }
             "--run" => return Some("run".into()),
@@ -192,6 +219,8 @@ pub fn parse(
     let mut no_videos = false;
     let mut new_start = false;
     let mut deep = false;
+    let mut revoke = false;
+    let mut from: Option<String> = None;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(arg) = p.next()? {
         match arg {
@@ -208,6 +237,8 @@ pub fn parse(
             Long("no-videos") => no_videos = true,
             Long("new-start") => new_start = true,
             Long("deep") => deep = true,
+            Long("revoke") => revoke = true,
+            Long("from") => from = Some(p.value()?.string()?),
             Long("only") => {
                 let v = p.value()?.string()?;
                 only = Some(
@@ -258,6 +289,16 @@ pub fn parse(
     if identity.is_some() && name != "restore" && name != "recover" && !drill {
         return Err(Usage(format!(
             "--identity is an option of `restore`, `recover` and `fleet drill`, not `{name}`"
+        )));
+    }
+    if from.is_some() && name != "recover" {
+        return Err(Usage(format!(
+            "--from is an option of `recover`, not `{name}`"
+        )));
+    }
+    if revoke && name != "gdrive" {
+        return Err(Usage(format!(
+            "--revoke is an option of `gdrive logout`, not `{name}`"
         )));
     }
     if deep && !drill {
@@ -320,8 +361,23 @@ pub fn parse(
                     "unexpected argument {x:?}: recover takes at most one ARCHIVE"
                 )));
             }
+            let from = match from.as_deref() {
+                None => None,
+                Some("s3") => Some(Source::S3),
+                Some("gdrive") => Some(Source::Gdrive),
+                Some(x) => {
+                    return Err(Usage(format!(
+                        "invalid --from {x:?}: expected s3 or gdrive"
+                    )));
+                }
+            };
             if new_start {
-                if archive.is_some() || site.is_some() || identity.is_some() || dry_run || no_videos
+                if archive.is_some()
+                    || site.is_some()
+                    || identity.is_some()
+                    || dry_run
+                    || no_videos
+                    || from.is_some()
                 {
                     return Err(Usage(
                         "--new-start stands alone: it recovers nothing, it lets this Pi start a new history under SITE_ID".into(),
@@ -354,6 +410,33 @@ pub fn parse(
                     identity,
                     dry_run,
                     no_videos,
+                    from,
+                }
+            }
+        }
+        "gdrive" => {
+            only_for(max_age.is_some(), "--max-age-hours", "gdrive")?;
+            let words: Vec<String> = positional
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                ["login"] => {
+                    only_for(json || revoke, "this option", "gdrive login")?;
+                    Cmd::GdriveLogin
+                }
+                ["status"] => {
+                    only_for(revoke, "--revoke", "gdrive status")?;
+                    Cmd::GdriveStatus { json }
+                }
+                ["logout"] => {
+                    only_for(json, "--json", "gdrive logout")?;
+                    Cmd::GdriveLogout { revoke }
+                }
+                _ => {
+                    return Err(Usage(
+                        "gdrive takes one of: login, status [--json], logout [--revoke]".into(),
+                    ));
                 }
             }
         }
@@ -547,6 +630,7 @@ mod tests {
     #[test]
     fn recover_and_its_options() {
         let rec = |archive: Option<&str>, site: Option<&str>, dry_run, no_videos| Cmd::Recover {
+            from: None,
             archive: archive.map(str::to_string),
             site: site.map(str::to_string),
             identity: None,

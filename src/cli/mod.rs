@@ -92,6 +92,7 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
             identity,
             dry_run,
             no_videos,
+            from,
         } => {
             let cfg = load(cfg_path)?;
             let a = recover::Args {
@@ -100,6 +101,7 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
                 identity: identity.as_deref(),
                 dry_run,
                 no_videos,
+                from,
             };
             Ok(ExitCode::from(recover::cli(&cfg, &a)))
         }

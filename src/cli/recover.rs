@@ -9,7 +9,7 @@ use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::LockWait;
 use crate::offsite;
-use crate::recover::{
+use crate::recover::{Source, 
     self, DryOutcome, Failure, FetchError, Outcome, Progress, Request, VideosStep,
 };
 use crate::restore::Abort;
@@ -21,6 +21,7 @@ pub struct Args<'a> {
     pub identity: Option<&'a Path>,
     pub dry_run: bool,
     pub no_videos: bool,
+    pub from: Option<Source>,
 }
 
 /// `neopro-backup recover [ARCHIVE] [--site ID] [--identity FILE] [--dry-run]
@@ -35,12 +36,12 @@ pub fn cli(cfg: &Config, a: &Args) -> u8 {
             return 2;
         }
     };
-    let Some(o) = &cfg.offsite else {
-        eprintln!(
-            "neopro-backup: recover reads the bucket, and no offsite target is configured: \
-             set S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY (the site's backup.conf)"
-        );
-        return 2;
+    let from = match Source::pick(cfg, a.from) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("neopro-backup: {e}");
+            return 2;
+        }
     };
     let tz = Tz::local();
     let never = AtomicBool::new(false);
@@ -55,20 +56,24 @@ pub fn cli(cfg: &Config, a: &Args) -> u8 {
         cancel: &never,
         progress: &progress,
         wait: LockWait::Block,
+        from,
     };
-    let b = offsite::bucket(o);
+    let (Some(b), Some(place)) = (offsite::store(cfg, from), from.place(cfg)) else {
+        return 2; // Source::pick said it is configured
+    };
+    let b = b.as_ref();
     println!(
         "Site {} in {}",
         req.site,
-        crate::bucket::Bucket::describe(&b, &offsite::site_prefix(o, &req.site))
+        b.describe(&place.site_prefix(&req.site))
     );
     if a.dry_run {
-        return match recover::dry_run(&b, &req) {
+        return match recover::dry_run(b, &req) {
             Ok(d) => print_dry_outcome(&req, &d),
             Err(f) => failure(&f),
         };
     }
-    match recover::run(&b, &req) {
+    match recover::run(b, &req) {
         Ok(out) => print_outcome(cfg, &req, &out),
         Err(f) => failure(&f),
     }

@@ -323,6 +323,20 @@ impl Place {
     }
 }
 
+/// The store of a source of copies (the S3 bucket, the club's Drive), `None` when it is
+/// not configured.
+pub fn store(cfg: &Config, from: crate::recover::Source) -> Option<Box<dyn Bucket>> {
+    match from {
+        crate::recover::Source::S3 => cfg
+            .offsite
+            .as_ref()
+            .map(|o| Box::new(bucket(o)) as Box<dyn Bucket>),
+        crate::recover::Source::Gdrive => cfg.gdrive.as_ref().map(|g| {
+            Box::new(crate::bucket::gdrive::Drive::new(g, &cfg.backup_dir)) as Box<dyn Bucket>
+        }),
+    }
+}
+
 /// `S3_PREFIX/SITE_ID/` (or `SITE_ID/` with an empty prefix).
 pub fn site_prefix(o: &OffsiteSettings, site: &str) -> String {
     Place::s3(o).site_prefix(site)

@@ -112,7 +112,7 @@ fn list(shared: &Shared) -> Response {
     };
     let b = offsite::bucket(o);
     let site = shared.cfg.site_id.clone();
-    match recover::list(&b, o, &site) {
+    match recover::list(&b, &offsite::Place::s3(o), &site) {
         Ok(l) => json(
             200,
             ListJson {
@@ -262,6 +262,8 @@ fn request<'a>(
         cancel: &shared.cancel,
         progress,
         wait: LockWait::Try,
+        // The page's recovery reads the S3 bucket (docs/format.md, Recovery over the API).
+        from: recover::Source::S3,
     }
 }
 
