@@ -624,15 +624,20 @@ fn encrypt_to_key(src: &Lookup) -> Result<Vec<String>, ConfigError> {
 fn test_root(var: &str, default: &str) -> Result<crate::http::client::Url, ConfigError> {
     let v = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
     let text = v.as_deref().unwrap_or(default).trim();
-    crate::http::client::Url::parse(text)
-        .map_err(|expected| bad(var, &shown_url(text), &expected))
+    crate::http::client::Url::parse(text).map_err(|expected| bad(var, &shown_url(text), &expected))
 }
 
 /// The Google Drive keys: `None` while GDRIVE_CLIENT_ID is unset.
 fn gdrive_keys(src: &Lookup) -> Result<Option<GdriveSettings>, ConfigError> {
-    let Some(client_id) = src.get("GDRIVE_CLIENT_ID").map(str::trim).filter(|v| !v.is_empty())
+    let Some(client_id) = src
+        .get("GDRIVE_CLIENT_ID")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
     else {
-        if src.get("GDRIVE_CLIENT_SECRET").is_some_and(|v| !v.is_empty()) {
+        if src
+            .get("GDRIVE_CLIENT_SECRET")
+            .is_some_and(|v| !v.is_empty())
+        {
             return Err(ConfigError(
                 "GDRIVE_CLIENT_SECRET is set but GDRIVE_CLIENT_ID is missing: both come from \
                  the club's OAuth client (README, Google Drive)"
@@ -695,7 +700,12 @@ fn gdrive_keys(src: &Lookup) -> Result<Option<GdriveSettings>, ConfigError> {
 
 fn offsite_keys(src: &Lookup) -> Result<Option<OffsiteSettings>, ConfigError> {
     let Some(endpoint) = url_key(src, "S3_ENDPOINT", false)? else {
-        videos_offsite_key(src, false, src.get("GDRIVE_CLIENT_ID").is_some_and(|v| !v.trim().is_empty()))?;
+        videos_offsite_key(
+            src,
+            false,
+            src.get("GDRIVE_CLIENT_ID")
+                .is_some_and(|v| !v.trim().is_empty()),
+        )?;
         return Ok(None);
     };
     let required = |key: &str, what: &str| {
