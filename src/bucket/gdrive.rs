@@ -349,7 +349,8 @@ pub struct Drive {
     dir: PathBuf,
     /// Upload chunk size (tests make it smaller: a multiple of CHUNK_UNIT).
     pub chunk: usize,
-    backoff: Duration,
+    /// Base of the backoff (NEOPRO_GDRIVE_BACKOFF_MS; tests set it).
+    pub backoff: Duration,
     state: Mutex<State>,
 }
 
