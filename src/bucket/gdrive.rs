@@ -398,10 +398,11 @@ impl Drive {
     fn access(&self, fresh: bool) -> Result<String, Error> {
         let refresh = self.refresh_token()?;
         let mut st = self.lock();
-        if !fresh && let Some((t, until)) = &st.access {
-            if Instant::now() < *until {
-                return Ok(t.clone());
-            }
+        if !fresh
+            && let Some((t, until)) = &st.access
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
         }
         st.access = None;
         let a = google_oauth::refresh(&self.oauth, &self.client_id, &self.secret, &refresh)?;
@@ -764,7 +765,7 @@ impl Drive {
             let last = read == len;
             if last
                 && let Some(want) = body.sha256
-                && std::mem::replace(&mut sha, Sha256::new()).finish() != want
+                && std::mem::take(&mut sha).finish() != want
             {
                 return Err(Error::local(format!(
                     "{shown}: the body's SHA-256 is not the one announced: nothing written"

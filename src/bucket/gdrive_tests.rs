@@ -88,7 +88,7 @@ fn chunk_arithmetic() {
     assert_eq!(resume_at(4 * u, 8 * u, 8 * u, false), Some(8 * u));
     assert_eq!(resume_at(4 * u, 8 * u, 3 * u, false), None);
     assert_eq!(resume_at(4 * u, 8 * u, 8 * u + 1, true), None);
-    assert!(CHUNK as u64 % CHUNK_UNIT == 0);
+    assert!((CHUNK as u64).is_multiple_of(CHUNK_UNIT));
 }
 
 #[test]
