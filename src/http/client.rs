@@ -174,6 +174,11 @@ impl Timeouts {
         connect: Duration::from_secs(10),
         io: Duration::from_secs(60),
     };
+    /// Google's OAuth and Drive APIs (a chunk of an upload is at most a few MiB).
+    pub const GOOGLE: Timeouts = Timeouts {
+        connect: Duration::from_secs(10),
+        io: Duration::from_secs(60),
+    };
     pub const ALERT: Timeouts = Timeouts {
         connect: Duration::from_secs(5),
         io: Duration::from_secs(10),

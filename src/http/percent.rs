@@ -1,5 +1,23 @@
 //! `%XX` escapes, decoded once, for the two places that read them: an archive name in
-//! an API path (serve/api.rs) and the user and password of an SMTP URL (smtp/url.rs).
+//! an API path (serve/api.rs) and the user and password of an SMTP URL (smtp/url.rs);
+//! and encoded, for the query strings and form bodies sent to Google (bucket/gdrive.rs,
+//! bucket/google_oauth.rs).
+
+/// Encodes every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`: safe in
+/// a query string's value and in an `application/x-www-form-urlencoded` body.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+    out
+}
 
 /// Decodes each `%XX` escape (two hex digits, either case) once; `None` when a `%` is
 /// not followed by two hex digits (`%2`, `%zz`, and `%+f`, which `u8::from_str_radix`
@@ -33,7 +51,17 @@ fn hex_digit(c: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, percent_encode};
+
+    #[test]
+    fn encodes_all_but_the_unreserved_and_round_trips() {
+        assert_eq!(percent_encode("a-Z_0.~"), "a-Z_0.~");
+        assert_eq!(percent_encode("a b/c'd=é"), "a%20b%2Fc%27d%3D%C3%A9");
+        assert_eq!(percent_encode("1//x+y&z"), "1%2F%2Fx%2By%26z");
+        for s in ["name = 'x\\'y' and", "été 100%", ""] {
+            assert_eq!(percent_decode(&percent_encode(s)).as_deref(), Some(s));
+        }
+    }
 
     #[test]
     fn decodes_each_escape_once() {
