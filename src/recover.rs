@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use crate::backup::archive;
 use crate::bucket::{self, Bucket, RangeReader};
 use crate::clock;
-use crate::config::{Config, OffsiteSettings};
+use crate::config::Config;
 use crate::fsutil::{self, Lock, LockWait, sys};
 use crate::offsite;
 use crate::store;

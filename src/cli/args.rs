@@ -664,10 +664,54 @@ mod tests {
                 site: None,
                 identity: Some(PathBuf::from("/k.txt")),
                 dry_run: false,
-                no_videos: false
+                no_videos: false,
+                from: None,
             })
         );
         assert_eq!(p(&["recover", "--new-start"]), Ok((Cmd::NewStart, None)));
+        // --from, and the gdrive commands.
+        assert!(matches!(
+            p(&["recover", "--from", "gdrive"]),
+            Ok((
+                Cmd::Recover {
+                    from: Some(Source::Gdrive),
+                    ..
+                },
+                None
+            ))
+        ));
+        assert!(matches!(
+            p(&["recover", "--from", "s3"]),
+            Ok((
+                Cmd::Recover {
+                    from: Some(Source::S3),
+                    ..
+                },
+                None
+            ))
+        ));
+        assert_eq!(p(&["gdrive", "login"]), Ok((Cmd::GdriveLogin, None)));
+        assert_eq!(
+            p(&["gdrive", "status", "--json"]),
+            Ok((Cmd::GdriveStatus { json: true }, None))
+        );
+        assert_eq!(
+            p(&["gdrive", "logout", "--revoke"]),
+            Ok((Cmd::GdriveLogout { revoke: true }, None))
+        );
+        for bad in [
+            &["recover", "--from", "ftp"][..],
+            &["recover", "--new-start", "--from", "s3"],
+            &["run", "--from", "s3"],
+            &["gdrive"],
+            &["gdrive", "login", "--revoke"],
+            &["gdrive", "status", "--revoke"],
+            &["gdrive", "logout", "--json"],
+            &["gdrive", "connect"],
+            &["list", "--revoke"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
         for bad in [
             &["recover", "--new-start", "--site", "x"][..],
             &["recover", "../etc/passwd"],

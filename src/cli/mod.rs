@@ -1,6 +1,6 @@
 //! The command line: parse the arguments (`args`, a pure function), load the
 //! configuration, call the domain, print. One file per command group: `backup` (run,
-//! list, status, check), `restore` (verify, restore), `recover`, `fleet`.
+//! list, status, check), `restore` (verify, restore), `recover`, `fleet`, `gdrive`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use crate::store;
 mod args;
 mod backup;
 pub mod fleet;
+mod gdrive;
 mod recover;
 mod restore;
 
@@ -106,6 +107,9 @@ fn dispatch(cmd: Cmd, cfg_path: Option<&Path>) -> Result<ExitCode, Usage> {
             Ok(ExitCode::from(recover::cli(&cfg, &a)))
         }
         Cmd::NewStart => Ok(ExitCode::from(recover::new_start(&load(cfg_path)?))),
+        Cmd::GdriveLogin => Ok(gdrive::login(&load(cfg_path)?)),
+        Cmd::GdriveStatus { json } => Ok(gdrive::status(&load(cfg_path)?, json)),
+        Cmd::GdriveLogout { revoke } => Ok(gdrive::logout(&load(cfg_path)?, revoke)),
         Cmd::Fleet { json } => fleet::fleet(&load(cfg_path)?, json),
         Cmd::FleetServe { listen } => fleet::serve(load(cfg_path)?, listen),
         Cmd::FleetGc { apply } => fleet::fleet_gc(&load(cfg_path)?, apply),

@@ -9,8 +9,8 @@ use crate::clock::Tz;
 use crate::config::Config;
 use crate::fsutil::LockWait;
 use crate::offsite;
-use crate::recover::{Source, 
-    self, DryOutcome, Failure, FetchError, Outcome, Progress, Request, VideosStep,
+use crate::recover::{
+    self, DryOutcome, Failure, FetchError, Outcome, Progress, Request, Source, VideosStep,
 };
 use crate::restore::Abort;
 

@@ -485,7 +485,11 @@ fn the_fleet_shows_each_site_last_drill() {
     );
     assert_eq!(f.drill_flagged, 2);
     // club-b's newest copy is damaged.
-    let newest = ok(crate::recover::list(&m, &crate::offsite::Place::s3(&o), "club-b"));
+    let newest = ok(crate::recover::list(
+        &m,
+        &crate::offsite::Place::s3(&o),
+        "club-b",
+    ));
     m.insert(&newest[0].key, b"junk");
     drill_all(&m, &o, &[], false);
     let now = crate::clock::now_unix();

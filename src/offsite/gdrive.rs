@@ -99,6 +99,42 @@ fn alert_event(msg: &str) -> Option<&'static str> {
     }
 }
 
+/// One round on the club's Drive (see `process_on`).
+pub fn process(cfg: &Config, tz: &Tz, log: &Log, cancel: &AtomicBool, force: bool) -> Round {
+    let Some(g) = &cfg.gdrive else {
+        return Round::Idle;
+    };
+    process_on(
+        &crate::bucket::gdrive::Drive::new(g, &cfg.backup_dir),
+        cfg,
+        tz,
+        log,
+        cancel,
+        force,
+    )
+}
+
+/// The `run` command's Drive step, after its backup: one round now, with a line on
+/// stdout.
+pub fn after_run(cfg: &Config, tz: &Tz) {
+    if cfg.gdrive.is_none() {
+        return;
+    }
+    let log = Log::new(&cfg.backup_dir, tz);
+    let never = AtomicBool::new(false);
+    match process(cfg, tz, &log, &never, true) {
+        Round::Idle | Round::Sent(0) => {}
+        Round::Busy => println!(
+            "gdrive: another neopro-backup process is sending copies; it will send this one too"
+        ),
+        Round::Sent(n) => println!("gdrive: {n} copy(ies) sent to Google Drive"),
+        Round::Failed(e) | Round::Held(e) => println!(
+            "gdrive: not sent ({e}); {} copy(ies) pending, the daemon retries with backoff",
+            pending(&cfg.backup_dir).len()
+        ),
+    }
+}
+
 /// One round on the store `b` (Drive in the product, the in-memory store in the unit
 /// tests): the pending copies oldest first, remote retention, the status. Never panics,
 /// never returns an error: the outcome is logged and recorded in the status.

@@ -33,6 +33,7 @@ pub mod fleet_index;
 pub mod fleet_read;
 pub mod gc;
 pub mod gdrive;
+pub mod gdrive_account;
 pub mod history;
 mod ledger;
 #[cfg(test)]
@@ -340,11 +341,6 @@ pub fn store(cfg: &Config, from: crate::recover::Source) -> Option<Box<dyn Bucke
 /// `S3_PREFIX/SITE_ID/` (or `SITE_ID/` with an empty prefix).
 pub fn site_prefix(o: &OffsiteSettings, site: &str) -> String {
     Place::s3(o).site_prefix(site)
-}
-
-/// The object name of an archive's copy.
-pub fn object_name(o: &OffsiteSettings, name: &str) -> String {
-    Place::s3(o).object_name(name)
 }
 
 /// Sends one archive; `Ok(None)` when the local archive no longer exists.
@@ -830,6 +826,7 @@ fn refuse_round(cfg: &Config, dir: &Path, state: &mut QueueState, log: &Log, why
 /// The `run` command's offsite step, after its backup: one round now, whatever the
 /// backoff says, with a line on stdout for the operator.
 pub fn after_run(cfg: &Config, tz: &Tz) {
+    gdrive::after_run(cfg, tz);
     if cfg.offsite.is_none() {
         return;
     }
@@ -865,7 +862,7 @@ pub fn wake() {
 /// copies with backoff, until `stop` (which also cancels an upload in progress; the
 /// copy stays pending).
 pub fn worker(cfg: &Config, tz: &Tz, stop: &AtomicBool) {
-    if cfg.offsite.is_none() {
+    if cfg.offsite.is_none() && cfg.gdrive.is_none() {
         return;
     }
     let log = Log::new(&cfg.backup_dir, tz);
@@ -879,6 +876,10 @@ pub fn worker(cfg: &Config, tz: &Tz, stop: &AtomicBool) {
         if woken || Instant::now() >= next_look {
             if has_work(cfg) {
                 process(cfg, tz, &log, stop, woken || first);
+            }
+            // Then Drive's copies (gdrive.rs), on their own queue.
+            if gdrive::has_work(cfg) {
+                gdrive::process(cfg, tz, &log, stop, woken || first);
             }
             first = false;
             next_look = Instant::now() + every;

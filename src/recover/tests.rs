@@ -33,10 +33,12 @@ fn config(root: &Path, prefix: &str) -> Config {
     ok(Config::from_sources(&lookup).map_err(|e| e.0))
 }
 
-fn settings(cfg: &Config) -> &OffsiteSettings {
-    cfg.offsite
-        .as_ref()
-        .unwrap_or_else(|| panic!("offsite settings"))
+fn settings(cfg: &Config) -> crate::offsite::Place {
+    crate::offsite::Place::s3(
+        cfg.offsite
+            .as_ref()
+            .unwrap_or_else(|| panic!("offsite settings")),
+    )
 }
 
 #[test]
@@ -57,7 +59,7 @@ fn the_list_holds_only_archive_copies_newest_first() {
     ] {
         m.insert(k, b"x");
     }
-    let l = ok(list(&m, settings(&cfg), "club"));
+    let l = ok(list(&m, &settings(&cfg), "club"));
     let names: Vec<&str> = l.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
@@ -100,11 +102,11 @@ fn the_sites_are_named_reserved_ones_left_out_and_a_denied_listing_says_so() {
         m.insert(k, b"x");
     }
     assert_eq!(
-        ok(sites(&m, settings(&cfg))),
+        ok(sites(&m, &settings(&cfg))),
         Some(vec!["alpha".to_string(), "beta".to_string()])
     );
     m.inject(Op::List, "p/", Fault::Status(403), 1);
-    assert_eq!(ok(sites(&m, settings(&cfg))), None);
+    assert_eq!(ok(sites(&m, &settings(&cfg))), None);
     let msg = no_archive_message("new", None);
     assert!(msg.contains("--site"), "{msg}");
     let many: Vec<String> = (0..25).map(|i| format!("s{i:02}")).collect();
@@ -122,7 +124,7 @@ fn a_store_failure_is_never_taken_for_a_damaged_copy_and_nothing_is_left() {
     let m = MemBucket::new();
     let key = "p/club/backup-20260101-030000.tar.gz";
     m.insert(key, &vec![7u8; 20 * 1024 * 1024]);
-    let l = ok(list(&m, settings(&cfg), "club"));
+    let l = ok(list(&m, &settings(&cfg), "club"));
     let never = AtomicBool::new(false);
     let progress = Progress::default();
     let dir = cfg.backup_dir.clone();

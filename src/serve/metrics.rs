@@ -122,6 +122,34 @@ pub fn metrics(shared: &Shared) -> Response {
     ] {
         metric(name, Kind::Counter, help, value.to_string());
     }
+    // Google Drive's queue (offsite/gdrive.rs), when Drive is set.
+    if let Some(g) = crate::offsite::gdrive::summary(&shared.cfg) {
+        let (archives, bytes) = crate::offsite::gdrive::sent_totals(&shared.cfg);
+        metric(
+            "neopro_backup_gdrive_pending",
+            Kind::Gauge,
+            "Copies waiting to be sent to Google Drive.",
+            g.pending.to_string(),
+        );
+        metric(
+            "neopro_backup_gdrive_sent_archives_total",
+            Kind::Counter,
+            "Archive copies sent to Google Drive.",
+            archives.to_string(),
+        );
+        metric(
+            "neopro_backup_gdrive_sent_archive_bytes_total",
+            Kind::Counter,
+            "Bytes of archive copies sent to Google Drive.",
+            bytes.to_string(),
+        );
+        metric(
+            "neopro_backup_gdrive_error",
+            Kind::Gauge,
+            "1 while the last attempt to send to Google Drive failed (the status's gdrive.error says why).",
+            u8::from(g.error.is_some()).to_string(),
+        );
+    }
     metric(
         "neopro_backup_offsite_poisoned_objects",
         Kind::Gauge,

@@ -85,7 +85,7 @@ fn a_failure_keeps_the_copy_queued_with_backoff_and_says_why() {
     m.inject(Op::Put, FOLDER, Fault::Status(503), 1);
     let r = round(&p, &m, true);
     assert!(matches!(&r, Round::Failed(e) if e.contains("503")), "{r:?}");
-    assert_eq!(pending(p.dir()), [name.clone()]);
+    assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
     let g = local_status(&p).gdrive.unwrap_or_default();
     assert!(
         g.error.as_deref().is_some_and(|e| e.contains("503")),
@@ -190,7 +190,7 @@ fn a_revoked_connection_and_a_full_drive_have_their_code_and_keep_the_copies() {
         let b = Refusing { inner: &m, msg };
         let name = p.backup();
         assert!(matches!(round(&p, &b, true), Round::Failed(_)));
-        assert_eq!(pending(p.dir()), [name.clone()]);
+        assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
         let g = local_status(&p).gdrive.unwrap_or_default();
         assert_eq!(g.error_code.as_deref(), Some(code), "{g:?}");
         assert!(crate::error_words::words(code).is_some());
@@ -216,11 +216,11 @@ fn both_targets_each_get_the_copy_on_their_own_queue() {
     let s3 = MemBucket::new();
     let drive = MemBucket::new();
     let name = p.backup();
-    assert_eq!(crate::offsite::pending(p.dir()), [name.clone()]);
-    assert_eq!(pending(p.dir()), [name.clone()]);
+    assert_eq!(crate::offsite::pending(p.dir()), std::slice::from_ref(&name));
+    assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
     // Drive first: S3's queue is untouched, and the other way round.
     assert_eq!(round(&p, &drive, true), Round::Sent(1));
-    assert_eq!(crate::offsite::pending(p.dir()), [name.clone()]);
+    assert_eq!(crate::offsite::pending(p.dir()), std::slice::from_ref(&name));
     assert_eq!(p.round(&s3), Round::Sent(1));
     assert!(s3.bytes(&p.key(&name)).is_some() && drive.bytes(&key("club", &name)).is_some());
     let st = local_status(&p);
