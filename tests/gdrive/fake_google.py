@@ -1010,7 +1010,7 @@ class Handler(BaseHTTPRequestHandler):
         hdrs = {"Range": f"bytes=0-{n - 1}"} if n else {}
         return self.send(308, b"", headers=hdrs)
 
-    def finish(self, s):
+    def finish_upload(self, s):
         data = bytes(s["data"])
         if STATE.limit is not None:
             old = 0
@@ -1079,7 +1079,7 @@ class Handler(BaseHTTPRequestHandler):
                 if total is not None:
                     s["total"] = total
                     if len(s["data"]) == total:
-                        return self.finish(s)
+                        return self.finish_upload(s)
                     if len(s["data"]) > total:
                         raise DriveError(400, "badRequest", "More bytes received than the total.")
                 return self.upload_status(s)
@@ -1109,7 +1109,7 @@ class Handler(BaseHTTPRequestHandler):
             if drop_after is not None:
                 return None
             if s["total"] is not None and len(s["data"]) == s["total"]:
-                return self.finish(s)
+                return self.finish_upload(s)
             return self.upload_status(s)
 
     # --- control ---
