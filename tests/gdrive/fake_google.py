@@ -855,15 +855,16 @@ class Handler(BaseHTTPRequestHandler):
         spaces = query.get("spaces", "drive")
         if any(s not in ("drive", "appDataFolder") for s in spaces.split(",")):
             raise bad_value("spaces", spaces)
+        # drive.v3.json: unspecified, the whole list (My Drive); above 1000, coerced to 1000.
         try:
-            size = int(query.get("pageSize", "100"))
+            size = int(query.get("pageSize", "1000"))
         except ValueError:
             raise bad_value("pageSize", query.get("pageSize"))
-        if not 1 <= size <= 1000:
+        if size < 1:
             raise DriveError(400, "invalid",
                              f"Invalid value '{size}'. Values must be within the range: [1, 1000]",
                              location="pageSize")
-        size = min(size, STATE.config["list_page_cap"])
+        size = max(1, min(size, 1000, STATE.config["list_page_cap"]))
         q = query.get("q", "")
         try:
             tree = QueryParser(q).parse() if q.strip() else None
