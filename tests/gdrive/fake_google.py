@@ -25,6 +25,7 @@ are refused (413).
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import secrets
 import signal
@@ -422,11 +423,14 @@ def set_content(f, data):
     f["sha256"] = hashlib.sha256(f["data"]).hexdigest()
 
 
+SEQ = itertools.count()
+
+
 def make_file(name, parents, mime, data):
     t = now_rfc3339()
     f = {"id": new_id(), "name": name, "parents": parents, "mimeType": mime, "data": None,
          "md5": None, "sha256": None, "trashed": False, "createdTime": t, "modifiedTime": t,
-         "version": 1}
+         "version": 1, "seq": next(SEQ)}
     if data is not None:
         set_content(f, data)
     return f
@@ -892,7 +896,9 @@ class Handler(BaseHTTPRequestHandler):
             if name == "folder":
                 files.sort(key=lambda f: f["mimeType"] == FOLDER_MIME, reverse=not desc)
             else:
-                files.sort(key=lambda f: f[name], reverse=desc)
+                # Ties within a millisecond: in the order the files were made.
+                tie = "mseq" if name == "modifiedTime" else "seq"
+                files.sort(key=lambda f: (f[name], f.get(tie, f["seq"])), reverse=desc)
         page = files[offset:offset + size]
         out = {"kind": "drive#fileList", "incompleteSearch": False,
                "files": [file_json(f) for f in page]}
@@ -924,6 +930,7 @@ class Handler(BaseHTTPRequestHandler):
             f["trashed"] = bool(meta["trashed"])
         f["modifiedTime"] = now_rfc3339()
         f["version"] += 1
+        f["mseq"] = next(SEQ)
         return self.send(200, select(file_json(f), self.fields(query, FILE_DEFAULT)))
 
     def op_delete(self, query, fid, body):
@@ -1035,6 +1042,7 @@ class Handler(BaseHTTPRequestHandler):
                 f["mimeType"] = s["meta"]["mimeType"]
             f["modifiedTime"] = now_rfc3339()
             f["version"] += 1
+            f["mseq"] = next(SEQ)
         s["done"] = f["id"]
         s["data"] = bytearray()
         return self.send(200, select(file_json(f), s["fields"]))

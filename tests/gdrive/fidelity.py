@@ -238,7 +238,11 @@ def run(base):
     sub = drive.files().create(body={"name": "sub", "mimeType": FOLDER, "parents": [fid]},
                                fields="id").execute()["id"]
 
-    tmp = tempfile.mkdtemp(prefix="gdrive-fidelity-")
+    with tempfile.TemporaryDirectory(prefix="gdrive-fidelity-") as tmp:
+        files_and_more(base, drive, creds, fid, sub, tmp)
+
+
+def files_and_more(base, drive, creds, fid, sub, tmp):
     data = os.urandom(5 * MIB + 12345)
     src = os.path.join(tmp, "club's backup.tar")
     with open(src, "wb") as f:
