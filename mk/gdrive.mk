@@ -1,0 +1,16 @@
+# The Google Drive fake of the tests (tests/gdrive/fake_google.py, tests/gdrive/README.md)
+# checked against Google's own Python client: google-api-python-client and google-auth,
+# pinned, from PyPI into .xtools/gdrive-venv (scripts/gdrive-venv.sh, installed once).
+# test-gdrive-fake starts nothing that outlives it: fidelity.py starts a fresh fake on a
+# free port and stops it; then check_requests.py checks the fake's request log against
+# drive.v3.json (scripts/test-gdrive-fake.sh). A few seconds.
+# Included by the top Makefile.
+
+.PHONY: deps-gdrive test-gdrive-fake
+TEST_TARGETS += test-gdrive-fake
+
+deps-gdrive:
+	bash scripts/gdrive-venv.sh
+
+test-gdrive-fake:
+	bash scripts/test-gdrive-fake.sh
