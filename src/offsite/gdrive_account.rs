@@ -101,7 +101,10 @@ pub fn finish(
                     connected: clock::iso_utc_millis(clock::now_unix(), 0),
                     ids,
                 };
-                if let Err(e) = google_oauth::write_token(dir, &file) {
+                // A fresh Pi may connect Drive before its first backup made BACKUP_DIR.
+                if let Err(e) = crate::store::ensure_dir(dir)
+                    .and_then(|_| google_oauth::write_token(dir, &file))
+                {
                     return LoginEnd::Failed(format!(
                         "approved, but {GDRIVE_TOKEN_FILE} cannot be written: {e}"
                     ));

@@ -8,6 +8,7 @@
 //! Std only (and libc), so that the tests build wherever the binary builds.
 
 pub mod daemon;
+pub mod google;
 pub mod json;
 pub mod net;
 pub mod s3;
