@@ -18,5 +18,5 @@ test-gdrive-fake:
 # The binary against the fake (tests/it/gdrive.rs): login, the copies after each run
 # byte-exact through Google's client, each fault, recover from Drive, and every request
 # the binary made checked against Drive v3's discovery document. Under a minute.
-test-gdrive: deps-gdrive
+test-gdrive: deps-gdrive deps-offsite
 	$(CARGO) test --locked --test it -- --include-ignored --test-threads=4 gdrive::

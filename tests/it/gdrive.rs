@@ -425,3 +425,69 @@ fn a_new_card_recovers_from_drive() {
     }
     fake.check_requests(&blank.root.join("requests.json"));
 }
+
+#[test]
+#[ignore = "needs Google's Python client: make test-gdrive"]
+fn an_encrypted_copy_resumes_within_its_run_and_a_new_card_decrypts_it() {
+    let fake = FakeGoogle::start();
+    fake.config(r#"{"interval":1}"#);
+    let keys = fresh_dir("gdrive-keys");
+    let key = keys.join("key.txt");
+    tool("age-keygen", &["-o".as_ref(), key.as_os_str()], &keys).expect_code(0, "age-keygen");
+    let text = std::fs::read_to_string(&key).unwrap_or_default();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap_or_else(|| panic!("no public key in {text}"))
+        .to_string();
+    let (t, mut env) = drive_pi(&fake, "gdrive-age");
+    env.push(("ENCRYPT_TO".into(), public));
+    login(&t, &env, &fake, true).expect_code(0, "gdrive login");
+    // The connection drops in the middle of the first chunk of the age stream: the
+    // unconfirmed chunk is still in memory, sent again from where Drive stands.
+    fake.fault("upload_chunk", r#"{"drop_after":1000000}"#, 1);
+    let out = run_env(&t, &env, &["run"]);
+    out.expect_code(0, "run");
+    assert!(out.stdout.contains("gdrive: 1 copy(ies) sent"), "{out}");
+    let name = archives(&t.backups).pop().unwrap_or_default();
+    let ranges: Vec<String> = fake
+        .requests()
+        .arr()
+        .iter()
+        .filter(|r| r.get("method").str() == "PUT")
+        .map(|r| r.get("headers").get("content-range").str().to_string())
+        .collect();
+    assert!(
+        ranges.iter().any(|r| r.starts_with("bytes */")),
+        "no question to Drive after the drop: {ranges:?}"
+    );
+    assert_eq!(
+        ranges.iter().filter(|r| r.starts_with("bytes 0-")).count(),
+        2,
+        "the age stream started over (one is the status's): {ranges:?}"
+    );
+    let got = official(&fake, &t, &[drive_path(&format!("{name}.age"))]);
+    assert!(got.first().is_some_and(|f| f.is_some()), "no .age copy");
+    assert!(
+        official(&fake, &t, &[drive_path(&name)])[0].is_none(),
+        "a plain copy"
+    );
+    // A new card with the identity gets the very archive back.
+    let blank = blank_card("gdrive-age-new");
+    login(&blank, &env, &fake, true).expect_code(0, "login on the new card");
+    let r = run_env(
+        &blank,
+        &env,
+        &[
+            "recover",
+            "--no-videos",
+            "--identity",
+            &key.to_string_lossy(),
+        ],
+    );
+    r.expect_code(0, "recover an encrypted copy from Drive");
+    assert_eq!(
+        sha256_of(&blank.archive_path(&name)),
+        sha256_of(&t.archive_path(&name))
+    );
+}
