@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    Place, QueueState, Round, STATUS_OBJECT, backoff, enqueue_in, pending_in, read_state_file,
+    Place, QueueState, history, Round, STATUS_OBJECT, backoff, enqueue_in, pending_in, read_state_file,
     remote_retention, retry_base, send_archive, unqueue_in, write_state_file,
 };
 use crate::bucket::{self, Bucket};
@@ -51,6 +51,7 @@ fn status_of(dir: &Path, st: &QueueState, error: Option<String>) -> status::Offs
             .as_deref()
             .map(|e| crate::error_words::code_of(e).to_string()),
         error,
+        held: st.held.is_some(),
         ..status::Offsite::default()
     }
 }
@@ -171,7 +172,31 @@ pub fn process_on(
     let site = cfg.site_id.as_str();
     let mut sent = 0usize;
     let mut failure: Option<bucket::Error> = None;
-    for name in pending(dir) {
+    let mut notice = None;
+    // A Pi without a history of its own in the site's Drive folder (a new card, logged
+    // in again) writes nothing there while it holds the site's archives: the same rule
+    // as the bucket's (history.rs), so that blank backups never become the newest ones.
+    history::upgrade(&mut state, site, log);
+    match history::gate_in(
+        b,
+        &place.site_prefix(site),
+        site,
+        &mut state,
+        log,
+        "gdrive",
+        history::drive_hold_reason,
+    ) {
+        history::Gate::Open => {}
+        history::Gate::Held { reason, newly } => {
+            if newly {
+                notice = Some(("gdrive_held", reason.clone()));
+            }
+            failure = Some(bucket::Error::local(reason));
+        }
+        history::Gate::Failed(e) => failure = Some(e),
+    }
+    let held = state.held.is_some();
+    for name in pending(dir).into_iter().filter(|_| failure.is_none()) {
         if cancel.load(Ordering::Relaxed) {
             failure = Some(bucket::Error::local("cancelled (shutdown)"));
             break;
@@ -180,6 +205,7 @@ pub fn process_on(
         match send_archive(b, &place, site, dir, &name, cancel) {
             Ok(Some((key, size))) => {
                 unqueue_in(dir, GDRIVE_PENDING_DIR, &name);
+                history::wrote(&mut state, site, false);
                 sent += 1;
                 state.archives_sent = state.archives_sent.saturating_add(1);
                 state.archive_bytes_sent = state.archive_bytes_sent.saturating_add(size);
@@ -223,7 +249,10 @@ pub fn process_on(
         if reachable && failure.is_none() && hash != state.status_sent {
             let key = format!("{}{STATUS_OBJECT}", place.site_prefix(site));
             match b.put_bytes(&key, json.as_bytes(), "application/json") {
-                Ok(()) => state.status_sent = hash,
+                Ok(()) => {
+                    state.status_sent = hash;
+                    history::wrote(&mut state, site, true);
+                }
                 Err(e) => {
                     st.gdrive = Some(status_of(dir, &state, Some(e.msg.clone())));
                     failure = Some(e);
@@ -236,7 +265,6 @@ pub fn process_on(
             log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
         }
     }
-    let mut notice = None;
     let round = match failure {
         None => {
             if state.error.is_some() {
@@ -254,7 +282,7 @@ pub fn process_on(
             let event = alert_event(&e.msg);
             // An alert when such a failure begins, not at every retry.
             if event.is_some() && state.error.as_deref().and_then(alert_event) != event {
-                notice = event.map(|ev| (ev, e.msg.clone()));
+                notice = notice.or(event.map(|ev| (ev, e.msg.clone())));
             }
             if state.error.as_deref() != Some(e.msg.as_str()) || state.failures == 1 {
                 log.warn(&format!(
@@ -264,7 +292,11 @@ pub fn process_on(
                 ));
             }
             state.error = Some(e.msg.clone());
-            Round::Failed(e.msg)
+            if held {
+                Round::Held(e.msg)
+            } else {
+                Round::Failed(e.msg)
+            }
         }
     };
     if read_state(dir) != state {

@@ -35,7 +35,7 @@ use crate::status::{Log, Status};
 use crate::store::{self, OFFSITE_LOCK_FILE, OFFSITE_STATE_FILE};
 use crate::units::{hex, sha256_hex};
 
-use super::{QueueState, pending, read_state, site_prefix, unqueue};
+use super::{QueueState, read_state, site_prefix};
 
 /// The layout of offsite-state.json that has `version`, `history` and the install id.
 pub const STATE_VERSION: u32 = 2;
@@ -199,12 +199,11 @@ pub fn is_copy_name(name: &str) -> bool {
 
 /// Lists the site's folder (its own level only, at most PROBE_PAGES pages): the archives
 /// there, `None` when there is none. A listing error is an error, never "empty".
-pub(super) fn probe(
-    b: &dyn Bucket,
-    o: &OffsiteSettings,
-    site: &str,
-) -> Result<Option<Found>, bucket::Error> {
-    let prefix = site_prefix(o, site);
+/// Lists the site's folder `prefix` (of any store: the bucket, Google Drive; its own
+/// level only, at most PROBE_PAGES pages): the archives there, `None` when there is none.
+/// A listing error is an error, never "empty".
+pub(super) fn probe_in(b: &dyn Bucket, prefix: &str) -> Result<Option<Found>, bucket::Error> {
+    let prefix = prefix.to_string();
     let mut found = Found {
         archives: 0,
         newest: String::new(),
@@ -236,6 +235,20 @@ pub(super) fn probe(
         }
     }
     Ok((found.archives > 0 || found.more).then_some(found))
+}
+
+/// The reason of Google Drive's hold (the same rule as the bucket's, gdrive.rs).
+pub(super) fn drive_hold_reason(site: &str, f: &Found) -> String {
+    let n = if f.more || f.archives == 0 {
+        format!("at least {}", f.archives.max(1))
+    } else {
+        f.archives.to_string()
+    };
+    format!(
+        "Google Drive copies held: Google Drive already holds {n} backup(s) of site {site} \
+         that this Pi did not send; recover them (neopro-backup recover --from gdrive) or \
+         declare a new start (neopro-backup recover --new-start)"
+    )
 }
 
 /// The hold's reason, for the status, the log, `check` and the alerts.
@@ -287,11 +300,25 @@ pub(super) fn gate(
     st: &mut QueueState,
     log: &Log,
 ) -> Gate {
+    gate_in(b, &site_prefix(o, site), site, st, log, "offsite", hold_reason)
+}
+
+/// `gate` on the site folder `prefix` of any store; `label` begins its log lines,
+/// `reason` words the hold.
+pub(super) fn gate_in(
+    b: &dyn Bucket,
+    prefix: &str,
+    site: &str,
+    st: &mut QueueState,
+    log: &Log,
+    label: &str,
+    reason: fn(&str, &Found) -> String,
+) -> Gate {
     if has_history(st, site) {
         st.held = None;
         return Gate::Open;
     }
-    match probe(b, o, site) {
+    match probe_in(b, prefix) {
         Err(e) => Gate::Failed(bucket::Error {
             msg: format!(
                 "cannot tell whether the bucket already holds backups of site {site} ({}): \
@@ -303,16 +330,16 @@ pub(super) fn gate(
         Ok(None) => {
             if st.held.take().is_some() {
                 log.info(&format!(
-                    "offsite: the bucket holds no backup of site {site} any more: the hold is over"
+                    "{label}: the store holds no backup of site {site} any more: the hold is over"
                 ));
             }
             Gate::Open
         }
         Ok(Some(found)) => {
-            let reason = hold_reason(site, &found);
+            let reason = reason(site, &found);
             let newly = st.held.is_none();
             if st.held.as_deref() != Some(reason.as_str()) {
-                log.error(&format!("offsite: {reason}"));
+                log.error(&format!("{label}: {reason}"));
             }
             st.held = Some(reason.clone());
             Gate::Held { reason, newly }
@@ -352,17 +379,19 @@ pub(super) fn other_install(st: &QueueState, site: &str, remote: Option<&[u8]>) 
 // ---------------------------------------------------------------------------------
 // The interface of `recover` and the page.
 
-/// Runs `f` on the state under the offsite lock (waiting at most LOCK_WAIT for a round
-/// of the daemon), after the upgrade of an older state, and saves the state atomically
-/// when `f` changed it.
-fn locked<T>(
+/// Runs `f` on a queue's state (the bucket's, Google Drive's) under its lock (waiting at
+/// most LOCK_WAIT for a round of the daemon), after the upgrade of an older state, and
+/// saves the state atomically when `f` changed it.
+fn locked_in<T>(
     cfg: &Config,
+    lock_file: &str,
+    state_file: &str,
     log: &Log,
     f: impl FnOnce(&mut QueueState) -> Result<T, String>,
 ) -> Result<T, String> {
     let dir = &cfg.backup_dir;
     store::ensure_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(OFFSITE_LOCK_FILE);
+    let path = dir.join(lock_file);
     let deadline = Instant::now() + LOCK_WAIT;
     let _lock = loop {
         match Lock::acquire(&path, LockWait::Try) {
@@ -378,23 +407,13 @@ fn locked<T>(
             Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
         }
     };
-    let before = read_state(dir);
+    let before = super::read_state_file(dir, state_file);
     let mut st = before.clone();
     upgrade(&mut st, &cfg.site_id, log);
     let out = f(&mut st)?;
     if st != before {
-        fsutil::atomic_write(
-            dir,
-            OFFSITE_STATE_FILE,
-            st.serialize_json().as_bytes(),
-            0o600,
-        )
-        .map_err(|e| {
-            format!(
-                "cannot write {}: {e}",
-                dir.join(OFFSITE_STATE_FILE).display()
-            )
-        })?;
+        fsutil::atomic_write(dir, state_file, st.serialize_json().as_bytes(), 0o600)
+            .map_err(|e| format!("cannot write {}: {e}", dir.join(state_file).display()))?;
     }
     Ok(out)
 }
@@ -416,23 +435,31 @@ pub fn record_recovery(cfg: &Config, site: &str, log: &Log) -> Result<(), String
         return Err("no site named".to_string());
     }
     let tz = Tz::local();
-    let dropped = locked(cfg, log, |st| {
-        record(st, site, "recovered");
-        if site != cfg.site_id {
-            return Ok(Vec::new());
+    let mut dropped: Vec<String> = Vec::new();
+    for (lock, state, queue) in queues(cfg) {
+        let d = locked_in(cfg, lock, state, log, |st| {
+            record(st, site, "recovered");
+            if site != cfg.site_id {
+                return Ok(Vec::new());
+            }
+            lift(st);
+            // The archives made before now are of the tree before the recovery.
+            let now = tz.to_naive(clock::now_unix());
+            let before: Vec<String> = super::pending_in(&cfg.backup_dir, queue)
+                .into_iter()
+                .filter(|n| store::name_time(n).is_some_and(|t| t <= now))
+                .collect();
+            for n in &before {
+                super::unqueue_in(&cfg.backup_dir, queue, n);
+            }
+            Ok(before)
+        })?;
+        for n in d {
+            if !dropped.contains(&n) {
+                dropped.push(n);
+            }
         }
-        lift(st);
-        // The archives made before now are of the tree before the recovery.
-        let now = tz.to_naive(clock::now_unix());
-        let before: Vec<String> = pending(&cfg.backup_dir)
-            .into_iter()
-            .filter(|n| store::name_time(n).is_some_and(|t| t <= now))
-            .collect();
-        for n in &before {
-            unqueue(&cfg.backup_dir, n);
-        }
-        Ok(before)
-    })?;
+    }
     log.info(&format!(
         "offsite: this install recovered from site {site}: it belongs to the site's history{}",
         if site == cfg.site_id {
@@ -451,24 +478,51 @@ pub fn record_recovery(cfg: &Config, site: &str, log: &Log) -> Result<(), String
     Ok(())
 }
 
+/// The queues a recovery or a new start concerns: the bucket's (always when Drive is
+/// off, as before Drive), Google Drive's when it is on: (lock, state, queue folder).
+fn queues(cfg: &Config) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out = Vec::new();
+    if cfg.offsite.is_some() || cfg.gdrive.is_none() {
+        out.push((OFFSITE_LOCK_FILE, OFFSITE_STATE_FILE, store::OFFSITE_PENDING_DIR));
+    }
+    if cfg.gdrive.is_some() {
+        out.push((
+            store::GDRIVE_LOCK_FILE,
+            store::GDRIVE_STATE_FILE,
+            store::GDRIVE_PENDING_DIR,
+        ));
+    }
+    out
+}
+
 /// Declares a new start for SITE_ID (`recover --new-start`, the API): this install's
 /// history there begins now and the hold is lifted; its queued copies go. What the
 /// bucket already holds of the site is never removed by it (remote retention then
 /// treats it as usual).
 pub fn new_start(cfg: &Config, log: &Log) -> Result<(), String> {
-    if cfg.offsite.is_none() {
-        return Err("offsite copies are off (S3_ENDPOINT unset): nothing to start".to_string());
+    if cfg.offsite.is_none() && cfg.gdrive.is_none() {
+        return Err(
+            "offsite copies are off (neither S3_ENDPOINT nor GDRIVE_CLIENT_ID is set): nothing \
+             to start"
+                .to_string(),
+        );
     }
     let site = cfg.site_id.clone();
-    if let Some(why) = crate::config::reserved_site_id(&site) {
+    if cfg.offsite.is_some()
+        && let Some(why) = crate::config::reserved_site_id(&site)
+    {
         return Err(why);
     }
-    let was = locked(cfg, log, |st| {
-        let was = st.held.clone();
-        record(st, &site, "new-start");
-        lift(st);
-        Ok(was)
-    })?;
+    let mut was = None;
+    for (lock, state, _) in queues(cfg) {
+        let w = locked_in(cfg, lock, state, log, |st| {
+            let was = st.held.clone();
+            record(st, &site, "new-start");
+            lift(st);
+            Ok(was)
+        })?;
+        was = was.or(w);
+    }
     log.info(&format!(
         "offsite: new start declared for site {site}: this install's copies go there from now \
          on{}; what the bucket already holds of the site stays (remote retention applies to it \
