@@ -216,11 +216,17 @@ fn both_targets_each_get_the_copy_on_their_own_queue() {
     let s3 = MemBucket::new();
     let drive = MemBucket::new();
     let name = p.backup();
-    assert_eq!(crate::offsite::pending(p.dir()), std::slice::from_ref(&name));
+    assert_eq!(
+        crate::offsite::pending(p.dir()),
+        std::slice::from_ref(&name)
+    );
     assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
     // Drive first: S3's queue is untouched, and the other way round.
     assert_eq!(round(&p, &drive, true), Round::Sent(1));
-    assert_eq!(crate::offsite::pending(p.dir()), std::slice::from_ref(&name));
+    assert_eq!(
+        crate::offsite::pending(p.dir()),
+        std::slice::from_ref(&name)
+    );
     assert_eq!(p.round(&s3), Round::Sent(1));
     assert!(s3.bytes(&p.key(&name)).is_some() && drive.bytes(&key("club", &name)).is_some());
     let st = local_status(&p);
