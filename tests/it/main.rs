@@ -18,6 +18,7 @@ mod field;
 mod field_archives;
 mod field_clock;
 mod fleet;
+mod gdrive_api;
 mod hostile_peers;
 mod offsite;
 mod recover;
