@@ -14,3 +14,10 @@ deps-gdrive:
 
 test-gdrive-fake:
 	bash scripts/test-gdrive-fake.sh
+
+# « Connecter Google Drive » on the backups page in Chromium, against the fake Google
+# (tests/browser/gdrive.test.mjs: python3 only, no venv; the fake on a free port).
+.PHONY: test-gdrive-browser
+TEST_TARGETS += test-gdrive-browser
+test-gdrive-browser: deps-browser build
+	cd $(BROWSER_TESTS) && NEOPRO_BIN=$(abspath $(BIN)) $(NODE) --test --test-concurrency=1 gdrive.test.mjs
