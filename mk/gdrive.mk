@@ -20,3 +20,10 @@ test-gdrive-fake:
 # the binary made checked against Drive v3's discovery document. Under a minute.
 test-gdrive: deps-gdrive deps-offsite
 	$(CARGO) test --locked --test it -- --include-ignored --test-threads=4 gdrive::
+
+# « Connecter Google Drive » on the backups page in Chromium, against the fake Google
+# (tests/browser/gdrive.test.mjs: python3 only, no venv; the fake on a free port).
+.PHONY: test-gdrive-browser
+TEST_TARGETS += test-gdrive-browser
+test-gdrive-browser: deps-browser build
+	cd $(BROWSER_TESTS) && NEOPRO_BIN=$(abspath $(BIN)) $(NODE) --test --test-concurrency=1 gdrive.test.mjs

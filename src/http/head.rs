@@ -17,6 +17,9 @@ pub struct Head {
     pub method: String,
     /// The path, still percent-encoded, without the query string.
     pub path: String,
+    /// The query string (after `?`, before any `#`), still percent-encoded; empty when
+    /// there is none.
+    pub query: String,
     pub headers: Vec<(String, String)>,
     /// The body length announced by `Content-Length` (0 without one).
     pub content_length: u64,
@@ -102,10 +105,14 @@ pub fn parse(bytes: &[u8]) -> Result<Head, Refused> {
         Some(c) if c.contains("keep-alive") => false,
         _ => version == 0,
     };
-    let path = target.split(['?', '#']).next().unwrap_or_default();
+    let without_fragment = target.split('#').next().unwrap_or_default();
+    let (path, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
     Ok(Head {
         method: method.to_string(),
         path: path.to_string(),
+        query: query.to_string(),
         headers,
         content_length: content_length.unwrap_or(0),
         wants_close,
@@ -129,11 +136,14 @@ mod tests {
         let Ok(h) = h else { panic!("{h:?}") };
         assert_eq!(h.method, "POST");
         assert_eq!(h.path, "/api/backups/create");
+        assert_eq!(h.query, "x=1");
         assert_eq!(h.content_length, 12);
         assert!(!h.wants_close);
         assert_eq!(h.headers[2], ("X-A".to_string(), "v".to_string()));
         let h = parse(b"GET / HTTP/1.0\r\n\r\n");
-        assert!(h.is_ok_and(|h| h.wants_close && h.content_length == 0));
+        assert!(h.is_ok_and(|h| h.wants_close && h.content_length == 0 && h.query.is_empty()));
+        let h = parse(b"GET /api/gdrive?quota=1#x?y HTTP/1.1\r\n\r\n");
+        assert!(h.is_ok_and(|h| h.path == "/api/gdrive" && h.query == "quota=1"));
         let h = parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         assert!(h.is_ok_and(|h| !h.wants_close));
         let h = parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");

@@ -65,6 +65,8 @@ pub struct Request {
     pub method: String,
     /// The path, still percent-encoded, without the query string.
     pub path: String,
+    /// The query string (after `?`), still percent-encoded; empty when there is none.
+    pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -559,6 +561,7 @@ fn read_request(reader: &mut BufReader<Reader>, first: bool, slots: &Slots, id: 
     let mut req = Request {
         method: parsed.method,
         path: parsed.path,
+        query: parsed.query,
         headers: parsed.headers,
         body: Vec::new(),
     };

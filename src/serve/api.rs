@@ -21,7 +21,7 @@ use crate::serve::reply::{
     JSON, bad_name, error, failed, json, jstr, method_not_allowed, not_found_backup, open_archive,
 };
 use crate::serve::state::Shared;
-use crate::serve::{download, guard, metrics, page, recover_api, restore_api};
+use crate::serve::{download, gdrive_api, guard, metrics, page, recover_api, restore_api};
 use crate::status;
 use crate::store;
 
@@ -125,6 +125,9 @@ pub fn route(shared: &std::sync::Arc<Shared>, req: &Request) -> Response {
         }
         (_, _, None) if path.starts_with("/api/offsite/") => {
             recover_api::route(shared, m, path, &req.body)
+        }
+        (_, _, None) if path == "/api/gdrive" || path.starts_with("/api/gdrive/") => {
+            gdrive_api::route(shared, m, path, &req.query, &req.body)
         }
         _ => error(404, "Route inconnue"),
     }

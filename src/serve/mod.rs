@@ -6,6 +6,7 @@
 mod api;
 mod download;
 pub mod fleet;
+mod gdrive_api;
 mod guard;
 mod metrics;
 mod page;
@@ -282,6 +283,8 @@ pub fn serve(cfg: Config) -> u8 {
     sd_notify("STOPPING=1");
     log.info("stopping (signal received)");
     stop.store(true, Ordering::SeqCst);
+    // A Google Drive login waiting for its approval stops polling (nothing written).
+    gdrive_api::cancel_login();
     // Give a running backup 3 seconds to finish, then abandon it cleanly.
     let grace = std::time::Instant::now() + shutdown_grace();
     while shared.running.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < grace {

@@ -19,6 +19,7 @@ mod field_archives;
 mod field_clock;
 mod fleet;
 mod gdrive;
+mod gdrive_api;
 mod hostile_peers;
 mod offsite;
 mod recover;

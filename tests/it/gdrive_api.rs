@@ -1,0 +1,424 @@
+//! « Connecter Google Drive » over the daemon's API (docs/format.md, "Google Drive over
+//! the API"; CONTRACT §8): `GET /api/gdrive`, `POST /api/gdrive/login` and `POST
+//! /api/gdrive/logout`, against the fake Google of tests/gdrive (fake_google.py, the
+//! standard library's Python on 127.0.0.1, one per test). The volunteer's approval on
+//! the phone is the fake's `/_test/approve`; every wait is on a state, never a sleep.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::net::{Answer, ClosedPort, http};
+use common::*;
+
+const TOKEN: &str = "gdrive-api-token-0123456789abcdef";
+const CLIENT_ID: &str = "123-test.apps.googleusercontent.com";
+
+/// The fake Google on a free port, stopped when the test ends (its stdin closes).
+struct Fake {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    addr: String,
+    /// `http://127.0.0.1:PORT`.
+    url: String,
+}
+
+impl Fake {
+    fn start() -> Fake {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gdrive/fake_google.py");
+        let mut child = Command::new("python3")
+            .args([script, "--port", "0", "--exit-on-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start python3 {script}: {e}"));
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out)
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("the fake's first line: {e}"));
+        }
+        let url = line
+            .trim()
+            .strip_prefix("fake-google listening on ")
+            .unwrap_or_else(|| panic!("the fake said {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").to_string();
+        let fake = Fake { child, addr, url };
+        // Polls every second (Google's default is 5): the tests wait less.
+        fake.control("/_test/config", r#"{"interval":1}"#);
+        fake
+    }
+
+    fn control(&self, path: &str, body: &str) -> Answer {
+        let a = http(
+            &self.addr,
+            if body.is_empty() { "GET" } else { "POST" },
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(a.status, 200, "{path}: {a}");
+        a
+    }
+
+    /// The requests made to the fake's Google routes, in order.
+    fn requests(&self) -> Json {
+        parse_json(&self.control("/_test/requests", "").text())
+            .unwrap_or_else(|e| panic!("the fake's request log: {e}"))
+    }
+
+    /// The daemon's environment: Drive configured on this fake, the API token.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GDRIVE_CLIENT_ID", CLIENT_ID.into()),
+            ("GDRIVE_CLIENT_SECRET", "test-secret".into()),
+            ("GDRIVE_FOLDER", "neopro-test".into()),
+            ("SITE_ID", "club-drive".into()),
+            ("NEOPRO_GDRIVE_API_URL", self.url.clone()),
+            ("NEOPRO_GOOGLE_OAUTH_URL", self.url.clone()),
+            ("NEOPRO_GDRIVE_BACKOFF_MS", "1".into()),
+            ("API_TOKEN", TOKEN.into()),
+        ]
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn daemon(t: &Tree, env: &[(&'static str, String)]) -> Daemon {
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Daemon::start(t, &refs)
+}
+
+fn auth() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+fn get(d: &Daemon, path: &str) -> Answer {
+    d.req("GET", path, &[("Authorization", &auth())], b"")
+}
+
+fn post(d: &Daemon, path: &str, body: &str) -> Answer {
+    d.req(
+        "POST",
+        path,
+        &[
+            ("Authorization", &auth()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// `GET /api/gdrive`, which must answer 200.
+fn state(d: &Daemon) -> Json {
+    let a = get(d, "/api/gdrive");
+    assert_eq!(a.status, 200, "{a}");
+    a.json()
+}
+
+/// Polls `GET /api/gdrive` until the login is no longer `waiting`; returns the answer.
+fn wait_login_end(d: &Daemon, limit: u64) -> Json {
+    let mut last = None;
+    wait_for("the login to end", limit, || {
+        let s = state(d);
+        let waiting = s.get("login").get("state").str() == "waiting";
+        last = Some(s);
+        !waiting
+    });
+    last.unwrap_or_else(|| panic!("no state"))
+}
+
+/// `POST /api/gdrive/login`, which must answer 202 with a code; the code.
+fn login(d: &Daemon) -> String {
+    let a = post(d, "/api/gdrive/login", "");
+    assert_eq!(a.status, 202, "{a}");
+    let j = a.json();
+    assert_eq!(
+        j.keys(),
+        ["userCode", "verificationUrl", "expiresIn"],
+        "{a}"
+    );
+    assert!(
+        j.get("verificationUrl").str().starts_with("https://"),
+        "{a}"
+    );
+    j.get("userCode").str().to_string()
+}
+
+fn token_file(t: &Tree) -> std::path::PathBuf {
+    t.backups.join("gdrive-token.json")
+}
+
+#[test]
+fn a_pi_connects_to_drive_over_the_api_and_logs_out_with_a_revoke() {
+    let fake = Fake::start();
+    let t = Tree::new("gdrive-api-connect");
+    let d = daemon(&t, &fake.env());
+
+    // The same guards as every /api route.
+    assert_eq!(d.get("/api/gdrive").status, 401);
+    assert_eq!(d.post("/api/gdrive/login", b"").status, 401);
+    assert_eq!(
+        d.post("/api/gdrive/logout", b"{\"revoke\":false}").status,
+        401
+    );
+    let cross = d.req(
+        "POST",
+        "/api/gdrive/login",
+        &[
+            ("Authorization", &auth()),
+            ("Origin", "http://evil.example"),
+        ],
+        b"",
+    );
+    assert_eq!(cross.status, 403, "{cross}");
+    let wrong = d.req(
+        "GET",
+        "/api/gdrive/login",
+        &[("Authorization", &auth())],
+        b"",
+    );
+    assert_eq!(wrong.status, 405, "{wrong}");
+    assert_eq!(wrong.header("Allow"), Some("POST"));
+    let wrong = d.req("DELETE", "/api/gdrive", &[("Authorization", &auth())], b"");
+    assert_eq!(wrong.status, 405, "{wrong}");
+    assert_eq!(get(&d, "/api/gdrive/other").status, 404);
+    assert!(
+        fake.requests().arr().is_empty(),
+        "refused requests reached Google"
+    );
+
+    // Before: configured, not connected, no login, and no request to Google.
+    let s = state(&d);
+    assert!(
+        s.get("configured").bool() && !s.get("connected").bool(),
+        "{s:?}"
+    );
+    assert!(s.get("since").is_null());
+    assert_eq!(s.get("folder").str(), "neopro-test/club-drive/");
+    assert_eq!(s.get("login").get("state").str(), "none");
+    assert_eq!(s.get("pending").u64(), 0);
+    assert_eq!(s.get("status").get("pending").u64(), 0);
+    assert!(
+        s.try_get("quota").is_none(),
+        "quota without ?quota=1: {s:?}"
+    );
+    assert!(
+        fake.requests().arr().is_empty(),
+        "GET /api/gdrive asked Google"
+    );
+
+    // The login: 202 with the code, then the state says waiting with the same code.
+    let before = now_unix();
+    let code = login(&d);
+    let s = state(&d);
+    let l = s.get("login");
+    assert_eq!(l.get("state").str(), "waiting", "{s:?}");
+    assert_eq!(l.get("userCode").str(), code);
+    let expires = l.get("expiresAt").u64() as i64;
+    assert!(
+        (before + 1800..=now_unix() + 1800).contains(&expires),
+        "expiresAt {expires}"
+    );
+    assert!(!token_file(&t).exists());
+
+    // Approved on the phone: connected, the token kept 0600.
+    fake.control("/_test/approve", &format!("{{\"user_code\":\"{code}\"}}"));
+    let s = wait_login_end(&d, 30);
+    assert_eq!(s.get("login").get("state").str(), "connected", "{s:?}");
+    assert!(s.get("login").get("error").is_null());
+    assert!(s.get("connected").bool(), "{s:?}");
+    assert!(s.get("since").str().ends_with('Z'), "{s:?}");
+    let meta = std::fs::metadata(token_file(&t)).unwrap_or_else(|e| panic!("token file: {e}"));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let kept = parse_json(&std::fs::read_to_string(token_file(&t)).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("token file: {e}"));
+    let refresh = kept.get("refresh_token").str().to_string();
+    assert!(refresh.starts_with("1//fake-"), "{refresh}");
+    // The refresh token never goes out over the API.
+    assert!(!get(&d, "/api/gdrive?quota=1").text().contains(&refresh));
+
+    // ?quota=1: what Drive says (the fake's 15 GiB, nothing sent yet).
+    let a = get(&d, "/api/gdrive?quota=1");
+    assert_eq!(a.status, 200, "{a}");
+    let q = a.json();
+    assert_eq!(q.get("quota").get("limit").u64(), 16_106_127_360, "{a}");
+    assert_eq!(q.get("quota").get("usage").u64(), 0);
+    assert_eq!(q.get("copies").u64(), 0);
+    assert_eq!(q.get("copiesBytes").u64(), 0);
+    assert!(q.get("driveError").is_null(), "{a}");
+    assert!(q.get("warning").is_null(), "{a}");
+    let ops: Vec<String> = fake
+        .requests()
+        .arr()
+        .iter()
+        .map(|r| r.get("path").str().to_string())
+        .collect();
+    assert!(ops.contains(&"/drive/v3/about".to_string()), "{ops:?}");
+
+    // Malformed logout bodies: 400, nothing removed.
+    for bad in [
+        "",
+        "{}",
+        "null",
+        r#"{"revoke":"true"}"#,
+        r#"{"revoke":1}"#,
+        "[true]",
+    ] {
+        let a = post(&d, "/api/gdrive/logout", bad);
+        assert_eq!(a.status, 400, "{bad}: {a}");
+        assert!(a.error().contains("revoke"), "{a}");
+    }
+    assert!(token_file(&t).exists());
+
+    // Logout with the revoke: the grant is dead at Google, the token gone here.
+    let a = post(&d, "/api/gdrive/logout", r#"{"revoke":true}"#);
+    assert_eq!(a.status, 200, "{a}");
+    assert!(a.json().get("done").str().contains("revoked"), "{a}");
+    assert!(!token_file(&t).exists());
+    let refreshed = http(
+        &fake.addr,
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!(
+            "client_id={CLIENT_ID}&client_secret=test-secret&grant_type=refresh_token&refresh_token={}",
+            refresh.replace('/', "%2F")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(refreshed.status, 400, "{refreshed}");
+    assert!(refreshed.text().contains("invalid_grant"), "{refreshed}");
+    let s = state(&d);
+    assert!(!s.get("connected").bool(), "{s:?}");
+    assert_eq!(s.get("login").get("state").str(), "none");
+    // Nothing more to revoke: fine, and said.
+    let a = post(&d, "/api/gdrive/logout", r#"{"revoke":false}"#);
+    assert_eq!(a.status, 200, "{a}");
+    assert!(a.json().get("done").str().contains("not connected"), "{a}");
+}
+
+#[test]
+fn a_refused_login_says_denied_and_keeps_nothing() {
+    let fake = Fake::start();
+    let t = Tree::new("gdrive-api-deny");
+    let d = daemon(&t, &fake.env());
+    let code = login(&d);
+    fake.control("/_test/deny", &format!("{{\"user_code\":\"{code}\"}}"));
+    let s = wait_login_end(&d, 30);
+    let l = s.get("login");
+    assert_eq!(l.get("state").str(), "denied", "{s:?}");
+    assert!(l.get("error").str().contains("refused"), "{s:?}");
+    assert!(l.get("userCode").is_null());
+    assert!(!s.get("connected").bool());
+    assert!(!token_file(&t).exists());
+}
+
+#[test]
+fn a_code_not_approved_in_time_says_expired() {
+    let fake = Fake::start();
+    fake.control("/_test/config", r#"{"device_expires_in":2,"interval":1}"#);
+    let t = Tree::new("gdrive-api-expire");
+    let d = daemon(&t, &fake.env());
+    let a = post(&d, "/api/gdrive/login", "");
+    assert_eq!(a.status, 202, "{a}");
+    assert_eq!(a.json().get("expiresIn").u64(), 2);
+    let s = wait_login_end(&d, 30);
+    assert_eq!(s.get("login").get("state").str(), "expired", "{s:?}");
+    assert!(!token_file(&t).exists());
+}
+
+#[test]
+fn a_new_login_cancels_the_one_before_and_sigterm_cancels_a_waiting_one() {
+    let fake = Fake::start();
+    let t = Tree::new("gdrive-api-cancel");
+    let mut d = daemon(&t, &fake.env());
+    let first = login(&d);
+    let second = login(&d);
+    assert_ne!(first, second);
+    d.wait_log("gdrive: login cancelled", Duration::from_secs(10));
+    let s = state(&d);
+    assert_eq!(s.get("login").get("state").str(), "waiting");
+    assert_eq!(s.get("login").get("userCode").str(), second);
+    // SIGTERM while the second waits: the daemon stops at once, the login with it.
+    let t0 = Instant::now();
+    let (st, _, log) = d.terminate(Duration::from_secs(10));
+    assert!(st.success(), "{st}\n{log}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(
+        log.matches("gdrive: login cancelled").count(),
+        2,
+        "both logins cancelled:\n{log}"
+    );
+    assert!(!token_file(&t).exists());
+}
+
+#[test]
+fn without_drive_configured_the_api_says_so() {
+    let t = Tree::new("gdrive-api-none");
+    let d = Daemon::start(&t, &[("API_TOKEN", TOKEN)]);
+    let s = state(&d);
+    assert!(!s.get("configured").bool(), "{s:?}");
+    assert!(s.get("status").is_null() && s.get("folder").is_null());
+    assert_eq!(s.get("login").get("state").str(), "none");
+    let a = post(&d, "/api/gdrive/login", "");
+    assert_eq!(a.status, 404, "{a}");
+    assert!(
+        a.error().starts_with("Google Drive n'est pas configuré"),
+        "{a}"
+    );
+    let a = post(&d, "/api/gdrive/logout", r#"{"revoke":false}"#);
+    assert_eq!(a.status, 404, "{a}");
+    let a = post(&d, "/api/gdrive/logout", "{\"revoke\":");
+    assert_eq!(a.status, 400, "{a}");
+}
+
+#[test]
+fn google_unreachable_is_a_502_that_says_so() {
+    let closed = ClosedPort::new();
+    let t = Tree::new("gdrive-api-down");
+    let down = format!("http://127.0.0.1:{}", closed.port);
+    let env = vec![
+        ("GDRIVE_CLIENT_ID", CLIENT_ID.to_string()),
+        ("GDRIVE_CLIENT_SECRET", "test-secret".into()),
+        ("NEOPRO_GDRIVE_API_URL", down.clone()),
+        ("NEOPRO_GOOGLE_OAUTH_URL", down),
+        ("NEOPRO_GDRIVE_BACKOFF_MS", "1".into()),
+        ("API_TOKEN", TOKEN.into()),
+    ];
+    let d = daemon(&t, &env);
+    let a = post(&d, "/api/gdrive/login", "");
+    assert_eq!(a.status, 502, "{a}");
+    let j = a.json();
+    assert_eq!(j.get("error").str(), "Google injoignable");
+    assert!(!j.get("details").str().is_empty(), "{a}");
+    assert_eq!(state(&d).get("login").get("state").str(), "none");
+    // A revoke that cannot reach Google removes nothing.
+    common::write_file(
+        &token_file(&t),
+        format!(
+            "{{\"version\":1,\"client_id\":\"{CLIENT_ID}\",\"refresh_token\":\"1//fake-9\",\
+             \"scope\":\"https://www.googleapis.com/auth/drive.file\",\
+             \"connected\":\"2025-01-02T03:04:05Z\"}}"
+        )
+        .as_bytes(),
+    );
+    assert!(state(&d).get("connected").bool());
+    let a = post(&d, "/api/gdrive/logout", r#"{"revoke":true}"#);
+    assert_eq!(a.status, 502, "{a}");
+    assert!(
+        token_file(&t).exists(),
+        "removed although the revoke failed"
+    );
+}
