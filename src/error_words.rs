@@ -39,6 +39,7 @@ pub const CODES: &[&str] = &[
     "other_install",
     "gdrive_auth",
     "gdrive_full",
+    "gdrive_held",
     "site_id_reserved",
     "clock",
     "no_status",
@@ -72,7 +73,10 @@ pub fn code_of(raw: &str) -> &'static str {
     if has(&["is reserved in the bucket"]) {
         return "site_id_reserved";
     }
-    // Google Drive (bucket/gdrive.rs, bucket/google_oauth.rs).
+    // Google Drive (bucket/gdrive.rs, bucket/google_oauth.rs, offsite/gdrive.rs).
+    if has(&["google drive copies held"]) {
+        return "gdrive_held";
+    }
     if has(&["invalid_grant", "google drive is not connected"]) {
         return "gdrive_auth";
     }
@@ -265,6 +269,11 @@ pub fn words(code: &str) -> Option<&'static str> {
              retirée ou a expiré. Reconnectez-le depuis la page (« Connecter Google \
              Drive ») ou par neopro-backup gdrive login. Les copies attendent sur le \
              boîtier."
+        }
+        "gdrive_held" => {
+            "Copies vers Google Drive suspendues : le Drive contient déjà des sauvegardes de \
+             ce site que ce boîtier n'a pas envoyées. Récupérez-les (neopro-backup recover \
+             --from gdrive) ou déclarez un nouveau départ (neopro-backup recover --new-start)."
         }
         "gdrive_full" => {
             "Le Google Drive du club est plein. Libérez de la place (ou réduisez \

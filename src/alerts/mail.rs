@@ -155,6 +155,17 @@ pub fn offsite_mail(
              « neopro-backup gdrive login ».\n"
                 .to_string(),
         ),
+        "gdrive_held" => (
+            format!("Copies vers Google Drive suspendues – {site}"),
+            "La borne Neopro n'envoie pas ses sauvegardes dans le Google Drive du club : il \
+             contient déjà des sauvegardes de ce site que cette borne n'a pas envoyées (une \
+             borne réinstallée ?). Pour ne pas les remplacer par celles d'une borne vierge, \
+             l'envoi est suspendu ; les sauvegardes locales continuent.\n\n\
+             Pour reprendre : récupérez la configuration depuis le Drive (neopro-backup \
+             recover --from gdrive), ou déclarez un nouveau départ (neopro-backup recover \
+             --new-start). Rien n'est supprimé du Drive par ces commandes.\n"
+                .to_string(),
+        ),
         "gdrive_full" => (
             format!("Google Drive plein – {site}"),
             "Le Google Drive du club est plein : la borne Neopro ne peut plus y envoyer ses \

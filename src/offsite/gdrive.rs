@@ -9,10 +9,13 @@
 //! `gdrive` object, and `GDRIVE_FOLDER/SITE_ID/last-backup-status.json`, one file
 //! updated in place). The store is `bucket::gdrive::Drive`; nothing here knows Drive.
 //!
+//! The hold of a blank Pi applies as on S3 (history.rs, with Drive's own state): a Pi
+//! without a history of its own in the site's Drive folder writes nothing there while
+//! it holds archives, until `recover` (from either target) or `recover --new-start`.
 //! What S3 has and Drive has not: the videos (VIDEOS_OFFSITE is refused with Drive
 //! alone), the fleet (a club's Drive is its own: Drive-only clubs are not in `fleet`),
-//! the fleet's index, the hold of a blank Pi and the other-install check (both read the
-//! shared bucket's history of a site; a club's Drive is written by its own Pi).
+//! the fleet's index and the other-install check (it reads a bucket shared by every
+//! site's Pi).
 //!
 //! Two failures have a status, an alert (once, when they begin) and keep the copies
 //! queued: the connection revoked or expired (`invalid_grant`: `gdrive login` again)
@@ -22,8 +25,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    Place, QueueState, history, Round, STATUS_OBJECT, backoff, enqueue_in, pending_in, read_state_file,
-    remote_retention, retry_base, send_archive, unqueue_in, write_state_file,
+    Place, QueueState, Round, STATUS_OBJECT, backoff, enqueue_in, history, pending_in,
+    read_state_file, remote_retention, retry_base, send_archive, unqueue_in, write_state_file,
 };
 use crate::bucket::{self, Bucket};
 use crate::clock::{self, Tz};
@@ -284,7 +287,8 @@ pub fn process_on(
             if event.is_some() && state.error.as_deref().and_then(alert_event) != event {
                 notice = notice.or(event.map(|ev| (ev, e.msg.clone())));
             }
-            if state.error.as_deref() != Some(e.msg.as_str()) || state.failures == 1 {
+            // (A hold is said by the gate, once.)
+            if !held && (state.error.as_deref() != Some(e.msg.as_str()) || state.failures == 1) {
                 log.warn(&format!(
                     "gdrive: {}; {} copy(ies) pending, next try in {wait} s",
                     e.msg,

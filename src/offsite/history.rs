@@ -300,7 +300,15 @@ pub(super) fn gate(
     st: &mut QueueState,
     log: &Log,
 ) -> Gate {
-    gate_in(b, &site_prefix(o, site), site, st, log, "offsite", hold_reason)
+    gate_in(
+        b,
+        &site_prefix(o, site),
+        site,
+        st,
+        log,
+        "offsite",
+        hold_reason,
+    )
 }
 
 /// `gate` on the site folder `prefix` of any store; `label` begins its log lines,
@@ -483,7 +491,11 @@ pub fn record_recovery(cfg: &Config, site: &str, log: &Log) -> Result<(), String
 fn queues(cfg: &Config) -> Vec<(&'static str, &'static str, &'static str)> {
     let mut out = Vec::new();
     if cfg.offsite.is_some() || cfg.gdrive.is_none() {
-        out.push((OFFSITE_LOCK_FILE, OFFSITE_STATE_FILE, store::OFFSITE_PENDING_DIR));
+        out.push((
+            OFFSITE_LOCK_FILE,
+            OFFSITE_STATE_FILE,
+            store::OFFSITE_PENDING_DIR,
+        ));
     }
     if cfg.gdrive.is_some() {
         out.push((

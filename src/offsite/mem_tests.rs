@@ -1279,14 +1279,22 @@ fn the_look_for_archives_is_bounded_and_names_the_newest() {
     let p = pi("club", &[]);
     let o = p.cfg.offsite.clone().unwrap_or_else(|| panic!("offsite"));
     let m = MemBucket::new(); // 3 keys a page
-    assert_eq!(super::history::probe_in(&m, &super::site_prefix(&o, "club")).ok(), Some(None));
+    assert_eq!(
+        super::history::probe_in(&m, &super::site_prefix(&o, "club")).ok(),
+        Some(None)
+    );
     m.insert("neopro/club/notes.txt", b"x");
     m.insert("neopro/club/videos/ab/cd", b"x");
     m.insert("neopro/club-b/backup-20250101-030000.tar.gz", b"x");
-    assert_eq!(super::history::probe_in(&m, &super::site_prefix(&o, "club")).ok(), Some(None));
+    assert_eq!(
+        super::history::probe_in(&m, &super::site_prefix(&o, "club")).ok(),
+        Some(None)
+    );
     m.insert("neopro/club/backup-20250101-030000.tar.gz.age", b"x");
     m.insert("neopro/club/backup-20250102-030000.tar.gz", b"x");
-    let f = super::history::probe_in(&m, &super::site_prefix(&o, "club")).ok().flatten();
+    let f = super::history::probe_in(&m, &super::site_prefix(&o, "club"))
+        .ok()
+        .flatten();
     assert_eq!(
         f,
         Some(super::history::Found {
@@ -1303,7 +1311,9 @@ fn the_look_for_archives_is_bounded_and_names_the_newest() {
         );
         m.insert(&format!("neopro/club/c-{d:02}.txt"), b"x");
     }
-    let f = super::history::probe_in(&m, &super::site_prefix(&o, "club")).ok().flatten();
+    let f = super::history::probe_in(&m, &super::site_prefix(&o, "club"))
+        .ok()
+        .flatten();
     let f = f.unwrap_or_else(|| panic!("nothing found"));
     assert!(f.more && f.archives > 0, "{f:?}");
     assert!(
@@ -1316,7 +1326,9 @@ fn the_look_for_archives_is_bounded_and_names_the_newest() {
         m.insert(&format!("neopro/club/a-{d:02}.txt"), b"x");
     }
     m.insert("neopro/club/backup-20250101-030000.tar.gz", b"x");
-    let f = super::history::probe_in(&m, &super::site_prefix(&o, "club")).ok().flatten();
+    let f = super::history::probe_in(&m, &super::site_prefix(&o, "club"))
+        .ok()
+        .flatten();
     let f = f.unwrap_or_else(|| panic!("taken for an empty folder"));
     assert!(f.more && f.archives == 0, "{f:?}");
     assert!(

@@ -6,58 +6,30 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
+use common::google::FakeGoogle;
 use common::net::{Answer, ClosedPort, http};
 use common::*;
 
 const TOKEN: &str = "gdrive-api-token-0123456789abcdef";
 const CLIENT_ID: &str = "123-test.apps.googleusercontent.com";
 
-/// The fake Google on a free port, stopped when the test ends (its stdin closes).
-struct Fake {
-    child: Child,
-    /// `127.0.0.1:PORT`.
-    addr: String,
-    /// `http://127.0.0.1:PORT`.
-    url: String,
-}
+/// The fake Google (common::google) polled every second (Google's default is 5).
+struct Fake(FakeGoogle);
 
 impl Fake {
     fn start() -> Fake {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gdrive/fake_google.py");
-        let mut child = Command::new("python3")
-            .args([script, "--port", "0", "--exit-on-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start python3 {script}: {e}"));
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            BufReader::new(out)
-                .read_line(&mut line)
-                .unwrap_or_else(|e| panic!("the fake's first line: {e}"));
-        }
-        let url = line
-            .trim()
-            .strip_prefix("fake-google listening on ")
-            .unwrap_or_else(|| panic!("the fake said {line:?}"))
-            .to_string();
-        let addr = url.trim_start_matches("http://").to_string();
-        let fake = Fake { child, addr, url };
-        // Polls every second (Google's default is 5): the tests wait less.
-        fake.control("/_test/config", r#"{"interval":1}"#);
-        fake
+        let fake = FakeGoogle::start();
+        fake.config(r#"{"interval":1}"#);
+        Fake(fake)
     }
 
     fn control(&self, path: &str, body: &str) -> Answer {
         let a = http(
-            &self.addr,
+            &self.0.addr,
             if body.is_empty() { "GET" } else { "POST" },
             path,
             &[("Content-Type", "application/json")],
@@ -69,8 +41,7 @@ impl Fake {
 
     /// The requests made to the fake's Google routes, in order.
     fn requests(&self) -> Json {
-        parse_json(&self.control("/_test/requests", "").text())
-            .unwrap_or_else(|e| panic!("the fake's request log: {e}"))
+        self.0.requests()
     }
 
     /// The daemon's environment: Drive configured on this fake, the API token.
@@ -80,18 +51,11 @@ impl Fake {
             ("GDRIVE_CLIENT_SECRET", "test-secret".into()),
             ("GDRIVE_FOLDER", "neopro-test".into()),
             ("SITE_ID", "club-drive".into()),
-            ("NEOPRO_GDRIVE_API_URL", self.url.clone()),
-            ("NEOPRO_GOOGLE_OAUTH_URL", self.url.clone()),
+            ("NEOPRO_GDRIVE_API_URL", self.0.url.clone()),
+            ("NEOPRO_GOOGLE_OAUTH_URL", self.0.url.clone()),
             ("NEOPRO_GDRIVE_BACKOFF_MS", "1".into()),
             ("API_TOKEN", TOKEN.into()),
         ]
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -288,7 +252,7 @@ fn a_pi_connects_to_drive_over_the_api_and_logs_out_with_a_revoke() {
     assert!(a.json().get("done").str().contains("revoked"), "{a}");
     assert!(!token_file(&t).exists());
     let refreshed = http(
-        &fake.addr,
+        &fake.0.addr,
         "POST",
         "/token",
         &[("Content-Type", "application/x-www-form-urlencoded")],

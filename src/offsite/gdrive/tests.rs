@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::bucket::mem::{Fault, MemBucket, Op};
+use crate::offsite::history;
 use crate::offsite::mem_tests::{Pi, ok, pi};
 
 const FOLDER: &str = "neopro-backups";
@@ -249,6 +250,9 @@ fn retention_on_drive_keeps_the_newest_three_and_an_encrypted_copy_is_age() {
             b"old",
         );
     }
+    // Copies this install did not send: it starts a new history there (else held).
+    let log = Log::new(p.dir(), &Tz::utc());
+    ok(history::new_start(&p.cfg, &log));
     let name = p.backup();
     assert_eq!(round(&p, &m, true), Round::Sent(1));
     let copy = m
@@ -289,5 +293,79 @@ fn videos_offsite_with_drive_alone_is_a_configuration_error_that_says_why() {
         e.as_ref()
             .is_err_and(|e| e.contains("VIDEOS_OFFSITE") && e.contains("Google Drive")),
         "{e:?}"
+    );
+}
+
+#[test]
+fn a_new_card_writes_nothing_to_the_site_drive_until_it_recovers_or_starts_anew() {
+    let m = MemBucket::new();
+    let old = ["20250103", "20250104"].map(|d| key("club", &format!("backup-{d}-030000.tar.gz")));
+    for k in &old {
+        m.insert(k, b"the site's real archive");
+    }
+    m.insert(&key("club", STATUS_OBJECT), b"{\"success\":true}");
+    let p = drive_pi("club", &[]);
+    let first = p.backup();
+    let writes = m.count(Op::Put) + m.count(Op::Create) + m.count(Op::Delete);
+    let r = round(&p, &m, true);
+    let why = match &r {
+        Round::Held(why) => why.clone(),
+        other => panic!("not held: {other:?}"),
+    };
+    assert!(
+        why.contains("Google Drive copies held") && why.contains("2 backup(s)"),
+        "{why}"
+    );
+    assert_eq!(
+        m.count(Op::Put) + m.count(Op::Create) + m.count(Op::Delete),
+        writes,
+        "nothing written while held"
+    );
+    let g = local_status(&p).gdrive.unwrap_or_default();
+    assert!(
+        g.held && g.error_code.as_deref() == Some("gdrive_held"),
+        "{g:?}"
+    );
+    assert_eq!(g.pending, 1);
+    // Held again at the next round, said once in the log.
+    assert!(matches!(round(&p, &m, true), Round::Held(_)));
+    let log_text = ok(std::fs::read_to_string(p.dir().join(store::LOG_FILE)));
+    assert_eq!(
+        log_text.matches("Google Drive copies held").count(),
+        1,
+        "{log_text}"
+    );
+    // The recovery from the site: the hold is lifted, the blank card's copy leaves the
+    // queue (it stays on the Pi), the next backup goes.
+    let log = Log::new(p.dir(), &Tz::utc());
+    ok(history::record_recovery(&p.cfg, "club", &log));
+    assert!(
+        pending(p.dir()).is_empty(),
+        "the blank card's copy left the queue"
+    );
+    assert!(p.dir().join(&first).is_file());
+    let next = p.backup_again_later();
+    assert_eq!(round(&p, &m, true), Round::Sent(1));
+    assert!(m.bytes(&key("club", &next)).is_some() && m.bytes(&key("club", &first)).is_none());
+    assert!(
+        old.iter().all(|k| m.bytes(k).is_some()),
+        "the site's copies stay"
+    );
+    assert!(!local_status(&p).gdrive.unwrap_or_default().held);
+    // Another new card: a new start lets its copies go beside the old ones.
+    let q = drive_pi("club", &[]);
+    let blank = q.backup();
+    assert!(matches!(round(&q, &m, true), Round::Held(_)));
+    ok(history::new_start(&q.cfg, &Log::new(q.dir(), &Tz::utc())));
+    assert_eq!(round(&q, &m, false), Round::Sent(1));
+    assert!(m.bytes(&key("club", &blank)).is_some());
+    // A store that cannot be listed is never taken for an empty folder.
+    let r2 = drive_pi("club", &[]);
+    r2.backup();
+    m.inject(Op::List, FOLDER, Fault::Status(503), 1);
+    let r = round(&r2, &m, true);
+    assert!(
+        matches!(&r, Round::Failed(e) if e.contains("cannot tell")),
+        "{r:?}"
     );
 }
