@@ -503,6 +503,14 @@ pub fn check(status: Option<&Status>, now: i64, max_age_hours: u32) -> (bool, St
 /// the copy a replacement Pi would recover from is missing (held) or may be another
 /// kiosk's (two installs), and nothing else on the site tells.
 pub fn offsite_trouble(st: &Status) -> Option<String> {
+    // Google Drive's hold (a new card not recovered yet) is as critical as the bucket's.
+    if let Some(g) = st.gdrive.as_ref().filter(|g| g.held) {
+        return Some(
+            g.error
+                .clone()
+                .unwrap_or_else(|| "Google Drive copies held".to_string()),
+        );
+    }
     let o = st.offsite.as_ref()?;
     if o.held {
         return Some(
@@ -523,6 +531,24 @@ pub fn offsite_trouble(st: &Status) -> Option<String> {
 #[cfg(test)]
 mod check_tests {
     use super::*;
+
+    #[test]
+    fn a_drive_hold_is_trouble() {
+        let held = Status {
+            gdrive: Some(Offsite {
+                held: true,
+                error: Some("Google Drive copies held: …".into()),
+                ..Offsite::default()
+            }),
+            ..Status::default()
+        };
+        assert!(offsite_trouble(&held).is_some_and(|t| t.starts_with("Google Drive copies held")));
+        let fine = Status {
+            gdrive: Some(Offsite::default()),
+            ..Status::default()
+        };
+        assert_eq!(offsite_trouble(&fine), None);
+    }
 
     #[test]
     fn verdicts() {
