@@ -176,7 +176,7 @@ pub enum Cmd {
     Version,
 }
 
-pub use crate::recover::Source;
+pub use crate::offsite::Source;
 
 /// The command word of a command line, as `parse` would find it (the first word that
 /// is not an option or an option's value), even when the line has an error: `check`

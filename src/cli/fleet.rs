@@ -25,7 +25,8 @@ pub fn fleet(cfg: &Config, json: bool) -> Result<ExitCode, Usage> {
     let Some(o) = &cfg.offsite else {
         return Err(Usage(NO_S3.into()));
     };
-    let f = match fleet::build(o, clock::now_unix(), cfg.fleet_drill_max_days) {
+    let f = match crate::offsite::fleet_read::build(o, clock::now_unix(), cfg.fleet_drill_max_days)
+    {
         Ok((f, _)) => f,
         Err(e) => {
             eprintln!("neopro-backup: fleet: {e}");

@@ -472,7 +472,7 @@ fn the_fleet_shows_each_site_last_drill() {
     let (a, _) = site(&m, "club-a", &[]);
     site(&m, "club-b", &[]);
     let o = settings(&a);
-    let (f, cost) = ok(crate::offsite::fleet::build_on(
+    let (f, cost) = ok(crate::offsite::fleet_read::build_on(
         &m,
         &o,
         crate::clock::now_unix(),
@@ -493,7 +493,7 @@ fn the_fleet_shows_each_site_last_drill() {
     m.insert(&newest[0].key, b"junk");
     drill_all(&m, &o, &[], false);
     let now = crate::clock::now_unix();
-    let (f, cost) = ok(crate::offsite::fleet::build_on(&m, &o, now));
+    let (f, cost) = ok(crate::offsite::fleet_read::build_on(&m, &o, now));
     assert_eq!((cost.status_gets, cost.drill_gets), (2, 2));
     let row = |s: &str| {
         f.sites
@@ -519,7 +519,7 @@ fn the_fleet_shows_each_site_last_drill() {
     assert_eq!(f.drill_flagged, 1);
     // Nine days later, club-a's drill is old (FLEET_DRILL_MAX_DAYS 8), then not with 10.
     let later = now + 9 * 86_400;
-    let (f, _) = ok(crate::offsite::fleet::read(&m, &o, later, 8));
+    let (f, _) = ok(crate::offsite::fleet_read::read(&m, &o, later, 8));
     let ra = f
         .sites
         .iter()
@@ -530,14 +530,14 @@ fn the_fleet_shows_each_site_last_drill() {
         Some(("old", true))
     );
     assert_eq!(ra.and_then(|d| d.age_days), Some(9.0));
-    let (f, _) = ok(crate::offsite::fleet::read(&m, &o, later, 10));
+    let (f, _) = ok(crate::offsite::fleet_read::read(&m, &o, later, 10));
     assert_eq!(f.drill_flagged, 1);
     // An unreadable drill.json (a newer version's) is said so, and flagged.
     m.insert(
         &a.key(DRILL_OBJECT),
         br#"{"version":2,"when":"2026-01-01T00:00:00Z","ok":true}"#,
     );
-    let (f, _) = ok(crate::offsite::fleet::build_on(&m, &o, now));
+    let (f, _) = ok(crate::offsite::fleet_read::build_on(&m, &o, now));
     let ra = f
         .sites
         .iter()

@@ -23,9 +23,7 @@ use std::time::Duration;
 
 use nanoserde::SerJson;
 
-use crate::bucket::Bucket;
 use crate::clock;
-use crate::config::OffsiteSettings;
 use crate::offsite;
 use crate::offsite::drill_record::{self as drill, VideoCounts};
 use crate::offsite::history::is_copy_name;
@@ -472,28 +470,6 @@ pub fn rows<'a>(
         drill_flagged: sites.iter().filter(|s| s.drill.flagged).count() as u64,
         sites,
     }
-}
-
-/// Reads the bucket once. `Err` when it cannot be listed (a message for a person).
-/// `drill_max_days`: FLEET_DRILL_MAX_DAYS.
-pub fn build(o: &OffsiteSettings, now: i64, drill_max_days: u32) -> Result<(Fleet, Cost), String> {
-    read(&offsite::bucket(o), o, now, drill_max_days)
-}
-
-/// `build` on the store `b`, with FLEET_DRILL_MAX_DAYS's default (the tests').
-#[cfg(test)]
-pub fn build_on(b: &dyn Bucket, o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
-    read(b, o, now, DRILL_MAX_DAYS)
-}
-
-/// One read of the store `b` by a new reader (fleet_read.rs).
-pub fn read(
-    b: &dyn Bucket,
-    o: &OffsiteSettings,
-    now: i64,
-    drill_max_days: u32,
-) -> Result<(Fleet, Cost), String> {
-    crate::offsite::fleet_read::Reader::new().read(b, o, now, drill_max_days)
 }
 
 #[cfg(test)]

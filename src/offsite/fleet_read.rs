@@ -603,5 +603,27 @@ impl Reader {
     }
 }
 
+/// Reads the bucket once. `Err` when it cannot be listed (a message for a person).
+/// `drill_max_days`: FLEET_DRILL_MAX_DAYS.
+pub fn build(o: &OffsiteSettings, now: i64, drill_max_days: u32) -> Result<(Fleet, Cost), String> {
+    read(&crate::offsite::bucket(o), o, now, drill_max_days)
+}
+
+/// `build` on the store `b`, with FLEET_DRILL_MAX_DAYS's default (the tests').
+#[cfg(test)]
+pub fn build_on(b: &dyn Bucket, o: &OffsiteSettings, now: i64) -> Result<(Fleet, Cost), String> {
+    read(b, o, now, crate::offsite::fleet::DRILL_MAX_DAYS)
+}
+
+/// One read of the store `b` by a new reader (fleet_read.rs).
+pub fn read(
+    b: &dyn Bucket,
+    o: &OffsiteSettings,
+    now: i64,
+    drill_max_days: u32,
+) -> Result<(Fleet, Cost), String> {
+    Reader::new().read(b, o, now, drill_max_days)
+}
+
 #[cfg(test)]
 mod tests;

@@ -176,11 +176,18 @@ pub fn account(cfg: &Config, g: &GdriveSettings) -> Account {
         Ok(q) => a.quota = Some(q),
         Err(e) => a.error = Some(e.msg),
     }
-    let place = super::Place::gdrive(g);
-    match crate::recover::list(&d, &place, &cfg.site_id) {
-        Ok(list) => {
-            let bytes = list.iter().fold(0u64, |s, r| s.saturating_add(r.size));
-            a.copies = Some((list.len() as u64, bytes));
+    let prefix = super::Place::gdrive(g).site_prefix(&cfg.site_id);
+    match crate::bucket::Bucket::list(&d, &prefix, Some("/")) {
+        Ok(l) => {
+            let copies = l.objects.iter().filter(|o| {
+                o.key
+                    .strip_prefix(&prefix)
+                    .is_some_and(super::history::is_copy_name)
+            });
+            let (n, bytes) = copies.fold((0u64, 0u64), |(n, b), o| {
+                (n.saturating_add(1), b.saturating_add(o.size))
+            });
+            a.copies = Some((n, bytes));
         }
         Err(e) => a.error = a.error.take().or(Some(e.msg)),
     }

@@ -510,7 +510,7 @@ fn the_fleet_is_one_paginated_listing_and_one_get_per_status() {
         Fault::Slow(std::time::Duration::from_millis(60)),
         1,
     );
-    let (fleet, cost) = ok(super::fleet::build_on(&m, &o, clock::now_unix()));
+    let (fleet, cost) = ok(super::fleet_read::build_on(&m, &o, clock::now_unix()));
     assert!(
         cost.listing >= std::time::Duration::from_millis(60),
         "{:?}",
@@ -1249,7 +1249,7 @@ fn two_installs_under_one_site_id_are_reported_by_both() {
     )));
     // The fleet marks the site.
     let o = a.cfg.offsite.clone().unwrap_or_else(|| panic!("offsite"));
-    let (fleet, _) = ok(super::fleet::build_on(&m, &o, clock::now_unix()));
+    let (fleet, _) = ok(super::fleet_read::build_on(&m, &o, clock::now_unix()));
     let row = fleet.sites.iter().find(|s| s.site == "club");
     assert!(row.is_some_and(|r| r.claimed_twice), "{row:?}");
     // And vice versa.
@@ -1270,7 +1270,7 @@ fn two_installs_under_one_site_id_are_reported_by_both() {
     assert_eq!(a.round(&m), Round::Sent(1));
     assert_eq!(local_offsite(&a).other_install, None);
     assert!(log_of(&a).contains("is this install's again"));
-    let (fleet, _) = ok(super::fleet::build_on(&m, &o, clock::now_unix()));
+    let (fleet, _) = ok(super::fleet_read::build_on(&m, &o, clock::now_unix()));
     assert!(fleet.sites.iter().all(|s| !s.claimed_twice));
 }
 

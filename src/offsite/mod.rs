@@ -324,15 +324,53 @@ impl Place {
     }
 }
 
+/// A source of copies: the S3 bucket or the club's Google Drive (`recover --from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The S3 bucket (S3_ENDPOINT).
+    S3,
+    /// The club's Google Drive (GDRIVE_CLIENT_ID).
+    Gdrive,
+}
+
+impl Source {
+    /// The one asked, else S3 when it is set, else Drive; an error (for a person) when
+    /// the one asked, or any, is not configured.
+    pub fn pick(cfg: &Config, asked: Option<Source>) -> Result<Source, String> {
+        match (asked, cfg.offsite.is_some(), cfg.gdrive.is_some()) {
+            (Some(Source::S3), true, _) | (None, true, _) => Ok(Source::S3),
+            (Some(Source::Gdrive), _, true) | (None, false, true) => Ok(Source::Gdrive),
+            (Some(Source::S3), false, _) => Err("recover --from s3: S3_ENDPOINT is not set".into()),
+            (Some(Source::Gdrive), _, false) => {
+                Err("recover --from gdrive: GDRIVE_CLIENT_ID is not set".into())
+            }
+            (None, false, false) => Err(
+                "recover reads the offsite copies, and no offsite target is configured: set \
+                 S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY, or the GDRIVE_ keys \
+                 (the site's backup.conf)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Where its copies are: the place, `None` when it is not configured.
+    pub fn place(self, cfg: &Config) -> Option<Place> {
+        match self {
+            Source::S3 => cfg.offsite.as_ref().map(Place::s3),
+            Source::Gdrive => cfg.gdrive.as_ref().map(Place::gdrive),
+        }
+    }
+}
+
 /// The store of a source of copies (the S3 bucket, the club's Drive), `None` when it is
 /// not configured.
-pub fn store(cfg: &Config, from: crate::recover::Source) -> Option<Box<dyn Bucket>> {
+pub fn store(cfg: &Config, from: Source) -> Option<Box<dyn Bucket>> {
     match from {
-        crate::recover::Source::S3 => cfg
+        Source::S3 => cfg
             .offsite
             .as_ref()
             .map(|o| Box::new(bucket(o)) as Box<dyn Bucket>),
-        crate::recover::Source::Gdrive => cfg.gdrive.as_ref().map(|g| {
+        Source::Gdrive => cfg.gdrive.as_ref().map(|g| {
             Box::new(crate::bucket::gdrive::Drive::new(g, &cfg.backup_dir)) as Box<dyn Bucket>
         }),
     }
