@@ -25,13 +25,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    Place, QueueState, Round, STATUS_OBJECT, backoff, enqueue_in, history, pending_in,
+    Place, QueueState, Round, STATUS_OBJECT, backoff, enqueue_in, history, pending_in, queue_lock,
     read_state_file, remote_retention, retry_base, send_archive, unqueue_in, write_state_file,
+    write_status_if_changed,
 };
 use crate::bucket::{self, Bucket};
 use crate::clock::{self, Tz};
 use crate::config::Config;
-use crate::fsutil::{Lock, LockWait};
+use crate::fsutil::LockWait;
 use crate::status::{self, Log};
 use crate::store::{self, GDRIVE_LOCK_FILE, GDRIVE_PENDING_DIR, GDRIVE_STATE_FILE};
 use crate::units::sha256_hex;
@@ -154,17 +155,9 @@ pub fn process_on(
         return Round::Idle;
     };
     let dir = &cfg.backup_dir;
-    let lock = match Lock::acquire(&dir.join(GDRIVE_LOCK_FILE), LockWait::Try) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Round::Busy,
-        Err(e) => {
-            let msg = format!(
-                "gdrive: cannot lock {}: {e}",
-                dir.join(GDRIVE_LOCK_FILE).display()
-            );
-            log.warn(&msg);
-            return Round::Failed(msg);
-        }
+    let lock = match queue_lock(dir, GDRIVE_LOCK_FILE, "gdrive", log) {
+        Ok(l) => l,
+        Err(r) => return r,
     };
     let mut state = read_state(dir);
     let now = clock::now_unix();
@@ -262,11 +255,7 @@ pub fn process_on(
                 }
             }
         }
-        if status::read(dir).ok().flatten().as_ref() != Some(&st)
-            && let Err(e) = status::write(dir, &st)
-        {
-            log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
-        }
+        write_status_if_changed(dir, &st, log);
     }
     let round = match failure {
         None => {

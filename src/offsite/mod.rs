@@ -536,17 +536,9 @@ pub fn process_on(
         return Round::Idle;
     };
     let dir = &cfg.backup_dir;
-    let lock = match Lock::acquire(&dir.join(OFFSITE_LOCK_FILE), LockWait::Try) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Round::Busy,
-        Err(e) => {
-            let msg = format!(
-                "offsite: cannot lock {}: {e}",
-                dir.join(OFFSITE_LOCK_FILE).display()
-            );
-            log.warn(&msg);
-            return Round::Failed(msg);
-        }
+    let lock = match queue_lock(dir, OFFSITE_LOCK_FILE, "offsite", log) {
+        Ok(l) => l,
+        Err(r) => return r,
     };
     let mut notices = Vec::new();
     let round = round_locked(b, cfg, o, tz, log, cancel, force, &mut notices);
@@ -557,6 +549,29 @@ pub fn process_on(
         crate::alerts::offsite(cfg, n.event, &n.text, log);
     }
     round
+}
+
+/// A queue's lock (`.offsite.lock`, `.gdrive.lock`), taken without waiting: `Err` is
+/// the round's answer (another process is sending, or the lock cannot be made).
+fn queue_lock(dir: &Path, file: &str, label: &str, log: &Log) -> Result<Lock, Round> {
+    match Lock::acquire(&dir.join(file), LockWait::Try) {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err(Round::Busy),
+        Err(e) => {
+            let msg = format!("{label}: cannot lock {}: {e}", dir.join(file).display());
+            log.warn(&msg);
+            Err(Round::Failed(msg))
+        }
+    }
+}
+
+/// Writes the local status when it differs from the file's (after a round).
+fn write_status_if_changed(dir: &Path, st: &status::Status, log: &Log) {
+    if status::read(dir).ok().flatten().as_ref() != Some(st)
+        && let Err(e) = status::write(dir, st)
+    {
+        log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
+    }
 }
 
 /// An alert a round calls for: the webhook's `event`, and what happened.
@@ -773,11 +788,7 @@ fn round_locked(
                 }
             }
         }
-        if status::read(dir).ok().flatten().as_ref() != Some(&st)
-            && let Err(e) = status::write(dir, &st)
-        {
-            log.warn(&format!("cannot write {}: {e}", store::STATUS_FILE));
-        }
+        write_status_if_changed(dir, &st, log);
     }
     let round = match failure {
         None => {

@@ -25,7 +25,7 @@ use crate::clock;
 use crate::config::GdriveSettings;
 use crate::http::server::Response;
 use crate::offsite::{self, gdrive, gdrive_account, gdrive_account::LoginEnd};
-use crate::serve::reply::{error, failed, json, jstr, method_not_allowed};
+use crate::serve::reply::{error, failed, json, jstr, method_not_allowed, with_members};
 use crate::serve::state::Shared;
 use crate::status::Log;
 
@@ -245,24 +245,6 @@ fn get(shared: &Shared, quota: bool) -> Response {
 
 fn folder(shared: &Shared, g: &GdriveSettings) -> String {
     format!("{}/{}/", g.folder, shared.cfg.site_id)
-}
-
-/// `body` (a JSON object) with `extra` members added at its end.
-fn with_members(mut body: String, extra: &[(&str, String)]) -> String {
-    if !body.ends_with('}') {
-        return body;
-    }
-    body.pop();
-    for (k, v) in extra {
-        if body.len() > 1 {
-            body.push(',');
-        }
-        body.push_str(&jstr(k));
-        body.push(':');
-        body.push_str(v);
-    }
-    body.push('}');
-    body
 }
 
 /// Two JSON objects as one: the members of `b` after those of `a`.

@@ -30,7 +30,7 @@ use crate::http::server::Response;
 use crate::offsite;
 use crate::recover::{self, DryOutcome, Failure, FetchError, Outcome, Progress, VideosStep};
 use crate::restore::Abort;
-use crate::serve::reply::{bad_name, error, failed, json, jstr, method_not_allowed};
+use crate::serve::reply::{bad_name, error, failed, json, jstr, method_not_allowed, with_members};
 use crate::serve::restore_api;
 use crate::serve::state::{BACKUP_STACK, Shared};
 use crate::status::Log;
@@ -299,24 +299,6 @@ fn dry_run(shared: &Arc<Shared>, name: &str, videos: bool) -> Response {
     })
 }
 
-/// `body` (a JSON object) with `extra` members added at its end.
-fn extend(mut body: String, extra: &[(&str, String)]) -> String {
-    if !body.ends_with('}') {
-        return body;
-    }
-    body.pop();
-    for (k, v) in extra {
-        if body.len() > 1 {
-            body.push(',');
-        }
-        body.push_str(&jstr(k));
-        body.push(':');
-        body.push_str(v);
-    }
-    body.push('}');
-    body
-}
-
 fn strings(list: impl IntoIterator<Item = String>) -> String {
     list.into_iter().collect::<Vec<String>>().serialize_json()
 }
@@ -358,7 +340,7 @@ fn video_step<T>(step: &VideosStep<T>, report: impl Fn(&T) -> String) -> String 
 /// The restore dry run's answer (restore_api's) plus what the recovery would fetch.
 fn dry_body(req: &recover::Request, d: &DryOutcome) -> String {
     let name = d.archive.local_name();
-    extend(
+    with_members(
         restore_api::dry_json(name, &d.report),
         &[
             ("fetched", jstr(&d.archive.name)),
@@ -462,7 +444,7 @@ fn outcome_body(out: &Outcome) -> (bool, String) {
         Ok(made) => (made.as_slice(), None),
         Err(e) => (&[][..], Some(e.as_str())),
     };
-    let body = extend(
+    let body = with_members(
         restore,
         &[
             ("fetched", jstr(&out.archive.name)),
@@ -697,7 +679,7 @@ fn report() -> Response {
     }
     .serialize_json();
     let result = end.map_or_else(|| "null".to_string(), |e| e.1);
-    json(200, extend(body, &[("result", result)]))
+    json(200, with_members(body, &[("result", result)]))
 }
 
 #[cfg(test)]
@@ -727,14 +709,17 @@ mod tests {
     #[test]
     fn members_are_added_at_the_end_of_an_object() {
         assert_eq!(
-            extend(
+            with_members(
                 r#"{"a":1}"#.into(),
                 &[("b", "2".into()), ("c", jstr("x\""))]
             ),
             r#"{"a":1,"b":2,"c":"x\""}"#
         );
-        assert_eq!(extend("{}".into(), &[("b", "2".into())]), r#"{"b":2}"#);
-        assert_eq!(extend("[1]".into(), &[("b", "2".into())]), "[1]");
+        assert_eq!(
+            with_members("{}".into(), &[("b", "2".into())]),
+            r#"{"b":2}"#
+        );
+        assert_eq!(with_members("[1]".into(), &[("b", "2".into())]), "[1]");
     }
 
     #[test]

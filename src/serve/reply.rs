@@ -61,6 +61,24 @@ pub fn method_not_allowed(allow: &str) -> Response {
     error(405, "Méthode non autorisée").with_header("Allow", allow)
 }
 
+/// `body` (a JSON object) with `extra` members added at its end.
+pub fn with_members(mut body: String, extra: &[(&str, String)]) -> String {
+    if !body.ends_with('}') {
+        return body;
+    }
+    body.pop();
+    for (k, v) in extra {
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push_str(&jstr(k));
+        body.push(':');
+        body.push_str(v);
+    }
+    body.push('}');
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
