@@ -29,7 +29,7 @@ say() { printf '[bench/size] %s\n' "$*" >&2; }
 die() { printf '[bench/size] ERROR: %s\n' "$*" >&2; exit 1; }
 base_rev=$(git rev-parse --verify --short "$BASE^{commit}") || die "unknown commit $BASE"
 head_rev=$(git rev-parse --short HEAD)
-dirty=$(git status --porcelain --untracked-files=no | grep -q . && echo " + uncommitted changes" || true)
+dirty=$(git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock build.rs | grep -q . && echo " + uncommitted changes" || true)
 [ -d "$ROOT/.xtools" ] || die ".xtools is missing: make cross-deps first"
 
 mkdir -p "$(dirname "$RESULTS")"
