@@ -22,5 +22,7 @@ bash bench/daemon.sh || status=1
 bash bench/videos.sh || status=1
 # 5. Recovery from the bucket against curl fetching the same objects (bench/recover.sh).
 bash bench/recover.sh || status=1
+# 6. Google Drive: the upload to the fake Google against one curl PUT (bench/gdrive.sh).
+bash bench/gdrive.sh || status=1
 
 exit $status
