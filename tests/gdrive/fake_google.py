@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timezone, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 300 * 1024 * 1024
@@ -65,8 +65,20 @@ LOGGED_HEADERS = ("content-range", "range", "content-type", "x-upload-content-ty
                   "x-upload-content-length", "content-length")
 
 
+_LAST_TIME = [None]
+_TIME_LOCK = threading.Lock()
+
+
 def now_rfc3339():
-    t = datetime.now(timezone.utc)
+    """The time now, in milliseconds, and strictly after the last one given: two items made
+    in one millisecond still have an order by createdTime (Google's times differ in
+    practice), so that "the oldest of two of one name" never falls to a random ID."""
+    with _TIME_LOCK:
+        now = datetime.now(timezone.utc)
+        t = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if _LAST_TIME[0] is not None and t <= _LAST_TIME[0]:
+            t = _LAST_TIME[0] + timedelta(milliseconds=1)
+        _LAST_TIME[0] = t
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (t.microsecond // 1000)
 
 
