@@ -188,6 +188,9 @@ fn bad_offsite_values_name_key_value_and_expectation() {
         assert!(reserved_site_id(&c.site_id).is_some_and(|why| why.contains("reserved")));
     }
     assert_eq!(reserved_site_id("club-videos"), None);
+    // The fleet's index (docs/format.md, Fleet, The index) is reserved too.
+    assert!(reserved_site_id("fleet-index").is_some_and(|why| why.contains("reserved")));
+    assert_eq!(reserved_site_id("fleet-index-2"), None);
     assert_eq!(reserved_site_id("Videos"), None);
     let on = cfg(&with_s3(&[("VIDEOS_OFFSITE", "yes")]), "").map_err(|e| e.0);
     assert!(on.is_ok_and(|c| c.videos_offsite() && c.offsite.is_some_and(|o| o.videos)));

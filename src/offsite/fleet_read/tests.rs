@@ -374,3 +374,24 @@ fn a_key_that_may_not_write_the_index_sends_its_copies_all_the_same() {
     let (f, _) = ok(Reader::new().read(&m, &o, clock::now_unix(), 8));
     assert_eq!(row(&f, "club-a").state, "ok");
 }
+
+#[test]
+fn a_fleet_of_upgraded_pis_refreshes_with_listing_requests_only() {
+    let m = MemBucket::new();
+    for site in ["club-a", "club-b", "club-c"] {
+        let p = pi(site, &[]);
+        p.backup();
+        assert_eq!(p.round(&m), Round::Sent(1));
+    }
+    let o = gc_settings();
+    let now = clock::now_unix();
+    let mut r = Reader::new();
+    ok(r.read(&m, &o, now, 8));
+    let gets = m.count(Op::Get);
+    let (f, cost) = ok(r.read(&m, &o, now, 8));
+    assert_eq!(f.sites.len(), 3);
+    let kinds = by_kind(&cost);
+    assert_eq!(kinds.len(), 1, "{kinds:?}");
+    assert_eq!(kinds[0].0, "list");
+    assert_eq!(m.count(Op::Get), gets, "no GET at all");
+}
