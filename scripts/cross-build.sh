@@ -14,6 +14,13 @@
 # feature; zig compiles ring's C and assembly for the target and links against its own
 # musl, crt and libunwind (-Clink-self-contained=no keeps rustc from looking for its
 # copies). RUSTC_BOOTSTRAP=1 lets the stable toolchain accept -Z flags: no nightly.
+#
+# Size (the Pi builds must stay under 2 MiB, scripts/test-cross.sh): panics carry no
+# file:line (-Zlocation-detail=none) and abort at once without formatting their message
+# (-Cpanic=immediate-abort): together about 170 KB on aarch64. A panic is a bug (every
+# input is bounded and checked, docs/format.md); the release build aborted on it before
+# as now, only its one line on stderr is gone (systemd still logs the SIGABRT and the
+# core). The native build (`cargo build --release`, tests, benchmarks) keeps both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +46,7 @@ for t in "$@"; do
     echo "cross-build: $t: std from rust-src (-Zbuild-std), C and link by zig" >&2
     # zig is found as `python3 -m ziglang` from the venv.
     env PATH="$PWD/$XTOOLS/venv/bin:$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$CROSS_DIR" \
-        "CARGO_TARGET_${E}_RUSTFLAGS=-Clink-self-contained=no -Ctarget-feature=+crt-static" \
+        "CARGO_TARGET_${E}_RUSTFLAGS=-Clink-self-contained=no -Ctarget-feature=+crt-static -Zlocation-detail=none -Zunstable-options -Cpanic=immediate-abort ${CROSS_EXTRA_RUSTFLAGS:-}" \
         "$XTOOLS/venv/bin/cargo-zigbuild" zigbuild --release --locked --target "$t" \
         -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
     secs=$(($(date +%s) - start))
