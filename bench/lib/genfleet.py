@@ -54,16 +54,19 @@ def status(site_index: int, now: dt.datetime, archives: int, rng: random.Random)
 
 
 def put_all(host: str, port: int, jobs, threads: int = 16) -> list:
-    """PUTs (path, bytes) on keep-alive connections; the errors."""
+    """PUTs (path, bytes or a size of zero bytes) on keep-alive connections, each tried
+    three times, with a progress line every 5,000; the errors."""
     lock = threading.Lock()
     errors = []
+    done = [0]
 
     def work(part):
         c = http.client.HTTPConnection(host, port, timeout=60)
         for path, data in part:
+            payload = data if isinstance(data, bytes) else b"\0" * data
             for attempt in range(3):
                 try:
-                    c.request("PUT", path, body=data,
+                    c.request("PUT", path, body=payload,
                               headers={"Content-Type": "application/octet-stream"})
                     r = c.getresponse()
                     r.read()
@@ -76,6 +79,10 @@ def put_all(host: str, port: int, jobs, threads: int = 16) -> list:
                     if attempt == 2:
                         with lock:
                             errors.append(f"{path}: {e}")
+            with lock:
+                done[0] += 1
+                if done[0] % 5000 == 0:
+                    print(f"genfleet: {done[0]}/{len(jobs)} objects", file=sys.stderr)
 
     ts = [threading.Thread(target=work, args=(jobs[k::threads],)) for k in range(threads)]
     for t in ts:
@@ -196,39 +203,7 @@ def main() -> int:
             day = (now - dt.timedelta(days=d)).strftime("%Y%m%d")
             jobs.append((f"{base}/{site}/backup-{day}-030000.tar.gz", rng.randint(512, 2048)))
         jobs.append((f"{base}/{site}/last-backup-status.json", status(i, now, archives, rng)))
-    lock = threading.Lock()
-    errors = []
-    done = [0]
-
-    def work(part):
-        c = conn()
-        for path, data in part:
-            payload = data if isinstance(data, bytes) else b"\0" * data
-            for attempt in range(3):
-                try:
-                    c.request("PUT", path, body=payload,
-                              headers={"Content-Type": "application/octet-stream"})
-                    r = c.getresponse()
-                    r.read()
-                    if 200 <= r.status < 300:
-                        break
-                    raise OSError(f"HTTP {r.status}")
-                except (OSError, http.client.HTTPException) as e:
-                    c.close()
-                    c = conn()
-                    if attempt == 2:
-                        with lock:
-                            errors.append(f"{path}: {e}")
-            with lock:
-                done[0] += 1
-                if done[0] % 5000 == 0:
-                    print(f"genfleet: {done[0]}/{len(jobs)} objects", file=sys.stderr)
-
-    threads = [threading.Thread(target=work, args=(jobs[k::16],)) for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = put_all(host, port, jobs)
     if errors:
         print(f"genfleet: {len(errors)} upload(s) failed, e.g. {errors[0]}", file=sys.stderr)
         return 1

@@ -33,6 +33,9 @@ pub enum Fault {
     Unreachable,
     /// The store answers this status (nothing is written).
     Status(u16),
+    /// The store answers this status with these words (a store's own reason, such as
+    /// Google Drive's `storageQuotaExceeded`; nothing is written).
+    Says(u16, String),
     /// A write's connection drops once this many body bytes were sent; a read's answer
     /// is cut short (the store had sent part of it).
     Dropped(u64),
@@ -179,6 +182,9 @@ impl MemBucket {
         let shown = self.describe(key);
         match fault {
             Fault::Status(s) => Error::refused(format!("{what} {shown}: HTTP {s}"), *s),
+            Fault::Says(s, words) => {
+                Error::refused(format!("{what} {shown}: HTTP {s} {words}"), *s)
+            }
             _ => Error::transport(format!("{what} {shown}: connection lost")),
         }
     }
@@ -371,7 +377,7 @@ impl Bucket for MemBucket {
 
     fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Ranged>, Error> {
         let fault = self.enter(Op::Get, key);
-        if let Some(f @ (Fault::Unreachable | Fault::Status(_))) = &fault {
+        if let Some(f @ (Fault::Unreachable | Fault::Status(_) | Fault::Says(..))) = &fault {
             return Err(self.fail("GET", key, f));
         }
         let objects = lock(&self.objects);

@@ -25,8 +25,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
-    Place, QueueState, Round, STATUS_OBJECT, backoff, enqueue_in, history, pending_in, queue_lock,
-    read_state_file, remote_retention, retry_base, send_archive, unqueue_in, write_state_file,
+    Place, Queue, QueueState, Round, STATUS_OBJECT, backoff, enqueue_in, history, pending_in,
+    queue_lock, read_state_file, remote_retention, retry_base, send_queued, write_state_file,
     write_status_if_changed,
 };
 use crate::bucket::{self, Bucket};
@@ -197,28 +197,10 @@ pub fn process_on(
             failure = Some(bucket::Error::local("cancelled (shutdown)"));
             break;
         }
-        let started = std::time::Instant::now();
-        match send_archive(b, &place, site, dir, &name, cancel) {
-            Ok(Some((key, size))) => {
-                unqueue_in(dir, GDRIVE_PENDING_DIR, &name);
-                history::wrote(&mut state, site, false);
-                sent += 1;
-                state.archives_sent = state.archives_sent.saturating_add(1);
-                state.archive_bytes_sent = state.archive_bytes_sent.saturating_add(size);
-                state.last_upload = Some(clock::iso_local(clock::now_unix(), tz));
-                log.info(&format!(
-                    "gdrive: sent {name} to {} ({}, {:.1} s)",
-                    b.describe(&key),
-                    crate::units::human_size(size, 1),
-                    started.elapsed().as_secs_f64()
-                ));
-            }
-            Ok(None) => {
-                unqueue_in(dir, GDRIVE_PENDING_DIR, &name);
-                log.warn(&format!(
-                    "gdrive: {name} no longer exists locally: dropped from the queue"
-                ));
-            }
+        let to = Queue::Gdrive.with(&place, site, tz, log);
+        match send_queued(b, &to, dir, &name, cancel, &mut state) {
+            Ok(true) => sent += 1,
+            Ok(false) => {}
             Err(e) => {
                 failure = Some(e);
                 break;

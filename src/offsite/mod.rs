@@ -251,10 +251,6 @@ fn enqueue_in(cfg: &Config, queue: &str, name: &str, log: &Log) {
     }
 }
 
-fn unqueue(dir: &Path, name: &str) {
-    unqueue_in(dir, OFFSITE_PENDING_DIR, name);
-}
-
 fn unqueue_in(dir: &Path, queue: &str, name: &str) {
     let pdir = dir.join(queue);
     let _ = std::fs::remove_file(pdir.join(name));
@@ -425,6 +421,87 @@ fn send_archive(
     match copied {
         Ok(()) => up.finish().map(|size| Some((key, size))),
         Err(e) => Err(up.fail(e)),
+    }
+}
+
+/// A queue of copies: its folder of markers and the word its log lines begin with.
+#[derive(Clone, Copy)]
+enum Queue {
+    S3,
+    Gdrive,
+}
+
+impl Queue {
+    fn folder(self) -> &'static str {
+        match self {
+            Queue::S3 => OFFSITE_PENDING_DIR,
+            Queue::Gdrive => store::GDRIVE_PENDING_DIR,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Queue::S3 => "offsite",
+            Queue::Gdrive => "gdrive",
+        }
+    }
+
+    /// Where this queue sends `site`'s copies, and how it says so.
+    fn with<'a>(self, place: &'a Place, site: &'a str, tz: &'a Tz, log: &'a Log) -> Sending<'a> {
+        Sending {
+            queue: self,
+            place,
+            site,
+            tz,
+            log,
+        }
+    }
+}
+
+/// A round's destination for `send_queued`.
+struct Sending<'a> {
+    queue: Queue,
+    place: &'a Place,
+    site: &'a str,
+    tz: &'a Tz,
+    log: &'a Log,
+}
+
+/// Sends the queued archive `name` and records it: the marker leaves the queue, the
+/// totals, the last upload and the site's history in `state`, a log line. `Ok(false)`
+/// when the local archive no longer exists (its marker leaves the queue too).
+fn send_queued(
+    b: &dyn Bucket,
+    to: &Sending,
+    dir: &Path,
+    name: &str,
+    cancel: &AtomicBool,
+    state: &mut QueueState,
+) -> Result<bool, bucket::Error> {
+    let started = Instant::now();
+    let label = to.queue.label();
+    match send_archive(b, to.place, to.site, dir, name, cancel)? {
+        Some((key, size)) => {
+            unqueue_in(dir, to.queue.folder(), name);
+            state.archives_sent = state.archives_sent.saturating_add(1);
+            state.archive_bytes_sent = state.archive_bytes_sent.saturating_add(size);
+            state.last_upload = Some(clock::iso_local(clock::now_unix(), to.tz));
+            history::wrote(state, to.site, false);
+            to.log.info(&format!(
+                "{label}: sent {name} to {} ({}, {:.1} s)",
+                b.describe(&key),
+                crate::units::human_size(size, 1),
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(true)
+        }
+        None => {
+            unqueue_in(dir, to.queue.folder(), name);
+            to.log.warn(&format!(
+                "{label}: {name} no longer exists locally: dropped from the queue"
+            ));
+            Ok(false)
+        }
     }
 }
 
@@ -652,6 +729,7 @@ fn round_locked(
             Err(e) => failure = Some(e),
         }
     }
+    let place = Place::s3(o);
     // Re-list after each copy: a backup made meanwhile is picked up in the same round
     // (with VIDEOS_OFFSITE, in the next one, after its videos).
     while failure.is_none()
@@ -663,31 +741,15 @@ fn round_locked(
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        let started = Instant::now();
-        match send_archive(b, &Place::s3(o), site, dir, &name, cancel) {
-            Ok(Some((key, size))) => {
-                unqueue(dir, &name);
+        let to = Queue::S3.with(&place, site, tz, log);
+        match send_queued(b, &to, dir, &name, cancel, &mut state) {
+            Ok(true) => {
                 sent += 1;
-                state.archives_sent += 1;
-                state.archive_bytes_sent += size;
-                state.last_upload = Some(clock::iso_local(clock::now_unix(), tz));
                 state.error = None;
                 state.failures = 0;
                 state.next_try = 0;
-                history::wrote(&mut state, site, false);
-                log.info(&format!(
-                    "offsite: sent {name} to {} ({}, {:.1} s)",
-                    b.describe(&key),
-                    crate::units::human_size(size, 1),
-                    started.elapsed().as_secs_f64()
-                ));
             }
-            Ok(None) => {
-                unqueue(dir, &name);
-                log.warn(&format!(
-                    "offsite: {name} no longer exists locally: dropped from the queue"
-                ));
-            }
+            Ok(false) => {}
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -696,7 +758,7 @@ fn round_locked(
     }
     if sent > 0
         && failure.is_none()
-        && let Err(e) = remote_retention(b, &Place::s3(o), site, tz, log)
+        && let Err(e) = remote_retention(b, &place, site, tz, log)
     {
         log.warn(&format!("offsite: remote retention skipped: {e}"));
     }

@@ -887,39 +887,28 @@ fn replies_are_bounded_to_200_lines_of_8192_bytes() {
         Some("MAIL FROM:<n@club.fr>")
     );
 
-    let greeting = format!("{}220 mx\r\n", "220-welcome\r\n".repeat(200));
-    let (port, server) = scripted(greeting, answers(String::new()));
-    let r = send(
-        &clear_url(port),
-        "n@club.fr",
-        &to,
-        b"x\r\n",
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        r,
-        Err(format!(
-            "127.0.0.1:{port} (the greeting): a reply of over 200 lines"
-        ))
-    );
-    assert_eq!(server.join(), Vec::<String>::new(), "nothing sent");
-
-    let greeting = format!("220 {}", "x".repeat(3 * MAX_LINE));
-    let (port, server) = scripted(greeting, answers(String::new()));
-    let r = send(
-        &clear_url(port),
-        "n@club.fr",
-        &to,
-        b"x\r\n",
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        r,
-        Err(format!(
-            "127.0.0.1:{port} (the greeting): a reply line over 8192 bytes: not an SMTP server?"
-        ))
-    );
-    assert_eq!(server.join(), Vec::<String>::new(), "nothing sent");
+    // A greeting of 201 lines, and one endless line: refused, nothing sent.
+    for (greeting, why) in [
+        (
+            format!("{}220 mx\r\n", "220-welcome\r\n".repeat(200)),
+            "a reply of over 200 lines",
+        ),
+        (
+            format!("220 {}", "x".repeat(3 * MAX_LINE)),
+            "a reply line over 8192 bytes: not an SMTP server?",
+        ),
+    ] {
+        let (port, server) = scripted(greeting, answers(String::new()));
+        let r = send(
+            &clear_url(port),
+            "n@club.fr",
+            &to,
+            b"x\r\n",
+            Duration::from_secs(20),
+        );
+        assert_eq!(r, Err(format!("127.0.0.1:{port} (the greeting): {why}")));
+        assert_eq!(server.join(), Vec::<String>::new(), "nothing sent");
+    }
 }
 
 /// A build without TLS never speaks STARTTLS's TLS: a URL that asks for it (only a

@@ -112,6 +112,29 @@ impl Daemon {
         )
     }
 
+    /// GET with the bearer `token` (API_TOKEN).
+    pub fn get_with_token(&self, path: &str, token: &str) -> Answer {
+        self.req(
+            "GET",
+            path,
+            &[("Authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+    }
+
+    /// `post_json` with the bearer `token` (API_TOKEN).
+    pub fn post_json_with_token(&self, path: &str, token: &str, json: &str) -> Answer {
+        self.req(
+            "POST",
+            path,
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("Content-Type", "application/json"),
+            ],
+            json.as_bytes(),
+        )
+    }
+
     /// /api/backups/auto-status, which must answer 200.
     pub fn auto_status(&self) -> Json {
         let a = self.get("/api/backups/auto-status");

@@ -47,19 +47,11 @@ fn auth() -> String {
 }
 
 fn get(d: &Daemon, path: &str) -> Answer {
-    d.req("GET", path, &[("Authorization", &auth())], b"")
+    d.get_with_token(path, TOKEN)
 }
 
 fn post(d: &Daemon, path: &str, body: &str) -> Answer {
-    d.req(
-        "POST",
-        path,
-        &[
-            ("Authorization", &auth()),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
+    d.post_json_with_token(path, TOKEN, body)
 }
 
 fn recover_path(name: &str) -> String {

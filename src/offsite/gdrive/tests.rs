@@ -104,76 +104,6 @@ fn a_failure_keeps_the_copy_queued_with_backoff_and_says_why() {
     assert_eq!(local_status(&p).gdrive.and_then(|g| g.error), None);
 }
 
-/// A store that answers every write with `msg` (the words the Drive adapter gives a
-/// revoked token or a full Drive), to check the queue's side of them.
-struct Refusing<'a> {
-    inner: &'a MemBucket,
-    msg: &'static str,
-}
-
-impl Bucket for Refusing<'_> {
-    fn describe(&self, key: &str) -> String {
-        format!("gdrive://{key}")
-    }
-    fn list_page(
-        &self,
-        prefix: &str,
-        delimiter: Option<&str>,
-        token: Option<&str>,
-    ) -> Result<bucket::Page, bucket::Error> {
-        self.inner.list_page(prefix, delimiter, token)
-    }
-    fn head(&self, key: &str) -> Result<bucket::ObjectHead, bucket::Error> {
-        self.inner.head(key)
-    }
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, bucket::Error> {
-        self.inner.get(key)
-    }
-    fn get_if(
-        &self,
-        key: &str,
-        etag: Option<&str>,
-        max: u64,
-    ) -> Result<bucket::Fresh, bucket::Error> {
-        self.inner.get_if(key, etag, max)
-    }
-    fn get_range(
-        &self,
-        key: &str,
-        start: u64,
-        len: u64,
-    ) -> Result<Option<bucket::Ranged>, bucket::Error> {
-        self.inner.get_range(key, start, len)
-    }
-    fn put(
-        &self,
-        _key: &str,
-        _body: bucket::ObjectBody<'_>,
-        _content_type: &str,
-    ) -> Result<(), bucket::Error> {
-        Err(bucket::Error::refused(self.msg, 400))
-    }
-    fn create(
-        &self,
-        _key: &str,
-        _body: bucket::ObjectBody<'_>,
-        _content_type: &str,
-    ) -> Result<bool, bucket::Error> {
-        Err(bucket::Error::refused(self.msg, 400))
-    }
-    fn delete(&self, key: &str) -> Result<(), bucket::Error> {
-        self.inner.delete(key)
-    }
-    fn writer<'a>(
-        &'a self,
-        key: &'a str,
-        content_type: &'a str,
-        cancel: &'a AtomicBool,
-    ) -> Box<dyn bucket::ObjectWriter + 'a> {
-        self.inner.writer(key, content_type, cancel)
-    }
-}
-
 #[test]
 fn a_revoked_connection_and_a_full_drive_have_their_code_and_keep_the_copies() {
     for (msg, code) in [
@@ -187,8 +117,10 @@ fn a_revoked_connection_and_a_full_drive_have_their_code_and_keep_the_copies() {
         ),
     ] {
         let p = drive_pi("club", &[]);
-        let m = MemBucket::new();
-        let b = Refusing { inner: &m, msg };
+        // Every write answered with the words the Drive adapter gives a revoked token
+        // or a full Drive: the queue's side of them.
+        let b = MemBucket::new();
+        b.inject(Op::Put, FOLDER, Fault::Says(400, msg.to_string()), 2);
         let name = p.backup();
         assert!(matches!(round(&p, &b, true), Round::Failed(_)));
         assert_eq!(pending(p.dir()), std::slice::from_ref(&name));
