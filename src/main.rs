@@ -24,6 +24,7 @@ mod error_words;
 mod fsutil;
 mod host;
 mod http;
+mod json;
 mod offsite;
 mod recover;
 mod restore;

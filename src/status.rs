@@ -191,7 +191,7 @@ pub fn read(dir: &Path) -> io::Result<Option<Status>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io::Error::new(e.kind(), format!("{STATUS_FILE} {e}"))),
     };
-    Status::deserialize_json(&text)
+    crate::json::parse::<Status>(&text)
         .map(|mut st| {
             st.fill_codes();
             Some(st)
@@ -331,7 +331,7 @@ mod tests {
         let mut coded = s.clone();
         coded.fill_codes();
         assert_eq!(coded.error_code.as_deref(), Some("unknown"));
-        assert_eq!(Status::deserialize_json(&j).ok(), Some(coded.clone()));
+        assert_eq!(crate::json::parse::<Status>(&j).ok(), Some(coded.clone()));
         assert!(!j.contains("offsite"), "{j}");
         let s = Status {
             offsite: Some(Offsite {
@@ -366,7 +366,7 @@ mod tests {
         .replace(r#","error_code":"unknown""#, "");
         assert!(!old.contains("error_code"), "{old}");
         assert!(old.ends_with(r#""error":"HTTP 503: Slow Down"}}"#), "{old}");
-        let back = Status::deserialize_json(&old).ok();
+        let back = crate::json::parse::<Status>(&old).ok();
         assert_eq!(
             back.as_ref().and_then(|s| s.offsite.clone()).map(|o| (
                 o.poisoned,
@@ -391,7 +391,7 @@ mod tests {
         );
         let mut filled = s.clone();
         filled.fill_codes();
-        assert_eq!(Status::deserialize_json(&j).ok(), Some(filled));
+        assert_eq!(crate::json::parse::<Status>(&j).ok(), Some(filled));
     }
 
     /// The previous version's status file, as a Pi of the field holds it: it reads, and
@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn previous_version_status_reads_with_words() {
         let previous = r#"{"timestamp":"2025-01-05T03:00:00+01:00","date":"2025-01-05","success":false,"archive":null,"size":null,"size_bytes":null,"backups_count":3,"retention_days":7,"duration_ms":12,"warnings":[],"error":"cannot create BACKUP_DIR /x: Not a directory (os error 20)","last_success":"2025-01-04T03:00:00+01:00","offsite":{"pending":1,"last_upload":"2025-01-04T03:00:12+01:00","error":"PUT s3://b/k: cannot connect to http://10.0.0.9:8333: Connection refused (os error 111)","poisoned":0,"videos":false,"held":false,"install":null,"other_install":null}}"#;
-        let Ok(st) = Status::deserialize_json(previous) else {
+        let Ok(st) = crate::json::parse::<Status>(previous) else {
             panic!("the previous version's status does not read")
         };
         assert_eq!(st.error_code, None);
@@ -421,7 +421,7 @@ mod tests {
         // The view is JSON that reads back as the status it shows.
         let mut filled = st.clone();
         filled.fill_codes();
-        assert_eq!(Status::deserialize_json(&view).ok(), Some(filled));
+        assert_eq!(crate::json::parse::<Status>(&view).ok(), Some(filled));
         // No error: codes and words are null.
         let ok = Status {
             success: true,

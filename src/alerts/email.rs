@@ -76,7 +76,7 @@ pub fn next_mail(
 fn read_state(dir: &std::path::Path) -> MailState {
     std::fs::read_to_string(dir.join(MAIL_STATE_FILE))
         .ok()
-        .and_then(|t| MailState::deserialize_json(&t).ok())
+        .and_then(|t| crate::json::parse::<MailState>(&t).ok())
         .unwrap_or_default()
 }
 

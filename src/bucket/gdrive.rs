@@ -28,24 +28,21 @@
 //! answer carries is parsed bounded and its arithmetic checked; listings are bounded in
 //! pages, entries and depth: a hostile server gets an error, never a loop or a panic.
 
-// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
-#![allow(clippy::question_mark)]
-
-use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nanoserde::{DeJson, SerJson};
+use nanoserde::SerJson;
 
 use crate::config::{GdriveSettings, Secret};
 use crate::http::client::{self, Payload, Reply, Timeouts, Url};
 use crate::http::percent::percent_encode;
+use crate::json::{self, Scalar, Seg};
 use crate::units::Sha256;
 
-use super::google_oauth::{self, TokenFile};
+use super::google_oauth::{self, Ids, TokenFile};
 use super::{
     Bucket, Error, Fresh, MAX_ANSWER, Object, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged,
 };
@@ -81,58 +78,82 @@ pub struct Quota {
     pub usage: u64,
 }
 
-/// A file or folder of an answer.
-#[derive(DeJson, Default, Clone)]
+/// A file or folder of an answer (read by json::walk: a derived reader per answer
+/// would cost kilobytes of the binary).
+#[derive(Default, Clone)]
 struct DFile {
     id: Option<String>,
     name: Option<String>,
     size: Option<String>,
-    #[nserde(rename = "mimeType")]
     mime_type: Option<String>,
-    #[nserde(rename = "md5Checksum")]
     md5: Option<String>,
-    #[nserde(rename = "modifiedTime")]
     modified: Option<String>,
-    #[nserde(rename = "createdTime")]
     created: Option<String>,
     trashed: Option<bool>,
 }
 
-#[derive(DeJson)]
-struct DList {
-    #[nserde(rename = "nextPageToken")]
-    next: Option<String>,
-    #[nserde(default)]
-    files: Vec<DFile>,
+impl DFile {
+    /// Takes the field `key` of a file object (others are ignored).
+    fn set(&mut self, key: &str, v: Scalar<'_>) {
+        if key == "trashed" {
+            self.trashed = Some(v == Scalar::Bool(true));
+            return;
+        }
+        let slot = match key {
+            "id" => &mut self.id,
+            "name" => &mut self.name,
+            "size" => &mut self.size,
+            "mimeType" => &mut self.mime_type,
+            "md5Checksum" => &mut self.md5,
+            "modifiedTime" => &mut self.modified,
+            "createdTime" => &mut self.created,
+            _ => return,
+        };
+        *slot = v.text();
+    }
 }
 
-#[derive(DeJson)]
-struct DErrorAnswer {
-    error: Option<DError>,
+/// The text of an answer, or an error saying it is not Drive's JSON.
+fn answer<'r>(what: &str, r: &'r Reply) -> Result<&'r str, Error> {
+    std::str::from_utf8(&r.body)
+        .map_err(|_| Error::local(format!("{what}: an answer that is not Drive's JSON")))
 }
 
-#[derive(DeJson)]
-struct DError {
-    message: Option<String>,
-    #[nserde(default)]
-    errors: Vec<DReason>,
+/// Walks an answer's JSON; an error when it is not JSON.
+fn walk(what: &str, r: &Reply, each: &mut dyn FnMut(&[Seg], Scalar<'_>)) -> Result<(), Error> {
+    json::walk(answer(what, r)?, each)
+        .map_err(|e| Error::local(format!("{what}: an answer that is not Drive's JSON ({e})")))
 }
 
-#[derive(DeJson)]
-struct DReason {
-    reason: Option<String>,
+/// A file's metadata (an object at the top).
+fn parse_file(what: &str, r: &Reply) -> Result<DFile, Error> {
+    let mut f = DFile::default();
+    walk(what, r, &mut |p, v| {
+        if let Some(k) = json::top(p) {
+            f.set(k, v)
+        }
+    })?;
+    Ok(f)
 }
 
-#[derive(DeJson)]
-struct DAbout {
-    #[nserde(rename = "storageQuota")]
-    quota: Option<DQuota>,
-}
-
-#[derive(DeJson)]
-struct DQuota {
-    limit: Option<String>,
-    usage: Option<String>,
+/// A page of a listing: its files and the next page's token.
+fn parse_list(what: &str, r: &Reply) -> Result<(Vec<DFile>, Option<String>), Error> {
+    let mut files: Vec<DFile> = Vec::new();
+    let mut next = None;
+    walk(what, r, &mut |p, v| match p {
+        [Seg::Key(k)] if k == "nextPageToken" => next = v.text(),
+        [Seg::Key(k), Seg::Index(i), Seg::Key(f)] if k == "files" => {
+            // Indexes come in order, each under the text's length: bounded.
+            while files.len() <= *i {
+                files.push(DFile::default());
+            }
+            if let Some(file) = files.get_mut(*i) {
+                file.set(f, v);
+            }
+        }
+        _ => {}
+    })?;
+    Ok((files, next))
 }
 
 /// What a file's metadata says.
@@ -250,22 +271,20 @@ fn split_key(key: &str) -> Result<(Vec<&str>, &str), Error> {
     }
 }
 
-/// The reason of a Drive error answer (`rateLimitExceeded`…), and its message.
+/// The reason of a Drive error answer (`rateLimitExceeded`…, the first one's), and its
+/// message; empty when the answer says none.
 fn reason(r: &Reply) -> (String, String) {
-    let a = std::str::from_utf8(&r.body)
-        .ok()
-        .and_then(|t| DErrorAnswer::deserialize_json(t).ok())
-        .and_then(|a| a.error);
-    match a {
-        Some(e) => (
-            e.errors
-                .first()
-                .and_then(|x| x.reason.clone())
-                .unwrap_or_default(),
-            e.message.unwrap_or_default(),
-        ),
-        None => (String::new(), String::new()),
-    }
+    let (mut why, mut message) = (None, None);
+    let _ = walk("", r, &mut |p, v| match p {
+        [Seg::Key(e), Seg::Key(m)] if e == "error" && m == "message" => message = v.text(),
+        [Seg::Key(e), Seg::Key(l), Seg::Index(0), Seg::Key(k)]
+            if e == "error" && l == "errors" && k == "reason" =>
+        {
+            why = v.text()
+        }
+        _ => {}
+    });
+    (why.unwrap_or_default(), message.unwrap_or_default())
 }
 
 /// Worth retrying within the call: 429, 5xx, 403 rate limits.
@@ -303,13 +322,6 @@ fn explain(what: &str, r: &Reply) -> Error {
         transport: retryable(r),
         status: Some(r.status),
     }
-}
-
-fn parse_json<T: DeJson>(what: &str, r: &Reply) -> Result<T, Error> {
-    std::str::from_utf8(&r.body)
-        .ok()
-        .and_then(|t| T::deserialize_json(t).ok())
-        .ok_or_else(|| Error::local(format!("{what}: an answer that is not Drive's JSON")))
 }
 
 /// The base of the backoff: NEOPRO_GDRIVE_BACKOFF_MS (tests only: they cannot wait
@@ -422,18 +434,18 @@ impl Drive {
     /// have written it; not written when it no longer holds our refresh token). The
     /// IDs are a cache: a failed write costs a lookup later.
     fn remember(&self, path: &str, id: Option<&str>) {
-        fn apply(ids: &mut BTreeMap<String, String>, path: &str, id: Option<&str>) -> bool {
+        fn apply(ids: &mut Ids, path: &str, id: Option<&str>) -> bool {
             let before = ids.len();
             let changed = match id {
                 Some(i) => ids.insert(path.to_string(), i.to_string()).as_deref() != Some(i),
                 None if path.ends_with('/') => {
-                    ids.retain(|k, _| !k.starts_with(path));
+                    ids.retain(|k| !k.starts_with(path));
                     ids.len() != before
                 }
                 None => ids.remove(path).is_some(),
             };
             if ids.len() > MAX_IDS {
-                ids.retain(|k, _| k.ends_with('/'));
+                ids.retain(|k| k.ends_with('/'));
             }
             if ids.len() > MAX_IDS {
                 ids.clear();
@@ -555,15 +567,15 @@ impl Drive {
                 pq.push_str(&format!("&pageToken={}", percent_encode(t)));
             }
             let r = self.call_ok(what, "GET", &self.url(&pq), &[], &[], &[])?;
-            let page: DList = parse_json(what, &r)?;
-            entries = entries.saturating_add(page.files.len());
+            let (files, next) = parse_list(what, &r)?;
+            entries = entries.saturating_add(files.len());
             if entries > MAX_ENTRIES {
                 return Err(Error::local(format!(
                     "{what}: more than {MAX_ENTRIES} items"
                 )));
             }
-            page.files.into_iter().for_each(&mut *each);
-            match page.next.filter(|n| !n.is_empty()) {
+            files.into_iter().for_each(&mut *each);
+            match next.filter(|n| !n.is_empty()) {
                 None => return Ok(()),
                 Some(n) if Some(&n) == token.as_ref() => {
                     return Err(Error::local(format!(
@@ -629,7 +641,7 @@ impl Drive {
             body.as_bytes(),
             &[],
         )?;
-        let f: DFile = parse_json(&what, &r)?;
+        let f = parse_file(&what, &r)?;
         f.id.filter(|i| !i.is_empty())
             .ok_or_else(|| Error::local(format!("{what}: no id in the answer")))
     }
@@ -659,7 +671,7 @@ impl Drive {
         if r.status == 404 {
             return Ok(None);
         }
-        let f: DFile = parse_json(what, &r)?;
+        let f = parse_file(what, &r)?;
         if f.trashed == Some(true) {
             return Ok(None);
         }
@@ -719,13 +731,27 @@ impl Drive {
             &[],
             &[],
         )?;
-        let a: DAbout = parse_json(what, &r)?;
-        let q = a
-            .quota
-            .ok_or_else(|| Error::local(format!("{what}: no storageQuota in the answer")))?;
+        let (mut limit, mut usage, mut seen) = (None, None, false);
+        walk(what, &r, &mut |p, v| {
+            if let [Seg::Key(q), Seg::Key(k)] = p
+                && q == "storageQuota"
+            {
+                seen = true;
+                match k.as_str() {
+                    "limit" => limit = v.text(),
+                    "usage" => usage = v.text(),
+                    _ => {}
+                }
+            }
+        })?;
+        if !seen {
+            return Err(Error::local(format!(
+                "{what}: no storageQuota in the answer"
+            )));
+        }
         Ok(Quota {
-            limit: q.limit.as_deref().and_then(parse_u64),
-            usage: q.usage.as_deref().and_then(parse_u64).unwrap_or(0),
+            limit: limit.as_deref().and_then(parse_u64),
+            usage: usage.as_deref().and_then(parse_u64).unwrap_or(0),
         })
     }
 
@@ -963,7 +989,7 @@ impl<'a> Resumable<'a> {
                             "{what}: Drive ended the upload before its last chunk"
                         )));
                     }
-                    let f: DFile = parse_json(&what, &r)?;
+                    let f = parse_file(&what, &r)?;
                     self.sent = end;
                     return Ok(Some(to_meta("", &f)));
                 }

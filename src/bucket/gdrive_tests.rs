@@ -268,7 +268,7 @@ impl Fake {
                 refresh_token: t.refresh_token,
                 scope: t.scope,
                 connected: "2025-01-01T00:00:00Z".into(),
-                ids: BTreeMap::new(),
+                ids: Ids::default(),
             },
         ));
         dir

@@ -9,19 +9,16 @@
 //! (0600), and never put in a log line, an error message or a child's environment.
 //! Access tokens (an hour's life) get the same care.
 
-// nanoserde's DeJson derive expands to code that clippy's question_mark lint flags.
-#![allow(clippy::question_mark)]
-
-use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
-use nanoserde::{DeJson, SerJson};
+use nanoserde::SerJson;
 
 use crate::config::Secret;
 use crate::fsutil;
 use crate::http::client::{self, Payload, Timeouts, Url};
 use crate::http::percent::percent_encode;
+use crate::json::{self, Scalar, Seg};
 use crate::store::GDRIVE_TOKEN_FILE;
 
 use super::Error;
@@ -94,31 +91,69 @@ pub struct TokenFile {
     /// When the connection was made (ISO 8601).
     pub connected: String,
     /// Drive IDs of the folders (path ending in `/`) and files (path) found or made.
-    pub ids: BTreeMap<String, String>,
+    pub ids: Ids,
 }
 
-/// The token file's JSON.
-#[derive(SerJson, DeJson)]
-struct TokenJson {
-    version: u32,
-    client_id: String,
-    refresh_token: String,
-    #[nserde(default)]
-    scope: String,
-    #[nserde(default)]
-    connected: String,
-    #[nserde(default)]
-    ids: BTreeMap<String, String>,
+/// Drive IDs by path, sorted by path (a sorted vector: a map type of its own would
+/// cost the binary kilobytes for a few thousand entries at most).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids(Vec<(String, String)>);
+
+impl Ids {
+    fn find(&self, path: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(path))
+    }
+
+    pub fn get(&self, path: &str) -> Option<&String> {
+        self.find(path)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, path: &str) -> bool {
+        self.find(path).is_ok()
+    }
+
+    /// Keeps `id` for `path`; the ID it replaces.
+    pub fn insert(&mut self, path: String, id: String) -> Option<String> {
+        match self.find(&path) {
+            Ok(i) => self.0.get_mut(i).map(|e| std::mem::replace(&mut e.1, id)),
+            Err(i) => {
+                self.0.insert(i, (path, id));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, path: &str) -> Option<String> {
+        self.find(path).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.0.retain(|(k, _)| keep(k));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// The answers of the OAuth endpoints, success or error (all fields optional: which
 /// ones come depends on the answer).
-#[derive(DeJson, Default)]
+#[derive(Default)]
 struct OAuthAnswer {
     device_code: Option<String>,
     user_code: Option<String>,
     verification_url: Option<String>,
-    verification_uri: Option<String>,
     expires_in: Option<u64>,
     interval: Option<u64>,
     access_token: Option<String>,
@@ -126,6 +161,45 @@ struct OAuthAnswer {
     scope: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+}
+
+impl OAuthAnswer {
+    /// The fields of the answer's top object (read by json::walk: a derived reader
+    /// would cost kilobytes of the binary). Google says `verification_url`, RFC 8628
+    /// `verification_uri`: either is taken.
+    fn parse(text: &str) -> Result<OAuthAnswer, String> {
+        let mut a = OAuthAnswer::default();
+        json::walk(text, &mut |p, v| {
+            let Some(k) = json::top(p) else {
+                return;
+            };
+            let number = |v: Scalar<'_>| match v {
+                Scalar::Num(n) => n.parse().ok(),
+                _ => None,
+            };
+            match k {
+                "expires_in" => a.expires_in = number(v),
+                "interval" => a.interval = number(v),
+                _ => {
+                    let slot = match k {
+                        "device_code" => &mut a.device_code,
+                        "user_code" => &mut a.user_code,
+                        "verification_url" | "verification_uri" => &mut a.verification_url,
+                        "access_token" => &mut a.access_token,
+                        "refresh_token" => &mut a.refresh_token,
+                        "scope" => &mut a.scope,
+                        "error" => &mut a.error,
+                        "error_description" => &mut a.error_description,
+                        _ => return,
+                    };
+                    if let Scalar::Str(s) = v {
+                        *slot = Some(s);
+                    }
+                }
+            }
+        })?;
+        Ok(a)
+    }
 }
 
 /// `application/x-www-form-urlencoded` of `fields`.
@@ -166,7 +240,7 @@ fn post_form(
     .map_err(|e| Error::transport(format!("{what}: {e}")))?;
     let answer = std::str::from_utf8(&r.body)
         .ok()
-        .and_then(|t| OAuthAnswer::deserialize_json(t).ok());
+        .and_then(|t| OAuthAnswer::parse(t).ok());
     match answer {
         Some(a) => Ok((r.status, a)),
         None if r.status >= 500 || r.status == 429 => Err(Error::transport(format!(
@@ -224,8 +298,7 @@ pub fn device_code(oauth: &Url, client_id: &str) -> Result<DeviceCode, Error> {
     if status != 200 || a.error.is_some() {
         return Err(refused(what, status, &a));
     }
-    let url = a.verification_url.clone().or(a.verification_uri.clone());
-    match (a.device_code, a.user_code, url) {
+    match (a.device_code, a.user_code, a.verification_url) {
         (Some(device_code), Some(user_code), Some(verification_url)) => Ok(DeviceCode {
             device_code,
             user_code,
@@ -358,28 +431,50 @@ pub fn read_token(dir: &Path) -> io::Result<Option<TokenFile>> {
     if text.len() as u64 > MAX_TOKEN_FILE {
         return Err(damaged(&path, &format!("over {MAX_TOKEN_FILE} bytes")));
     }
-    // nanoserde's error could quote the file; it is not shown (the refresh token).
-    let j = TokenJson::deserialize_json(&text).map_err(|_| damaged(&path, "not its JSON"))?;
-    if j.version > TOKEN_FILE_VERSION || j.version == 0 {
+    // Its text is never shown (the refresh token): json's errors say only where.
+    let (mut version, mut client_id, mut refresh) = (None, None, String::new());
+    let (mut scope, mut connected, mut ids) = (String::new(), String::new(), Vec::new());
+    json::walk(&text, &mut |p, v| match (p, v) {
+        ([Seg::Key(k)], Scalar::Num(n)) if k == "version" => version = n.parse::<u32>().ok(),
+        ([Seg::Key(k)], Scalar::Str(s)) => match k.as_str() {
+            "client_id" => client_id = Some(s),
+            "refresh_token" => refresh = s,
+            "scope" => scope = s,
+            "connected" => connected = s,
+            _ => {}
+        },
+        ([Seg::Key(k), Seg::Key(path)], Scalar::Str(id)) if k == "ids" => {
+            ids.push((path.clone(), id))
+        }
+        _ => {}
+    })
+    .map_err(|e| damaged(&path, &format!("not its JSON: {e}")))?;
+    let (Some(version), Some(client_id)) = (version, client_id) else {
+        return Err(damaged(&path, "not its JSON: no version or client_id"));
+    };
+    if version > TOKEN_FILE_VERSION || version == 0 {
         return Err(damaged(
             &path,
             &format!(
-                "version {} (this build reads version {TOKEN_FILE_VERSION}: was it written \
-                 by a newer neopro-backup?)",
-                j.version
+                "version {version} (this build reads version {TOKEN_FILE_VERSION}: was it \
+                 written by a newer neopro-backup?)"
             ),
         ));
     }
-    if j.refresh_token.is_empty() {
+    if refresh.is_empty() {
         return Err(damaged(&path, "no refresh token"));
     }
+    // Sorted, one ID a path (the last, as a JSON object's reader keeps).
+    ids.reverse();
+    ids.sort_by(|a, b| a.0.cmp(&b.0));
+    ids.dedup_by(|a, b| a.0 == b.0);
     Ok(Some(TokenFile {
-        version: j.version,
-        client_id: j.client_id,
-        refresh_token: Secret::new(j.refresh_token),
-        scope: j.scope,
-        connected: j.connected,
-        ids: j.ids,
+        version,
+        client_id,
+        refresh_token: Secret::new(refresh),
+        scope,
+        connected,
+        ids: Ids(ids),
     }))
 }
 
@@ -396,15 +491,26 @@ fn damaged(path: &Path, why: &str) -> io::Error {
 
 /// Writes the token file of `dir` atomically, 0600.
 pub fn write_token(dir: &Path, t: &TokenFile) -> io::Result<()> {
-    let j = TokenJson {
-        version: TOKEN_FILE_VERSION,
-        client_id: t.client_id.clone(),
-        refresh_token: t.refresh_token.expose().to_string(),
-        scope: t.scope.clone(),
-        connected: t.connected.clone(),
-        ids: t.ids.clone(),
-    };
-    fsutil::atomic_write(dir, GDRIVE_TOKEN_FILE, j.serialize_json().as_bytes(), 0o600)
+    // The JSON nanoserde's derive wrote (the same fields in the same order), by hand:
+    // smaller code.
+    let mut j = format!(
+        "{{\"version\":{TOKEN_FILE_VERSION},\"client_id\":{},\"refresh_token\":{},\"scope\":{},\
+         \"connected\":{},\"ids\":{{",
+        t.client_id.serialize_json(),
+        t.refresh_token.expose().serialize_json(),
+        t.scope.serialize_json(),
+        t.connected.serialize_json()
+    );
+    for (i, (k, v)) in t.ids.0.iter().enumerate() {
+        if i > 0 {
+            j.push(',');
+        }
+        j.push_str(&k.serialize_json());
+        j.push(':');
+        j.push_str(&v.serialize_json());
+    }
+    j.push_str("}}");
+    fsutil::atomic_write(dir, GDRIVE_TOKEN_FILE, j.as_bytes(), 0o600)
 }
 
 #[cfg(test)]
@@ -420,7 +526,7 @@ mod tests {
     }
 
     fn sample() -> TokenFile {
-        let mut ids = BTreeMap::new();
+        let mut ids = Ids::default();
         ids.insert("neopro/".to_string(), "F1".to_string());
         ids.insert("neopro/club-1/status.json".to_string(), "X9".to_string());
         TokenFile {

@@ -58,7 +58,7 @@ impl Record {
     pub fn parse(bytes: &[u8]) -> Result<Record, String> {
         let text =
             std::str::from_utf8(bytes).map_err(|_| format!("{DRILL_OBJECT} is not UTF-8 text"))?;
-        let r = Record::deserialize_json(text)
+        let r = crate::json::parse::<Record>(text)
             .map_err(|e| format!("{DRILL_OBJECT} is not a valid drill record ({e})"))?;
         if r.version != VERSION {
             return Err(format!(

@@ -31,8 +31,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use nanoserde::DeJson;
-
 use crate::bucket::counted::{Counted, Requests};
 use crate::bucket::{Bucket, Fresh};
 use crate::config::{OffsiteSettings, reserved_site_id};
@@ -125,7 +123,7 @@ fn root(o: &OffsiteSettings) -> String {
 fn parse_status(key: &str, bytes: &[u8]) -> Fetched {
     std::str::from_utf8(bytes)
         .ok()
-        .and_then(|t| Status::deserialize_json(t).ok())
+        .and_then(|t| crate::json::parse::<Status>(t).ok())
         .map(Some)
         .ok_or_else(|| format!("{key} is not a valid status (JSON)"))
 }

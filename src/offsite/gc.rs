@@ -110,12 +110,11 @@ fn read_refs(b: &dyn Bucket, o: &OffsiteSettings) -> Result<Refs, String> {
 /// Whether a site's status says VIDEOS_OFFSITE is on. A status that cannot be read
 /// is taken as "on": it might be.
 fn says_videos_on(b: &dyn Bucket, key: &str) -> Result<bool, String> {
-    use nanoserde::DeJson;
     Ok(match b.get(key).map_err(|e| e.msg)? {
         None => false,
         Some(text) => std::str::from_utf8(&text)
             .ok()
-            .and_then(|t| crate::status::Status::deserialize_json(t).ok())
+            .and_then(|t| crate::json::parse::<crate::status::Status>(t).ok())
             .is_none_or(|st| st.offsite.is_some_and(|o| o.videos)),
     })
 }

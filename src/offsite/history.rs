@@ -368,7 +368,7 @@ pub(super) fn other_install(st: &QueueState, site: &str, remote: Option<&[u8]>) 
     if sha256_hex(bytes) == st.status_sent {
         return None;
     }
-    let remote = Status::deserialize_json(std::str::from_utf8(bytes).ok()?).ok()?;
+    let remote = crate::json::parse::<Status>(std::str::from_utf8(bytes).ok()?).ok()?;
     let id = remote.offsite.as_ref()?.install.clone()?;
     if id.is_empty() || id == st.install {
         return None;
@@ -662,7 +662,7 @@ mod tests {
         let (log, dir) = log();
         // As the version before wrote it.
         let text = r#"{"last_upload":"2025-01-05T03:00:12+00:00","failures":0,"next_try":0,"status_sent":"","archives_sent":0,"archive_bytes_sent":0,"videos_sent":0,"video_bytes_sent":0,"videos_dest":"","videos_seq":0,"videos_merged":[],"videos_pending":0,"refs_sent":"","videos_poisoned":0}"#;
-        let mut st = QueueState::deserialize_json(text).unwrap_or_default();
+        let mut st = crate::json::parse::<QueueState>(text).unwrap_or_default();
         assert_eq!(st.last_upload.as_deref(), Some("2025-01-05T03:00:12+00:00"));
         upgrade(&mut st, "club", &log);
         assert_eq!(st.version, STATE_VERSION);

@@ -182,7 +182,7 @@ fn the_queue_sends_each_copy_then_the_status_and_nothing_twice() {
     let st = m
         .bytes(&p.key(super::STATUS_OBJECT))
         .unwrap_or_else(|| panic!("no status in the bucket"));
-    let st = ok(<status::Status as nanoserde::DeJson>::deserialize_json(
+    let st = ok(crate::json::parse::<status::Status>(
         &String::from_utf8_lossy(&st),
     ));
     assert_eq!(st.archive.as_deref(), Some(name.as_str()));
@@ -1094,9 +1094,7 @@ fn the_new_state_file_stays_readable_by_the_previous_version() {
         text.contains("\"history\":[{") && text.contains("\"version\":2"),
         "{text}"
     );
-    let old = ok(<PreviousState as nanoserde::DeJson>::deserialize_json(
-        &text,
-    ));
+    let old = ok(crate::json::parse::<PreviousState>(&text));
     assert_eq!(old.archives_sent, 1);
     assert_eq!(old.status_sent, read_state(p.dir()).status_sent);
 }

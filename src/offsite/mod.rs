@@ -151,7 +151,7 @@ fn read_state(dir: &Path) -> QueueState {
 fn read_state_file(dir: &Path, file: &str) -> QueueState {
     std::fs::read_to_string(dir.join(file))
         .ok()
-        .and_then(|t| QueueState::deserialize_json(&t).ok())
+        .and_then(|t| crate::json::parse::<QueueState>(&t).ok())
         .unwrap_or_default()
 }
 

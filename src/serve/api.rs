@@ -315,7 +315,7 @@ struct Toggle {
 
 fn auto_toggle(shared: &Shared, req: &Request) -> Response {
     let text = std::str::from_utf8(&req.body).unwrap_or("");
-    let enable = match Toggle::deserialize_json(text) {
+    let enable = match crate::json::parse::<Toggle>(text) {
         Ok(Toggle { enable: Some(b) }) => b,
         _ => return error(400, "Paramètre \"enable\" requis"),
     };

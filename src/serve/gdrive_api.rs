@@ -350,7 +350,7 @@ struct LogoutRequest {
 /// `{"revoke": bool}`, a JSON boolean, required.
 fn parse_logout(body: &[u8]) -> Option<bool> {
     let text = std::str::from_utf8(body).ok()?;
-    LogoutRequest::deserialize_json(text).ok()?.revoke
+    crate::json::parse::<LogoutRequest>(text).ok()?.revoke
 }
 
 /// `POST /api/gdrive/logout` `{"revoke":bool}`.

@@ -148,7 +148,7 @@ fn new_start(shared: &Shared, body: &[u8]) -> Response {
     }
     let confirmed = std::str::from_utf8(body)
         .ok()
-        .and_then(|t| NewStartRequest::deserialize_json(t).ok())
+        .and_then(|t| crate::json::parse::<NewStartRequest>(t).ok())
         .and_then(|r| r.confirm);
     if confirmed != Some(true) {
         return error(
@@ -183,7 +183,7 @@ struct RecoverRequest {
 /// true: the videos are fetched after the files, as `recover` does).
 fn parse_body(body: &[u8]) -> Result<(bool, bool), ()> {
     let text = std::str::from_utf8(body).map_err(|_| ())?;
-    match RecoverRequest::deserialize_json(text) {
+    match crate::json::parse::<RecoverRequest>(text) {
         Ok(RecoverRequest {
             dry_run: Some(d),
             videos,

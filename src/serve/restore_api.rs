@@ -37,7 +37,7 @@ fn parse_body(body: &[u8]) -> Result<(bool, Option<Vec<String>>), ()> {
 /// archive fetched from the bucket instead of the configuration files.
 fn parse_full(body: &[u8]) -> Result<(bool, Option<Vec<String>>, bool), ()> {
     let text = std::str::from_utf8(body).map_err(|_| ())?;
-    match RestoreRequest::deserialize_json(text) {
+    match crate::json::parse::<RestoreRequest>(text) {
         Ok(RestoreRequest {
             dry_run: Some(d),
             only,

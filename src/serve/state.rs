@@ -138,15 +138,17 @@ pub fn big_stack<T: Send>(name: &str, work: impl FnOnce() -> T + Send) -> Option
 pub fn read_enabled(dir: &Path, log: &Log) -> bool {
     // Read without blocking or following a link: a FIFO there must not hang the start.
     match fsutil::read_small(&dir.join(SCHEDULE_FILE), true, 64 * 1024) {
-        Ok((bytes, _)) => match ScheduleFile::deserialize_json(&String::from_utf8_lossy(&bytes)) {
-            Ok(s) => s.enabled,
-            Err(e) => {
-                log.warn(&format!(
-                    "{SCHEDULE_FILE} is unreadable ({e}): the schedule stays on"
-                ));
-                true
+        Ok((bytes, _)) => {
+            match crate::json::parse::<ScheduleFile>(&String::from_utf8_lossy(&bytes)) {
+                Ok(s) => s.enabled,
+                Err(e) => {
+                    log.warn(&format!(
+                        "{SCHEDULE_FILE} is unreadable ({e}): the schedule stays on"
+                    ));
+                    true
+                }
             }
-        },
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => {
             log.warn(&format!(

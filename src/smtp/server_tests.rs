@@ -194,7 +194,7 @@ impl Server {
             .map_while(|i| {
                 let json = std::fs::read_to_string(self.out().join(format!("mail-{i}.json")));
                 let json = json.ok()?;
-                let r = Received::deserialize_json(&json)
+                let r = crate::json::parse::<Received>(&json)
                     .unwrap_or_else(|e| panic!("mail-{i}.json: {e}: {json}"));
                 let raw = std::fs::read(self.out().join(format!("mail-{i}.eml")))
                     .unwrap_or_else(|e| panic!("mail-{i}.eml: {e}"));
