@@ -75,15 +75,7 @@ pub fn route(shared: &std::sync::Arc<Shared>, req: &Request) -> Response {
     match (m, path, sub) {
         ("GET", "/healthz", _) => healthz(),
         (_, "/healthz", _) => method_not_allowed("GET"),
-        ("GET", "/", _) => Response::new(
-            200,
-            "text/html; charset=utf-8",
-            page::PAGE.as_bytes().to_vec(),
-        )
-        .with_header(
-            "Content-Security-Policy",
-            &page::csp(&shared.cfg.frame_ancestors),
-        ),
+        ("GET", "/", _) => page::serve(page::PAGE_GZ, req, &page::csp(&shared.cfg.frame_ancestors)),
         (_, "/", _) => method_not_allowed("GET"),
         ("GET", "/metrics", _) => metrics::metrics(shared),
         (_, "/metrics", _) => method_not_allowed("GET"),

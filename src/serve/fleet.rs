@@ -33,12 +33,13 @@ use crate::offsite;
 use crate::offsite::fleet::{self, Cost, Fleet, STATES, Site};
 use crate::offsite::fleet_read::Reader;
 use crate::serve::guard;
-use crate::serve::page::{self, embed};
+use crate::serve::page;
 use crate::serve::prom::{self, Kind, Text};
 use crate::serve::reply::{JSON, error, jstr};
 
-/// The page, with the style and helper it shares with the Pi's page (page.rs).
-pub const PAGE: &str = embed!(include_str!("fleet.html"));
+/// The page, with the style and helper it shares with the Pi's page, gzip-compressed
+/// (build.rs, page.rs).
+pub const PAGE_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleet.html.gz"));
 
 /// The cache period: NEOPRO_FLEET_CACHE_SECS (1 to 3600), default 30.
 pub fn cache_period() -> Duration {
@@ -417,8 +418,7 @@ pub fn route(cache: &Arc<FleetCache>, token: Option<&str>, req: &Request) -> Res
         return error(403, "Origine non autorisée");
     }
     match (read, path) {
-        (true, "/") => Response::new(200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec())
-            .with_header("Content-Security-Policy", &page::csp(&[])),
+        (true, "/") => page::serve(PAGE_GZ, req, &page::csp(&[])),
         (true, "/api/fleet") => api(cache),
         (true, "/metrics") => metrics(cache),
         (true, "/healthz") => super::api::healthz(),
@@ -516,7 +516,8 @@ mod tests {
 
     #[test]
     fn the_page_is_whole_under_its_csp() {
-        assert_eq!(page::inline_only(PAGE, &page::csp(&[])), Ok(()));
+        let text = page::text(PAGE_GZ);
+        assert_eq!(page::inline_only(&text, &page::csp(&[])), Ok(()));
     }
 
     #[test]

@@ -5,78 +5,78 @@
 //! lives once, in style.css, and so do their script helpers (`el()`, sizes, dates,
 //! `ago`, the token dialog), in util.js. Each page's source holds a marker line where
 //! they go (`/* style.css */` first in its `<style>`, after its own page-width rules;
-//! `// util.js` in its `<script>`), and [`embed!`]
-//! replaces it at compile time: each page is still served as one self-contained answer
-//! under the same Content-Security-Policy, and a marker missing or doubled fails the build.
+//! `// util.js` in its `<script>`), and build.rs replaces it at build time, then
+//! gzip-compresses the page: the binary holds only the compressed bytes (about 65 KB
+//! less for both pages), sent as they are to a client that takes gzip (every browser)
+//! and inflated for one that does not. Each page is still served as one self-contained
+//! answer under the same Content-Security-Policy, and a marker missing or doubled
+//! fails the build.
 
-/// The style both pages share; each page's own rules follow it.
+use std::io::Read;
+
+use crate::http::server::{Request, Response};
+
+/// The style both pages share; each page's own rules follow it (tests: build.rs puts
+/// it in the pages).
+#[cfg(test)]
 pub const STYLE: &str = include_str!("style.css");
 /// The marker line in each page's `<style>` that [`STYLE`] replaces.
+#[cfg(test)]
 pub const STYLE_MARK: &str = "/* style.css */\n";
 /// The helpers both pages' scripts use: `el(tag, attrs, ...kids)`, `bytes`, `num`,
 /// `wallClock`, `agoSaying`, `bearer`.
+#[cfg(test)]
 pub const UTIL_JS: &str = include_str!("util.js");
 /// The marker line in each page's `<script>` that [`UTIL_JS`] replaces.
+#[cfg(test)]
 pub const UTIL_MARK: &str = "// util.js\n";
 
-pub const PAGE: &str = embed!(include_str!("page.html"));
+/// The page, gzip-compressed by build.rs.
+pub const PAGE_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/page.html.gz"));
 
-/// `src` with its one `mark` replaced by `with`, in an array of exactly the resulting
-/// length `N` (for `const` items: a missing or doubled mark is then a build error).
-pub const fn splice<const N: usize>(src: &[u8], mark: &[u8], with: &[u8]) -> [u8; N] {
-    let mut at = usize::MAX;
-    let mut i = 0;
-    while !mark.is_empty() && i + mark.len() <= src.len() {
-        let mut j = 0;
-        while j < mark.len() && src[i + j] == mark[j] {
-            j += 1;
-        }
-        if j == mark.len() {
-            if at != usize::MAX {
-                panic!("the marker is in the page twice");
-            }
-            at = i;
-        }
-        i += 1;
+/// The text of a page compressed by build.rs (empty if it could not be inflated, which
+/// the tests rule out: the bytes are the build's own).
+pub fn text(gz: &[u8]) -> String {
+    let mut s = String::new();
+    if flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut s)
+        .is_err()
+    {
+        s.clear();
     }
-    if at == usize::MAX {
-        panic!("the marker is not in the page");
-    }
-    if N + mark.len() != src.len() + with.len() {
-        panic!("wrong length for the spliced page");
-    }
-    let mut out = [0u8; N];
-    let mut k = 0;
-    while k < N {
-        out[k] = if k < at {
-            src[k]
-        } else if k < at + with.len() {
-            with[k - at]
-        } else {
-            src[k - with.len() + mark.len()]
-        };
-        k += 1;
-    }
-    out
+    s
 }
 
-/// A page's source (a `&'static str`) with [`STYLE`] and [`UTIL_JS`] put in place of
-/// their markers, as a `&'static str` computed at compile time.
-macro_rules! embed {
-    ($src:expr) => {{
-        use $crate::serve::page::{STYLE, STYLE_MARK, UTIL_JS, UTIL_MARK, splice};
-        const SRC: &[u8] = $src.as_bytes();
-        const STYLED: [u8; SRC.len() - STYLE_MARK.len() + STYLE.len()] =
-            splice(SRC, STYLE_MARK.as_bytes(), STYLE.as_bytes());
-        const DONE: [u8; STYLED.len() - UTIL_MARK.len() + UTIL_JS.len()] =
-            splice(&STYLED, UTIL_MARK.as_bytes(), UTIL_JS.as_bytes());
-        match std::str::from_utf8(&DONE) {
-            Ok(s) => s,
-            Err(_) => panic!("a page is not UTF-8"),
-        }
-    }};
+/// Whether an `Accept-Encoding` admits gzip: `gzip` (or `x-gzip`, or `*`) listed without
+/// `q=0` (RFC 9110, 12.5.3). No header: no (identity only).
+pub fn takes_gzip(accept: Option<&str>) -> bool {
+    accept.unwrap_or("").split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let zero = parts.any(|p| {
+            p.strip_prefix("q=")
+                .or_else(|| p.strip_prefix("Q="))
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|v| v == 0.0))
+        });
+        ["gzip", "x-gzip", "*"]
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(coding))
+            && !zero
+    })
 }
-pub(crate) use embed;
+
+/// `GET /` of a page (`gz`, from build.rs) under `csp`: the compressed bytes to a client
+/// that takes gzip, else the text.
+pub fn serve(gz: &'static [u8], req: &Request, csp: &str) -> Response {
+    let html = "text/html; charset=utf-8";
+    let r = if takes_gzip(req.header("Accept-Encoding")) {
+        Response::new(200, html, gz.to_vec()).with_header("Content-Encoding", "gzip")
+    } else {
+        Response::new(200, html, text(gz).into_bytes())
+    };
+    r.with_header("Vary", "Accept-Encoding")
+        .with_header("Content-Security-Policy", csp)
+}
 
 /// The page's Content-Security-Policy: nothing from elsewhere, and framed only by its
 /// own origin and the FRAME_ANCESTORS origins (docs/format.md, HTTP): another site
@@ -145,29 +145,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splice_puts_the_shared_text_in_place_of_the_one_marker() {
-        let out: [u8; 9] = splice(b"a<m>\nb", b"<m>\n", b"shared\n");
-        assert_eq!(&out, b"ashared\nb");
-        let end: [u8; 4] = splice(b"ab<m>", b"<m>", b"cd");
-        assert_eq!(&end, b"abcd");
+    fn accept_encoding_gzip_is_read_as_rfc_9110_says() {
+        for yes in [
+            "gzip",
+            "gzip, deflate, br, zstd",
+            "br;q=1.0, GZIP;q=0.5",
+            "x-gzip",
+            "*",
+            "deflate, *;q=0.1",
+            "gzip;q=0.001",
+        ] {
+            assert!(takes_gzip(Some(yes)), "{yes}");
+        }
+        for no in [
+            "",
+            "identity",
+            "br, deflate",
+            "gzip;q=0",
+            "gzip; q=0.000",
+            "gzipx",
+            "*;q=0",
+        ] {
+            assert!(!takes_gzip(Some(no)), "{no}");
+        }
+        assert!(!takes_gzip(None));
     }
 
     #[test]
-    fn splice_refuses_a_missing_or_doubled_marker_or_a_wrong_length() {
-        // At compile time these panics are build errors; here they are plain panics.
-        let missing = std::panic::catch_unwind(|| splice::<3>(b"abc", b"<m>", b""));
-        assert!(missing.is_err());
-        let twice = std::panic::catch_unwind(|| splice::<2>(b"<m>a<m>b", b"<m>", b""));
-        assert!(twice.is_err());
-        let length = std::panic::catch_unwind(|| splice::<5>(b"a<m>b", b"<m>", b"x"));
-        assert!(length.is_err());
+    fn the_compressed_pages_inflate_whole() {
+        for gz in [PAGE_GZ, crate::serve::fleet::PAGE_GZ] {
+            let page = text(gz);
+            assert!(page.starts_with("<!doctype html>"));
+            assert!(page.ends_with("</html>\n"));
+            // Compressed to well under a half.
+            assert!(gz.len() * 2 < page.len(), "{} of {}", gz.len(), page.len());
+        }
+        assert_eq!(text(b"not gzip"), "");
     }
 
     /// Both served pages: the shared style first in their one `<style>` (after only
     /// their own page-width rules), util.js in their one `<script>`, no marker left.
     #[test]
     fn both_pages_embed_the_shared_style_and_helper_once() {
-        for (name, page) in [("page", PAGE), ("fleet", crate::serve::fleet::PAGE)] {
+        for (name, gz) in [("page", PAGE_GZ), ("fleet", crate::serve::fleet::PAGE_GZ)] {
+            let page = text(gz);
+            let page = page.as_str();
             assert_eq!(page.matches(STYLE).count(), 1, "{name}");
             assert_eq!(page.matches(UTIL_JS).count(), 1, "{name}");
             assert!(
@@ -196,6 +218,9 @@ mod tests {
 
     #[test]
     fn the_page_is_whole_under_its_csp() {
+        let page = text(PAGE_GZ);
+        #[allow(non_snake_case)]
+        let PAGE = page.as_str();
         assert_eq!(inline_only(PAGE, &csp(&[])), Ok(()));
         let framed = csp(&["https://panel.example".to_string()]);
         assert_eq!(inline_only(PAGE, &framed), Ok(()));

@@ -541,3 +541,29 @@ fn answers_are_parsed_chunked_or_not() {
         "a body shorter than its Content-Length is a failure"
     );
 }
+
+/// `gzip -dc` (GNU gzip) of `bytes`.
+pub fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("gzip: {e}"));
+    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("gzip stdin"));
+    let data = bytes.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("gzip: {e}"));
+    assert!(
+        matches!(writer.join(), Ok(Ok(()))),
+        "gzip took not all of it"
+    );
+    assert!(
+        out.status.success(),
+        "gzip -dc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -2240,6 +2240,53 @@ fn downloads_answer_ranges_with_validators_and_curl_resumes() {
     assert_eq!(std::fs::read(&out).unwrap_or_default(), disk);
 }
 
+/// The page is kept compressed in the binary: a browser gets the gzip bytes
+/// (Content-Encoding, Vary), a client that takes no gzip gets the same page inflated.
+#[test]
+fn the_page_goes_gzip_to_a_browser_and_plain_to_others() {
+    let tree = Tree::new("pagegz");
+    let d = Daemon::start(&tree, &[]);
+    let plain = d.get("/");
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("Content-Encoding"), None, "{}", plain.head);
+    assert_eq!(
+        plain.header("Vary"),
+        Some("Accept-Encoding"),
+        "{}",
+        plain.head
+    );
+    let text = String::from_utf8_lossy(&plain.body).to_string();
+    assert!(text.starts_with("<!doctype html>") && text.ends_with("</html>\n"));
+    assert!(text.contains("Connecter Google Drive"), "the whole page");
+    for accept in ["gzip, deflate, br, zstd", "br;q=1, gzip;q=0.5", "*"] {
+        let gz = d.req("GET", "/", &[("Accept-Encoding", accept)], b"");
+        assert_eq!(gz.status, 200);
+        assert_eq!(
+            gz.header("Content-Encoding"),
+            Some("gzip"),
+            "{accept}: {}",
+            gz.head
+        );
+        assert_eq!(gz.header("Vary"), Some("Accept-Encoding"), "{}", gz.head);
+        assert_eq!(
+            gz.header("Content-Security-Policy"),
+            plain.header("Content-Security-Policy")
+        );
+        assert!(
+            gz.body.len() * 3 < plain.body.len(),
+            "{} of {}",
+            gz.body.len(),
+            plain.body.len()
+        );
+        assert_eq!(common::net::gunzip(&gz.body), plain.body, "{accept}");
+    }
+    for accept in ["identity", "gzip;q=0", "br"] {
+        let r = d.req("GET", "/", &[("Accept-Encoding", accept)], b"");
+        assert_eq!(r.header("Content-Encoding"), None, "{accept}");
+        assert_eq!(r.body, plain.body, "{accept}");
+    }
+}
+
 #[test]
 fn the_page_may_be_framed_only_by_itself_and_frame_ancestors() {
     let tree = Tree::new("frame");

@@ -281,6 +281,10 @@ fn worst_first_counts_metrics_and_one_read_for_every_view() {
         !page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("url("),
         "the page loads something from elsewhere"
     );
+    // To a browser, the same page gzip-compressed.
+    let gz = d.get("/", &[("Accept-Encoding", "gzip, deflate, br")]);
+    assert_eq!(gz.header("Content-Encoding"), Some("gzip"), "{}", gz.head);
+    assert_eq!(crate::common::net::gunzip(&gz.body), body);
     // Guards.
     let Answer { status: st, .. } = d.get("/api/fleet", &[("Host", "evil.example")]);
     assert_eq!(st, 403);
