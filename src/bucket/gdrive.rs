@@ -42,7 +42,7 @@ use crate::http::percent::percent_encode;
 use crate::json::{self, Scalar, Seg};
 use crate::units::Sha256;
 
-use super::google_oauth::{self, Ids, TokenFile};
+use super::google_oauth::{self, Ids, MAX_IDS, TokenFile};
 use super::{
     Bucket, Error, Fresh, MAX_ANSWER, Object, ObjectBody, ObjectHead, ObjectWriter, Page, Ranged,
 };
@@ -62,8 +62,6 @@ const MAX_JSON: usize = 4 * 1024 * 1024;
 const MAX_PAGES: u32 = 10_000;
 const MAX_ENTRIES: usize = 200_000;
 const MAX_DEPTH: usize = 32;
-/// IDs kept in the token file (past it, the files' are dropped, then all).
-const MAX_IDS: usize = 10_000;
 const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
 const LIST_FIELDS: &str =
     "nextPageToken,files(id,name,size,mimeType,md5Checksum,modifiedTime,createdTime)";

@@ -136,6 +136,52 @@ fn error_reasons_decide_retries_and_words() {
     assert_eq!(e.msg, "GET gdrive://a: HTTP 418");
 }
 
+/// Answers read by json::walk: the fields the product uses, in any order, unknown ones
+/// skipped; what is not JSON (what made nanoserde panic or loop) an error.
+#[test]
+fn answers_are_read_field_by_field_and_bad_ones_refused() {
+    let page = reply(
+        200,
+        r#"{"kind":"drive#fileList","files":[{"id":"A","name":"a.tar.gz","size":"12","md5Checksum":"ab","x":{"y":[1]}},
+            {"mimeType":"application/vnd.google-apps.folder","name":"d","id":"D","createdTime":"t"}, 5],
+            "nextPageToken":"N"}"#,
+    );
+    let (files, next) = ok(parse_list("list", &page));
+    assert_eq!(next.as_deref(), Some("N"));
+    assert_eq!(files.len(), 2);
+    let m = to_meta("", &files[0]);
+    assert_eq!(
+        (m.id.as_str(), m.size, m.etag()),
+        ("A", 12, "\"ab\"".to_string())
+    );
+    assert_eq!(files[1].mime_type.as_deref(), Some(FOLDER_MIME));
+    assert_eq!(files[1].created.as_deref(), Some("t"));
+    let f = ok(parse_file(
+        "meta",
+        &reply(200, r#"{"trashed":true,"id":"Z","size":7}"#),
+    ));
+    assert_eq!((f.trashed, f.size.as_deref()), (Some(true), Some("7")));
+    assert_eq!(
+        reason(&drive_error(403, "rateLimitExceeded")),
+        ("rateLimitExceeded".into(), "m rateLimitExceeded".into())
+    );
+    for bad in [
+        r#"{"files":[{"id":"A","x": ]}]}"#,
+        r#"{"files":[{"id":"A"},"#,
+        r#"{"files": :}"#,
+        "\u{fe}\u{ff}",
+    ] {
+        let e = parse_list("listing gdrive://x", &reply(200, bad)).err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.msg.contains("not Drive's JSON")),
+            "{bad}: {e:?}"
+        );
+        assert!(parse_file("meta", &reply(200, bad)).is_err());
+        assert_eq!(reason(&reply(403, bad)), (String::new(), String::new()));
+    }
+}
+
 // --- Against the fake Google ---
 
 /// The fake server, stopped (killed, by its handle) when dropped.

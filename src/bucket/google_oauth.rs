@@ -31,6 +31,8 @@ pub const TOKEN_FILE_VERSION: u32 = 1;
 const MAX_OAUTH_ANSWER: usize = 64 * 1024;
 /// Largest token file read (ids of a few thousand folders and files).
 const MAX_TOKEN_FILE: u64 = 4 * 1024 * 1024;
+/// IDs kept in the token file (past it, gdrive.rs drops the files', then all).
+pub const MAX_IDS: usize = 10_000;
 /// Bounds of the numbers Google gives (seconds): a day, an hour between polls.
 const MAX_EXPIRES_IN: u64 = 24 * 3600;
 const MAX_INTERVAL: u64 = 3600;
@@ -433,7 +435,7 @@ pub fn read_token(dir: &Path) -> io::Result<Option<TokenFile>> {
     }
     // Its text is never shown (the refresh token): json's errors say only where.
     let (mut version, mut client_id, mut refresh) = (None, None, String::new());
-    let (mut scope, mut connected, mut ids) = (String::new(), String::new(), Vec::new());
+    let (mut scope, mut connected, mut ids) = (String::new(), String::new(), Ids::default());
     json::walk(&text, &mut |p, v| match (p, v) {
         ([Seg::Key(k)], Scalar::Num(n)) if k == "version" => version = n.parse::<u32>().ok(),
         ([Seg::Key(k)], Scalar::Str(s)) => match k.as_str() {
@@ -443,8 +445,10 @@ pub fn read_token(dir: &Path) -> io::Result<Option<TokenFile>> {
             "connected" => connected = s,
             _ => {}
         },
-        ([Seg::Key(k), Seg::Key(path)], Scalar::Str(id)) if k == "ids" => {
-            ids.push((path.clone(), id))
+        // Sorted as they come; of one path twice, the last (as a JSON reader keeps). The
+        // IDs are a cache: past MAX_IDS (which a write never passes), dropped.
+        ([Seg::Key(k), Seg::Key(path)], Scalar::Str(id)) if k == "ids" && ids.len() < MAX_IDS => {
+            ids.insert(path.clone(), id);
         }
         _ => {}
     })
@@ -464,17 +468,13 @@ pub fn read_token(dir: &Path) -> io::Result<Option<TokenFile>> {
     if refresh.is_empty() {
         return Err(damaged(&path, "no refresh token"));
     }
-    // Sorted, one ID a path (the last, as a JSON object's reader keeps).
-    ids.reverse();
-    ids.sort_by(|a, b| a.0.cmp(&b.0));
-    ids.dedup_by(|a, b| a.0 == b.0);
     Ok(Some(TokenFile {
         version,
         client_id,
         refresh_token: Secret::new(refresh),
         scope,
         connected,
-        ids: Ids(ids),
+        ids,
     }))
 }
 
@@ -585,6 +585,21 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no token"));
         assert_eq!(t.ids.get("a/").map(String::as_str), Some("F"));
+        // IDs out of order, one path twice: sorted, the last kept (what a JSON object
+        // reader keeps), and written back sorted.
+        std::fs::write(
+            d.join(GDRIVE_TOKEN_FILE),
+            r#"{"version":1,"client_id":"c","refresh_token":"1//r","ids":{"b/":"B","a/":"A1","c":7,"a/":"A2"}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let t = read_token(&d)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no token"));
+        assert_eq!(t.ids.get("a/").map(String::as_str), Some("A2"));
+        assert_eq!((t.ids.len(), t.ids.contains_key("c")), (2, false));
+        write_token(&d, &t).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(d.join(GDRIVE_TOKEN_FILE)).unwrap_or_default();
+        assert!(text.ends_with(r#""ids":{"a/":"A2","b/":"B"}}"#), "{text}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -605,6 +620,16 @@ mod tests {
                 "no refresh token",
             ),
             ("", "not its JSON"),
+            // What made nanoserde panic or loop (json.rs): an error like any other.
+            (
+                r#"{"version":1,"client_id":"c","refresh_token":"1//zz","x": ]}"#,
+                "not its JSON",
+            ),
+            (
+                r#"{"version":1,"client_id":"c","refresh_token":"1//zz","ids":{"a/":["#,
+                "not its JSON",
+            ),
+            (r#"{"client_id":"c","refresh_token":"1//zz"}"#, "no version"),
         ] {
             std::fs::write(d.join(GDRIVE_TOKEN_FILE), bad).unwrap_or_else(|e| panic!("{e}"));
             let e = read_token(&d).map(|_| ()).unwrap_err();
