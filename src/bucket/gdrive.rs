@@ -333,11 +333,14 @@ fn backoff_base() -> Duration {
         })
 }
 
-/// The `tries`-th pause: base × 2^(tries-1), plus up to one base of jitter.
+/// The `tries`-th pause: base × 2^(tries-1), plus up to one base of jitter (from std's
+/// randomly keyed hasher: a jitter needs no secret randomness).
 fn pause(base: Duration, tries: u32) {
-    let mut b = [0u8; 2];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    let jitter = base.mul_f64(f64::from(u16::from_le_bytes(b)) / 65536.0);
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let jitter = base.saturating_mul((r % 1024) as u32) / 1024;
     let exp = base.saturating_mul(1 << tries.saturating_sub(1).min(10));
     std::thread::sleep(exp.saturating_add(jitter));
 }
