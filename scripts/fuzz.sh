@@ -12,7 +12,7 @@
 #
 # Targets: http_head (src/http/head.rs), http_response (src/http/response.rs),
 # config_file (src/config/), archive_reader
-# (src/backup/archive.rs). Seeds: fuzz/corpus/<target>/ (committed, read only here),
+# (src/backup/archive.rs), json (src/json.rs and nanoserde behind it). Seeds: fuzz/corpus/<target>/ (committed, read only here),
 # with the tokens of fuzz/dict/<target>.dict;
 # what libFuzzer finds goes to fuzz/target/corpus/<target>/ (not committed) and is
 # replayed by the next run. A crash leaves its input in fuzz/artifacts/<target>/:
@@ -32,7 +32,7 @@ ROOT=$XTOOLS/cargo-fuzz
 FUZZ=$ROOT/bin/cargo-fuzz
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 SEED=${FUZZ_SEED:-1}
-TARGETS=(http_head http_response config_file archive_reader)
+TARGETS=(http_head http_response config_file archive_reader json)
 
 if [ "$("$FUZZ" --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
     printf 'fuzz: installing cargo-fuzz %s into %s\n' "$CARGO_FUZZ_VERSION" "$ROOT" >&2

@@ -548,10 +548,17 @@ pub fn new_start(cfg: &Config, log: &Log) -> Result<(), String> {
     Ok(())
 }
 
-/// Why every offsite write is held, if it is (from the state), for the page and the API.
+/// Why the offsite copies are held, if they are (from the states), for the page and the
+/// API: the bucket's hold, else Google Drive's.
 pub fn held(cfg: &Config) -> Option<String> {
-    cfg.offsite.as_ref()?;
-    read_state(&cfg.backup_dir).held
+    let s3 = cfg
+        .offsite
+        .as_ref()
+        .and_then(|_| read_state(&cfg.backup_dir).held);
+    s3.or_else(|| {
+        cfg.gdrive.as_ref()?;
+        super::read_state_file(&cfg.backup_dir, store::GDRIVE_STATE_FILE).held
+    })
 }
 
 #[cfg(test)]

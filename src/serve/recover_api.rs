@@ -78,10 +78,18 @@ fn no_offsite() -> Response {
             "{{\"error\":{},\"offsite\":false}}",
             jstr(
                 "Aucune copie distante configurée sur ce boîtier (S3_ENDPOINT, S3_BUCKET, \
-                 S3_ACCESS_KEY et S3_SECRET_KEY dans /etc/neopro/backup.conf)"
+                 S3_ACCESS_KEY et S3_SECRET_KEY, ou GDRIVE_CLIENT_ID et GDRIVE_CLIENT_SECRET, \
+                 dans /etc/neopro/backup.conf)"
             )
         ),
     )
+}
+
+/// Where the page's recovery reads, as `recover` without `--from`: the S3 bucket when it
+/// is set, else Google Drive; `None` when neither is.
+fn source(shared: &Shared) -> Option<(recover::Source, Box<dyn crate::bucket::Bucket>)> {
+    let src = recover::Source::pick(&shared.cfg, None).ok()?;
+    Some((src, offsite::store(&shared.cfg, src)?))
 }
 
 #[derive(SerJson)]
@@ -107,16 +115,18 @@ struct ListJson {
 /// `GET /api/offsite/backups`: `{"site","location","backups":[{"name","sizeBytes",
 /// "date","encrypted"}]}`, newest first.
 fn list(shared: &Shared) -> Response {
-    let Some(o) = &shared.cfg.offsite else {
+    let Some((src, b)) = source(shared) else {
         return no_offsite();
     };
-    let b = offsite::bucket(o);
+    let Some(place) = src.place(&shared.cfg) else {
+        return no_offsite();
+    };
     let site = shared.cfg.site_id.clone();
-    match recover::list(&b, &offsite::Place::s3(o), &site) {
+    match recover::list(&*b, &place, &site) {
         Ok(l) => json(
             200,
             ListJson {
-                location: crate::bucket::Bucket::describe(&b, &offsite::site_prefix(o, &site)),
+                location: b.describe(&place.site_prefix(&site)),
                 site,
                 backups: l
                     .iter()
@@ -131,6 +141,9 @@ fn list(shared: &Shared) -> Response {
             }
             .serialize_json(),
         ),
+        Err(e) if src == recover::Source::Gdrive => {
+            failed(502, "Lecture de Google Drive impossible", &e.msg)
+        }
         Err(e) => failed(502, "Lecture du bucket impossible", &e.msg),
     }
 }
@@ -143,7 +156,7 @@ struct NewStartRequest {
 /// `POST /api/offsite/new-start` `{"confirm":true}` (required: it changes where the
 /// copies go): `recover --new-start` on the page.
 fn new_start(shared: &Shared, body: &[u8]) -> Response {
-    if shared.cfg.offsite.is_none() {
+    if shared.cfg.offsite.is_none() && shared.cfg.gdrive.is_none() {
         return no_offsite();
     }
     let confirmed = std::str::from_utf8(body)
@@ -209,7 +222,7 @@ fn post(shared: &Arc<Shared>, name: &str, body: &[u8]) -> Response {
             ),
         );
     }
-    if shared.cfg.offsite.is_none() {
+    if source(shared).is_none() {
         return no_offsite();
     }
     if let Some(j) = job_slot().as_ref().filter(|j| j.running()) {
@@ -248,6 +261,7 @@ impl Drop for Clear<'_> {
 
 fn request<'a>(
     shared: &'a Shared,
+    from: recover::Source,
     name: &str,
     videos: bool,
     progress: &'a Progress,
@@ -262,8 +276,8 @@ fn request<'a>(
         cancel: &shared.cancel,
         progress,
         wait: LockWait::Try,
-        // The page's recovery reads the S3 bucket (docs/format.md, Recovery over the API).
-        from: recover::Source::S3,
+        // S3 when set, else Drive (docs/format.md, Recovery over the API).
+        from,
     }
 }
 
@@ -277,13 +291,12 @@ fn dry_run(shared: &Arc<Shared>, name: &str, videos: bool) -> Response {
         );
     }
     let _clear = Clear(&DRY_RUNNING);
-    let Some(o) = &shared.cfg.offsite else {
+    let Some((src, b)) = source(shared) else {
         return no_offsite();
     };
     let progress = Progress::default();
-    let req = request(shared, name, videos, &progress);
-    let b = offsite::bucket(o);
-    let out = shared.worker("recover-dry", false, || match recover::dry_run(&b, &req) {
+    let req = request(shared, src, name, videos, &progress);
+    let out = shared.worker("recover-dry", false, || match recover::dry_run(&*b, &req) {
         Ok(d) => json(200, dry_body(&req, &d)),
         Err(f) => {
             let (status, body) = failure_body(&f);
@@ -583,14 +596,13 @@ fn start(shared: &Arc<Shared>, name: &str, videos: bool) -> Response {
         .spawn(move || {
             let mut g = guard;
             let (shared, job) = (Arc::clone(&g.shared), Arc::clone(&g.job));
-            let Some(o) = &shared.cfg.offsite else {
+            let Some((src, b)) = source(&shared) else {
                 return;
             };
             let log = Log::new(&shared.cfg.backup_dir, &shared.tz);
             log.info(&format!("recover: {} asked over the API", job.name));
-            let b = offsite::bucket(o);
-            let req = request(&shared, &job.name, videos_too, &job.progress);
-            let (ok, body) = match recover::run(&b, &req) {
+            let req = request(&shared, src, &job.name, videos_too, &job.progress);
+            let (ok, body) = match recover::run(&*b, &req) {
                 Ok(out) => outcome_body(&out),
                 Err(f) => (false, failure_body(&f).1),
             };

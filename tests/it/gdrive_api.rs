@@ -378,3 +378,105 @@ fn google_unreachable_is_a_502_that_says_so() {
         "removed although the revoke failed"
     );
 }
+
+/// Polls the page's recovery job until it is no longer running; returns its report.
+fn wait_recovery(d: &Daemon, limit: u64) -> Json {
+    let mut last = None;
+    wait_for("the recovery to end", limit, || {
+        let a = get(d, "/api/offsite/recover");
+        assert_eq!(a.status, 200, "{a}");
+        let j = a.json();
+        let running = j.get("state").str() == "running";
+        last = Some(j);
+        !running
+    });
+    last.unwrap_or_else(|| panic!("no report"))
+}
+
+/// Connects `d` over the API, approved at once on the fake.
+fn connect(d: &Daemon, fake: &Fake) {
+    let code = login(d);
+    fake.control("/_test/approve", &format!("{{\"user_code\":\"{code}\"}}"));
+    let s = wait_login_end(d, 30);
+    assert_eq!(s.get("login").get("state").str(), "connected", "{s:?}");
+}
+
+/// A club with Google Drive alone whose SD card died: on the new card, connected from
+/// the page, the page's recovery lists the site's copies on Drive, holds the new card's
+/// copies (it has no part in that history) and gets the newest back, byte-exact.
+#[test]
+fn a_drive_only_club_gets_its_card_back_from_the_page() {
+    let fake = Fake::start();
+    let env = fake.env();
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let old = Tree::new("gdrive-api-old-card");
+    {
+        let d = daemon(&old, &env);
+        connect(&d, &fake);
+    }
+    old.run_env(&refs, &["run"])
+        .expect_code(0, "run on the old card");
+    let name = archives(&old.backups)
+        .pop()
+        .unwrap_or_else(|| panic!("no archive"));
+
+    // The new card: nothing of its own; Drive connected from the page.
+    let blank = blank_card("gdrive-api-new-card");
+    let d = daemon(&blank, &env);
+    connect(&d, &fake);
+    let list = get(&d, "/api/offsite/backups");
+    assert_eq!(list.status, 200, "{list}");
+    let j = list.json();
+    assert_eq!(j.get("site").str(), "club-drive");
+    assert_eq!(
+        j.get("location").str(),
+        "gdrive://neopro-test/club-drive/",
+        "{list}"
+    );
+    let listed: Vec<&str> = j
+        .get("backups")
+        .arr()
+        .iter()
+        .map(|b| b.get("name").str())
+        .collect();
+    assert_eq!(listed, [name.as_str()], "{list}");
+
+    // Its first backup is kept here, and held from Drive: the page says so.
+    blank
+        .run_env(&refs, &["run"])
+        .expect_code(0, "run on the new card");
+    let held = get(&d, "/api/offsite/backups").json();
+    assert!(held.get("held").str().contains("Google Drive"), "{held:?}");
+
+    // The dry run changes nothing; the recovery brings the files back.
+    let dry = post(
+        &d,
+        &format!("/api/offsite/recover/{name}"),
+        r#"{"dryRun":true,"videos":false}"#,
+    );
+    assert_eq!(dry.status, 200, "{dry}");
+    assert!(!blank.neopro.join("webapp/configuration.json").exists());
+    let started = post(
+        &d,
+        &format!("/api/offsite/recover/{name}"),
+        r#"{"dryRun":false,"videos":false}"#,
+    );
+    assert_eq!(started.status, 202, "{started}");
+    let r = wait_recovery(&d, 60);
+    assert_eq!(r.get("state").str(), "done", "{r:?}");
+    assert_eq!(
+        std::fs::read(blank.archive_path(&name)).ok(),
+        std::fs::read(old.archive_path(&name)).ok(),
+        "the archive fetched from Drive"
+    );
+    for f in ["webapp/configuration.json", "sync-agent/.env"] {
+        assert_eq!(
+            std::fs::read(blank.neopro.join(f)).ok(),
+            std::fs::read(old.neopro.join(f)).ok(),
+            "{f}"
+        );
+    }
+    // Recovered: the hold is lifted.
+    let after = get(&d, "/api/offsite/backups").json();
+    assert!(after.get("held").is_null(), "{after:?}");
+}
