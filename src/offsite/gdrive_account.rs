@@ -215,9 +215,31 @@ pub fn account(cfg: &Config, g: &GdriveSettings) -> Account {
     a
 }
 
+/// Why a logout failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogoutError {
+    /// Google refused or could not be asked to revoke: nothing was removed.
+    Revoke(String),
+    /// The token file could not be removed.
+    Remove(String),
+}
+
+impl std::fmt::Display for LogoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogoutError::Revoke(e) | LogoutError::Remove(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Forgets the token on this Pi; with `revoke`, first revokes the grant at Google (which
 /// disconnects every Pi using the same Google account and client). What was done.
-pub fn logout(cfg: &Config, g: &GdriveSettings, revoke: bool, log: &Log) -> Result<String, String> {
+pub fn logout(
+    cfg: &Config,
+    g: &GdriveSettings,
+    revoke: bool,
+    log: &Log,
+) -> Result<String, LogoutError> {
     let dir = &cfg.backup_dir;
     let token = match google_oauth::read_token(dir) {
         Ok(t) => t,
@@ -234,7 +256,10 @@ pub fn logout(cfg: &Config, g: &GdriveSettings, revoke: bool, log: &Log) -> Resu
         match &token {
             Some(t) => {
                 google_oauth::revoke(&g.oauth, &t.refresh_token).map_err(|e| {
-                    format!("revoking at Google failed ({}): nothing was removed", e.msg)
+                    LogoutError::Revoke(format!(
+                        "revoking at Google failed ({}): nothing was removed",
+                        e.msg
+                    ))
                 })?;
                 done.push(
                     "the grant is revoked at Google: every Pi connected with the same Google \
@@ -249,7 +274,11 @@ pub fn logout(cfg: &Config, g: &GdriveSettings, revoke: bool, log: &Log) -> Resu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             done.push("this Pi was not connected")
         }
-        Err(e) => return Err(format!("cannot remove {GDRIVE_TOKEN_FILE}: {e}")),
+        Err(e) => {
+            return Err(LogoutError::Remove(format!(
+                "cannot remove {GDRIVE_TOKEN_FILE}: {e}"
+            )));
+        }
     }
     let _ = crate::fsutil::fsync_dir(dir);
     log.info(&format!("gdrive: logout ({})", done.join("; ")));

@@ -24,7 +24,8 @@ use nanoserde::{DeJson, SerJson};
 use crate::clock;
 use crate::config::GdriveSettings;
 use crate::http::server::Response;
-use crate::offsite::{self, gdrive, gdrive_account, gdrive_account::LoginEnd};
+use crate::offsite::gdrive_account::{LoginEnd, LogoutError};
+use crate::offsite::{self, gdrive, gdrive_account};
 use crate::serve::reply::{error, failed, json, jstr, method_not_allowed, with_members};
 use crate::serve::state::Shared;
 use crate::status::Log;
@@ -381,12 +382,12 @@ fn logout(shared: &Shared, body: &[u8]) -> Response {
             )
         }
         // gdrive_account::logout revokes first and removes nothing when that fails.
-        Err(e) if e.starts_with("revoking at Google failed") => failed(
+        Err(LogoutError::Revoke(e)) => failed(
             502,
             "Révocation impossible chez Google : rien n'a été retiré",
             &e,
         ),
-        Err(e) => failed(500, "Déconnexion impossible", &e),
+        Err(LogoutError::Remove(e)) => failed(500, "Déconnexion impossible", &e),
     }
 }
 

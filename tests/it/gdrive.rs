@@ -144,8 +144,11 @@ fn login_then_each_run_sends_its_archive_byte_exact_and_the_status_in_place() {
     let (t, env) = drive_pi(&fake, "gdrive-main");
     let o = login(&t, &env, &fake, true);
     o.expect_code(0, "gdrive login");
+    // The link Google gives (the fake's, as Google's), on a line of its own.
     assert!(
-        o.stdout.contains("/device") || o.stdout.contains("http"),
+        o.stdout
+            .lines()
+            .any(|l| l.trim() == "https://www.google.com/device"),
         "{o}"
     );
     assert!(o.stdout.contains("valid for"), "{o}");
