@@ -111,15 +111,11 @@ impl DFile {
     }
 }
 
-/// The text of an answer, or an error saying it is not Drive's JSON.
-fn answer<'r>(what: &str, r: &'r Reply) -> Result<&'r str, Error> {
-    std::str::from_utf8(&r.body)
-        .map_err(|_| Error::local(format!("{what}: an answer that is not Drive's JSON")))
-}
-
-/// Walks an answer's JSON; an error when it is not JSON.
+/// Walks an answer's JSON; an error when it is not UTF-8 JSON.
 fn walk(what: &str, r: &Reply, each: &mut dyn FnMut(&[Seg], Scalar<'_>)) -> Result<(), Error> {
-    json::walk(answer(what, r)?, each)
+    std::str::from_utf8(&r.body)
+        .map_err(|e| e.to_string())
+        .and_then(|text| json::walk(text, each))
         .map_err(|e| Error::local(format!("{what}: an answer that is not Drive's JSON ({e})")))
 }
 

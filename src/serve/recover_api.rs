@@ -222,7 +222,7 @@ fn post(shared: &Arc<Shared>, name: &str, body: &[u8]) -> Response {
             ),
         );
     }
-    if source(shared).is_none() {
+    if recover::Source::pick(&shared.cfg, None).is_err() {
         return no_offsite();
     }
     if let Some(j) = job_slot().as_ref().filter(|j| j.running()) {

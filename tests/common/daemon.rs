@@ -142,6 +142,22 @@ impl Daemon {
         parse_json(&a.text()).unwrap_or_else(|e| panic!("{e}: {a}"))
     }
 
+    /// Polls `GET /api/offsite/recover` (bearer `token`) until recovery job `id` is no
+    /// longer running (`limit` seconds); returns its report.
+    pub fn wait_recovery(&self, token: &str, id: u64, limit: u64) -> Json {
+        let mut last = None;
+        super::wait_for("the recovery job to end", limit, || {
+            let a = self.get_with_token("/api/offsite/recover", token);
+            assert_eq!(a.status, 200, "{a}");
+            let j = a.json();
+            assert_eq!(j.get("job").u64(), id, "another job reported: {a}");
+            let running = j.get("state").str() == "running";
+            last = Some(j);
+            !running
+        });
+        last.unwrap_or_else(|| panic!("no report"))
+    }
+
     /// The value of a metric of /metrics.
     pub fn metric(&self, name: &str) -> f64 {
         let a = self.get("/metrics");

@@ -379,20 +379,6 @@ fn google_unreachable_is_a_502_that_says_so() {
     );
 }
 
-/// Polls the page's recovery job until it is no longer running; returns its report.
-fn wait_recovery(d: &Daemon, limit: u64) -> Json {
-    let mut last = None;
-    wait_for("the recovery to end", limit, || {
-        let a = get(d, "/api/offsite/recover");
-        assert_eq!(a.status, 200, "{a}");
-        let j = a.json();
-        let running = j.get("state").str() == "running";
-        last = Some(j);
-        !running
-    });
-    last.unwrap_or_else(|| panic!("no report"))
-}
-
 /// Connects `d` over the API, approved at once on the fake.
 fn connect(d: &Daemon, fake: &Fake) {
     let code = login(d);
@@ -462,7 +448,7 @@ fn a_drive_only_club_gets_its_card_back_from_the_page() {
         r#"{"dryRun":false,"videos":false}"#,
     );
     assert_eq!(started.status, 202, "{started}");
-    let r = wait_recovery(&d, 60);
+    let r = d.wait_recovery(TOKEN, started.json().get("job").u64(), 60);
     assert_eq!(r.get("state").str(), "done", "{r:?}");
     assert_eq!(
         std::fs::read(blank.archive_path(&name)).ok(),

@@ -58,21 +58,6 @@ fn recover_path(name: &str) -> String {
     format!("/api/offsite/recover/{name}")
 }
 
-/// Polls the job report until it is no longer running (`limit` seconds); returns it.
-fn wait_job(d: &Daemon, id: u64, limit: u64) -> Json {
-    let mut last = None;
-    wait_for("the recovery job to end", limit, || {
-        let a = get(d, "/api/offsite/recover");
-        assert_eq!(a.status, 200, "{a}");
-        let j = a.json();
-        assert_eq!(j.get("job").u64(), id, "another job reported: {a}");
-        let running = j.get("state").str() == "running";
-        last = Some(j);
-        !running
-    });
-    last.unwrap_or_else(|| panic!("no report"))
-}
-
 fn names(list: &Json) -> Vec<String> {
     list.get("backups")
         .arr()
@@ -214,7 +199,7 @@ fn a_blank_pi_lists_dry_runs_and_recovers_its_site_over_the_api() {
     let started = post(&d, &recover_path(&second), r#"{"dryRun":false}"#);
     assert_eq!(started.status, 202, "{started}");
     let id = started.json().get("job").u64();
-    let r = wait_job(&d, id, 120);
+    let r = d.wait_recovery(TOKEN, id, 120);
     assert_eq!(r.get("state").str(), "done", "{r:?}");
     assert_eq!(r.get("archive").str(), second);
     let p = r.get("progress");
@@ -285,7 +270,7 @@ fn a_blank_pi_lists_dry_runs_and_recovers_its_site_over_the_api() {
     let gone = name_at(now_unix() - 30 * 86_400);
     let a = post(&d, &recover_path(&gone), r#"{"dryRun":false}"#);
     assert_eq!(a.status, 202, "{a}");
-    let r = wait_job(&d, a.json().get("job").u64(), 60);
+    let r = d.wait_recovery(TOKEN, a.json().get("job").u64(), 60);
     assert_eq!(r.get("state").str(), "failed", "{r:?}");
     assert!(
         r.get("result")
@@ -338,7 +323,7 @@ fn a_second_recovery_is_refused_while_one_runs_and_the_report_shows_progress() {
     let h = d.get("/healthz");
     assert_eq!(h.status, 200);
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    let r = wait_job(&d, id, 120);
+    let r = d.wait_recovery(TOKEN, id, 120);
     assert_eq!(r.get("state").str(), "done", "{r:?}");
     assert!(
         fs::read(&big).ok() == fs::read(pi.videos().join("Match/full match.mp4")).ok(),
@@ -347,7 +332,7 @@ fn a_second_recovery_is_refused_while_one_runs_and_the_report_shows_progress() {
     // Once it ended, a new one may start (and finds everything in place).
     let next = post(&d, &recover_path(&name), r#"{"dryRun":false}"#);
     assert_eq!(next.status, 202, "{next}");
-    let r = wait_job(&d, next.json().get("job").u64(), 120);
+    let r = d.wait_recovery(TOKEN, next.json().get("job").u64(), 120);
     assert_eq!(r.get("state").str(), "done", "{r:?}");
     assert!(!r.get("result").get("downloaded").bool(), "{r:?}");
 }
