@@ -64,7 +64,9 @@ async function pi(config) {
 /** Clicks « Connecter Google Drive »; the code the page then shows. */
 async function connect(page) {
   await page.getByRole("button", { name: "Connecter Google Drive" }).click();
-  await page.waitForFunction(() => /^\S{4,}/.test(document.querySelector("#gd-code").textContent));
+  // The waiting box shown, not only a code: after a refused login the last code is still
+  // in the (hidden) box until the new one is drawn.
+  await page.waitForFunction(() => !document.querySelector("#gd-wait").hidden && /^\S{4,}/.test(document.querySelector("#gd-code").textContent));
   return (await page.textContent("#gd-code")).trim();
 }
 
